@@ -1,0 +1,443 @@
+//! Validators and conditional requests (RFC 9110 §8.8.3, §13.1; RFC 9111
+//! §4.3).
+//!
+//! Two directions: answering a client's conditional GET from the cache with
+//! 304 (saving the body transfer at the edge), and revalidating a stored
+//! response with the origin, then folding the origin's 304 into the entry.
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+
+use crate::cache::control::trim_ows;
+use crate::cache::freshness::http_date;
+
+/// An entity-tag split into weakness and opaque-tag body (RFC 9110 §8.8.3).
+/// `W/` is case-sensitive; etagc excludes DQUOTE, whitespace and controls.
+fn parse_etag(s: &str) -> Option<(bool, &str)> {
+    let s = s.trim_matches([' ', '\t']);
+    let (weak, rest) = match s.strip_prefix("W/") {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let opaque = rest.strip_prefix('"')?.strip_suffix('"')?;
+    // RFC 9110 §8.8.3: etagc = %x21 / %x23-7E / obs-text
+    let etagc = |b: u8| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80;
+    opaque.bytes().all(etagc).then_some((weak, opaque))
+}
+
+/// RFC 9110 §8.8.3.2 strong comparison: both strong, same opaque tag.
+pub fn strong_etag_eq(a: &str, b: &str) -> bool {
+    matches!((parse_etag(a), parse_etag(b)), (Some((false, x)), Some((false, y))) if x == y)
+}
+
+/// RFC 9110 §8.8.3.2 weak comparison: same opaque tag, weakness ignored.
+pub fn weak_etag_eq(a: &str, b: &str) -> bool {
+    matches!((parse_etag(a), parse_etag(b)), (Some((_, x)), Some((_, y))) if x == y)
+}
+
+/// Members of an entity-tag list. Commas are legal inside an opaque tag, so
+/// the split respects quotes instead of cutting at every comma.
+fn etag_list(s: &str) -> impl Iterator<Item = &str> {
+    let mut in_quotes = false;
+    s.split(move |c| {
+        if c == '"' {
+            in_quotes = !in_quotes;
+        }
+        c == ',' && !in_quotes
+    })
+    .map(|m| m.trim_matches([' ', '\t']))
+    .filter(|m| !m.is_empty())
+}
+
+/// Should the stored response answer this request with 304 Not Modified?
+pub fn not_modified(
+    method: &Method,
+    request_headers: &HeaderMap,
+    stored_headers: &HeaderMap,
+) -> bool {
+    // RFC 9110 §13.1.2, §13.1.3: a failed precondition means 304 only for
+    // GET and HEAD (other methods get 412, not a cache answer).
+    if method != Method::GET && method != Method::HEAD {
+        return false;
+    }
+    // RFC 9110 §13.1.3, §13.2.2: If-Modified-Since is ignored whenever
+    // If-None-Match is present, even if unparsable.
+    if request_headers.contains_key(header::IF_NONE_MATCH) {
+        return none_match_hit(request_headers, stored_headers);
+    }
+    modified_since_hit(request_headers, stored_headers)
+}
+
+/// RFC 9110 §13.1.2 / RFC 9111 §4.3.2: any listed tag weakly matching the
+/// stored ETag, or `*` (a stored representation exists), makes it 304.
+fn none_match_hit(request_headers: &HeaderMap, stored_headers: &HeaderMap) -> bool {
+    let stored = stored_headers
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok());
+    request_headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(etag_list)
+        .any(|tag| tag == "*" || stored.is_some_and(|s| weak_etag_eq(tag, s)))
+}
+
+/// RFC 9110 §13.1.3 / RFC 9111 §4.3.2: 304 when the stored Last-Modified
+/// (or, lacking a valid one, its Date) is not after the client's date.
+/// Several lines or an invalid date → the field is ignored.
+fn modified_since_hit(request_headers: &HeaderMap, stored_headers: &HeaderMap) -> bool {
+    let mut lines = request_headers.get_all(header::IF_MODIFIED_SINCE).iter();
+    let (Some(line), None) = (lines.next(), lines.next()) else {
+        return false;
+    };
+    let Some(since) = http_date(line) else {
+        return false;
+    };
+    let stored = stored_headers
+        .get(header::LAST_MODIFIED)
+        .and_then(http_date)
+        .or_else(|| stored_headers.get(header::DATE).and_then(http_date));
+    stored.is_some_and(|last_modified| last_modified <= since)
+}
+
+/// RFC 9111 §4.3.1: preconditions for revalidating a stored response — its
+/// ETag in If-None-Match, its Last-Modified in If-Modified-Since. Invalid
+/// validators are not sent: the origin could not match them either.
+pub fn validators(stored_headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    if let Some(etag) = stored_headers.get(header::ETAG)
+        && etag.to_str().ok().and_then(parse_etag).is_some()
+    {
+        out.push((header::IF_NONE_MATCH, etag.clone()));
+    }
+    if let Some(lm) = stored_headers.get(header::LAST_MODIFIED)
+        && http_date(lm).is_some()
+    {
+        out.push((header::IF_MODIFIED_SINCE, lm.clone()));
+    }
+    out
+}
+
+/// Fields a 304 must not copy into the stored response: framing that
+/// describes the 304 message itself (RFC 9111 §3.2 excludes Content-Length;
+/// Content-Range likewise describes a message, not the stored body), and
+/// hop-by-hop / proxy-specific fields that are never stored (§3.1, RFC 9110
+/// §7.6.1).
+const NOT_UPDATED: &[&str] = &[
+    "connection",
+    "content-length",
+    "content-range",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authentication-info",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// RFC 9111 §4.3.4, §3.2: the stored headers updated by a 304 — each field
+/// of the 304 replaces every stored line of that name, except the fields
+/// above and any the 304's Connection header lists (RFC 9110 §7.6.1).
+pub fn merge_304(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
+    let listed = connection_listed(not_modified);
+    let mut merged = stored.clone();
+    for name in not_modified.keys() {
+        if NOT_UPDATED.contains(&name.as_str()) || listed.contains(name) {
+            continue;
+        }
+        merged.remove(name);
+        for value in not_modified.get_all(name) {
+            merged.append(name.clone(), value.clone());
+        }
+    }
+    merged
+}
+
+/// Field names listed in Connection (RFC 9110 §7.6.1), invalid ones dropped.
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|name| HeaderName::from_bytes(trim_ows(name)).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Header (name, raw value) lines of one test case.
+    type Pairs<'a> = &'a [(&'static str, &'a [u8])];
+
+    fn hm(pairs: &[(&'static str, &[u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn etag_comparison_table() {
+        // RFC 9110 §8.8.3.2 table plus malformed tags.
+        let cases = [
+            (r#"W/"1""#, r#"W/"1""#, false, true),
+            (r#"W/"1""#, r#"W/"2""#, false, false),
+            (r#"W/"1""#, r#""1""#, false, true),
+            (r#""1""#, r#""1""#, true, true),
+            (r#""1""#, r#""2""#, false, false),
+            (r#" "a b" "#, r#""a b""#, false, false),
+            (r#""""#, r#""""#, true, true),
+            (r#""a,b""#, r#""a,b""#, true, true),
+            ("abc", "abc", false, false),
+            (r#"w/"1""#, r#""1""#, false, false),
+            (r#"W/1"#, r#"W/1"#, false, false),
+            (r#"""#, r#"""#, false, false),
+            (r#""a"b""#, r#""a"b""#, false, false),
+            (r#""é""#, r#""é""#, true, true),
+            ("", "", false, false),
+            ("*", "*", false, false),
+        ];
+        for (a, b, strong, weak) in cases {
+            assert_eq!(strong_etag_eq(a, b), strong, "strong {a:?} {b:?}");
+            assert_eq!(weak_etag_eq(a, b), weak, "weak {a:?} {b:?}");
+            assert_eq!(weak_etag_eq(b, a), weak, "weak symmetric {a:?} {b:?}");
+        }
+    }
+
+    #[test]
+    fn etag_list_respects_quotes() {
+        let got: Vec<_> = etag_list(r#" "a,b", W/"c" ,, *,"d"#).collect();
+        assert_eq!(got, [r#""a,b""#, r#"W/"c""#, "*", r#""d"#]);
+    }
+
+    const LM: &[u8] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+    const EARLIER: &[u8] = b"Sat, 05 Nov 1994 08:49:37 GMT";
+    const LATER: &[u8] = b"Mon, 07 Nov 1994 08:49:37 GMT";
+
+    #[test]
+    fn not_modified_table() {
+        let stored_full: &[(&str, &[u8])] = &[("etag", b"W/\"v1\""), ("last-modified", LM)];
+        let stored_date: &[(&str, &[u8])] = &[("date", LM)];
+        let stored_none: &[(&str, &[u8])] = &[];
+        let cases: &[(Method, Pairs, Pairs, bool)] = &[
+            (
+                Method::GET,
+                &[("if-none-match", b"\"v1\"")],
+                stored_full,
+                true,
+            ),
+            (
+                Method::HEAD,
+                &[("if-none-match", b"W/\"v1\"")],
+                stored_full,
+                true,
+            ),
+            (
+                Method::GET,
+                &[("if-none-match", b"\"v2\", \"v1\"")],
+                stored_full,
+                true,
+            ),
+            (
+                Method::GET,
+                &[("if-none-match", b"\"v2\""), ("if-none-match", b"\"v1\"")],
+                stored_full,
+                true,
+            ),
+            (
+                Method::GET,
+                &[("if-none-match", b"\"v2\"")],
+                stored_full,
+                false,
+            ),
+            (Method::GET, &[("if-none-match", b"*")], stored_full, true),
+            (Method::GET, &[("if-none-match", b"*")], stored_none, true),
+            (
+                Method::GET,
+                &[("if-none-match", b"\"v1\"")],
+                stored_none,
+                false,
+            ),
+            (Method::POST, &[("if-none-match", b"*")], stored_full, false),
+            (
+                Method::PUT,
+                &[("if-modified-since", LATER)],
+                stored_full,
+                false,
+            ),
+            // If-None-Match present (even garbage) → IMS ignored.
+            (
+                Method::GET,
+                &[("if-none-match", b"\"v2\""), ("if-modified-since", LATER)],
+                stored_full,
+                false,
+            ),
+            (
+                Method::GET,
+                &[("if-none-match", b"garbage"), ("if-modified-since", LATER)],
+                stored_full,
+                false,
+            ),
+            (
+                Method::GET,
+                &[("if-none-match", b"\xff"), ("if-modified-since", LATER)],
+                stored_full,
+                false,
+            ),
+            (Method::GET, &[("if-modified-since", LM)], stored_full, true),
+            (
+                Method::GET,
+                &[("if-modified-since", LATER)],
+                stored_full,
+                true,
+            ),
+            (
+                Method::GET,
+                &[("if-modified-since", EARLIER)],
+                stored_full,
+                false,
+            ),
+            (
+                Method::HEAD,
+                &[("if-modified-since", LM)],
+                stored_date,
+                true,
+            ),
+            (
+                Method::GET,
+                &[("if-modified-since", EARLIER)],
+                stored_date,
+                false,
+            ),
+            (
+                Method::GET,
+                &[("if-modified-since", LATER)],
+                stored_none,
+                false,
+            ),
+            (
+                Method::GET,
+                &[("if-modified-since", b"yesterday")],
+                stored_full,
+                false,
+            ),
+            (
+                Method::GET,
+                &[("if-modified-since", b"\xff")],
+                stored_full,
+                false,
+            ),
+            (
+                Method::GET,
+                &[("if-modified-since", LATER), ("if-modified-since", LATER)],
+                stored_full,
+                false,
+            ),
+            (Method::GET, &[], stored_full, false),
+        ];
+        for (method, req, stored, want) in cases {
+            let got = not_modified(method, &hm(req), &hm(stored));
+            assert_eq!(got, *want, "{method} {req:?} {stored:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_last_modified_falls_back_to_date() {
+        let stored = hm(&[("last-modified", b"bogus"), ("date", EARLIER)]);
+        let req = hm(&[("if-modified-since", LM)]);
+        assert!(not_modified(&Method::GET, &req, &stored));
+    }
+
+    #[test]
+    fn validators_table() {
+        type Expected<'a> = &'a [(HeaderName, &'a [u8])];
+        let cases: &[(Pairs, Expected)] = &[
+            (&[], &[]),
+            (&[("etag", b"\"x\"")], &[(header::IF_NONE_MATCH, b"\"x\"")]),
+            (
+                &[("etag", b"W/\"x\"")],
+                &[(header::IF_NONE_MATCH, b"W/\"x\"")],
+            ),
+            (&[("etag", b"x")], &[]),
+            (&[("etag", b"\"\xff\"")], &[]),
+            (&[("last-modified", LM)], &[(header::IF_MODIFIED_SINCE, LM)]),
+            (&[("last-modified", b"0")], &[]),
+            (
+                &[("last-modified", LM), ("etag", b"\"x\"")],
+                &[
+                    (header::IF_NONE_MATCH, b"\"x\""),
+                    (header::IF_MODIFIED_SINCE, LM),
+                ],
+            ),
+            (&[("date", LM)], &[]),
+        ];
+        for (stored, want) in cases {
+            let got = validators(&hm(stored));
+            let want: Vec<_> = want
+                .iter()
+                .map(|(n, v)| (n.clone(), HeaderValue::from_bytes(v).unwrap()))
+                .collect();
+            assert_eq!(got, want, "{stored:?}");
+        }
+    }
+
+    #[test]
+    fn merge_304_replaces_end_to_end_fields() {
+        let stored = hm(&[
+            ("content-type", b"text/html"),
+            ("content-length", b"1234"),
+            ("etag", b"\"v1\""),
+            ("cache-control", b"max-age=10"),
+            ("x-multi", b"a"),
+            ("x-multi", b"b"),
+            ("x-keep", b"kept"),
+        ]);
+        let nm = hm(&[
+            ("cache-control", b"max-age=60"),
+            ("etag", b"\"v1\""),
+            ("date", LM),
+            ("content-length", b"0"),
+            ("transfer-encoding", b"chunked"),
+            ("connection", b"keep-alive, X-Hop, \xff"),
+            ("keep-alive", b"timeout=5"),
+            ("x-hop", b"1"),
+            ("content-range", b"bytes 0-1/2"),
+            ("x-multi", b"c"),
+            ("x-multi", b"d"),
+        ]);
+        let merged = merge_304(&stored, &nm);
+        let get =
+            |n: &str| -> Vec<&[u8]> { merged.get_all(n).iter().map(|v| v.as_bytes()).collect() };
+        let cases: &[(&str, &[&[u8]])] = &[
+            ("content-type", &[b"text/html"]),
+            ("content-length", &[b"1234"]),
+            ("cache-control", &[b"max-age=60"]),
+            ("etag", &[b"\"v1\""]),
+            ("date", &[LM]),
+            ("x-multi", &[b"c", b"d"]),
+            ("x-keep", &[b"kept"]),
+            ("transfer-encoding", &[]),
+            ("connection", &[]),
+            ("keep-alive", &[]),
+            ("x-hop", &[]),
+            ("content-range", &[]),
+        ];
+        for (name, want) in cases {
+            assert_eq!(get(name), *want, "{name}");
+        }
+        // The stored map is untouched.
+        assert_eq!(stored.get("cache-control").unwrap(), "max-age=10");
+    }
+
+    #[test]
+    fn merge_304_with_empty_inputs() {
+        let stored = hm(&[("etag", b"\"a\"")]);
+        assert_eq!(merge_304(&stored, &HeaderMap::new()), stored);
+        let nm = hm(&[("etag", b"\"b\"")]);
+        assert_eq!(merge_304(&HeaderMap::new(), &nm), nm);
+    }
+}

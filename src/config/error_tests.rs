@@ -1,0 +1,183 @@
+//! Every operator-facing error: exact line, column and key path, plus a
+//! fragment of the message. Positions are 1-based; columns count chars.
+
+use crate::config::ConfigError;
+use crate::config::tests::{config_dir, parse};
+
+/// A valid site, three lines long, appended where sites are not the point.
+macro_rules! site {
+    () => {
+        "[[site]]\nhosts = [\"a.test\"]\norigin = [\"http://127.0.0.1:1\"]\n"
+    };
+}
+
+/// `(what, file text, line, col, key, message fragment)`.
+type Case = (
+    &'static str,
+    &'static str,
+    usize,
+    usize,
+    &'static str,
+    &'static str,
+);
+
+fn run(cases: &[Case]) {
+    for &(what, text, line, col, key, says) in cases {
+        let err = parse(text).map(|_| ()).expect_err(what);
+        let shown = err.to_string();
+        let ConfigError::Invalid {
+            file,
+            line: l,
+            col: c,
+            key: k,
+            message,
+        } = err
+        else {
+            panic!("{what}: not Invalid: {shown}");
+        };
+        assert_eq!((l, c, k.as_str()), (line, col, key), "{what}: {shown}");
+        assert!(message.contains(says), "{what}: {shown}");
+        assert!(!message.contains('\n'), "{what}: multi-line: {shown}");
+        assert_eq!(shown, format!("{file}:{l}:{c}: {k}: {message}"), "{what}");
+        assert_eq!(file, "test.toml", "{what}");
+    }
+}
+
+#[test]
+fn syntax_errors() {
+    run(SYNTAX_ERRORS);
+}
+
+#[test]
+fn unknown_keys() {
+    run(UNKNOWN_KEYS);
+}
+
+#[test]
+fn missing_keys_and_types() {
+    run(MISSING_KEYS_AND_TYPES);
+}
+
+#[test]
+fn sizes_and_durations() {
+    run(SIZES_AND_DURATIONS);
+}
+
+#[test]
+fn listeners_and_admin() {
+    run(LISTENERS_AND_ADMIN);
+}
+
+#[test]
+fn sites_and_origins() {
+    run(SITES_AND_ORIGINS);
+}
+
+#[test]
+fn certificate_files() {
+    run(CERTIFICATE_FILES);
+    let text = concat!(
+        "[[tls.certificates]]\ncert = \"certs/missing.pem\"\nkey = \"k\"\n",
+        site!()
+    );
+    let shown = parse(text).map(|_| ()).expect_err("missing").to_string();
+    let resolved = config_dir().join("certs/missing.pem");
+    assert!(
+        shown.ends_with(&format!("file not found: {}", resolved.display())),
+        "{shown}"
+    );
+}
+
+// One case per line: rustfmt would spread each over seven.
+
+#[rustfmt::skip]
+const SYNTAX_ERRORS: &[Case] = &[
+    ("no value", concat!("[cache]\nmemory = \n", site!()), 2, 10, "cache.memory", "expected"),
+    ("no comma", "[listen]\nhttp = [\"a\" \"b\"]\n", 2, 13, "listen.http[1]", "comma"),
+    ("unclosed string", "[node]\nname = \"x\n", 2, 10, "node.name", "expected"),
+    ("duplicate key", "[cache]\nmemory = 1\nmemory = 2\n", 3, 1, "cache.memory", "duplicate key"),
+    ("bad header", "[[site]]\n[site.origin\n", 2, 13, "site[0].origin", "expected `]`"),
+];
+
+#[rustfmt::skip]
+const UNKNOWN_KEYS: &[Case] = &[
+    ("top level", concat!("colour = 1\n", site!()), 1, 1, "colour", "unknown key `colour`"),
+    ("in listen", concat!("[listen]\nhttp_port = 80\n", site!()), 2, 1, "listen.http_port", "unknown key"),
+    ("dotted", concat!("cache.size = 1\n", site!()), 1, 7, "cache.size", "unknown key"),
+    ("second site", concat!(site!(), "[[site]]\nhosts = [\"b.test\"]\norigin = [\"http://x\"]\ncolor = 1\n"), 7, 1, "site[1].color", "unknown key"),
+    ("origin table", "[[site]]\nhosts = [\"a\"]\n[site.origin]\nservers = [\"http://x\"]\ntimeout = 5\n", 5, 1, "site[0].origin.timeout", "expected one of"),
+    ("inline tls", "[[site]]\nhosts = [\"a\"]\norigin = { servers = [\"http://x\"], tls = { verfy = false } }\n", 3, 44, "site[0].origin.tls.verfy", "unknown key"),
+    ("certificate", concat!("[[tls.certificates]]\ncert = \"a\"\nkey = \"b\"\nchain = \"c\"\n", site!()), 4, 1, "tls.certificates[0].chain", "unknown key"),
+];
+
+#[rustfmt::skip]
+const MISSING_KEYS_AND_TYPES: &[Case] = &[
+    ("no site", "", 1, 1, "site", "at least one [[site]]"),
+    ("no site, other tables", "[node]\nname = \"x\"\n", 1, 1, "site", "at least one [[site]]"),
+    ("no origin", "[[site]]\nhosts = [\"a.test\"]\n", 1, 1, "site[0].origin", "missing required key"),
+    ("no origin, 2nd site", concat!(site!(), "\n[[site]]\nhosts = [\"b.test\"]\n"), 5, 1, "site[1].origin", "missing required key"),
+    ("no hosts", "[[site]]\norigin = [\"http://x\"]\n", 1, 1, "site[0].hosts", "missing required key"),
+    ("no servers", "[[site]]\nhosts = [\"a\"]\n[site.origin]\nidle_timeout = 5\n", 3, 1, "site[0].origin.servers", "missing required key"),
+    ("no cert key", concat!("[[tls.certificates]]\ncert = \"a\"\n", site!()), 1, 1, "tls.certificates[0].key", "missing required key"),
+    ("string for int", concat!("[listen]\nmax_headers = \"many\"\n", site!()), 2, 15, "listen.max_headers", "invalid type"),
+    ("negative int", concat!("[listen]\nmax_connections = -1\n", site!()), 2, 19, "listen.max_connections", "-1"),
+    ("int in hosts", "[[site]]\nhosts = [\"a.test\", 5]\norigin = [\"http://x\"]\n", 2, 20, "site[0].hosts[1]", "invalid type"),
+    ("origin number", "[[site]]\nhosts = [\"a\"]\norigin = 5\n", 3, 10, "site[0].origin", "a list of origin URLs"),
+    ("site not a table", "site = \"x\"\n", 1, 8, "site", "invalid type"),
+];
+
+#[rustfmt::skip]
+const SIZES_AND_DURATIONS: &[Case] = &[
+    ("memory lots", concat!("[cache]\nmemory = \"lots\"\n", site!()), 2, 10, "cache.memory", "\"lots\" is not a size; use"),
+    ("dotted memory", concat!("cache.memory = \"lots\"\n", site!()), 1, 16, "cache.memory", "is not a size"),
+    ("max_object > memory", concat!("[cache]\nmemory = \"2MiB\"\nmax_object = \"3MiB\"\n", site!()), 3, 14, "cache.max_object", "3MiB is larger than cache.memory (2MiB)"),
+    ("memory < default max_object", concat!("[cache]\nmemory = \"32MiB\"\n", site!()), 2, 10, "cache.memory", "smaller than cache.max_object (default 64MiB)"),
+    ("memory too small", concat!("[cache]\nmemory = 1000\nmax_object = 1\n", site!()), 2, 10, "cache.memory", "minimum is 1MiB"),
+    ("max_object 4GiB", concat!("[cache]\nmemory = \"8GiB\"\nmax_object = \"4GiB\"\n", site!()), 3, 14, "cache.max_object", "4GiB-1"),
+    ("max_object zero", concat!("[cache]\nmax_object = 0\n", site!()), 2, 14, "cache.max_object", "greater than zero"),
+    ("fraction", concat!("[cache]\nheuristic_fraction = 101\n", site!()), 2, 22, "cache.heuristic_fraction", "between 0 and 100"),
+    ("header bytes", concat!("[listen]\nmax_header_bytes = \"1KiB\"\n", site!()), 2, 20, "listen.max_header_bytes", "minimum is 4KiB"),
+    ("bad duration", concat!("[cache]\nheuristic_max = \"1 week\"\n", site!()), 2, 17, "cache.heuristic_max", "is not a duration"),
+    ("zero timeout", concat!("[listen]\nidle_timeout = \"0s\"\n", site!()), 2, 16, "listen.idle_timeout", "greater than zero"),
+    ("zero count", concat!("[listen]\nmax_headers = 0\n", site!()), 2, 15, "listen.max_headers", "at least 1"),
+    ("origin timeout", "[[site]]\nhosts = [\"a\"]\n[site.origin]\nservers = [\"http://x\"]\nconnect_timeout = \"5 s\"\nfirst_byte_timeout = \"0ms\"\n", 6, 22, "site[0].origin.first_byte_timeout", "greater than zero"),
+];
+
+#[rustfmt::skip]
+const LISTENERS_AND_ADMIN: &[Case] = &[
+    ("bad address", concat!("[listen]\nhttp = [\"localhost:abc\"]\n", site!()), 2, 9, "listen.http[0]", "\"localhost:abc\" is not an IP:PORT"),
+    ("bad second https", concat!("[listen]\nhttps = [\"[::]:1\", \"::1\"]\n", site!()), 2, 20, "listen.https[1]", "IP:PORT"),
+    ("https without certs", concat!("[listen]\nhttps = [\"0.0.0.0:8443\"]\n", site!()), 2, 9, "listen.https", "[[tls.certificates]]"),
+    ("no listeners", concat!("[listen]\nhttp = []\n", site!()), 2, 8, "listen.http", "no listeners"),
+    ("same address twice", concat!("[listen]\nhttp = [\"127.0.0.1:80\", \"127.0.0.1:80\"]\n", site!()), 2, 25, "listen.http[1]", "already listed at listen.http[0]"),
+    ("admin clashes", concat!("[admin]\nlisten = \"127.0.0.1:8080\"\n", site!()), 2, 10, "admin.listen", "also a listen"),
+    ("admin bad", concat!("[admin]\nlisten = \"9090\"\n", site!()), 2, 10, "admin.listen", "IP:PORT"),
+    ("empty token", concat!("[admin]\ntoken = \"\"\n", site!()), 2, 9, "admin.token", "must not be empty"),
+    ("token space", concat!("[admin]\ntoken = \"a b\"\n", site!()), 2, 9, "admin.token", "printable ASCII"),
+    ("node name", concat!("[node]\nname = \"edge 1\"\n", site!()), 2, 8, "node.name", "without spaces"),
+    ("empty node name", concat!("[node]\nname = \"\"\n", site!()), 2, 8, "node.name", "must not be empty"),
+];
+
+#[rustfmt::skip]
+const SITES_AND_ORIGINS: &[Case] = &[
+    ("dup host in site", "[[site]]\nhosts = [\"a.test\", \"A.test\"]\norigin = [\"http://x\"]\n", 2, 20, "site[0].hosts[1]", "already listed at site[0].hosts[0]"),
+    ("dup host across", concat!(site!(), "[[site]]\nhosts = [\"b.test\", \"a.test\"]\norigin = [\"http://y\"]\n"), 5, 20, "site[1].hosts[1]", "\"a.test\" is already listed at site[0].hosts[0]"),
+    ("bad host", "[[site]]\nhosts = [\"a.*.com\"]\norigin = [\"http://x\"]\n", 2, 10, "site[0].hosts[0]", "leading \"*.\""),
+    ("host with port", "[[site]]\nhosts = [\"a.test:80\"]\norigin = [\"http://x\"]\n", 2, 10, "site[0].hosts[0]", "port"),
+    ("no hosts", "[[site]]\nhosts = []\norigin = [\"http://x\"]\n", 2, 9, "site[0].hosts", "at least one host"),
+    ("ftp origin", "[[site]]\nhosts = [\"a\"]\norigin = [\"ftp://x\"]\n", 3, 11, "site[0].origin[0]", "unsupported scheme \"ftp\""),
+    ("origin path", "[[site]]\nhosts = [\"a\"]\norigin = [\"http://x/app\"]\n", 3, 11, "site[0].origin[0]", "must not have a path"),
+    ("long form path", "[[site]]\nhosts = [\"a\"]\n[site.origin]\nservers = [\"http://x\", \"http://x/app\"]\n", 4, 24, "site[0].origin.servers[1]", "must not have a path"),
+    ("empty origin", "[[site]]\nhosts = [\"a\"]\norigin = []\n", 3, 10, "site[0].origin", "at least one origin server"),
+    ("origin twice", "[[site]]\nhosts = [\"a\"]\norigin = [\"http://x\", \"http://x/\"]\n", 3, 23, "site[0].origin[1]", "listed twice"),
+    ("dup site name", concat!("[[site]]\nname = \"a.test\"\nhosts = [\"b.test\"]\norigin = [\"http://x\"]\n", site!()), 6, 10, "site[1].hosts[0]", "already used by site[0]"),
+    ("bad sni", "[[site]]\nhosts = [\"a\"]\norigin = { servers = [\"https://x\"], tls = { sni = \"*.x\" } }\n", 3, 51, "site[0].origin.tls.sni", "not a DNS name"),
+    ("missing ca", "[[site]]\nhosts = [\"a\"]\norigin = { servers = [\"https://x\"], tls = { ca = \"ca.pem\" } }\n", 3, 50, "site[0].origin.tls.ca", "file not found"),
+];
+
+#[rustfmt::skip]
+const CERTIFICATE_FILES: &[Case] = &[
+    ("missing cert", concat!("[[tls.certificates]]\ncert = \"certs/missing.pem\"\nkey = \"outpost.toml\"\n", site!()), 2, 8, "tls.certificates[0].cert", "file not found"),
+    ("missing 2nd key", concat!("[[tls.certificates]]\ncert = \"outpost.toml\"\nkey = \"outpost.toml\"\n[[tls.certificates]]\ncert = \"outpost.toml\"\nkey = \"k.pem\"\n", site!()), 6, 7, "tls.certificates[1].key", "file not found"),
+    ("directory", concat!("[[tls.certificates]]\ncert = \".\"\nkey = \"outpost.toml\"\n", site!()), 2, 8, "tls.certificates[0].cert", "not a regular file"),
+];

@@ -1,0 +1,200 @@
+//! Outpost's configuration: one TOML file in, one validated [`Config`] out.
+//!
+//! `outpost.toml -> file structs (serde, deny_unknown_fields) -> validate -> Config`
+//!
+//! ```text
+//!   outpost.toml
+//!        │  toml::from_str
+//!        ▼
+//!   file structs (serde, deny_unknown_fields)      file.rs, units.rs
+//!        │  every key optional, values Spanned
+//!        ▼
+//!   validate                                       validate.rs, sites.rs, hosts.rs
+//!        │  defaults applied, cross-checks, paths resolved, files exist
+//!        ▼
+//!   Config                                         (this file)
+//! ```
+//!
+//! Why two layers of structs: the file layer describes what an operator
+//! may *write* (optional keys, two spellings of `origin`, `"64MiB"`), the
+//! validated layer describes what the node may *rely on* (every value
+//! present, in range and consistent), so no other module re-checks or
+//! re-defaults anything.
+//!
+//! Every failure, from a toml syntax error to a missing certificate file,
+//! becomes a [`ConfigError`] of the form `FILE:LINE:COL: key.path: message`
+//! (see `error.rs` and `keypath.rs`), because that is all `outpost check`
+//! prints. Loading never panics on any input.
+
+mod error;
+mod file;
+mod hosts;
+mod keypath;
+mod sites;
+mod units;
+mod validate;
+
+#[cfg(test)]
+mod error_tests;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::ConfigError;
+pub use hosts::HostPattern;
+pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};
+
+use error::Source;
+
+/// The validated configuration of one node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub listen: ListenConfig,
+    pub tls: TlsConfig,
+    pub admin: AdminConfig,
+    pub cache: CacheConfig,
+    /// From `[[site]]`; never empty.
+    pub sites: Vec<SiteConfig>,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Non-empty printable ASCII without spaces; default `"outpost"`.
+    pub name: String,
+}
+
+/// `[listen]`: client-facing sockets and per-connection limits.
+#[derive(Debug, Clone)]
+pub struct ListenConfig {
+    pub http: Vec<SocketAddr>,
+    pub https: Vec<SocketAddr>,
+    pub header_read_timeout: Duration,
+    /// Keep-alive idle timeout.
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_connections: usize,
+}
+
+/// `[tls]`: certificates served on the HTTPS listeners.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub certificates: Vec<CertificateFiles>,
+}
+
+/// One certificate chain and its key; paths are resolved against the
+/// config file's directory and were checked to exist at load time.
+#[derive(Debug, Clone)]
+pub struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// `None`: no admin listener.
+    pub listen: Option<SocketAddr>,
+    /// Bearer token for mutating endpoints; `None`: they are refused.
+    pub token: Option<String>,
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Bytes of memory for cached objects (≥ 1MiB).
+    pub memory: u64,
+    /// Largest cacheable object in bytes (≤ `memory`, ≤ 4GiB−1).
+    pub max_object: u64,
+    /// How long a key that answered uncacheable skips request coalescing.
+    pub uncacheable_ttl: Duration,
+    /// Heuristic freshness as a percentage of the age since
+    /// `Last-Modified`, 0..=100.
+    pub heuristic_fraction: u32,
+    /// Upper bound on heuristic freshness.
+    pub heuristic_max: Duration,
+}
+
+/// One `[[site]]`.
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    /// `name` key, default the first host as written.
+    pub name: String,
+    /// Never empty; no pattern appears twice across all sites.
+    pub hosts: Vec<HostPattern>,
+    pub origin: OriginConfig,
+}
+
+/// Where a site's misses go.
+#[derive(Debug, Clone)]
+pub struct OriginConfig {
+    /// Never empty.
+    pub servers: Vec<OriginServer>,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_idle_per_server: usize,
+    pub tls: OriginTls,
+}
+
+/// `http` or `https` plus a host and optional port; no path or query.
+#[derive(Debug, Clone)]
+pub struct OriginServer {
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+}
+
+/// TLS settings towards the origin (used for `https` servers).
+#[derive(Debug, Clone)]
+pub struct OriginTls {
+    /// Extra CA bundle, resolved against the config file's directory.
+    pub ca: Option<PathBuf>,
+    /// SNI/verification name to use instead of the server's host.
+    pub sni: Option<String>,
+    /// Verify the origin's certificate; default `true`.
+    pub verify: bool,
+}
+
+/// Hand-written so that the default is the safe one (`verify: true`),
+/// matching the file's default.
+impl Default for OriginTls {
+    fn default() -> Self {
+        Self {
+            ca: None,
+            sni: None,
+            verify: true,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the file at `path`. Relative paths inside it
+    /// are resolved against its (absolute) directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let label = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            file: label.clone(),
+            message: e.to_string(),
+        })?;
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let base_dir = absolute.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, &label, base_dir)
+    }
+
+    /// Validates `text`; `file_label` prefixes error messages and
+    /// `base_dir` anchors relative paths.
+    pub fn parse(text: &str, file_label: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let source = Source {
+            text,
+            file: file_label,
+        };
+        let file: file::FileConfig =
+            toml::from_str(text).map_err(|e| keypath::from_toml(&source, &e))?;
+        validate::validate(file, &validate::Ctx { source, base_dir })
+    }
+}

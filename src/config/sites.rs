@@ -1,0 +1,290 @@
+//! `[[site]]` tables → [`SiteConfig`]s.
+//!
+//! A request is routed by its host, so the checks that matter most here
+//! are global: at least one site, and no host pattern claimed twice
+//! (which site would win would otherwise depend on file order). Origin URLs
+//! are parsed once into scheme + authority so the node never has to
+//! re-validate them; a path is refused because requests are forwarded with
+//! their own path, and silently dropping a configured one would surprise.
+
+use std::collections::HashMap;
+
+use http::Uri;
+use http::uri::Scheme;
+use toml::Spanned;
+
+use crate::config::error::ConfigError;
+use crate::config::file::*;
+use crate::config::hosts::HostPattern;
+use crate::config::validate::{Ctx, check_name, timeout};
+use crate::config::{OriginConfig, OriginServer, OriginTls, SiteConfig};
+
+/// Where each host pattern and site name was first seen, for duplicates.
+#[derive(Default)]
+struct Seen {
+    hosts: HashMap<HostPattern, String>,
+    names: HashMap<String, usize>,
+}
+
+pub(crate) fn sites(files: &[SiteFile], cx: &Ctx<'_>) -> Result<Vec<SiteConfig>, ConfigError> {
+    if files.is_empty() {
+        let message = "at least one [[site]] table (with hosts and origin) is required";
+        return Err(cx.invalid(0..0, "site", message));
+    }
+    let mut seen = Seen::default();
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| site(i, f, &mut seen, cx))
+        .collect()
+}
+
+fn site(i: usize, f: &SiteFile, seen: &mut Seen, cx: &Ctx<'_>) -> Result<SiteConfig, ConfigError> {
+    let hosts = hosts(i, &f.hosts, seen, cx)?;
+    let (name, span, key) = match (&f.name, hosts.first()) {
+        (Some(name), _) => {
+            let key = format!("site[{i}].name");
+            (check_name(name, &key, cx)?, name.span(), key)
+        }
+        (None, Some(first)) => (
+            first.as_written(),
+            first_span(&f.hosts),
+            format!("site[{i}].hosts[0]"),
+        ),
+        (None, None) => (String::new(), f.hosts.span(), format!("site[{i}].hosts")),
+    };
+    if let Some(first) = seen.names.insert(name.clone(), i) {
+        let message = format!("site name {name:?} is already used by site[{first}]");
+        return Err(cx.invalid(span, &key, message));
+    }
+    let origin = origin(i, &f.origin, cx)?;
+    Ok(SiteConfig {
+        name,
+        hosts,
+        origin,
+    })
+}
+
+fn first_span(list: &SpannedList) -> std::ops::Range<usize> {
+    list.get_ref().first().map_or(list.span(), Spanned::span)
+}
+
+fn hosts(
+    i: usize,
+    list: &SpannedList,
+    seen: &mut Seen,
+    cx: &Ctx<'_>,
+) -> Result<Vec<HostPattern>, ConfigError> {
+    if list.get_ref().is_empty() {
+        return Err(cx.invalid(
+            list.span(),
+            &format!("site[{i}].hosts"),
+            "must list at least one host",
+        ));
+    }
+    let mut patterns = Vec::with_capacity(list.get_ref().len());
+    for (j, raw) in list.get_ref().iter().enumerate() {
+        let key = format!("site[{i}].hosts[{j}]");
+        let pattern =
+            HostPattern::parse(raw.get_ref()).map_err(|e| cx.invalid(raw.span(), &key, e))?;
+        if let Some(first) = seen.hosts.get(&pattern) {
+            let message = format!(
+                "host {:?} is already listed at {first}",
+                pattern.as_written()
+            );
+            return Err(cx.invalid(raw.span(), &key, message));
+        }
+        seen.hosts.insert(pattern.clone(), key);
+        patterns.push(pattern);
+    }
+    Ok(patterns)
+}
+
+fn origin(i: usize, f: &Spanned<OriginFile>, cx: &Ctx<'_>) -> Result<OriginConfig, ConfigError> {
+    let prefix = format!("site[{i}].origin");
+    let table = match f.get_ref() {
+        OriginFile::Servers(list) => {
+            let servers = servers(list, f.span(), &prefix, cx)?;
+            return Ok(defaults(servers));
+        }
+        OriginFile::Table(table) => table,
+    };
+    let key = |name: &str| format!("{prefix}.{name}");
+    let servers_list = table.servers.get_ref();
+    let servers = servers(servers_list, table.servers.span(), &key("servers"), cx)?;
+    let time = |v, default, name| timeout(v, default, &key(name), cx);
+    Ok(OriginConfig {
+        servers,
+        connect_timeout: time(
+            &table.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+            "connect_timeout",
+        )?,
+        first_byte_timeout: time(
+            &table.first_byte_timeout,
+            DEFAULT_FIRST_BYTE_TIMEOUT,
+            "first_byte_timeout",
+        )?,
+        idle_timeout: time(
+            &table.idle_timeout,
+            DEFAULT_ORIGIN_IDLE_TIMEOUT,
+            "idle_timeout",
+        )?,
+        max_idle_per_server: table
+            .max_idle_per_server
+            .unwrap_or(DEFAULT_MAX_IDLE_PER_SERVER),
+        tls: origin_tls(&table.tls, &key("tls"), cx)?,
+    })
+}
+
+fn defaults(servers: Vec<OriginServer>) -> OriginConfig {
+    OriginConfig {
+        servers,
+        connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        first_byte_timeout: DEFAULT_FIRST_BYTE_TIMEOUT,
+        idle_timeout: DEFAULT_ORIGIN_IDLE_TIMEOUT,
+        max_idle_per_server: DEFAULT_MAX_IDLE_PER_SERVER,
+        tls: OriginTls::default(),
+    }
+}
+
+fn servers(
+    list: &[Spanned<String>],
+    span: std::ops::Range<usize>,
+    key: &str,
+    cx: &Ctx<'_>,
+) -> Result<Vec<OriginServer>, ConfigError> {
+    if list.is_empty() {
+        return Err(cx.invalid(span, key, "must list at least one origin server"));
+    }
+    let mut servers: Vec<OriginServer> = Vec::with_capacity(list.len());
+    for (j, raw) in list.iter().enumerate() {
+        let here = format!("{key}[{j}]");
+        let server = parse_origin(raw.get_ref()).map_err(|e| cx.invalid(raw.span(), &here, e))?;
+        let same = |s: &OriginServer| s.scheme == server.scheme && s.authority == server.authority;
+        if servers.iter().any(same) {
+            return Err(cx.invalid(
+                raw.span(),
+                &here,
+                format!("{:?} is listed twice", raw.get_ref()),
+            ));
+        }
+        servers.push(server);
+    }
+    Ok(servers)
+}
+
+/// `http://host[:port][/]` or `https://…`; nothing else.
+pub(crate) fn parse_origin(s: &str) -> Result<OriginServer, String> {
+    let forms = "write it as http://host[:port] or https://host[:port]";
+    let uri: Uri = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a valid URL ({e}); {forms}"))?;
+    let parts = uri.into_parts();
+    let scheme = parts
+        .scheme
+        .ok_or_else(|| format!("{s:?} has no scheme; {forms}"))?;
+    if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+        return Err(format!(
+            "unsupported scheme \"{scheme}\" in {s:?}; only http and https are supported"
+        ));
+    }
+    let authority = parts.authority.filter(|a| !a.host().is_empty());
+    let authority = authority.ok_or_else(|| format!("{s:?} has no host; {forms}"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("{s:?} must not contain credentials"));
+    }
+    let after_host = authority
+        .as_str()
+        .strip_prefix(authority.host())
+        .unwrap_or_default();
+    if !after_host.is_empty() && authority.port_u16().is_none_or(|p| p == 0) {
+        return Err(format!("{s:?} has an invalid port (use 1-65535)"));
+    }
+    let path_ok = parts
+        .path_and_query
+        .as_ref()
+        .is_none_or(|pq| matches!(pq.as_str(), "" | "/"));
+    if !path_ok || s.contains('#') {
+        let why = "must not have a path, query or fragment (requests keep their own path)";
+        return Err(format!("{s:?} {why}; {forms}"));
+    }
+    Ok(OriginServer { scheme, authority })
+}
+
+fn origin_tls(f: &OriginTlsFile, prefix: &str, cx: &Ctx<'_>) -> Result<OriginTls, ConfigError> {
+    let ca = match &f.ca {
+        Some(path) => Some(cx.existing_file(path, &format!("{prefix}.ca"))?),
+        None => None,
+    };
+    let sni = match &f.sni {
+        Some(v) => match HostPattern::parse(v.get_ref()) {
+            Ok(HostPattern::Exact(name)) if !name.starts_with('[') => Some(name),
+            _ => {
+                let message = format!(
+                    "{:?} is not a DNS name like \"origin.example.com\"",
+                    v.get_ref()
+                );
+                return Err(cx.invalid(v.span(), &format!("{prefix}.sni"), message));
+            }
+        },
+        None => None,
+    };
+    Ok(OriginTls {
+        ca,
+        sni,
+        verify: f.verify.unwrap_or(true),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_urls() {
+        let ok = [
+            ("http://127.0.0.1:8000", "http", "127.0.0.1:8000"),
+            ("https://origin.example.com", "https", "origin.example.com"),
+            (
+                "https://origin.example.com:8443/",
+                "https",
+                "origin.example.com:8443",
+            ),
+            ("http://[::1]:80", "http", "[::1]:80"),
+            ("HTTP://Example.com", "http", "Example.com"),
+        ];
+        for (input, scheme, authority) in ok {
+            let server = parse_origin(input).expect(input);
+            assert_eq!(server.scheme.as_str(), scheme, "{input}");
+            assert_eq!(server.authority.as_str(), authority, "{input}");
+        }
+    }
+
+    #[test]
+    fn bad_origin_urls() {
+        let bad = [
+            ("ftp://x", "unsupported scheme"),
+            ("127.0.0.1:8000", "no scheme"),
+            ("origin.example.com", "no scheme"),
+            ("/path", "no scheme"),
+            ("http://x/app", "must not have a path"),
+            ("http://x/?a=1", "must not have a path"),
+            ("http://x?a=1", "must not have a path"),
+            ("http://x#frag", "fragment"),
+            ("http://user:pw@x", "credentials"),
+            ("http://x:0", "invalid port"),
+            ("http://x:", "invalid port"),
+            ("http://[::1]:x", "invalid port"),
+            ("http://x:abc", "invalid port"),
+            ("http://x:65536", "invalid port"),
+            ("http://", "not a valid URL"),
+            ("", "not a valid URL"),
+            ("http://exa mple", "not a valid URL"),
+        ];
+        for (input, want) in bad {
+            let err = parse_origin(input).map(|_| ()).expect_err(input);
+            assert!(err.contains(want), "{input}: {err}");
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Whole-file tests: the shipped example, defaults, both origin forms.
+//! Error positions are covered in `error_tests.rs`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::{Config, ConfigError, HostPattern};
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/outpost.toml");
+
+/// Directory of the example, used as `base_dir` so that `outpost.toml`
+/// itself can stand in for an existing certificate or CA file.
+pub(super) fn config_dir() -> PathBuf {
+    Path::new(EXAMPLE)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "test.toml", &config_dir())
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[test]
+fn example_loads() {
+    let config = Config::load(Path::new(EXAMPLE)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.node.name, "edge-1");
+    assert_eq!(
+        config.listen.http,
+        vec![SocketAddr::from(([127, 0, 0, 1], 8080))]
+    );
+    assert!(config.listen.https.is_empty());
+    assert!(config.tls.certificates.is_empty());
+    assert_eq!(config.admin.listen, "127.0.0.1:9090".parse().ok());
+    assert_eq!(config.admin.token, None);
+    assert_eq!(config.sites.len(), 1);
+    let site = &config.sites[0];
+    assert_eq!(site.name, "example");
+    assert!(
+        site.hosts
+            .contains(&HostPattern::Suffix(".example.com".into()))
+    );
+    assert_eq!(site.origin.servers.len(), 1);
+    assert_eq!(site.origin.servers[0].scheme, http::uri::Scheme::HTTP);
+    assert_eq!(site.origin.servers[0].authority, "127.0.0.1:8000");
+}
+
+#[test]
+fn minimal_file_gets_defaults() {
+    let text = "[[site]]\nhosts = [\"a.test\"]\norigin = [\"http://127.0.0.1:1\"]\n";
+    let c = parse(text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.node.name, "outpost");
+    let l = &c.listen;
+    assert_eq!(l.http, vec![SocketAddr::from(([127, 0, 0, 1], 8080))]);
+    assert!(l.https.is_empty());
+    let limits = (l.max_header_bytes, l.max_headers, l.max_connections);
+    assert_eq!(limits, (64 << 10, 100, 10_000));
+    assert_eq!(
+        (l.header_read_timeout, l.idle_timeout),
+        (secs(10), secs(60))
+    );
+    assert!(c.tls.certificates.is_empty());
+    assert_eq!((c.admin.listen, c.admin.token.as_deref()), (None, None));
+    let k = &c.cache;
+    assert_eq!((k.memory, k.max_object), (512 << 20, 64 << 20));
+    assert_eq!(
+        (k.uncacheable_ttl, k.heuristic_max),
+        (secs(30), secs(86_400))
+    );
+    assert_eq!(k.heuristic_fraction, 10);
+    let site = &c.sites[0];
+    assert_eq!(site.name, "a.test");
+    assert_eq!(site.hosts, vec![HostPattern::Exact("a.test".into())]);
+    let o = &site.origin;
+    assert_eq!(o.servers[0].authority, "127.0.0.1:1");
+    let timeouts = (o.connect_timeout, o.first_byte_timeout, o.idle_timeout);
+    assert_eq!(timeouts, (secs(5), secs(30), secs(60)));
+    assert_eq!(o.max_idle_per_server, 64);
+    assert_eq!(
+        (o.tls.ca.as_ref(), o.tls.sni.as_ref(), o.tls.verify),
+        (None, None, true)
+    );
+}
+
+#[test]
+fn every_node_key_set() {
+    let text = r#"
+        [node]
+        name = "edge-9"
+        [listen]
+        https = ["[::1]:8443"]
+        header_read_timeout = 3
+        max_header_bytes = 8192
+        [[tls.certificates]]
+        cert = "outpost.toml"
+        key = "./outpost.toml"
+        [admin]
+        listen = "127.0.0.1:9999"
+        token = "s3cret"
+        [cache]
+        memory = "1.5GiB"
+        max_object = "1GiB"
+        uncacheable_ttl = "500ms"
+        heuristic_fraction = 0
+        heuristic_max = "2h"
+        [[site]]
+        hosts = ["a.test"]
+        origin = ["http://127.0.0.1:1"]
+    "#;
+    let c = parse(text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.node.name, "edge-9");
+    assert!(c.listen.http.is_empty());
+    assert_eq!(
+        c.listen.https,
+        vec![SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 8443))]
+    );
+    assert_eq!(
+        (c.listen.header_read_timeout, c.listen.max_header_bytes),
+        (secs(3), 8192)
+    );
+    assert_eq!(
+        c.tls.certificates[0].cert,
+        config_dir().join("outpost.toml")
+    );
+    assert_eq!(c.admin.token.as_deref(), Some("s3cret"));
+    assert_eq!((c.cache.memory, c.cache.max_object), (3 << 29, 1 << 30));
+    let ttls = (c.cache.uncacheable_ttl, c.cache.heuristic_max);
+    assert_eq!(ttls, (Duration::from_millis(500), secs(7_200)));
+    assert_eq!(c.cache.heuristic_fraction, 0);
+}
+
+#[test]
+fn long_form_origin() {
+    let text = r#"
+        [[site]]
+        hosts = ["*.Example.com"]
+        [site.origin]
+        servers = ["https://origin.example.com", "http://10.0.0.1:81/"]
+        connect_timeout = "1s"
+        first_byte_timeout = "2m"
+        idle_timeout = 7
+        max_idle_per_server = 0
+        tls = { ca = "outpost.toml", sni = "Origin.Example.com", verify = false }
+    "#;
+    let c = parse(text).unwrap_or_else(|e| panic!("{e}"));
+    let site = &c.sites[0];
+    assert_eq!(site.name, "*.example.com");
+    let o = &site.origin;
+    assert_eq!(o.servers[0].scheme, http::uri::Scheme::HTTPS);
+    assert_eq!(o.servers[1].authority, "10.0.0.1:81");
+    let timeouts = (o.connect_timeout, o.first_byte_timeout, o.idle_timeout);
+    assert_eq!(timeouts, (secs(1), secs(120), secs(7)));
+    assert_eq!(o.max_idle_per_server, 0);
+    assert_eq!(o.tls.ca, Some(config_dir().join("outpost.toml")));
+    assert_eq!(
+        (o.tls.sni.as_deref(), o.tls.verify),
+        (Some("origin.example.com"), false)
+    );
+}
+
+#[test]
+fn load_reports_unreadable_files() {
+    let missing = config_dir().join("does-not-exist.toml");
+    let err = Config::load(&missing)
+        .map(|_| ())
+        .expect_err("missing file");
+    let shown = err.to_string();
+    assert!(matches!(err, ConfigError::Read { .. }), "{shown}");
+    assert!(
+        shown.starts_with(&format!("{}: cannot read: ", missing.display())),
+        "{shown}"
+    );
+}
+
+#[test]
+fn relative_paths_use_base_dir() {
+    let text = "[[tls.certificates]]\ncert = \"nope.pem\"\nkey = \"nope.key\"\n";
+    let err = Config::parse(text, "x.toml", Path::new("/etc/outpost"))
+        .map(|_| ())
+        .expect_err("missing");
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with("x.toml:2:8: tls.certificates[0].cert: "),
+        "{shown}"
+    );
+    assert!(shown.contains("/etc/outpost/nope.pem"), "{shown}");
+}
+
+#[test]
+fn origin_tls_default_is_safe() {
+    assert!(crate::config::OriginTls::default().verify);
+}

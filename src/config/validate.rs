@@ -1,0 +1,366 @@
+//! File structs → [`Config`]: defaults, ranges, cross-checks, file checks.
+//!
+//! This is the only place defaults are applied and limits enforced, so the
+//! node can trust every field of [`Config`]. Each check reports the first
+//! problem it finds at the offending value's span with its full key path;
+//! a value that is absent and defaulted can only be blamed through the
+//! key it conflicts with. Sites live in `sites.rs`.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::config::error::{ConfigError, Source};
+use crate::config::file::*;
+use crate::config::units::{ByteSize, HumanDuration};
+use crate::config::{
+    AdminConfig, CacheConfig, CertificateFiles, Config, ListenConfig, NodeConfig, TlsConfig,
+};
+
+/// What validation needs besides the file structs.
+pub(crate) struct Ctx<'a> {
+    pub source: Source<'a>,
+    pub base_dir: &'a Path,
+}
+
+impl Ctx<'_> {
+    pub fn invalid(
+        &self,
+        span: Range<usize>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        self.source.invalid(span, key, message)
+    }
+
+    /// `path` resolved against the config file's directory; must exist and
+    /// be a file. Contents are left to the node.
+    pub fn existing_file(
+        &self,
+        path: &Spanned<PathBuf>,
+        key: &str,
+    ) -> Result<PathBuf, ConfigError> {
+        let resolved = self.base_dir.join(path.get_ref());
+        let shown = resolved.display();
+        let problem = match std::fs::metadata(&resolved) {
+            Ok(meta) if meta.is_file() => return Ok(resolved),
+            Ok(_) => format!("{shown} is not a regular file"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                format!("file not found: {shown}")
+            }
+            Err(e) => format!("cannot access {shown}: {e}"),
+        };
+        Err(self.invalid(path.span(), key, problem))
+    }
+}
+
+pub(crate) fn validate(file: FileConfig, cx: &Ctx<'_>) -> Result<Config, ConfigError> {
+    let node = node(&file.node, cx)?;
+    let tls = tls(&file.tls, cx)?;
+    let listen = listen(&file.listen, !tls.certificates.is_empty(), cx)?;
+    let admin = admin(&file.admin, &listen, cx)?;
+    let cache = cache(&file.cache, cx)?;
+    let sites = crate::config::sites::sites(&file.sites, cx)?;
+    Ok(Config {
+        node,
+        listen,
+        tls,
+        admin,
+        cache,
+        sites,
+    })
+}
+
+/// Printable ASCII without spaces: safe in logs, headers and metric labels.
+pub(crate) fn check_name(
+    value: &Spanned<String>,
+    key: &str,
+    cx: &Ctx<'_>,
+) -> Result<String, ConfigError> {
+    let name = value.get_ref();
+    if name.is_empty() {
+        return Err(cx.invalid(value.span(), key, "must not be empty"));
+    }
+    if !name.bytes().all(|b| b.is_ascii_graphic()) {
+        let message = "must be printable ASCII without spaces";
+        return Err(cx.invalid(value.span(), key, message));
+    }
+    Ok(name.clone())
+}
+
+fn node(f: &NodeFile, cx: &Ctx<'_>) -> Result<NodeConfig, ConfigError> {
+    let name = match &f.name {
+        Some(name) => check_name(name, "node.name", cx)?,
+        None => DEFAULT_NODE_NAME.to_owned(),
+    };
+    Ok(NodeConfig { name })
+}
+
+fn tls(f: &TlsFile, cx: &Ctx<'_>) -> Result<TlsConfig, ConfigError> {
+    let mut certificates = Vec::with_capacity(f.certificates.len());
+    for (i, c) in f.certificates.iter().enumerate() {
+        let cert = cx.existing_file(&c.cert, &format!("tls.certificates[{i}].cert"))?;
+        let key = cx.existing_file(&c.key, &format!("tls.certificates[{i}].key"))?;
+        certificates.push(CertificateFiles { cert, key });
+    }
+    Ok(TlsConfig { certificates })
+}
+
+fn listen(f: &ListenFile, has_certs: bool, cx: &Ctx<'_>) -> Result<ListenConfig, ConfigError> {
+    let (http, https) = listen_addresses(f, has_certs, cx)?;
+    Ok(ListenConfig {
+        http,
+        https,
+        header_read_timeout: timeout(
+            &f.header_read_timeout,
+            DEFAULT_HEADER_READ_TIMEOUT,
+            "listen.header_read_timeout",
+            cx,
+        )?,
+        idle_timeout: timeout(
+            &f.idle_timeout,
+            DEFAULT_IDLE_TIMEOUT,
+            "listen.idle_timeout",
+            cx,
+        )?,
+        max_header_bytes: max_header_bytes(f, cx)?,
+        max_headers: count(
+            &f.max_headers,
+            DEFAULT_MAX_HEADERS,
+            "listen.max_headers",
+            cx,
+        )?,
+        max_connections: count(
+            &f.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+            "listen.max_connections",
+            cx,
+        )?,
+    })
+}
+
+fn max_header_bytes(f: &ListenFile, cx: &Ctx<'_>) -> Result<usize, ConfigError> {
+    let bytes = size(&f.max_header_bytes, DEFAULT_MAX_HEADER_BYTES);
+    if let Some(v) = f
+        .max_header_bytes
+        .as_ref()
+        .filter(|_| bytes < MIN_MAX_HEADER_BYTES)
+    {
+        let message = format!("{} is too small; the minimum is 4KiB", v.get_ref());
+        return Err(cx.invalid(v.span(), "listen.max_header_bytes", message));
+    }
+    // Only a 32-bit node could clamp here, and nothing that large fits in
+    // its memory anyway.
+    Ok(usize::try_from(bytes).unwrap_or(usize::MAX))
+}
+
+/// `http` defaults to 127.0.0.1:8080 only when neither list is given.
+fn listen_addresses(
+    f: &ListenFile,
+    has_certs: bool,
+    cx: &Ctx<'_>,
+) -> Result<(Vec<SocketAddr>, Vec<SocketAddr>), ConfigError> {
+    let lists = [
+        (f.http.as_ref(), "listen.http"),
+        (f.https.as_ref(), "listen.https"),
+    ];
+    let http = match lists {
+        [(None, _), (None, _)] => vec![DEFAULT_HTTP_LISTEN],
+        _ => addresses(f.http.as_ref(), "listen.http", cx)?,
+    };
+    let https = addresses(f.https.as_ref(), "listen.https", cx)?;
+    let given = lists
+        .iter()
+        .find_map(|(list, key)| list.map(|l| (l.span(), *key)));
+    if let (true, true, Some((span, key))) = (http.is_empty(), https.is_empty(), given) {
+        let message = "no listeners: give at least one address in listen.http or listen.https";
+        return Err(cx.invalid(span, key, message));
+    }
+    if let (false, false, Some(list)) = (https.is_empty(), has_certs, &f.https) {
+        let message = "HTTPS listeners need at least one [[tls.certificates]] entry";
+        return Err(cx.invalid(list.span(), "listen.https", message));
+    }
+    no_duplicates(&lists, cx)?;
+    Ok((http, https))
+}
+
+/// Parses one `IP:PORT`. Host names are not resolved: a listener must not
+/// depend on DNS at startup.
+pub(crate) fn socket_addr(
+    value: &Spanned<String>,
+    key: &str,
+    cx: &Ctx<'_>,
+) -> Result<SocketAddr, ConfigError> {
+    value.get_ref().parse().map_err(|_| {
+        let message = format!(
+            "{:?} is not an IP:PORT address (like \"0.0.0.0:8080\" or \"[::]:8443\"; host names are not resolved)",
+            value.get_ref()
+        );
+        cx.invalid(value.span(), key, message)
+    })
+}
+
+fn addresses(
+    list: Option<&SpannedList>,
+    key: &str,
+    cx: &Ctx<'_>,
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    let items = list.map_or(&[][..], |l| l.get_ref().as_slice());
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| socket_addr(item, &format!("{key}[{i}]"), cx))
+        .collect()
+}
+
+/// The same address twice cannot be bound; blame the second occurrence.
+fn no_duplicates(lists: &[(Option<&SpannedList>, &str)], cx: &Ctx<'_>) -> Result<(), ConfigError> {
+    let mut seen: Vec<(SocketAddr, String)> = Vec::new();
+    for (list, key) in lists {
+        for (i, item) in list
+            .map_or(&[][..], |l| l.get_ref().as_slice())
+            .iter()
+            .enumerate()
+        {
+            let here = format!("{key}[{i}]");
+            let addr = socket_addr(item, &here, cx)?;
+            if let Some((_, first)) = seen.iter().find(|(a, _)| *a == addr) {
+                return Err(cx.invalid(
+                    item.span(),
+                    &here,
+                    format!("{addr} is already listed at {first}"),
+                ));
+            }
+            seen.push((addr, here));
+        }
+    }
+    Ok(())
+}
+
+fn admin(f: &AdminFile, listen: &ListenConfig, cx: &Ctx<'_>) -> Result<AdminConfig, ConfigError> {
+    let listen = match &f.listen {
+        Some(v) => Some(admin_listen(v, listen, cx)?),
+        None => None,
+    };
+    let token = match &f.token {
+        Some(v) => Some(admin_token(v, cx)?),
+        None => None,
+    };
+    Ok(AdminConfig { listen, token })
+}
+
+fn admin_listen(
+    v: &Spanned<String>,
+    listen: &ListenConfig,
+    cx: &Ctx<'_>,
+) -> Result<SocketAddr, ConfigError> {
+    let addr = socket_addr(v, "admin.listen", cx)?;
+    if listen.http.contains(&addr) || listen.https.contains(&addr) {
+        let message = format!("{addr} is also a listen.http or listen.https address");
+        return Err(cx.invalid(v.span(), "admin.listen", message));
+    }
+    Ok(addr)
+}
+
+/// The token travels in an `Authorization` header, hence visible ASCII.
+fn admin_token(v: &Spanned<String>, cx: &Ctx<'_>) -> Result<String, ConfigError> {
+    let token = v.get_ref();
+    let problem = if token.is_empty() {
+        "must not be empty (remove the key to refuse mutating requests)"
+    } else if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        "must be printable ASCII without spaces (it is sent in an HTTP header)"
+    } else {
+        return Ok(token.clone());
+    };
+    Err(cx.invalid(v.span(), "admin.token", problem))
+}
+
+fn cache(f: &CacheFile, cx: &Ctx<'_>) -> Result<CacheConfig, ConfigError> {
+    let (memory, max_object) = cache_sizes(f, cx)?;
+    let heuristic_fraction = match &f.heuristic_fraction {
+        Some(v) if *v.get_ref() > 100 => {
+            let message = "is a percentage and must be between 0 and 100";
+            return Err(cx.invalid(v.span(), "cache.heuristic_fraction", message));
+        }
+        Some(v) => *v.get_ref(),
+        None => DEFAULT_HEURISTIC_FRACTION,
+    };
+    Ok(CacheConfig {
+        memory,
+        max_object,
+        uncacheable_ttl: f.uncacheable_ttl.map_or(DEFAULT_UNCACHEABLE_TTL, |d| d.0),
+        heuristic_fraction,
+        heuristic_max: f.heuristic_max.map_or(DEFAULT_HEURISTIC_MAX, |d| d.0),
+    })
+}
+
+/// `memory` and `max_object`; a conflict is blamed on `max_object` when it
+/// is in the file, otherwise on `memory`.
+fn cache_sizes(f: &CacheFile, cx: &Ctx<'_>) -> Result<(u64, u64), ConfigError> {
+    let memory = size(&f.memory, DEFAULT_CACHE_MEMORY);
+    let max_object = size(&f.max_object, DEFAULT_MAX_OBJECT);
+    let (shown_memory, shown_object) = (ByteSize(memory), ByteSize(max_object));
+    let memory_problem = match memory {
+        n if n < MIN_CACHE_MEMORY => {
+            Some(format!("{shown_memory} is too small; the minimum is 1MiB"))
+        }
+        n if n < max_object && f.max_object.is_none() => Some(format!(
+            "{shown_memory} is smaller than cache.max_object (default {shown_object})"
+        )),
+        _ => None,
+    };
+    if let (Some(message), Some(v)) = (memory_problem, &f.memory) {
+        return Err(cx.invalid(v.span(), "cache.memory", message));
+    }
+    let object_problem = match max_object {
+        0 => Some("must be greater than zero".to_owned()),
+        n if n > MAX_MAX_OBJECT => Some(format!(
+            "{shown_object} is too large; the maximum is 4GiB-1 (4294967295)"
+        )),
+        n if n > memory => Some(format!(
+            "{shown_object} is larger than cache.memory ({shown_memory})"
+        )),
+        _ => None,
+    };
+    if let (Some(message), Some(v)) = (object_problem, &f.max_object) {
+        return Err(cx.invalid(v.span(), "cache.max_object", message));
+    }
+    Ok((memory, max_object))
+}
+
+fn size(v: &Option<Spanned<ByteSize>>, default: u64) -> u64 {
+    v.as_ref().map_or(default, |v| v.get_ref().0)
+}
+
+/// A timeout from the file or its default; zero would fail every request.
+pub(crate) fn timeout(
+    v: &Option<Spanned<HumanDuration>>,
+    default: Duration,
+    key: &str,
+    cx: &Ctx<'_>,
+) -> Result<Duration, ConfigError> {
+    match v {
+        Some(v) if v.get_ref().0.is_zero() => {
+            Err(cx.invalid(v.span(), key, "must be greater than zero"))
+        }
+        Some(v) => Ok(v.get_ref().0),
+        None => Ok(default),
+    }
+}
+
+/// A count that must be at least 1.
+fn count(
+    v: &Option<Spanned<usize>>,
+    default: usize,
+    key: &str,
+    cx: &Ctx<'_>,
+) -> Result<usize, ConfigError> {
+    match v {
+        Some(v) if *v.get_ref() == 0 => Err(cx.invalid(v.span(), key, "must be at least 1")),
+        Some(v) => Ok(*v.get_ref()),
+        None => Ok(default),
+    }
+}

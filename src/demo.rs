@@ -1,0 +1,140 @@
+//! `outpost demo`: a self-contained demo that needs no setup. It starts a small origin on
+//! 127.0.0.1:8081 and a node in front of it (the embedded `config/demo.toml`), then prints
+//! what to try.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ConfigError};
+use crate::{Listeners, RunError};
+
+pub const CONFIG: &str = include_str!("../config/demo.toml");
+pub const ORIGIN_ADDR: &str = "127.0.0.1:8081";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("demo origin cannot listen on {ORIGIN_ADDR}: {0}")]
+    Origin(std::io::Error),
+}
+
+pub fn config() -> Result<Config, ConfigError> {
+    Config::parse(CONFIG, "<embedded demo.toml>", Path::new("."))
+}
+
+/// Run the demo until `shutdown` completes.
+pub async fn run(shutdown: impl std::future::Future<Output = ()> + Send) -> Result<(), DemoError> {
+    let config = config()?;
+    let origin = TcpListener::bind(ORIGIN_ADDR)
+        .await
+        .map_err(DemoError::Origin)?;
+    tokio::spawn(serve_origin(origin));
+    let listeners = Listeners::bind(&config).await?;
+    println!("{}", instructions(&config));
+    crate::run(config, listeners, shutdown).await?;
+    Ok(())
+}
+
+fn instructions(config: &Config) -> String {
+    let node = config
+        .listen
+        .http
+        .first()
+        .map_or("127.0.0.1:8080".into(), |a| a.to_string());
+    let admin = config
+        .admin
+        .listen
+        .map_or("127.0.0.1:9090".into(), |a| a.to_string());
+    let token = config.admin.token.clone().unwrap_or_default();
+    format!(
+        "Outpost demo: a node on http://{node} in front of a demo origin on http://{ORIGIN_ADDR}\n\
+         \n\
+         Try:\n\
+         \x20 curl -si http://{node}/hello          # first time: a miss (Cache-Status: ...; fwd=uri-miss; stored)\n\
+         \x20 curl -si http://{node}/hello          # again: a hit, with Age\n\
+         \x20 curl -si http://{node}/hello -H 'Range: bytes=0-4'      # 206 from the cache\n\
+         \x20 curl -si http://{node}/private        # not stored (Cache-Control: private)\n\
+         \x20 for i in $(seq 5); do curl -s -o /dev/null -w '%{{http_code}}\\n' http://{node}/slow & done; wait\n\
+         \x20                                       # 5 clients, one origin fetch (1 s origin)\n\
+         \x20 curl -si -X POST http://{admin}/purge -H 'Authorization: Bearer {token}' \\\n\
+         \x20      -d '{{\"urls\": [\"http://localhost:{port}/hello\"]}}'    # purge; the next /hello is a miss\n\
+         \x20 curl -s http://{admin}/metrics | grep outpost_requests\n\
+         \n\
+         Ctrl-C stops it.",
+        port = config.listen.http.first().map_or(8080, SocketAddr::port),
+    )
+}
+
+async fn serve_origin(listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let service = service_fn(|req| async move { Ok::<_, Infallible>(origin(req).await) });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn origin(request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let now = httpdate::fmt_http_date(SystemTime::now());
+    let (status, cache_control, body) = match request.uri().path() {
+        "/" | "/hello" => (
+            StatusCode::OK,
+            "public, max-age=60",
+            "hello from the demo origin\n".to_owned(),
+        ),
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            (
+                StatusCode::OK,
+                "max-age=30",
+                format!("slow response generated at {now}\n"),
+            )
+        }
+        "/time" => (StatusCode::OK, "max-age=5", format!("{now}\n")),
+        "/private" => (
+            StatusCode::OK,
+            "private",
+            format!("only for you, at {now}\n"),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "max-age=10",
+            "not found\n".to_owned(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static(cache_control),
+    );
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        header::ETAG,
+        header::HeaderValue::from_static("\"demo-v1\""),
+    );
+    response
+}

@@ -1,0 +1,98 @@
+//! Every way a request can fail, as small typed errors, and the one place they become HTTP.
+//!
+//! A fill is shared by many clients, so errors are `Clone` (strings, not sources). Each error
+//! knows whose fault it is, which status it maps to, and the short token that goes into the
+//! `detail` parameter of `Cache-Status` (RFC 9211 §2.8) and the access log.
+
+use http::StatusCode;
+
+/// Whose fault a failure is: decides the status class and what an operator should look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Client,
+    Origin,
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    /// No `Host` / `:authority`, or one we cannot parse.
+    #[error("request has no usable host")]
+    MissingHost,
+    /// The host names no configured site: refused so the node is never an open proxy.
+    #[error("no site is configured for host {0:?}")]
+    UnknownHost(String),
+    /// `only-if-cached` (RFC 9111 §5.2.1.7) and nothing usable is stored.
+    /// The request already went through this node (`Via` names it): the origin points back.
+    #[error("request loops through this node")]
+    Loop,
+    #[error("only-if-cached and nothing stored")]
+    NotCached,
+    #[error("origin connection failed: {0}")]
+    OriginConnect(String),
+    #[error("origin did not answer in time")]
+    OriginTimeout,
+    #[error("origin sent an invalid response: {0}")]
+    OriginProtocol(String),
+    #[error("origin response body failed: {0}")]
+    OriginBody(String),
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl ProxyError {
+    pub fn fault(&self) -> Fault {
+        match self {
+            Self::MissingHost | Self::UnknownHost(_) | Self::NotCached | Self::Loop => {
+                Fault::Client
+            }
+            Self::OriginConnect(_)
+            | Self::OriginTimeout
+            | Self::OriginProtocol(_)
+            | Self::OriginBody(_) => Fault::Origin,
+            Self::Internal(_) => Fault::Internal,
+        }
+    }
+
+    /// The one error → status mapping (DESIGN: 502 bad origin, 503 no upstream, 504 timeout).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingHost => StatusCode::BAD_REQUEST,
+            Self::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
+            Self::Loop => StatusCode::LOOP_DETECTED,
+            // RFC 9111 §5.2.1.7: "respond ... with a 504 (Gateway Timeout)".
+            Self::NotCached | Self::OriginTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::OriginConnect(_) | Self::OriginProtocol(_) | Self::OriginBody(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Token for `Cache-Status; detail=` and logs.
+    pub fn detail(&self) -> &'static str {
+        match self {
+            Self::MissingHost => "missing-host",
+            Self::UnknownHost(_) => "unknown-host",
+            Self::NotCached => "only-if-cached",
+            Self::Loop => "loop",
+            Self::OriginConnect(_) => "origin-connect",
+            Self::OriginTimeout => "origin-timeout",
+            Self::OriginProtocol(_) => "origin-protocol",
+            Self::OriginBody(_) => "origin-body",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// Whether the request may be sent again to another origin server: only failures that
+    /// happened before the origin could have acted on it.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::OriginConnect(_))
+    }
+}
+
+/// Error of a response body we stream to a client: the transfer is aborted, so the client
+/// sees a truncated response rather than a short "complete" one.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("response body aborted: {0}")]
+pub struct BodyError(pub ProxyError);

@@ -1,0 +1,117 @@
+//! The `outpost` binary: command line, runtime and signals. Everything else is the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use outpost::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "outpost",
+    version,
+    about = "An edge CDN node: a clustered RFC 9111 caching reverse proxy"
+)]
+struct Cli {
+    /// Configuration file (same as `outpost run --config FILE`).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node (the default).
+    Run,
+    /// Validate a configuration file and exit.
+    Check,
+    /// Start a self-contained demo: a demo origin and a node on loopback.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Check => check(cli.config),
+        Command::Run => exit(serve(cli.config)),
+        Command::Demo => exit(demo()),
+    }
+}
+
+fn check(path: Option<PathBuf>) -> ExitCode {
+    let Some(path) = path else {
+        eprintln!("outpost check: --config FILE is required");
+        return ExitCode::from(2);
+    };
+    match Config::load(&path) {
+        Ok(config) => {
+            println!("{}: ok ({} site(s))", path.display(), config.sites.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("outpost: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let path = path.context("--config FILE is required (or try `outpost demo`)")?;
+    let config = Config::load(&path)?;
+    outpost::observability::init_logging("info");
+    runtime()?.block_on(async {
+        let listeners = outpost::Listeners::bind(&config).await?;
+        outpost::run(config, listeners, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+fn demo() -> anyhow::Result<()> {
+    outpost::observability::init_logging("warn");
+    runtime()?.block_on(async {
+        outpost::demo::run(shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,315 @@
+//! Every metric Outpost exports, named in one place, with handles resolved up front.
+//!
+//! The request path never looks a label set up: per-site handles are created when the site is
+//! built ([`SiteMetrics`]) and cloned into it, so counting is one atomic add.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+/// Metric names (without the `outpost_` prefix; counters get `_total` from the encoder).
+pub mod names {
+    pub const PREFIX: &str = "outpost";
+    pub const REQUESTS: &str = "requests";
+    pub const ORIGIN_REQUESTS: &str = "origin_requests";
+    pub const ORIGIN_DURATION: &str = "origin_response_duration_seconds";
+    pub const CACHE_BYTES: &str = "cache_bytes";
+    pub const CACHE_CAPACITY: &str = "cache_capacity_bytes";
+    pub const CACHE_ENTRIES: &str = "cache_entries";
+    pub const CACHE_EVICTIONS: &str = "cache_evictions";
+    pub const COALESCED: &str = "coalesced_requests";
+    pub const FILLS_IN_FLIGHT: &str = "fills_in_flight";
+    pub const PURGED: &str = "purged_objects";
+    pub const BUILD: &str = "build";
+}
+
+/// The cache result of one client request: the `cache` label of `outpost_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    Hit,
+    Miss,
+    Stale,
+    Revalidated,
+    Pass,
+    Error,
+}
+
+impl CacheResult {
+    const ALL: [CacheResult; 6] = [
+        Self::Hit,
+        Self::Miss,
+        Self::Stale,
+        Self::Revalidated,
+        Self::Pass,
+        Self::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Stale => "stale",
+            Self::Revalidated => "revalidated",
+            Self::Pass => "pass",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Outcome of one request to an origin: the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginOutcome {
+    Response,
+    Connect,
+    Timeout,
+    Protocol,
+}
+
+impl OriginOutcome {
+    const ALL: [OriginOutcome; 4] = [Self::Response, Self::Connect, Self::Timeout, Self::Protocol];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Response => "response",
+            Self::Connect => "connect_error",
+            Self::Timeout => "timeout",
+            Self::Protocol => "protocol_error",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    site: String,
+    cache: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OriginLabels {
+    site: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SiteLabel {
+    site: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Handles for one site, resolved once.
+#[derive(Clone, Debug)]
+pub struct SiteMetrics {
+    requests: [Counter; CacheResult::ALL.len()],
+    origin: [Counter; OriginOutcome::ALL.len()],
+    pub origin_duration: Histogram,
+}
+
+impl SiteMetrics {
+    pub fn request(&self, result: CacheResult) {
+        self.requests[result as usize].inc();
+    }
+
+    pub fn origin(&self, outcome: OriginOutcome) {
+        self.origin[outcome as usize].inc();
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    origin_requests: Family<OriginLabels, Counter>,
+    origin_duration: Family<SiteLabel, Histogram>,
+    evictions: Family<ReasonLabel, Counter>,
+    pub cache_bytes: Gauge,
+    pub cache_capacity: Gauge,
+    pub cache_entries: Gauge,
+    pub coalesced: Counter,
+    pub fills_in_flight: Gauge,
+    pub purged: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~16 s, doubling.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix(names::PREFIX);
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            names::REQUESTS,
+            "Client requests by site and cache result",
+            requests.clone(),
+        );
+        let origin_requests = Family::<OriginLabels, Counter>::default();
+        registry.register(
+            names::ORIGIN_REQUESTS,
+            "Requests sent to origins by site and outcome",
+            origin_requests.clone(),
+        );
+        let origin_duration =
+            Family::<SiteLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        registry.register(
+            names::ORIGIN_DURATION,
+            "Time from sending a request to an origin to its response headers",
+            origin_duration.clone(),
+        );
+        let evictions = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            names::CACHE_EVICTIONS,
+            "Objects removed from the cache by reason (size, expired, purged, replaced)",
+            evictions.clone(),
+        );
+        let metrics = Self {
+            cache_bytes: gauge(registry, names::CACHE_BYTES, "Bytes held by the cache"),
+            cache_capacity: gauge(registry, names::CACHE_CAPACITY, "Configured cache memory"),
+            cache_entries: gauge(registry, names::CACHE_ENTRIES, "URLs held by the cache"),
+            coalesced: counter(
+                registry,
+                names::COALESCED,
+                "Requests that waited on another request's origin fetch",
+            ),
+            fills_in_flight: gauge(registry, names::FILLS_IN_FLIGHT, "Origin fetches in flight"),
+            purged: counter(registry, names::PURGED, "URLs removed by purge requests"),
+            requests,
+            origin_requests,
+            origin_duration,
+            evictions,
+            registry: root,
+        };
+        let mut metrics = metrics;
+        let info = Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]);
+        metrics
+            .registry
+            .sub_registry_with_prefix(names::PREFIX)
+            .register(names::BUILD, "Build information", info);
+        metrics
+    }
+
+    pub fn site(&self, site: &str) -> SiteMetrics {
+        let requests = CacheResult::ALL.map(|r| {
+            self.requests.get_or_create_owned(&RequestLabels {
+                site: site.to_owned(),
+                cache: r.as_str(),
+            })
+        });
+        let origin = OriginOutcome::ALL.map(|o| {
+            self.origin_requests.get_or_create_owned(&OriginLabels {
+                site: site.to_owned(),
+                outcome: o.as_str(),
+            })
+        });
+        let origin_duration = self.origin_duration.get_or_create_owned(&SiteLabel {
+            site: site.to_owned(),
+        });
+        SiteMetrics {
+            requests,
+            origin,
+            origin_duration,
+        }
+    }
+
+    pub fn eviction(&self, reason: &'static str) -> Counter {
+        self.evictions.get_or_create_owned(&ReasonLabel { reason })
+    }
+
+    /// OpenMetrics text exposition (what Prometheus asks for).
+    pub fn encode_openmetrics(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Classic Prometheus text format 0.0.4 (for tools that predate OpenMetrics).
+    pub fn encode_prometheus(&self) -> String {
+        openmetrics_to_prometheus(&self.encode_openmetrics())
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str) -> Gauge {
+    let g = Gauge::default();
+    registry.register(name, help, g.clone());
+    g
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
+    let c = Counter::default();
+    registry.register(name, help, c.clone());
+    c
+}
+
+/// Rewrite OpenMetrics text into the classic format: a counter family `x` is exposed as
+/// samples `x_total`, so its HELP/TYPE must name `x_total`; `info` becomes a gauge named
+/// `x_info`; `# UNIT` and `# EOF` do not exist there.
+pub fn openmetrics_to_prometheus(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut pending_help: Option<(&str, &str)> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            pending_help = Some((name, help));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "info" => (format!("{name}_info"), "gauge"),
+                other => (name.to_owned(), other),
+            };
+            if let Some((_, help)) = pending_help.take() {
+                out.push_str(&format!("# HELP {name} {help}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_format_names_counter_families_by_their_samples() {
+        let m = Metrics::new();
+        m.site("a").request(CacheResult::Hit);
+        let text = m.encode_prometheus();
+        assert!(
+            text.contains("# TYPE outpost_requests_total counter"),
+            "{text}"
+        );
+        assert!(text.contains("# HELP outpost_requests_total "), "{text}");
+        assert!(text.contains("outpost_requests_total{site=\"a\",cache=\"hit\"} 1"));
+        assert!(text.contains("# TYPE outpost_build_info gauge"));
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+    }
+
+    #[test]
+    fn openmetrics_ends_with_eof() {
+        assert!(Metrics::new().encode_openmetrics().ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,11 @@
+//! What Outpost tells operators: metrics ([`metrics`]) and logs (tracing setup here).
+
+pub mod metrics;
+
+/// Install the tracing subscriber: `RUST_LOG` wins, then `default_level`.
+pub fn init_logging(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // A second init (tests, embedding) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}

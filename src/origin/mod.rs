@@ -1,0 +1,185 @@
+//! Talking to a site's origin servers: pooled keep-alive connections over HTTP or HTTPS,
+//! connect and first-byte timeouts, round robin with one retry on another server when a
+//! connection could not be made (only for requests without a body, which are safe to resend).
+
+mod tls;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::{PathAndQuery, Scheme};
+use http::{HeaderMap, Method, Request, Response, Uri};
+use http_body_util::{Either, Empty};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::{OriginConfig, OriginServer};
+use crate::error::ProxyError;
+use crate::observability::metrics::{OriginOutcome, SiteMetrics};
+
+/// Body of a request to an origin: nothing (fills, revalidations) or the client's body
+/// streamed through (POST, PUT).
+pub type OriginBody = Either<Empty<Bytes>, Incoming>;
+
+/// What to ask an origin, independent of which server answers.
+#[derive(Debug, Clone)]
+pub struct OriginRequest {
+    pub method: Method,
+    pub path_and_query: PathAndQuery,
+    pub headers: HeaderMap,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OriginSetupError {
+    #[error("origin TLS: {0}")]
+    Tls(String),
+}
+
+pub struct Origin {
+    servers: Vec<OriginServer>,
+    next: AtomicUsize,
+    client: Client<HttpsConnector<HttpConnector>, OriginBody>,
+    first_byte_timeout: Duration,
+    metrics: SiteMetrics,
+}
+
+impl Origin {
+    pub fn new(config: &OriginConfig, metrics: SiteMetrics) -> Result<Self, OriginSetupError> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls::client_config(&config.tls)?)
+            .https_or_http();
+        let builder = match &config.tls.sni {
+            Some(name) => {
+                let name = rustls::pki_types::ServerName::try_from(name.clone())
+                    .map_err(|e| OriginSetupError::Tls(format!("tls.sni {name:?}: {e}")))?;
+                builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+            }
+            None => builder,
+        };
+        let connector = builder.enable_http1().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(config.idle_timeout)
+            .pool_max_idle_per_host(config.max_idle_per_server)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        Ok(Self {
+            servers: config.servers.clone(),
+            next: AtomicUsize::new(0),
+            client,
+            first_byte_timeout: config.first_byte_timeout,
+            metrics,
+        })
+    }
+
+    /// Longest wait for the response head, and between two chunks of a body.
+    pub fn first_byte_timeout(&self) -> Duration {
+        self.first_byte_timeout
+    }
+
+    /// Send `request` and wait for the response head. A request with a body is sent once; one
+    /// without is retried once on the next server if no connection could be made.
+    pub async fn send(
+        &self,
+        request: &OriginRequest,
+        body: Option<Incoming>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let attempts = if body.is_some() {
+            1
+        } else {
+            self.servers.len().min(2)
+        };
+        let mut body = body;
+        let mut last = ProxyError::Internal("origin has no servers");
+        for attempt in 0..attempts {
+            let server = &self.servers[(start + attempt) % self.servers.len()];
+            let body = match body.take() {
+                Some(incoming) => Either::Right(incoming),
+                None => Either::Left(Empty::new()),
+            };
+            match self.send_to(server, request, body).await {
+                Ok(response) => return Ok(response),
+                Err(e) if e.retryable() => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    async fn send_to(
+        &self,
+        server: &OriginServer,
+        request: &OriginRequest,
+        body: OriginBody,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let uri = origin_uri(&server.scheme, server, &request.path_and_query)?;
+        let mut outgoing = Request::new(body);
+        *outgoing.method_mut() = request.method.clone();
+        *outgoing.uri_mut() = uri;
+        *outgoing.headers_mut() = request.headers.clone();
+        let started = Instant::now();
+        let result =
+            tokio::time::timeout(self.first_byte_timeout, self.client.request(outgoing)).await;
+        let (outcome, result) = match result {
+            Err(_) => (OriginOutcome::Timeout, Err(ProxyError::OriginTimeout)),
+            Ok(Ok(response)) => (OriginOutcome::Response, Ok(response)),
+            Ok(Err(e)) if e.is_connect() => (
+                OriginOutcome::Connect,
+                Err(ProxyError::OriginConnect(error_chain(&e))),
+            ),
+            Ok(Err(e)) => (
+                OriginOutcome::Protocol,
+                Err(ProxyError::OriginProtocol(error_chain(&e))),
+            ),
+        };
+        self.metrics.origin(outcome);
+        if outcome == OriginOutcome::Response {
+            self.metrics
+                .origin_duration
+                .observe(started.elapsed().as_secs_f64());
+        } else if let Err(e) = &result {
+            tracing::warn!(origin = %server.authority, error = %e, "origin request failed");
+        }
+        result
+    }
+}
+
+fn origin_uri(
+    scheme: &Scheme,
+    server: &OriginServer,
+    path_and_query: &PathAndQuery,
+) -> Result<Uri, ProxyError> {
+    Uri::builder()
+        .scheme(scheme.clone())
+        .authority(server.authority.clone())
+        .path_and_query(path_and_query.clone())
+        .build()
+        .map_err(|_| ProxyError::Internal("cannot build origin URI"))
+}
+
+/// "outer: inner: innermost" — hyper's errors hide the useful part (refused, reset, bad
+/// certificate) in their sources.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Shared so tests and callers can tell an origin from its settings.
+pub type SharedOrigin = Arc<Origin>;

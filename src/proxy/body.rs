@@ -1,0 +1,80 @@
+//! The body of every response Outpost sends: a stored body (no copy), nothing, a coalesced
+//! fill being streamed, or an origin body passed straight through.
+//!
+//! An enum rather than a boxed trait object so a hit allocates no body box.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::error::{BodyError, ProxyError};
+
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Bytes, ProxyError>> + Send>>;
+
+pub enum ProxyBody {
+    Empty,
+    Full(Option<Bytes>),
+    /// A fill's chunks; `len` is the announced length when the origin sent one.
+    Stream {
+        chunks: ChunkStream,
+        len: Option<u64>,
+    },
+    Incoming(Incoming),
+}
+
+impl ProxyBody {
+    pub fn full(bytes: Bytes) -> Self {
+        Self::Full(Some(bytes))
+    }
+
+    pub fn text(text: &'static str) -> Self {
+        Self::Full(Some(Bytes::from_static(text.as_bytes())))
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match &mut *self {
+            Self::Empty => Poll::Ready(None),
+            Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Self::Stream { chunks, .. } => match chunks.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError(e)))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+            Self::Incoming(incoming) => Pin::new(incoming).poll_frame(cx).map(|frame| {
+                frame.map(|r| r.map_err(|e| BodyError(ProxyError::OriginBody(e.to_string()))))
+            }),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Empty => true,
+            Self::Full(bytes) => bytes.is_none(),
+            Self::Stream { .. } => false,
+            Self::Incoming(incoming) => incoming.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Empty => SizeHint::with_exact(0),
+            Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Self::Stream { len: Some(n), .. } => SizeHint::with_exact(*n),
+            Self::Stream { len: None, .. } => SizeHint::default(),
+            Self::Incoming(incoming) => incoming.size_hint(),
+        }
+    }
+}

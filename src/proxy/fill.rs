@@ -1,0 +1,233 @@
+//! Phase 4, fill: the task that fetches one response from the origin for every subscriber of
+//! a [`Fill`](crate::storage::coalesce::Fill), streams it to them, and stores it when allowed.
+//!
+//! The task belongs to no client (it is spawned), so a client that disconnects does not cancel
+//! it; it always ends by publishing a final state, so no subscriber can hang.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::Proxy;
+use super::headers::strip_hop_by_hop;
+use super::request::Site;
+use super::store::{self, OriginHead, content_length};
+use crate::cache::control::{RequestDirectives, ResponseDirectives};
+use crate::cache::freshness;
+use crate::cache::status::NoCacheReason;
+use crate::cache::vary::{SecondaryKey, Vary, parse_vary, secondary_key};
+use crate::error::ProxyError;
+use crate::origin::OriginRequest;
+use crate::storage::Entry;
+use crate::storage::coalesce::{Publisher, Share};
+
+/// How far (bytes) the slowest reader may lag behind a fill that is not being stored before
+/// the fill stops reading from the origin.
+const PASS_WINDOW: usize = 1 << 20;
+
+/// What subscribers learn when the origin's response head arrives.
+#[derive(Debug)]
+pub struct FillHead {
+    pub status: StatusCode,
+    /// The origin's headers, hop-by-hop fields removed.
+    pub headers: HeaderMap,
+    /// `Vary` fields and the leader's values for them: a follower whose values differ must
+    /// not take this response.
+    pub vary: Vec<HeaderName>,
+    pub secondary: SecondaryKey,
+    /// Whether the response will be stored if its body completes.
+    pub storing: bool,
+    pub ttl: i64,
+    pub age: u64,
+    pub not_stored: Option<NoCacheReason>,
+    pub content_length: Option<u64>,
+}
+
+pub struct FillJob {
+    pub proxy: Arc<Proxy>,
+    pub site: Arc<Site>,
+    pub key: String,
+    pub request: OriginRequest,
+    /// The leading client's request headers (secondary key and §3.5 storability).
+    pub request_headers: HeaderMap,
+    pub request_cc: RequestDirectives,
+    /// The stored entry being revalidated, if any.
+    pub stale: Option<Arc<Entry>>,
+    /// Registered in the in-flight map (a shared fill) rather than private to one client.
+    pub registered: bool,
+}
+
+impl FillJob {
+    fn leave(&self, publisher: &Publisher<FillHead>) {
+        if self.registered {
+            self.proxy.inflight.leave(&self.key, publisher.fill());
+        }
+    }
+
+    /// From now on the key is not shared: new requests skip coalescing for a while.
+    fn stop_sharing(&self, publisher: &Publisher<FillHead>) {
+        self.proxy.store.mark_uncacheable(&self.key);
+        self.leave(publisher);
+    }
+}
+
+pub async fn run(job: FillJob, publisher: Publisher<FillHead>) {
+    let gauge = &job.proxy.metrics.fills_in_flight;
+    gauge.inc();
+    let request_time = SystemTime::now();
+    match job.site.origin.send(&job.request, None).await {
+        Ok(response) => {
+            let response_time = SystemTime::now();
+            let (parts, body) = response.into_parts();
+            let head = OriginHead {
+                status: parts.status,
+                headers: &parts.headers,
+                request_time,
+                response_time,
+            };
+            respond_with(&job, publisher, &head, body).await;
+        }
+        Err(e) => {
+            job.leave(&publisher);
+            publisher.fail(e);
+        }
+    }
+    gauge.dec();
+}
+
+async fn respond_with(
+    job: &FillJob,
+    publisher: Publisher<FillHead>,
+    head: &OriginHead<'_>,
+    body: Incoming,
+) {
+    let mut headers = head.headers.clone();
+    strip_hop_by_hop(&mut headers);
+    if head.status == StatusCode::NOT_MODIFIED
+        && let Some(stale) = &job.stale
+    {
+        let entry = Arc::new(store::refreshed(stale, head, &headers, job.proxy.heuristic));
+        job.proxy.store.insert(&job.key, entry.clone()).await;
+        job.leave(&publisher);
+        publisher.entry(entry);
+        return;
+    }
+    let fill_head = fill_head(job, head, headers.clone());
+    let share = if fill_head
+        .not_stored
+        .is_some_and(|r| r != NoCacheReason::TooLarge)
+    {
+        Share::One
+    } else {
+        Share::All
+    };
+    let storing = fill_head.storing;
+    publisher.head(fill_head, share);
+    if !storing {
+        job.stop_sharing(&publisher);
+        publisher.start_trimming();
+    }
+    stream_body(job, publisher, head, headers, body, storing).await;
+}
+
+fn fill_head(job: &FillJob, head: &OriginHead<'_>, headers: HeaderMap) -> FillHead {
+    let cc = ResponseDirectives::parse(&headers);
+    let length = content_length(&headers);
+    let not_stored = match store::storability(&job.request_headers, &job.request_cc, head, &cc) {
+        Err(reason) => Some(reason),
+        Ok(()) if length.is_some_and(|l| l > job.proxy.max_object) => Some(NoCacheReason::TooLarge),
+        Ok(()) => None,
+    };
+    let age = freshness::corrected_initial_age(&headers, head.request_time, head.response_time);
+    let lifetime = freshness::freshness_lifetime(
+        head.status,
+        &headers,
+        &cc,
+        head.response_time,
+        job.proxy.heuristic,
+    );
+    let vary = match parse_vary(&headers) {
+        Vary::Fields(fields) => fields,
+        Vary::None | Vary::Any => Vec::new(),
+    };
+    FillHead {
+        status: head.status,
+        secondary: secondary_key(&vary, &job.request_headers),
+        vary,
+        storing: not_stored.is_none(),
+        ttl: freshness::freshness(lifetime, age).ttl_secs(),
+        age: age.as_secs(),
+        not_stored,
+        content_length: length,
+        headers,
+    }
+}
+
+async fn stream_body(
+    job: &FillJob,
+    publisher: Publisher<FillHead>,
+    head: &OriginHead<'_>,
+    headers: HeaderMap,
+    mut body: Incoming,
+    mut storing: bool,
+) {
+    let idle = job.site.origin.first_byte_timeout();
+    let mut kept: Vec<Bytes> = Vec::new();
+    let mut total: u64 = 0;
+    let result = loop {
+        let data = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => break Err(ProxyError::OriginTimeout),
+            Ok(None) => break Ok(()),
+            Ok(Some(Err(e))) => break Err(ProxyError::OriginBody(e.to_string())),
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) if !data.is_empty() => data,
+                _ => continue,
+            },
+        };
+        total += data.len() as u64;
+        if storing && total > job.proxy.max_object {
+            // A body without Content-Length outgrew max_object: stream it through instead.
+            storing = false;
+            kept = Vec::new();
+            job.stop_sharing(&publisher);
+            publisher.start_trimming();
+        }
+        if storing {
+            kept.push(data.clone());
+        }
+        publisher.push(data);
+        if !storing && !publisher.wait_for_readers(PASS_WINDOW).await {
+            break Err(ProxyError::Internal("every reader left"));
+        }
+    };
+    if let (Ok(()), true) = (&result, storing) {
+        let entry = store::build_entry(
+            head,
+            headers,
+            concat(kept, total),
+            &job.request_headers,
+            job.proxy.heuristic,
+        );
+        job.proxy.store.insert(&job.key, Arc::new(entry)).await;
+    } else if result.is_err() {
+        tracing::warn!(key = %job.key, error = ?result, "origin body failed; not stored");
+    }
+    job.leave(&publisher);
+    publisher.finish(result);
+}
+
+/// One contiguous body for the entry; a single chunk is kept as is (no copy).
+fn concat(mut chunks: Vec<Bytes>, total: u64) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.pop().unwrap_or_default();
+    }
+    let mut body = BytesMut::with_capacity(usize::try_from(total).unwrap_or(0));
+    for chunk in chunks {
+        body.extend_from_slice(&chunk);
+    }
+    body.freeze()
+}

@@ -1,0 +1,315 @@
+//! The request path, as named phases run in order (DESIGN.md draws the same flow):
+//!
+//! 1. [`request`] — site by host (unknown: refused), cache key, request directives;
+//! 2. [`lookup`] — the matching stored variant: fresh hit, revalidate, or miss;
+//! 3. route — (cluster ownership; a single node owns every key);
+//! 4. [`fill`] — one origin fetch per key at a time, streamed to every waiting client;
+//! 5. [`store`] — storability, freshness and age, the immutable entry;
+//! 6. [`respond`] — conditionals, ranges, HEAD, `Age`, `Cache-Status`, `Via`; errors mapped
+//!    to HTTP in one place.
+//!
+//! Methods other than GET and HEAD pass through to the origin with their bodies streamed, and
+//! a successful unsafe one invalidates the stored responses for its URI (RFC 9111 §4.4).
+
+pub mod body;
+pub mod fill;
+pub mod headers;
+pub mod lookup;
+pub mod request;
+pub mod respond;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::uri::Scheme;
+use http::{Method, Request, Response, Uri};
+use hyper::body::Incoming;
+
+use crate::cache::conditional::validators;
+use crate::cache::freshness::HeuristicPolicy;
+use crate::cache::status::{CacheStatus, Fwd};
+use crate::cache::vary::secondary_key;
+use crate::config::Config;
+use crate::error::ProxyError;
+use crate::observability::metrics::{CacheResult, Metrics};
+use crate::origin::{OriginRequest, OriginSetupError};
+use crate::storage::coalesce::{Fill, Inflight, Join, Outcome, Publisher, Subscriber};
+use crate::storage::{Entry, Store};
+use body::ProxyBody;
+use fill::{FillHead, FillJob};
+use lookup::Lookup;
+use request::{ClientInfo, RequestContext, Sites};
+use respond::Node;
+
+pub struct Proxy {
+    node: Node,
+    sites: Sites,
+    store: Arc<Store>,
+    inflight: Inflight<FillHead>,
+    metrics: Arc<Metrics>,
+    max_object: u64,
+    heuristic: HeuristicPolicy,
+}
+
+impl Proxy {
+    pub fn new(
+        config: &Config,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, OriginSetupError> {
+        Ok(Self {
+            node: Node::new(&config.node.name),
+            sites: Sites::build(&config.sites, &metrics)?,
+            store,
+            inflight: Inflight::default(),
+            metrics,
+            max_object: config.cache.max_object,
+            heuristic: HeuristicPolicy {
+                fraction_percent: config.cache.heuristic_fraction,
+                max: config.cache.heuristic_max,
+            },
+        })
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Serve one client request.
+    pub async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        client: ClientInfo,
+    ) -> Response<ProxyBody> {
+        let (parts, body) = request.into_parts();
+        let ctx = match request::prepare(&self.sites, &parts, &client, &self.node.name) {
+            Ok(ctx) => ctx,
+            Err(e) => return respond::error(&self.node, &e, None),
+        };
+        match ctx.method {
+            Method::GET | Method::HEAD => self.cacheable(ctx).await,
+            _ => self.pass(ctx, body).await,
+        }
+    }
+
+    async fn cacheable(self: Arc<Self>, ctx: RequestContext) -> Response<ProxyBody> {
+        let now = SystemTime::now();
+        let variants = self.store.get(&ctx.key).await;
+        match lookup::decide(variants.as_deref(), &ctx.headers, &ctx.directives, now) {
+            Lookup::Hit { entry, freshness } => {
+                ctx.site.metrics.request(CacheResult::Hit);
+                let status = CacheStatus {
+                    hit: true,
+                    ttl: Some(freshness.ttl_secs()),
+                    ..CacheStatus::default()
+                };
+                respond::from_entry(&self.node, &entry, &ctx, now, &status)
+            }
+            // RFC 9111 §5.2.1.7: only-if-cached never goes to the origin.
+            Lookup::Revalidate { fwd, .. } | Lookup::Miss { fwd }
+                if ctx.directives.only_if_cached =>
+            {
+                ctx.site.metrics.request(CacheResult::Error);
+                respond::error(&self.node, &ProxyError::NotCached, Some(fwd))
+            }
+            Lookup::Revalidate { entry, fwd } => self.fetch(ctx, fwd, Some(entry)).await,
+            Lookup::Miss { fwd } => self.fetch(ctx, fwd, None).await,
+        }
+    }
+
+    /// Get the response from the origin through a fill: joined with others' when it can be
+    /// shared, private otherwise.
+    async fn fetch(
+        self: Arc<Self>,
+        ctx: RequestContext,
+        fwd: Fwd,
+        stale: Option<Arc<Entry>>,
+    ) -> Response<ProxyBody> {
+        let mut private = ctx.is_private() || self.store.is_uncacheable(&ctx.key);
+        loop {
+            let (subscriber, collapsed) = self.subscribe(&ctx, stale.clone(), private);
+            let Some(subscriber) = subscriber else {
+                return respond::error(
+                    &self.node,
+                    &ProxyError::Internal("no subscriber"),
+                    Some(fwd),
+                );
+            };
+            match subscriber.outcome().await {
+                Outcome::Stream(head, reader) => {
+                    let foreign_variant = collapsed
+                        && !head.vary.is_empty()
+                        && secondary_key(&head.vary, &ctx.headers) != head.secondary;
+                    if foreign_variant {
+                        private = true;
+                        continue;
+                    }
+                    return self.stream(&ctx, &head, reader, fwd, collapsed);
+                }
+                Outcome::Entry(entry) => {
+                    ctx.site.metrics.request(CacheResult::Revalidated);
+                    let now = SystemTime::now();
+                    let status = CacheStatus {
+                        fwd: Some(fwd),
+                        fwd_status: Some(304),
+                        stored: true,
+                        collapsed,
+                        ttl: Some(entry.freshness(now).ttl_secs()),
+                        ..CacheStatus::default()
+                    };
+                    return respond::from_entry(&self.node, &entry, &ctx, now, &status);
+                }
+                Outcome::Failed(e) => {
+                    ctx.site.metrics.request(CacheResult::Error);
+                    return respond::error(&self.node, &e, Some(fwd));
+                }
+                Outcome::Released => private = true,
+            }
+        }
+    }
+
+    /// Subscribe to a fill for this request, starting one if needed. Returns whether the
+    /// request joined a fill started by another (`collapsed`, RFC 9211 §2.6).
+    fn subscribe(
+        self: &Arc<Self>,
+        ctx: &RequestContext,
+        stale: Option<Arc<Entry>>,
+        private: bool,
+    ) -> (Option<Subscriber<FillHead>>, bool) {
+        if private {
+            let fill = Fill::detached();
+            let subscriber = fill.subscribe();
+            self.spawn_fill(ctx, stale, fill, false);
+            return (subscriber, false);
+        }
+        match self.inflight.join(&ctx.key) {
+            Join::Leader(fill) => {
+                let subscriber = fill.subscribe();
+                self.spawn_fill(ctx, stale, fill, true);
+                (subscriber, false)
+            }
+            Join::Follower(fill) => match fill.subscribe() {
+                Some(subscriber) => {
+                    self.metrics.coalesced.inc();
+                    (Some(subscriber), true)
+                }
+                // Too late to read it from the start: fetch alone.
+                None => self.subscribe(ctx, stale, true),
+            },
+        }
+    }
+
+    fn spawn_fill(
+        self: &Arc<Self>,
+        ctx: &RequestContext,
+        stale: Option<Arc<Entry>>,
+        fill: Arc<Fill<FillHead>>,
+        registered: bool,
+    ) {
+        let mut headers = request::origin_headers(ctx, &self.node.name, true);
+        if let Some(stale) = &stale {
+            headers.extend(validators(&stale.headers));
+        }
+        let job = FillJob {
+            proxy: self.clone(),
+            site: ctx.site.clone(),
+            key: ctx.key.clone(),
+            request: OriginRequest {
+                method: Method::GET,
+                path_and_query: ctx.path_and_query.clone(),
+                headers,
+            },
+            request_headers: ctx.headers.clone(),
+            request_cc: ctx.directives.clone(),
+            stale,
+            registered,
+        };
+        tokio::spawn(fill::run(job, Publisher::new(fill)));
+    }
+
+    fn stream(
+        &self,
+        ctx: &RequestContext,
+        head: &FillHead,
+        reader: Subscriber<FillHead>,
+        fwd: Fwd,
+        collapsed: bool,
+    ) -> Response<ProxyBody> {
+        let result = if head.storing {
+            CacheResult::Miss
+        } else {
+            CacheResult::Pass
+        };
+        ctx.site.metrics.request(result);
+        let status = CacheStatus {
+            fwd: Some(fwd),
+            fwd_status: Some(head.status.as_u16()),
+            stored: head.storing,
+            collapsed,
+            ttl: head.storing.then_some(head.ttl),
+            detail: head.not_stored.map(|r| r.as_str().to_owned()),
+            ..CacheStatus::default()
+        };
+        respond::from_fill(&self.node, head, reader, ctx, &status)
+    }
+
+    /// Methods we never cache: forwarded once with the body streamed; a successful unsafe
+    /// method invalidates what is stored for the URI (RFC 9111 §4.4).
+    async fn pass(self: Arc<Self>, ctx: RequestContext, body: Incoming) -> Response<ProxyBody> {
+        let request = OriginRequest {
+            method: ctx.method.clone(),
+            path_and_query: ctx.path_and_query.clone(),
+            headers: request::origin_headers(&ctx, &self.node.name, false),
+        };
+        match ctx.site.origin.send(&request, Some(body)).await {
+            Ok(response) => {
+                let status = response.status();
+                if !ctx.method.is_safe() && (status.is_success() || status.is_redirection()) {
+                    self.store.purge(&ctx.key).await;
+                }
+                ctx.site.metrics.request(CacheResult::Pass);
+                respond::pass(&self.node, response, Fwd::Method)
+            }
+            Err(e) => {
+                ctx.site.metrics.request(CacheResult::Error);
+                respond::error(&self.node, &e, Some(Fwd::Method))
+            }
+        }
+    }
+
+    /// Purge every stored variant of an absolute URL, under both schemes. Returns how many
+    /// keys held something.
+    pub async fn purge_url(&self, url: &str) -> Result<usize, PurgeError> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| PurgeError::InvalidUrl(url.to_owned()))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| PurgeError::InvalidUrl(url.to_owned()))?;
+        let host = request::normalize_host(authority.as_str())
+            .ok_or_else(|| PurgeError::InvalidUrl(url.to_owned()))?;
+        let path = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let mut purged = 0;
+        for scheme in [Scheme::HTTP, Scheme::HTTPS] {
+            if self
+                .store
+                .purge(&request::cache_key(&scheme, &host, &path))
+                .await
+            {
+                purged += 1;
+            }
+        }
+        self.metrics.purged.inc_by(purged as u64);
+        Ok(purged)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeError {
+    #[error("not an absolute URL: {0:?}")]
+    InvalidUrl(String),
+}

@@ -1,0 +1,283 @@
+//! Phase 1, request: find the site by `Host` / `:authority` (unknown hosts are refused, so
+//! the node is never an open proxy), compute the cache key, read request Cache-Control, and
+//! build the header set sent to the origin.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::uri::{PathAndQuery, Scheme};
+use http::{Method, Version};
+
+use super::headers::{append_list, strip_hop_by_hop};
+use crate::cache::control::RequestDirectives;
+use crate::config::{HostPattern, SiteConfig};
+use crate::error::ProxyError;
+use crate::observability::metrics::{Metrics, SiteMetrics};
+use crate::origin::{Origin, OriginSetupError};
+
+pub struct Site {
+    pub name: String,
+    pub origin: Origin,
+    pub metrics: SiteMetrics,
+}
+
+/// Sites by host: exact names in a map, `*.suffix` patterns longest first.
+#[derive(Default)]
+pub struct Sites {
+    exact: HashMap<String, Arc<Site>>,
+    suffixes: Vec<(String, Arc<Site>)>,
+}
+
+impl Sites {
+    pub fn build(configs: &[SiteConfig], metrics: &Metrics) -> Result<Self, OriginSetupError> {
+        let mut sites = Sites::default();
+        for config in configs {
+            let site = Arc::new(Site {
+                name: config.name.clone(),
+                origin: Origin::new(&config.origin, metrics.site(&config.name))?,
+                metrics: metrics.site(&config.name),
+            });
+            for pattern in &config.hosts {
+                match pattern {
+                    HostPattern::Exact(host) => {
+                        sites.exact.insert(host.clone(), site.clone());
+                    }
+                    HostPattern::Suffix(suffix) => {
+                        sites.suffixes.push((suffix.clone(), site.clone()))
+                    }
+                }
+            }
+        }
+        sites
+            .suffixes
+            .sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
+        Ok(sites)
+    }
+
+    pub fn find(&self, host: &str) -> Option<&Arc<Site>> {
+        self.exact.get(host).or_else(|| {
+            self.suffixes
+                .iter()
+                .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
+                .map(|(_, site)| site)
+        })
+    }
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub addr: SocketAddr,
+    pub scheme: Scheme,
+}
+
+/// Everything later phases need about the client's request.
+pub struct RequestContext {
+    pub site: Arc<Site>,
+    pub method: Method,
+    pub version: Version,
+    /// `scheme://host/path?query`: the primary cache key (RFC 9111 §2).
+    pub key: String,
+    /// The `Host` as the client sent it (port included), forwarded to the origin.
+    pub authority: HeaderValue,
+    pub path_and_query: PathAndQuery,
+    pub headers: HeaderMap,
+    pub directives: RequestDirectives,
+    pub client: ClientInfo,
+    pub received: SystemTime,
+}
+
+impl RequestContext {
+    /// Requests whose responses must not be shared with other clients while in flight.
+    pub fn is_private(&self) -> bool {
+        self.headers.contains_key(header::AUTHORIZATION) || self.directives.no_store
+    }
+}
+
+pub fn prepare(
+    sites: &Sites,
+    parts: &Parts,
+    client: &ClientInfo,
+    node: &str,
+) -> Result<RequestContext, ProxyError> {
+    if came_through(node, &parts.headers) {
+        return Err(ProxyError::Loop);
+    }
+    let authority = request_authority(parts).ok_or(ProxyError::MissingHost)?;
+    let host = normalize_host(authority.to_str().map_err(|_| ProxyError::MissingHost)?)
+        .ok_or(ProxyError::MissingHost)?;
+    let site = sites
+        .find(&host)
+        .ok_or_else(|| ProxyError::UnknownHost(host.clone()))?
+        .clone();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Ok(RequestContext {
+        site,
+        key: cache_key(&client.scheme, &host, &path_and_query),
+        method: parts.method.clone(),
+        version: parts.version,
+        authority,
+        path_and_query,
+        directives: RequestDirectives::parse(&parts.headers),
+        headers: parts.headers.clone(),
+        client: client.clone(),
+        received: SystemTime::now(),
+    })
+}
+
+/// The absolute URI's authority wins over `Host` (RFC 9112 §3.2.2); h2 carries `:authority`.
+fn request_authority(parts: &Parts) -> Option<HeaderValue> {
+    match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    }
+}
+
+/// Lowercase, without port or trailing dot; `None` if it is not a plausible host.
+pub fn normalize_host(authority: &str) -> Option<String> {
+    let authority = authority.trim();
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        &authority[..rest.find(']')? + 2]
+    } else {
+        authority.split(':').next()?
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let valid = !host.is_empty()
+        && host.len() <= 255
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
+        });
+    valid.then_some(host)
+}
+
+pub fn cache_key(scheme: &Scheme, host: &str, path_and_query: &PathAndQuery) -> String {
+    let mut key = String::with_capacity(
+        scheme.as_str().len() + host.len() + path_and_query.as_str().len() + 3,
+    );
+    key.push_str(scheme.as_str());
+    key.push_str("://");
+    key.push_str(host);
+    key.push_str(path_and_query.as_str());
+    key
+}
+
+/// Client validators and ranges are answered by the cache, never passed to a shared fill:
+/// the fill fetches the full representation for everyone.
+const CLIENT_CONDITIONALS: [HeaderName; 6] = [
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_MATCH,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_RANGE,
+    header::RANGE,
+];
+
+/// Headers for the origin: the client's, minus hop-by-hop fields, with `Host` kept and `Via`,
+/// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded` added (RFC 9110 §7.6.3, RFC 7239).
+pub fn origin_headers(ctx: &RequestContext, node: &str, for_fill: bool) -> HeaderMap {
+    let mut headers = ctx.headers.clone();
+    strip_hop_by_hop(&mut headers);
+    if for_fill {
+        for name in &CLIENT_CONDITIONALS {
+            headers.remove(name);
+        }
+    }
+    headers.insert(header::HOST, ctx.authority.clone());
+    append_list(
+        &mut headers,
+        header::VIA,
+        &format!("{} {node}", via_version(ctx.version)),
+    );
+    let ip = ctx.client.addr.ip();
+    append_list(
+        &mut headers,
+        HeaderName::from_static("x-forwarded-for"),
+        &ip.to_string(),
+    );
+    let proto = ctx.client.scheme.as_str();
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
+    );
+    let for_value = if ip.is_ipv6() {
+        format!("\"[{ip}]\"")
+    } else {
+        ip.to_string()
+    };
+    let mut forwarded = format!("for={for_value};proto={proto}");
+    if let Ok(host) = ctx.authority.to_str() {
+        forwarded.push_str(&format!(";host=\"{host}\""));
+    }
+    append_list(&mut headers, header::FORWARDED, &forwarded);
+    headers
+}
+
+fn via_version(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_2 => "2",
+        Version::HTTP_10 => "1.0",
+        _ => "1.1",
+    }
+}
+
+/// Whether this node already handled the request (its name is in `Via`): an origin that
+/// points back at the node would otherwise loop forever.
+fn came_through(node: &str, headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|hop| hop.split_whitespace().nth(1) == Some(node))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_normalized() {
+        let cases = [
+            ("Example.COM", Some("example.com")),
+            ("example.com:8080", Some("example.com")),
+            ("example.com.", Some("example.com")),
+            ("[::1]:8080", Some("[::1]")),
+            ("127.0.0.1:80", Some("127.0.0.1")),
+            ("", None),
+            ("exa mple.com", None),
+            ("a/b", None),
+            ("[::1", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalize_host(input).as_deref(), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn key_has_scheme_host_path_and_query() {
+        let pq = PathAndQuery::from_static("/a/b?x=1");
+        assert_eq!(
+            cache_key(&Scheme::HTTPS, "example.com", &pq),
+            "https://example.com/a/b?x=1"
+        );
+    }
+
+    #[test]
+    fn via_with_our_name_is_a_loop() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::VIA,
+            HeaderValue::from_static("1.1 other, 1.1 edge-1"),
+        );
+        assert!(came_through("edge-1", &h));
+        assert!(!came_through("edge-2", &h));
+    }
+}

@@ -1,0 +1,210 @@
+//! Phase 6, respond: turn a stored entry, a fill in progress, an origin pass-through or an
+//! error into the response the client gets, with `Age`, `Cache-Status` (RFC 9211) and `Via`.
+//!
+//! Client conditionals and `Range` are answered here from the stored representation; a hit
+//! clones the entry's headers and a `Bytes` handle, never the body.
+
+use std::time::SystemTime;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::body::ProxyBody;
+use super::fill::FillHead;
+use super::headers::{append_list, strip_hop_by_hop};
+use super::request::RequestContext;
+use crate::cache::conditional::not_modified;
+use crate::cache::range::{RangeRequest, parse_range};
+use crate::cache::status::{CacheStatus, Fwd, append};
+use crate::error::ProxyError;
+use crate::storage::Entry;
+use crate::storage::coalesce::Subscriber;
+
+const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// This node as responses name it.
+pub struct Node {
+    pub name: String,
+    pub via: String,
+}
+
+impl Node {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            via: format!("1.1 {name}"),
+        }
+    }
+}
+
+/// Serve a stored entry: 304 for a matching client conditional, 206/416 for `Range`,
+/// headers only for HEAD.
+pub fn from_entry(
+    node: &Node,
+    entry: &Entry,
+    ctx: &RequestContext,
+    now: SystemTime,
+    status: &CacheStatus,
+) -> Response<ProxyBody> {
+    let mut headers = entry.headers.clone();
+    let age = entry.current_age(now).as_secs();
+    let (code, body) = if not_modified(&ctx.method, &ctx.headers, &entry.headers) {
+        headers.remove(header::CONTENT_LENGTH);
+        (StatusCode::NOT_MODIFIED, ProxyBody::Empty)
+    } else if entry.status == StatusCode::OK {
+        headers
+            .entry(header::ACCEPT_RANGES)
+            .or_insert(HeaderValue::from_static("bytes"));
+        ranged(entry, ctx, &mut headers)
+    } else if ctx.method == Method::HEAD {
+        (entry.status, ProxyBody::Empty)
+    } else {
+        (entry.status, ProxyBody::full(entry.body.clone()))
+    };
+    finish(node, code, headers, body, status, Some(age))
+}
+
+/// RFC 9110 §14: one range from a stored full response; anything we do not handle is
+/// answered with the whole representation, which is always allowed.
+fn ranged(entry: &Entry, ctx: &RequestContext, headers: &mut HeaderMap) -> (StatusCode, ProxyBody) {
+    let head = ctx.method == Method::HEAD;
+    let len = entry.body.len() as u64;
+    let range = if ctx.method == Method::GET {
+        parse_range(ctx.headers.get(header::RANGE), len)
+    } else {
+        RangeRequest::Full
+    };
+    match range {
+        RangeRequest::Full if head => (StatusCode::OK, ProxyBody::Empty),
+        RangeRequest::Full => (StatusCode::OK, ProxyBody::full(entry.body.clone())),
+        RangeRequest::Partial {
+            start,
+            end_inclusive,
+        } => {
+            let content_range = format!("bytes {start}-{end_inclusive}/{len}");
+            headers.insert(header::CONTENT_RANGE, header_value(&content_range));
+            headers.insert(
+                header::CONTENT_LENGTH,
+                HeaderValue::from(end_inclusive - start + 1),
+            );
+            // Bounds were checked by parse_range against `len`, so the slice cannot panic.
+            let body = entry.body.slice(start as usize..=end_inclusive as usize);
+            (StatusCode::PARTIAL_CONTENT, ProxyBody::full(body))
+        }
+        RangeRequest::Unsatisfiable => {
+            headers.insert(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes */{len}")),
+            );
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+            (StatusCode::RANGE_NOT_SATISFIABLE, ProxyBody::Empty)
+        }
+    }
+}
+
+/// Stream a fill to this client.
+pub fn from_fill(
+    node: &Node,
+    head: &FillHead,
+    reader: Subscriber<FillHead>,
+    ctx: &RequestContext,
+    status: &CacheStatus,
+) -> Response<ProxyBody> {
+    let mut headers = head.headers.clone();
+    let matched =
+        head.status == StatusCode::OK && not_modified(&ctx.method, &ctx.headers, &head.headers);
+    let (code, body) = if matched {
+        headers.remove(header::CONTENT_LENGTH);
+        (StatusCode::NOT_MODIFIED, ProxyBody::Empty)
+    } else if ctx.method == Method::HEAD {
+        (head.status, ProxyBody::Empty)
+    } else {
+        let chunks = futures_util::stream::unfold(reader, |mut reader| async move {
+            reader.next_chunk().await.map(|chunk| (chunk, reader))
+        });
+        let body = ProxyBody::Stream {
+            chunks: Box::pin(chunks),
+            len: head.content_length,
+        };
+        (head.status, body)
+    };
+    finish(node, code, headers, body, status, Some(head.age))
+}
+
+/// A response passed through untouched but for hop-by-hop fields (methods we do not cache).
+pub fn pass(node: &Node, response: Response<Incoming>, fwd: Fwd) -> Response<ProxyBody> {
+    let (parts, body) = response.into_parts();
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    let status = CacheStatus {
+        fwd: Some(fwd),
+        fwd_status: Some(parts.status.as_u16()),
+        ..CacheStatus::default()
+    };
+    finish(
+        node,
+        parts.status,
+        headers,
+        ProxyBody::Incoming(body),
+        &status,
+        None,
+    )
+}
+
+/// The one place errors become responses: status from the error, its reason in
+/// `Cache-Status; detail`.
+pub fn error(node: &Node, error: &ProxyError, fwd: Option<Fwd>) -> Response<ProxyBody> {
+    let status = CacheStatus {
+        fwd,
+        detail: Some(error.detail().to_owned()),
+        ..CacheStatus::default()
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let code = error.status();
+    let text = format!(
+        "{} {}: {error}\n",
+        code.as_u16(),
+        code.canonical_reason().unwrap_or("")
+    );
+    finish(
+        node,
+        code,
+        headers,
+        ProxyBody::full(text.into()),
+        &status,
+        None,
+    )
+}
+
+fn finish(
+    node: &Node,
+    code: StatusCode,
+    mut headers: HeaderMap,
+    body: ProxyBody,
+    status: &CacheStatus,
+    age: Option<u64>,
+) -> Response<ProxyBody> {
+    if let Some(age) = age {
+        headers.insert(header::AGE, HeaderValue::from(age));
+    }
+    let ours = status.render(&node.name);
+    let cache_status = append(headers.get(&CACHE_STATUS), &ours);
+    headers.insert(CACHE_STATUS, header_value(&cache_status));
+    append_list(&mut headers, header::VIA, &node.via);
+    let mut response = Response::new(body);
+    *response.status_mut() = code;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// Values we format ourselves are visible ASCII; anything else degrades to empty rather than
+/// failing the response.
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}

@@ -1,0 +1,143 @@
+//! Phase 5, store: decide whether an origin response may be stored (RFC 9111 §3), compute its
+//! freshness and age once, and build the immutable [`Entry`].
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, StatusCode};
+
+use crate::cache::conditional::merge_304;
+use crate::cache::control::{RequestDirectives, ResponseDirectives};
+use crate::cache::freshness::{self, HeuristicPolicy};
+use crate::cache::status::NoCacheReason;
+use crate::cache::storable::storable;
+use crate::cache::vary::{Vary, parse_vary, secondary_key};
+use crate::storage::Entry;
+
+/// The origin's response head as the fill sees it, with when it was asked and answered.
+pub struct OriginHead<'a> {
+    pub status: StatusCode,
+    pub headers: &'a HeaderMap,
+    pub request_time: SystemTime,
+    pub response_time: SystemTime,
+}
+
+pub fn storability(
+    request_headers: &HeaderMap,
+    request_cc: &RequestDirectives,
+    head: &OriginHead<'_>,
+    response_cc: &ResponseDirectives,
+) -> Result<(), NoCacheReason> {
+    // Fills always fetch with GET (a HEAD miss is filled by a GET, RFC 9111 §4.3.5 allows
+    // answering HEAD from it).
+    storable(
+        &Method::GET,
+        request_headers,
+        request_cc,
+        head.status,
+        head.headers,
+        response_cc,
+    )
+}
+
+/// Build the entry for a storable response whose whole body is `body`.
+pub fn build_entry(
+    head: &OriginHead<'_>,
+    headers: HeaderMap,
+    body: Bytes,
+    request_headers: &HeaderMap,
+    heuristic: HeuristicPolicy,
+) -> Entry {
+    let directives = ResponseDirectives::parse(&headers);
+    let corrected_initial_age =
+        freshness::corrected_initial_age(&headers, head.request_time, head.response_time);
+    let lifetime = freshness::freshness_lifetime(
+        head.status,
+        &headers,
+        &directives,
+        head.response_time,
+        heuristic,
+    );
+    let vary = match parse_vary(&headers) {
+        Vary::Fields(fields) => fields,
+        Vary::None | Vary::Any => Vec::new(),
+    };
+    let secondary = secondary_key(&vary, request_headers);
+    let headers = stored_headers(headers, head.response_time, body.len());
+    Entry {
+        status: head.status,
+        has_validators: has_validators(&headers),
+        headers,
+        body,
+        vary,
+        secondary,
+        response_time: head.response_time,
+        corrected_initial_age,
+        lifetime,
+        directives,
+    }
+}
+
+/// RFC 9111 §4.3.4: a 304 freshens the stored response: its fields replace the stored ones,
+/// the body stays, and age and freshness restart from the 304.
+pub fn refreshed(
+    stale: &Entry,
+    head: &OriginHead<'_>,
+    not_modified: &HeaderMap,
+    heuristic: HeuristicPolicy,
+) -> Entry {
+    let merged = merge_304(&stale.headers, not_modified);
+    let directives = ResponseDirectives::parse(&merged);
+    let corrected_initial_age =
+        freshness::corrected_initial_age(not_modified, head.request_time, head.response_time);
+    let lifetime = freshness::freshness_lifetime(
+        stale.status,
+        &merged,
+        &directives,
+        head.response_time,
+        heuristic,
+    );
+    let headers = stored_headers(merged, head.response_time, stale.body.len());
+    Entry {
+        status: stale.status,
+        has_validators: has_validators(&headers),
+        headers,
+        body: stale.body.clone(),
+        vary: stale.vary.clone(),
+        secondary: stale.secondary.clone(),
+        response_time: head.response_time,
+        corrected_initial_age,
+        lifetime,
+        directives,
+    }
+}
+
+/// Stored headers carry no `Age` (computed per hit), always a `Date` (RFC 9110 §6.6.1: a
+/// cache adds one if the origin did not), and a `Content-Length` that is the body's.
+fn stored_headers(mut headers: HeaderMap, response_time: SystemTime, len: usize) -> HeaderMap {
+    headers.remove(header::AGE);
+    if !headers.contains_key(header::DATE) {
+        let date = httpdate::fmt_http_date(response_time);
+        if let Ok(v) = HeaderValue::from_str(&date) {
+            headers.insert(header::DATE, v);
+        }
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    headers
+}
+
+fn has_validators(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED)
+}
+
+/// `Content-Length` of a response head, if present and valid.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}

@@ -1,0 +1,114 @@
+//! The in-memory store: a moka cache of [`Variants`] weighed in bytes, plus the short memory of
+//! keys that answered uncacheable, plus request coalescing ([`coalesce`]).
+//!
+//! Memory is honest: the weigher counts bodies, headers, secondary keys and a per-entry
+//! overhead, so `cache.memory` bounds what the process actually holds for the cache. moka's
+//! TinyLFU admission keeps one-hit wonders from flushing popular objects (scan resistance).
+
+pub mod coalesce;
+pub mod entry;
+pub mod variants;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use moka::future::Cache;
+use moka::notification::RemovalCause;
+
+pub use entry::Entry;
+pub use variants::Variants;
+
+/// Called for every entry the store drops, with why (size, expiry, purge, replacement).
+pub type EvictionHook = Arc<dyn Fn(RemovalCause) + Send + Sync>;
+
+pub struct Store {
+    cache: Cache<String, Arc<Variants>>,
+    /// Keys whose last response could not be stored: their misses skip coalescing for a while
+    /// so a burst is not serialised behind fills that will never be shared.
+    uncacheable: moka::sync::Cache<String, ()>,
+}
+
+struct RetentionExpiry;
+
+impl Expiry<String, Arc<Variants>> for RetentionExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<Variants>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        value.entries().iter().map(|e| e.retention()).max()
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Arc<Variants>,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        value.entries().iter().map(|e| e.retention()).max()
+    }
+}
+
+impl Store {
+    pub fn new(memory: u64, uncacheable_ttl: Duration, on_evict: EvictionHook) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(memory)
+            .weigher(|key: &String, value: &Arc<Variants>| {
+                let weight = key.len() as u64 + value.weight();
+                u32::try_from(weight).unwrap_or(u32::MAX)
+            })
+            .expire_after(RetentionExpiry)
+            .eviction_listener(move |_key, _value, cause| on_evict(cause))
+            .build();
+        let uncacheable = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(uncacheable_ttl.max(Duration::from_millis(1)))
+            .build();
+        Self { cache, uncacheable }
+    }
+
+    pub async fn get(&self, key: &str) -> Option<Arc<Variants>> {
+        self.cache.get(key).await
+    }
+
+    /// Store `entry` as the variant of `key` for its secondary key.
+    pub async fn insert(&self, key: &str, entry: Arc<Entry>) {
+        let variants = match self.cache.get(key).await {
+            Some(existing) => existing.with(entry),
+            None => Variants::single(entry),
+        };
+        self.cache.insert(key.to_owned(), Arc::new(variants)).await;
+        self.uncacheable.invalidate(key);
+    }
+
+    /// Remove every variant of `key`; true if something was stored.
+    pub async fn purge(&self, key: &str) -> bool {
+        self.cache.remove(key).await.is_some()
+    }
+
+    pub fn mark_uncacheable(&self, key: &str) {
+        self.uncacheable.insert(key.to_owned(), ());
+    }
+
+    pub fn is_uncacheable(&self, key: &str) -> bool {
+        self.uncacheable.contains_key(key)
+    }
+
+    /// Bytes currently held, as the weigher counts them (approximate until pending
+    /// maintenance runs).
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Apply pending inserts and evictions now (metrics scrapes and tests want exact figures).
+    pub async fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks().await;
+    }
+}

@@ -1,0 +1,58 @@
+//! The responses stored under one primary key, one per `Vary` secondary key (RFC 9111 §4.1).
+//!
+//! Copy-on-write: adding a variant builds a new `Variants` holding the same `Arc<Entry>`s plus
+//! the new one, so readers of the old set are never disturbed and nothing is locked.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+use super::entry::Entry;
+use crate::cache::vary::secondary_key;
+
+/// Most variants kept per URL: a hostile `Vary` cannot multiply memory per key beyond this.
+pub const MAX_VARIANTS: usize = 16;
+
+#[derive(Debug, Clone, Default)]
+pub struct Variants {
+    /// Newest first, so the most recent matching response is chosen (RFC 9111 §4.1 allows
+    /// using the most recent one when several match).
+    entries: Vec<Arc<Entry>>,
+}
+
+impl Variants {
+    pub fn single(entry: Arc<Entry>) -> Self {
+        Self {
+            entries: vec![entry],
+        }
+    }
+
+    /// The entry whose secondary key matches this request's headers.
+    pub fn select(&self, request_headers: &HeaderMap) -> Option<&Arc<Entry>> {
+        self.entries
+            .iter()
+            .find(|e| e.vary.is_empty() || secondary_key(&e.vary, request_headers) == e.secondary)
+    }
+
+    /// A new set with `entry` replacing any variant of the same secondary key.
+    pub fn with(&self, entry: Arc<Entry>) -> Self {
+        let mut entries = Vec::with_capacity(self.entries.len() + 1);
+        entries.push(entry.clone());
+        entries.extend(
+            self.entries
+                .iter()
+                .filter(|e| !(e.vary == entry.vary && e.secondary == entry.secondary))
+                .take(MAX_VARIANTS - 1)
+                .cloned(),
+        );
+        Self { entries }
+    }
+
+    pub fn weight(&self) -> u64 {
+        self.entries.iter().map(|e| e.weight()).sum()
+    }
+
+    pub fn entries(&self) -> &[Arc<Entry>] {
+        &self.entries
+    }
+}
