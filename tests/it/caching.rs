@@ -1,0 +1,519 @@
+//! RFC 9111 core behaviour through a real node: storability, freshness order, Age, Vary,
+//! revalidation, invalidation, HEAD, Range and client conditionals.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+
+use crate::harness::*;
+
+async fn node_for(origin: &Origin) -> Node {
+    Node::start(&site_config(&origin.url(), "")).await
+}
+
+#[tokio::test]
+async fn miss_then_hit_carries_age_and_cache_status() {
+    let origin = Origin::fixed("hello", "max-age=60").await;
+    let node = node_for(&origin).await;
+    let miss = get(&node, "/a").await;
+    assert_eq!(miss.text(), "hello");
+    assert!(
+        miss.cache_status()
+            .starts_with("edge-test; fwd=uri-miss; fwd-status=200; stored; ttl="),
+        "{}",
+        miss.cache_status()
+    );
+    let hit = get(&node, "/a").await;
+    assert_eq!(hit.text(), "hello");
+    assert!(
+        hit.cache_status().starts_with("edge-test; hit; ttl="),
+        "{}",
+        hit.cache_status()
+    );
+    assert!(
+        hit.header("age").parse::<u64>().is_ok(),
+        "Age on every cached response"
+    );
+    assert_eq!(hit.header("via"), "1.1 edge-test");
+    assert_eq!(origin.count("/a"), 1);
+}
+
+#[tokio::test]
+async fn age_includes_upstream_age() {
+    // RFC 9111 §4.2.3: corrected_age_value = age_value + response_delay.
+    let origin =
+        Origin::start(|_, _| Reply::ok("x").cache("max-age=600").header("age", "100")).await;
+    let node = node_for(&origin).await;
+    get(&node, "/aged").await;
+    let hit = get(&node, "/aged").await;
+    let age: u64 = hit.header("age").parse().expect("Age");
+    assert!((100..110).contains(&age), "Age {age}");
+    let ttl = hit
+        .cache_status()
+        .rsplit("ttl=")
+        .next()
+        .unwrap_or("")
+        .parse::<i64>()
+        .expect("ttl");
+    assert!((490..=500).contains(&ttl), "ttl {ttl}");
+}
+
+#[tokio::test]
+async fn unstorable_responses_are_not_stored() {
+    let cases: [(&str, Reply, &[(&str, &str)], &str); 6] = [
+        (
+            "/no-store",
+            Reply::ok("x").cache("no-store, max-age=60"),
+            &[],
+            "no-store",
+        ),
+        (
+            "/private",
+            Reply::ok("x").cache("private, max-age=60"),
+            &[],
+            "private",
+        ),
+        (
+            "/auth",
+            Reply::ok("x").cache("max-age=60"),
+            &[("authorization", "Bearer u1")],
+            "authorization",
+        ),
+        (
+            "/cookie",
+            Reply::ok("x")
+                .cache("max-age=60")
+                .header("set-cookie", "a=b"),
+            &[],
+            "set-cookie",
+        ),
+        ("/nothing", Reply::ok("x").status(500), &[], ""),
+        (
+            "/vary-star",
+            Reply::ok("x").cache("max-age=60").header("vary", "*"),
+            &[],
+            "",
+        ),
+    ];
+    let routes: Vec<(&str, u16, Vec<(&'static str, String)>)> = cases
+        .iter()
+        .map(|(p, r, _, _)| (*p, r.status, r.headers.clone()))
+        .collect();
+    let origin = Origin::start(move |seen, _| {
+        let (_, status, headers) = routes
+            .iter()
+            .find(|(p, _, _)| *p == seen.path)
+            .expect("route");
+        let mut reply = Reply::ok("x").status(*status);
+        reply.headers = headers.clone();
+        reply
+    })
+    .await;
+    let node = node_for(&origin).await;
+    for (path, _, headers, detail) in &cases {
+        let first = get_with(&node, path, headers).await;
+        assert!(
+            !first.cache_status().contains("stored"),
+            "{path}: {}",
+            first.cache_status()
+        );
+        if !detail.is_empty() {
+            assert!(
+                first.cache_status().contains(&format!("detail={detail}")),
+                "{path}: {}",
+                first.cache_status()
+            );
+        }
+        get_with(&node, path, headers).await;
+        assert_eq!(
+            origin.count(path),
+            2,
+            "{path} must reach the origin every time"
+        );
+    }
+}
+
+#[tokio::test]
+async fn authorization_allows_storing_with_public() {
+    // RFC 9111 §3.5: public, s-maxage or must-revalidate make it storable.
+    let origin = Origin::fixed("shared", "public, max-age=60").await;
+    let node = node_for(&origin).await;
+    get_with(&node, "/p", &[("authorization", "Bearer a")]).await;
+    let hit = get(&node, "/p").await;
+    assert!(hit.cache_status().contains("hit"), "{}", hit.cache_status());
+    assert_eq!(origin.count("/p"), 1);
+}
+
+#[tokio::test]
+async fn freshness_prefers_s_maxage_then_max_age_then_expires() {
+    let origin = Origin::start(|seen, _| match seen.path.as_str() {
+        // s-maxage=0 wins over max-age=600: stale at once.
+        "/s" => Reply::ok("s").cache("s-maxage=0, max-age=600"),
+        // max-age=600 wins over an Expires in the past.
+        "/m" => Reply::ok("m")
+            .cache("max-age=600")
+            .header("expires", "Thu, 01 Jan 1970 00:00:00 GMT"),
+        // Expires in the future with no max-age.
+        "/e" => Reply::ok("e").header(
+            "expires",
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(600)),
+        ),
+        // Invalid Expires means already expired.
+        _ => Reply::ok("i").header("expires", "0"),
+    })
+    .await;
+    let node = node_for(&origin).await;
+    for path in ["/s", "/m", "/e", "/i"] {
+        get(&node, path).await;
+        get(&node, path).await;
+    }
+    assert_eq!(origin.count("/s"), 2);
+    assert_eq!(origin.count("/m"), 1);
+    assert_eq!(origin.count("/e"), 1);
+    assert_eq!(origin.count("/i"), 2);
+}
+
+#[tokio::test]
+async fn heuristic_freshness_only_for_heuristically_cacheable_statuses() {
+    let last_modified =
+        httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(100 * 86400));
+    let lm = last_modified.clone();
+    let origin = Origin::start(move |seen, _| match seen.path.as_str() {
+        "/ok" => Reply::ok("ok").header("last-modified", lm.clone()),
+        _ => Reply::ok("created")
+            .status(201)
+            .header("last-modified", lm.clone()),
+    })
+    .await;
+    let node = node_for(&origin).await;
+    for path in ["/ok", "/created"] {
+        get(&node, path).await;
+        get(&node, path).await;
+    }
+    assert_eq!(
+        origin.count("/ok"),
+        1,
+        "200 with Last-Modified is heuristically fresh"
+    );
+    assert_eq!(
+        origin.count("/created"),
+        2,
+        "201 is not heuristically cacheable"
+    );
+    let hit = get(&node, "/ok").await;
+    // 10 % of 100 days, capped at one day.
+    let ttl: i64 = hit
+        .cache_status()
+        .rsplit("ttl=")
+        .next()
+        .unwrap_or("")
+        .parse()
+        .expect("ttl");
+    assert!((86_000..=86_400).contains(&ttl), "ttl {ttl}");
+}
+
+#[tokio::test]
+async fn vary_keeps_one_variant_per_selected_header() {
+    let origin = Origin::start(|seen, _| {
+        let lang = seen
+            .headers
+            .get("accept-language")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        Reply::ok(format!("lang={lang}"))
+            .cache("max-age=60")
+            .header("vary", "Accept-Language")
+    })
+    .await;
+    let node = node_for(&origin).await;
+    let en = get_with(&node, "/v", &[("accept-language", "en")]).await;
+    let fr = get_with(&node, "/v", &[("accept-language", "fr")]).await;
+    assert!(
+        fr.cache_status().contains("fwd=vary-miss"),
+        "{}",
+        fr.cache_status()
+    );
+    let en2 = get_with(&node, "/v", &[("accept-language", "en")]).await;
+    let fr2 = get_with(&node, "/v", &[("accept-language", "fr")]).await;
+    assert_eq!(
+        (en.text().as_str(), en2.text().as_str()),
+        ("lang=en", "lang=en")
+    );
+    assert_eq!(
+        (fr.text().as_str(), fr2.text().as_str()),
+        ("lang=fr", "lang=fr")
+    );
+    assert!(en2.cache_status().contains("hit") && fr2.cache_status().contains("hit"));
+    assert_eq!(origin.count("/v"), 2);
+}
+
+#[tokio::test]
+async fn vary_star_never_matches() {
+    let origin = Origin::fixed("x", "max-age=60").await;
+    let _ = origin;
+    let origin = Origin::start(|_, _| Reply::ok("x").cache("max-age=60").header("vary", "*")).await;
+    let node = node_for(&origin).await;
+    get(&node, "/star").await;
+    get(&node, "/star").await;
+    assert_eq!(origin.count("/star"), 2);
+}
+
+#[tokio::test]
+async fn stale_entry_is_revalidated_and_a_304_merged() {
+    let origin = Origin::start(|seen, n| {
+        if n == 1 {
+            return Reply::ok("body-v1")
+                .cache("max-age=0")
+                .header("etag", "\"v1\"")
+                .header("x-version", "1");
+        }
+        assert_eq!(
+            seen.headers
+                .get("if-none-match")
+                .map(|v| v.to_str().unwrap_or("")),
+            Some("\"v1\"")
+        );
+        Reply::ok(Bytes::new())
+            .status(304)
+            .cache("max-age=60")
+            .header("etag", "\"v1\"")
+            .header("x-version", "2")
+    })
+    .await;
+    let node = node_for(&origin).await;
+    get(&node, "/r").await;
+    let revalidated = get(&node, "/r").await;
+    assert_eq!(revalidated.status, 200);
+    assert_eq!(
+        revalidated.text(),
+        "body-v1",
+        "body kept from the stored entry"
+    );
+    assert_eq!(
+        revalidated.header("x-version"),
+        "2",
+        "304 headers merged (RFC 9111 §4.3.4)"
+    );
+    assert!(
+        revalidated
+            .cache_status()
+            .contains("fwd=stale; fwd-status=304"),
+        "{}",
+        revalidated.cache_status()
+    );
+    let hit = get(&node, "/r").await;
+    assert!(hit.cache_status().contains("hit"), "{}", hit.cache_status());
+    assert_eq!(hit.header("x-version"), "2");
+    assert_eq!(hit.text(), "body-v1");
+    assert_eq!(origin.count("/r"), 2);
+}
+
+#[tokio::test]
+async fn revalidation_by_last_modified() {
+    let lm = "Mon, 01 Jan 2024 00:00:00 GMT";
+    let origin = Origin::start(move |seen, n| {
+        if n == 1 {
+            return Reply::ok("lm-body")
+                .cache("max-age=0")
+                .header("last-modified", lm);
+        }
+        assert_eq!(
+            seen.headers
+                .get("if-modified-since")
+                .map(|v| v.to_str().unwrap_or("")),
+            Some(lm)
+        );
+        Reply::ok(Bytes::new()).status(304).cache("max-age=60")
+    })
+    .await;
+    let node = node_for(&origin).await;
+    get(&node, "/lm").await;
+    let second = get(&node, "/lm").await;
+    assert_eq!(second.text(), "lm-body");
+    assert!(second.cache_status().contains("fwd-status=304"));
+}
+
+#[tokio::test]
+async fn unsafe_method_invalidates_the_target_uri() {
+    let origin = Origin::start(|seen, _| match seen.method {
+        Method::GET => Reply::ok("doc").cache("max-age=600"),
+        _ => Reply::ok("updated"),
+    })
+    .await;
+    let node = node_for(&origin).await;
+    get(&node, "/doc").await;
+    assert!(get(&node, "/doc").await.cache_status().contains("hit"));
+    let post = send(
+        node.http,
+        Method::POST,
+        "/doc",
+        "example.test",
+        &[],
+        Bytes::from_static(b"change"),
+    )
+    .await;
+    assert_eq!(post.status, 200);
+    assert_eq!(origin.last("/doc").body, Bytes::from_static(b"change"));
+    let after = get(&node, "/doc").await;
+    assert!(
+        after.cache_status().contains("fwd=uri-miss"),
+        "{}",
+        after.cache_status()
+    );
+    assert_eq!(
+        origin
+            .requests()
+            .iter()
+            .filter(|s| s.method == Method::GET)
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn failed_unsafe_method_does_not_invalidate() {
+    let origin = Origin::start(|seen, _| match seen.method {
+        Method::GET => Reply::ok("doc").cache("max-age=600"),
+        _ => Reply::ok("no").status(500),
+    })
+    .await;
+    let node = node_for(&origin).await;
+    get(&node, "/keep").await;
+    send(
+        node.http,
+        Method::DELETE,
+        "/keep",
+        "example.test",
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert!(get(&node, "/keep").await.cache_status().contains("hit"));
+}
+
+#[tokio::test]
+async fn head_is_answered_from_a_stored_get() {
+    let origin = Origin::fixed("0123456789", "max-age=60").await;
+    let node = node_for(&origin).await;
+    get(&node, "/h").await;
+    let head = send(
+        node.http,
+        Method::HEAD,
+        "/h",
+        "example.test",
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(head.header("content-length"), "10");
+    assert!(head.cache_status().contains("hit"));
+    assert_eq!(origin.total(), 1);
+}
+
+#[tokio::test]
+async fn head_miss_fills_with_get() {
+    let origin = Origin::fixed("0123456789", "max-age=60").await;
+    let node = node_for(&origin).await;
+    let head = send(
+        node.http,
+        Method::HEAD,
+        "/hm",
+        "example.test",
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert!(head.body.is_empty());
+    assert_eq!(origin.last("/hm").method, Method::GET);
+    eventually("the GET fill to be stored", || async {
+        get(&node, "/hm").await.cache_status().contains("hit")
+    })
+    .await;
+    assert_eq!(origin.count("/hm"), 1);
+}
+
+#[tokio::test]
+async fn single_ranges_are_answered_from_the_cache() {
+    let origin = Origin::fixed("0123456789", "max-age=60").await;
+    let node = node_for(&origin).await;
+    get(&node, "/range").await;
+    let cases = [
+        ("bytes=2-5", 206, "2345", "bytes 2-5/10"),
+        ("bytes=7-", 206, "789", "bytes 7-9/10"),
+        ("bytes=-3", 206, "789", "bytes 7-9/10"),
+        ("bytes=5-100", 206, "56789", "bytes 5-9/10"),
+        ("bytes=20-30", 416, "", "bytes */10"),
+        ("bytes=0-1,4-5", 200, "0123456789", ""),
+        ("items=0-1", 200, "0123456789", ""),
+    ];
+    for (range, status, body, content_range) in cases {
+        let r = get_with(&node, "/range", &[("range", range)]).await;
+        assert_eq!(r.status.as_u16(), status, "{range}");
+        assert_eq!(r.text(), body, "{range}");
+        assert_eq!(r.header("content-range"), content_range, "{range}");
+    }
+    assert_eq!(origin.count("/range"), 1);
+}
+
+#[tokio::test]
+async fn client_conditionals_get_304_from_the_cache() {
+    let origin = Origin::start(|_, _| {
+        Reply::ok("tagged")
+            .cache("max-age=60")
+            .header("etag", "\"abc\"")
+            .header("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT")
+    })
+    .await;
+    let node = node_for(&origin).await;
+    get(&node, "/c").await;
+    let cases: [(&str, &str, u16); 5] = [
+        ("if-none-match", "\"abc\"", 304),
+        ("if-none-match", "W/\"abc\"", 304),
+        ("if-none-match", "\"other\"", 200),
+        ("if-modified-since", "Tue, 02 Jan 2024 00:00:00 GMT", 304),
+        ("if-modified-since", "Sun, 31 Dec 2023 00:00:00 GMT", 200),
+    ];
+    for (name, value, status) in cases {
+        let r = get_with(&node, "/c", &[(name, value)]).await;
+        assert_eq!(r.status.as_u16(), status, "{name}: {value}");
+        assert_eq!(r.body.is_empty(), status == 304);
+    }
+    assert_eq!(origin.count("/c"), 1);
+}
+
+#[tokio::test]
+async fn request_no_cache_revalidates_and_only_if_cached_never_reaches_origin() {
+    let origin =
+        Origin::start(|_, _| Reply::ok("v").cache("max-age=60").header("etag", "\"e\"")).await;
+    let node = node_for(&origin).await;
+    let nothing = get_with(&node, "/oic", &[("cache-control", "only-if-cached")]).await;
+    assert_eq!(nothing.status, 504);
+    assert_eq!(origin.total(), 0);
+    get(&node, "/oic").await;
+    let forced = get_with(&node, "/oic", &[("cache-control", "no-cache")]).await;
+    assert!(
+        forced.cache_status().contains("fwd=request"),
+        "{}",
+        forced.cache_status()
+    );
+    assert_eq!(origin.count("/oic"), 2);
+    let cached = get_with(&node, "/oic", &[("cache-control", "only-if-cached")]).await;
+    assert_eq!(cached.status, 200);
+}
+
+#[tokio::test]
+async fn date_is_added_when_the_origin_sends_none() {
+    let origin = Origin::fixed("d", "max-age=60").await;
+    let node = node_for(&origin).await;
+    get(&node, "/date").await;
+    let hit = get(&node, "/date").await;
+    assert!(
+        httpdate::parse_http_date(hit.header("date")).is_ok(),
+        "Date: {:?}",
+        hit.header("date")
+    );
+}

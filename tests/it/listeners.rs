@@ -1,0 +1,269 @@
+//! The front door: HTTP/1.1 and h2c on the plain listener; TLS with certificates chosen by SNI
+//! and ALPN `h2` / `http/1.1`; sites chosen by host, unknown hosts refused.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Version};
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::harness::*;
+
+fn tls_config() -> String {
+    r#"
+[node]
+name = "edge-test"
+[[tls.certificates]]
+cert = "alpha.pem"
+key = "alpha.key"
+[[tls.certificates]]
+cert = "beta.pem"
+key = "beta.key"
+[[site]]
+hosts = ["alpha.test", "*.alpha.test", "beta.test"]
+origin = ["ORIGIN"]
+"#
+    .to_owned()
+}
+
+/// Connect with TLS (test CA trusted), optional SNI, the given ALPN list; returns the
+/// negotiated ALPN, the leaf certificate served and the stream.
+async fn tls_connect(
+    addr: SocketAddr,
+    sni: &str,
+    alpn: &[&[u8]],
+) -> (
+    Option<Vec<u8>>,
+    CertificateDer<'static>,
+    tokio_rustls::client::TlsStream<TcpStream>,
+) {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(fixtures().join("tls/ca.pem")).expect("ca") {
+        roots.add(cert.expect("ca cert")).expect("add ca");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from(sni.to_owned()).expect("server name");
+    let stream = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    let (_, session) = stream.get_ref();
+    let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+    let leaf = session.peer_certificates().expect("peer certs")[0]
+        .clone()
+        .into_owned();
+    (alpn, leaf, stream)
+}
+
+fn fixture_cert(name: &str) -> CertificateDer<'static> {
+    CertificateDer::from_pem_file(fixtures().join(format!("tls/{name}.pem"))).expect("fixture cert")
+}
+
+async fn h1_over(
+    stream: tokio_rustls::client::TlsStream<TcpStream>,
+    host: &str,
+    path: &str,
+) -> Resp {
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("h1 handshake");
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .uri(path)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    collect(sender.send_request(req).await.expect("h1 response"))
+        .await
+        .expect("body")
+}
+
+async fn h2_over(
+    stream: tokio_rustls::client::TlsStream<TcpStream>,
+    authority: &str,
+    path: &str,
+) -> Resp {
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .uri(format!("https://{authority}{path}"))
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    collect(sender.send_request(req).await.expect("h2 response"))
+        .await
+        .expect("body")
+}
+
+#[tokio::test]
+async fn http1_and_h2c_on_the_plain_listener() {
+    let origin = Origin::fixed("plain", "max-age=60").await;
+    let node = Node::start(&site_config(&origin.url(), "")).await;
+    let h1 = get(&node, "/p").await;
+    assert_eq!(
+        (h1.version, h1.text().as_str()),
+        (Version::HTTP_11, "plain")
+    );
+    let h2 = get_h2c(node.http, "/p", "example.test").await;
+    assert_eq!(h2.version, Version::HTTP_2);
+    assert_eq!(h2.text(), "plain");
+    assert!(
+        h2.cache_status().contains("hit"),
+        "h2 request used the cache: {}",
+        h2.cache_status()
+    );
+}
+
+#[tokio::test]
+async fn tls_chooses_the_certificate_by_sni() {
+    let origin = Origin::fixed("secure", "max-age=60").await;
+    let node = Node::start_tls(&tls_config().replace("ORIGIN", &origin.url()), true).await;
+    let https = node.https.expect("https listener");
+    let cases = [
+        ("alpha.test", "alpha"),
+        ("www.alpha.test", "alpha"),
+        ("beta.test", "beta"),
+    ];
+    for (sni, cert) in cases {
+        let (_, leaf, stream) = tls_connect(https, sni, &[b"http/1.1"]).await;
+        assert_eq!(leaf, fixture_cert(cert), "SNI {sni}");
+        let r = h1_over(stream, sni, "/s").await;
+        assert_eq!(r.text(), "secure", "SNI {sni}");
+    }
+}
+
+#[tokio::test]
+async fn tls_negotiates_h2_and_http11_by_alpn() {
+    let origin = Origin::fixed("alpn", "max-age=60").await;
+    let node = Node::start_tls(&tls_config().replace("ORIGIN", &origin.url()), true).await;
+    let https = node.https.expect("https listener");
+    let (alpn, _, stream) = tls_connect(https, "alpha.test", &[b"h2", b"http/1.1"]).await;
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    let r = h2_over(stream, "alpha.test", "/a").await;
+    assert_eq!((r.version, r.text().as_str()), (Version::HTTP_2, "alpn"));
+    let (alpn, _, stream) = tls_connect(https, "alpha.test", &[b"http/1.1"]).await;
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    let r = h1_over(stream, "alpha.test", "/a").await;
+    assert_eq!((r.version, r.text().as_str()), (Version::HTTP_11, "alpn"));
+    assert!(r.cache_status().contains("hit"));
+}
+
+#[tokio::test]
+async fn curl_over_tls_h2() {
+    let origin = Origin::fixed("curl", "max-age=60").await;
+    let node = Node::start_tls(&tls_config().replace("ORIGIN", &origin.url()), true).await;
+    let https = node.https.expect("https listener");
+    let output = tokio::process::Command::new("curl")
+        .args(["-s", "--http2", "--cacert"])
+        .arg(fixtures().join("tls/ca.pem"))
+        .args([
+            "--resolve",
+            &format!("beta.test:{}:127.0.0.1", https.port()),
+        ])
+        .args([
+            "-w",
+            "\n%{http_version}",
+            &format!("https://beta.test:{}/c", https.port()),
+        ])
+        .output()
+        .await
+        .expect("curl (install curl to run the tests)");
+    assert!(
+        output.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "curl\n2");
+}
+
+#[tokio::test]
+async fn sites_are_chosen_by_exact_and_wildcard_host() {
+    let origin = Origin::start(|seen, _| {
+        let host = seen
+            .headers
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        Reply::ok(host).cache("max-age=60")
+    })
+    .await;
+    let node = Node::start(&site_config(&origin.url(), "")).await;
+    let hosts = [
+        "example.test",
+        "EXAMPLE.test",
+        "a.wild.test",
+        "a.b.wild.test",
+        "example.test:8080",
+    ];
+    for (i, host) in hosts.into_iter().enumerate() {
+        let r = send(
+            node.http,
+            Method::GET,
+            &format!("/host/{i}"),
+            host,
+            &[],
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{host}");
+        assert_eq!(r.text(), host, "the origin sees the client's Host");
+    }
+    // Host case and port do not split the cache.
+    let again = send(
+        node.http,
+        Method::GET,
+        "/host/0",
+        "Example.Test:80",
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert!(
+        again.cache_status().contains("hit"),
+        "{}",
+        again.cache_status()
+    );
+}
+
+#[tokio::test]
+async fn unknown_hosts_are_refused_without_contacting_the_origin() {
+    let origin = Origin::fixed("x", "max-age=60").await;
+    let node = Node::start(&site_config(&origin.url(), "")).await;
+    for host in ["other.test", "wild.test", "example.test.evil", "127.0.0.1"] {
+        let r = send(node.http, Method::GET, "/", host, &[], Bytes::new()).await;
+        assert_eq!(r.status, 421, "{host}");
+        assert!(
+            r.cache_status().contains("detail=unknown-host"),
+            "{}",
+            r.cache_status()
+        );
+    }
+    let h2 = get_h2c(node.http, "/", "elsewhere.test").await;
+    assert_eq!(h2.status, 421);
+    assert_eq!(origin.total(), 0, "never an open proxy");
+}
+
+#[tokio::test]
+async fn a_request_that_loops_back_is_refused() {
+    let origin = Origin::fixed("x", "max-age=60").await;
+    let node = Node::start(&site_config(&origin.url(), "")).await;
+    let r = get_with(&node, "/loop", &[("via", "1.1 edge-test")]).await;
+    assert_eq!(r.status, 508);
+    assert_eq!(origin.total(), 0);
+}
