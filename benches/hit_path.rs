@@ -1,1 +1,157 @@
-fn main() {}
+//! The cache-hit path, piece by piece and whole: request phase (site, key, directives),
+//! store lookup, variant choice and freshness, and the response with Age / Cache-Status / Via.
+//!
+//! `cargo bench --bench hit_path`
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use outpost::cache::freshness::HeuristicPolicy;
+use outpost::cache::status::CacheStatus;
+use outpost::config::Config;
+use outpost::observability::metrics::Metrics;
+use outpost::proxy::lookup::{self, Lookup};
+use outpost::proxy::request::{self, ClientInfo, Sites};
+use outpost::proxy::respond::{self, Node};
+use outpost::proxy::store::{OriginHead, build_entry};
+use outpost::storage::Store;
+
+const CONFIG: &str = r#"
+[[site]]
+hosts = ["example.com", "*.example.com"]
+origin = ["http://127.0.0.1:9"]
+"#;
+
+fn origin_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::ETAG, HeaderValue::from_static("\"5f3e-1a2b\""));
+    h.insert(
+        header::LAST_MODIFIED,
+        HeaderValue::from_static("Mon, 01 Jan 2024 00:00:00 GMT"),
+    );
+    h.insert(
+        header::DATE,
+        HeaderValue::from(
+            httpdate::fmt_http_date(SystemTime::now())
+                .parse::<HeaderValue>()
+                .unwrap_or(HeaderValue::from_static("")),
+        ),
+    );
+    h
+}
+
+fn bench_hit_path(c: &mut Criterion) {
+    let config = Config::parse(CONFIG, "bench.toml", Path::new(".")).expect("bench config");
+    let metrics = Metrics::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _guard = runtime.enter();
+    let sites = Sites::build(&config.sites, &metrics).expect("sites");
+    let store = Store::new(64 << 20, Duration::from_secs(30), Arc::new(|_| {}));
+    let now = SystemTime::now();
+    let head = OriginHead {
+        status: StatusCode::OK,
+        headers: &origin_headers(),
+        request_time: now,
+        response_time: now,
+    };
+    let entry = Arc::new(build_entry(
+        &head,
+        origin_headers(),
+        Bytes::from(vec![0u8; 1024]),
+        &HeaderMap::new(),
+        HeuristicPolicy::default(),
+    ));
+    runtime.block_on(store.insert("http://example.com/f/1k", entry.clone()));
+    let client = ClientInfo {
+        addr: "127.0.0.1:40000".parse().expect("addr"),
+        scheme: http::uri::Scheme::HTTP,
+    };
+    let (parts, ()) = Request::builder()
+        .uri("/f/1k")
+        .header("host", "example.com:8080")
+        .header("user-agent", "wrk")
+        .header("accept", "*/*")
+        .body(())
+        .expect("request")
+        .into_parts();
+    let node = Node::new("edge-1");
+
+    c.bench_function("request_phase", |b| {
+        b.iter(|| {
+            black_box(request::prepare(&sites, black_box(parts.clone()), &client, "edge-1").is_ok())
+        })
+    });
+    let ctx = request::prepare(&sites, parts.clone(), &client, "edge-1").expect("ctx");
+    c.bench_function("store_get", |b| {
+        b.iter(|| {
+            runtime.block_on(async { black_box(store.get(black_box(&ctx.key)).await.is_some()) })
+        })
+    });
+    let variants = runtime.block_on(store.get(&ctx.key)).expect("stored");
+    c.bench_function("lookup_decide", |b| {
+        b.iter(|| {
+            let decision = lookup::decide(
+                Some(&variants),
+                &ctx.headers,
+                &ctx.directives,
+                SystemTime::now(),
+            );
+            black_box(matches!(decision, Lookup::Hit { .. }))
+        })
+    });
+    c.bench_function("respond_from_entry", |b| {
+        b.iter(|| {
+            let status = CacheStatus {
+                hit: true,
+                ttl: Some(3599),
+                ..CacheStatus::default()
+            };
+            black_box(respond::from_entry(
+                &node,
+                &entry,
+                &ctx,
+                SystemTime::now(),
+                &status,
+            ))
+        })
+    });
+    c.bench_function("hit_path_whole", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let ctx = request::prepare(&sites, parts.clone(), &client, "edge-1").expect("ctx");
+                let now = SystemTime::now();
+                let variants = store.get(&ctx.key).await;
+                match lookup::decide(variants.as_deref(), &ctx.headers, &ctx.directives, now) {
+                    Lookup::Hit { entry, freshness } => {
+                        let status = CacheStatus {
+                            hit: true,
+                            ttl: Some(freshness.ttl_secs()),
+                            ..CacheStatus::default()
+                        };
+                        black_box(respond::from_entry(&node, &entry, &ctx, now, &status));
+                    }
+                    _ => unreachable!("the entry was stored above"),
+                }
+            })
+        })
+    });
+}
+
+criterion_group!(benches, bench_hit_path);
+criterion_main!(benches);

@@ -3,7 +3,6 @@
 //! what to try.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -71,11 +70,10 @@ fn instructions(config: &Config) -> String {
          \x20 for i in $(seq 5); do curl -s -o /dev/null -w '%{{http_code}}\\n' http://{node}/slow & done; wait\n\
          \x20                                       # 5 clients, one origin fetch (1 s origin)\n\
          \x20 curl -si -X POST http://{admin}/purge -H 'Authorization: Bearer {token}' \\\n\
-         \x20      -d '{{\"urls\": [\"http://localhost:{port}/hello\"]}}'    # purge; the next /hello is a miss\n\
+         \x20      -d '{{\"urls\": [\"http://{node}/hello\"]}}'    # purge; the next /hello is a miss\n\
          \x20 curl -s http://{admin}/metrics | grep outpost_requests\n\
          \n\
          Ctrl-C stops it.",
-        port = config.listen.http.first().map_or(8080, SocketAddr::port),
     )
 }
 

@@ -26,7 +26,10 @@ enum Command {
     /// Run a node (the default).
     Run,
     /// Validate a configuration file and exit.
-    Check,
+    Check {
+        /// The file (same as --config).
+        file: Option<PathBuf>,
+    },
     /// Start a self-contained demo: a demo origin and a node on loopback.
     Demo,
 }
@@ -34,7 +37,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
-        Command::Check => check(cli.config),
+        Command::Check { file } => check(file.or(cli.config)),
         Command::Run => exit(serve(cli.config)),
         Command::Demo => exit(demo()),
     }

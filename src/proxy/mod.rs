@@ -83,7 +83,7 @@ impl Proxy {
         client: ClientInfo,
     ) -> Response<ProxyBody> {
         let (parts, body) = request.into_parts();
-        let ctx = match request::prepare(&self.sites, &parts, &client, &self.node.name) {
+        let ctx = match request::prepare(&self.sites, parts, &client, &self.node.name) {
             Ok(ctx) => ctx,
             Err(e) => return respond::error(&self.node, &e, None),
         };

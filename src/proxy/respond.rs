@@ -26,14 +26,16 @@ const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 /// This node as responses name it.
 pub struct Node {
     pub name: String,
-    pub via: String,
+    /// `1.1 <name>`, built once: most responses carry no upstream `Via`, and then this is
+    /// inserted as is (a reference-count bump, no formatting).
+    via: HeaderValue,
 }
 
 impl Node {
     pub fn new(name: &str) -> Self {
         Self {
             name: name.to_owned(),
-            via: format!("1.1 {name}"),
+            via: header_value(&format!("1.1 {name}")),
         }
     }
 }
@@ -194,13 +196,30 @@ fn finish(
         headers.insert(header::AGE, HeaderValue::from(age));
     }
     let ours = status.render(&node.name);
-    let cache_status = append(headers.get(&CACHE_STATUS), &ours);
-    headers.insert(CACHE_STATUS, header_value(&cache_status));
-    append_list(&mut headers, header::VIA, &node.via);
+    let cache_status = match headers.get(&CACHE_STATUS) {
+        None => ours,
+        upstream => append(upstream, &ours),
+    };
+    headers.insert(CACHE_STATUS, owned_header_value(cache_status));
+    match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
+        None => {
+            headers.insert(header::VIA, node.via.clone());
+        }
+        Some(_) => {
+            let ours = node.via.to_str().unwrap_or_default().to_owned();
+            append_list(&mut headers, header::VIA, &ours);
+        }
+    }
     let mut response = Response::new(body);
     *response.status_mut() = code;
     *response.headers_mut() = headers;
     response
+}
+
+/// Like [`header_value`] for a `String` we own: validated in place, not copied.
+fn owned_header_value(text: String) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Values we format ourselves are visible ASCII; anything else degrades to empty rather than
