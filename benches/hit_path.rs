@@ -44,11 +44,7 @@ fn origin_headers() -> HeaderMap {
     );
     h.insert(
         header::DATE,
-        HeaderValue::from(
-            httpdate::fmt_http_date(SystemTime::now())
-                .parse::<HeaderValue>()
-                .unwrap_or(HeaderValue::from_static("")),
-        ),
+        HeaderValue::from_str(&httpdate::fmt_http_date(SystemTime::now())).expect("date"),
     );
     h
 }

@@ -154,7 +154,7 @@ pub async fn run(
         tls: None,
         settings: settings.clone(),
         connections: connections.clone(),
-        shutdown: stopped.clone(),
+        shutdown: stopped,
     };
     let mut loops = tokio::task::JoinSet::new();
     for socket in listeners.http {
@@ -167,7 +167,9 @@ pub async fn run(
         };
         loops.spawn(listener::accept_loop(socket, acceptor));
     }
-    let admin_connections = Arc::new(Semaphore::new(256));
+    // The admin listener outlives the drain so `/readyz` can say 503 while it runs.
+    let (admin_stop, admin_stopped) = watch::channel(false);
+    let mut admin_loop = None;
     if let Some(socket) = listeners.admin {
         let admin = Arc::new(admin::Admin {
             proxy: proxy.clone(),
@@ -179,10 +181,10 @@ pub async fn run(
             handler: admin,
             tls: None,
             settings,
-            connections: admin_connections.clone(),
-            shutdown: stopped,
+            connections: Arc::new(Semaphore::new(256)),
+            shutdown: admin_stopped,
         };
-        loops.spawn(listener::accept_loop(socket, acceptor));
+        admin_loop = Some(tokio::spawn(listener::accept_loop(socket, acceptor)));
     }
     tracing::info!(node = %config.node.name, "serving");
     shutdown.await;
@@ -194,6 +196,10 @@ pub async fn run(
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, connections.acquire_many(all)).await;
     if drained.is_err() {
         tracing::warn!("drain timed out; closing remaining connections");
+    }
+    let _ = admin_stop.send(true);
+    if let Some(admin_loop) = admin_loop {
+        let _ = admin_loop.await;
     }
     Ok(())
 }

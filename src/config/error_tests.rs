@@ -136,7 +136,7 @@ const SIZES_AND_DURATIONS: &[Case] = &[
     ("max_object 4GiB", concat!("[cache]\nmemory = \"8GiB\"\nmax_object = \"4GiB\"\n", site!()), 3, 14, "cache.max_object", "4GiB-1"),
     ("max_object zero", concat!("[cache]\nmax_object = 0\n", site!()), 2, 14, "cache.max_object", "greater than zero"),
     ("fraction", concat!("[cache]\nheuristic_fraction = 101\n", site!()), 2, 22, "cache.heuristic_fraction", "between 0 and 100"),
-    ("header bytes", concat!("[listen]\nmax_header_bytes = \"1KiB\"\n", site!()), 2, 20, "listen.max_header_bytes", "minimum is 4KiB"),
+    ("header bytes", concat!("[listen]\nmax_header_bytes = \"1KiB\"\n", site!()), 2, 20, "listen.max_header_bytes", "minimum is 8KiB"),
     ("bad duration", concat!("[cache]\nheuristic_max = \"1 week\"\n", site!()), 2, 17, "cache.heuristic_max", "is not a duration"),
     ("zero timeout", concat!("[listen]\nidle_timeout = \"0s\"\n", site!()), 2, 16, "listen.idle_timeout", "greater than zero"),
     ("zero count", concat!("[listen]\nmax_headers = 0\n", site!()), 2, 15, "listen.max_headers", "at least 1"),

@@ -149,7 +149,10 @@ fn max_header_bytes(f: &ListenFile, cx: &Ctx<'_>) -> Result<usize, ConfigError> 
         .as_ref()
         .filter(|_| bytes < MIN_MAX_HEADER_BYTES)
     {
-        let message = format!("{} is too small; the minimum is 4KiB", v.get_ref());
+        let message = format!(
+            "{} is too small; the minimum is 8KiB (the smallest request buffer the HTTP/1 parser accepts)",
+            v.get_ref()
+        );
         return Err(cx.invalid(v.span(), "listen.max_header_bytes", message));
     }
     // Only a 32-bit node could clamp here, and nothing that large fits in

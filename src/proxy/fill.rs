@@ -220,11 +220,10 @@ async fn stream_body(
     publisher.finish(result);
 }
 
-/// One contiguous body for the entry; a single chunk is kept as is (no copy).
-fn concat(mut chunks: Vec<Bytes>, total: u64) -> Bytes {
-    if chunks.len() == 1 {
-        return chunks.pop().unwrap_or_default();
-    }
+/// One contiguous, exactly sized body for the entry. Always a copy, made once per fill: a
+/// chunk from hyper is a slice of its read buffer, and keeping it would pin that whole buffer
+/// for as long as the entry lives, unseen by the weigher. Hits never copy it again.
+fn concat(chunks: Vec<Bytes>, total: u64) -> Bytes {
     let mut body = BytesMut::with_capacity(usize::try_from(total).unwrap_or(0));
     for chunk in chunks {
         body.extend_from_slice(&chunk);

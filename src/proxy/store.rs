@@ -115,7 +115,8 @@ pub fn refreshed(
 
 /// Stored headers carry no `Age` (computed per hit), always a `Date` (RFC 9110 §6.6.1: a
 /// cache adds one if the origin did not), and a `Content-Length` that is the body's.
-fn stored_headers(mut headers: HeaderMap, response_time: SystemTime, len: usize) -> HeaderMap {
+fn stored_headers(headers: HeaderMap, response_time: SystemTime, len: usize) -> HeaderMap {
+    let mut headers = detached(headers);
     headers.remove(header::AGE);
     if !headers.contains_key(header::DATE) {
         let date = httpdate::fmt_http_date(response_time);
@@ -125,6 +126,19 @@ fn stored_headers(mut headers: HeaderMap, response_time: SystemTime, len: usize)
     }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     headers
+}
+
+/// hyper parses header values as slices of the connection's read buffer (up to ~400 KiB).
+/// Stored as they are, each entry would keep a whole buffer alive that the weigher never sees,
+/// so the values are copied into allocations of their own.
+fn detached(headers: HeaderMap) -> HeaderMap {
+    let mut copy = HeaderMap::with_capacity(headers.len());
+    for (name, value) in &headers {
+        let mut owned = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        owned.set_sensitive(value.is_sensitive());
+        copy.append(name.clone(), owned);
+    }
+    copy
 }
 
 fn has_validators(headers: &HeaderMap) -> bool {

@@ -112,3 +112,77 @@ impl Store {
         self.cache.run_pending_tasks().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use bytes::Bytes;
+    use http::{HeaderMap, HeaderValue, StatusCode, header};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::cache::control::ResponseDirectives;
+    use crate::cache::vary::SecondaryKey;
+
+    fn entry(size: usize) -> Arc<Entry> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+        Arc::new(Entry {
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::from(vec![0u8; size]),
+            vary: Vec::new(),
+            secondary: SecondaryKey::default(),
+            response_time: SystemTime::now(),
+            corrected_initial_age: Duration::ZERO,
+            lifetime: Duration::from_secs(3600),
+            directives: ResponseDirectives::default(),
+            has_validators: false,
+        })
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        // Building a current-thread runtime only fails if the OS refuses basic resources.
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    const BUDGET: u64 = 1 << 20;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn weight_never_exceeds_the_budget(sizes in proptest::collection::vec(0usize..300_000, 1..120)) {
+            runtime().block_on(async {
+                let store = Store::new(BUDGET, Duration::from_secs(30), Arc::new(|_| {}));
+                for (i, size) in sizes.iter().enumerate() {
+                    store.insert(&format!("http://a.test/{i}"), entry(*size)).await;
+                    store.run_pending_tasks().await;
+                    prop_assert!(store.weighted_size() <= BUDGET);
+                }
+                Ok(())
+            })?;
+        }
+
+        #[test]
+        fn a_purge_then_a_lookup_always_misses(
+            keys in proptest::collection::vec(0u8..16, 1..40),
+            purge in 0u8..16,
+        ) {
+            runtime().block_on(async {
+                let store = Store::new(BUDGET, Duration::from_secs(30), Arc::new(|_| {}));
+                for k in &keys {
+                    store.insert(&format!("http://a.test/{k}"), entry(100)).await;
+                }
+                let key = format!("http://a.test/{purge}");
+                store.purge(&key).await;
+                prop_assert!(store.get(&key).await.is_none());
+                Ok(())
+            })?;
+        }
+    }
+}

@@ -59,9 +59,18 @@ async fn age_includes_upstream_age() {
     assert!((490..=500).contains(&ttl), "ttl {ttl}");
 }
 
+type Case = (
+    &'static str,
+    Reply,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+type Route = (&'static str, u16, Vec<(&'static str, String)>);
+
 #[tokio::test]
 async fn unstorable_responses_are_not_stored() {
-    let cases: [(&str, Reply, &[(&str, &str)], &str); 6] = [
+    // (path, origin reply, request headers, expected Cache-Status detail)
+    let cases: [Case; 6] = [
         (
             "/no-store",
             Reply::ok("x").cache("no-store, max-age=60"),
@@ -96,7 +105,7 @@ async fn unstorable_responses_are_not_stored() {
             "",
         ),
     ];
-    let routes: Vec<(&str, u16, Vec<(&'static str, String)>)> = cases
+    let routes: Vec<Route> = cases
         .iter()
         .map(|(p, r, _, _)| (*p, r.status, r.headers.clone()))
         .collect();

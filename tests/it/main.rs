@@ -1,15 +1,25 @@
-//! Outpost's integration tests: one binary, real sockets on loopback.
+//! Outpost's integration tests: one binary, real servers and clients on loopback (ephemeral
+//! ports), the node in-process through `outpost::run` or as the real binary.
 //!
 //! | module | what it proves |
 //! |---|---|
-//! | `harness` | origin, node and client helpers (not tests) |
-//! | `smoke` | a miss, then a hit |
-//! | `coalesce` | one origin fetch per key, fills that outlive clients, failures and uncacheable releases, max_object streaming |
-//! | `listeners` | h1, h2c, TLS with SNI and ALPN, sites by host, unknown hosts refused |
+//! | `harness` | programmable origin, in-process node, h1 / h2c / TLS clients (not tests) |
+//! | `util` | raw-socket clients, misbehaving and TLS origins, the real binary as a child (not tests) |
+//! | `listeners` | h1, h2c, TLS with SNI and ALPN, sites by host, unknown hosts refused, loops refused |
 //! | `caching` | RFC 9111 core: storability, freshness, Age, Vary, validation, invalidation, HEAD, Range, conditionals |
+//! | `coalesce` | one origin fetch per key, fills that outlive clients, failures and uncacheable releases, max_object streaming |
+//! | `origin_failures` | origin errors map to 502/504, nothing partial is stored, retries, forwarding headers, HTTPS origins |
+//! | `bad_input` | malformed or oversized requests are refused and the node keeps serving |
+//! | `admin` | health, readiness, metrics (promtool, OpenMetrics), purge and its auth |
+//! | `cli` | `outpost check`, `outpost [run] --config`, SIGTERM drain, the memory budget, `demo` |
 
-mod caching;
-mod coalesce;
 mod harness;
+mod util;
+
+mod admin;
+mod bad_input;
+mod caching;
+mod cli;
+mod coalesce;
 mod listeners;
-mod smoke;
+mod origin_failures;

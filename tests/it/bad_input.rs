@@ -1,0 +1,178 @@
+//! Hostile or broken client input over raw TCP: every case is refused with the right status,
+//! the origin never hears of it, and the node keeps serving.
+
+use crate::harness::*;
+use crate::util::{RawResponse, raw_exchange};
+
+/// A node whose origin answers everything with "fine"; `extra` goes into the config.
+async fn node_with(extra: &str) -> (Origin, Node) {
+    let origin = Origin::fixed("fine", "max-age=60").await;
+    let node = Node::start(&site_config(&origin.url(), extra)).await;
+    (origin, node)
+}
+
+/// A normal request still works afterwards.
+async fn still_serves(node: &Node, origin: &Origin) {
+    let before = origin.total();
+    let ok = get(node, "/after").await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.text(), "fine");
+    assert_eq!(origin.total(), before + 1);
+}
+
+fn request_with_headers(headers: &str) -> Vec<u8> {
+    format!("GET /h HTTP/1.1\r\nHost: example.test\r\n{headers}Connection: close\r\n\r\n")
+        .into_bytes()
+}
+
+fn assert_refused(response: &RawResponse, status: u16) {
+    assert_eq!(response.status, status, "{}", response.head);
+}
+
+#[tokio::test]
+async fn malformed_request_line_is_400() {
+    let (origin, node) = node_with("").await;
+    for line in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET\r\n\r\n",
+        b"GET / HTTP/9.9\r\nHost: example.test\r\n\r\n",
+        b"G(T / HTTP/1.1\r\nHost: example.test\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost example.test\r\n\r\n",
+    ] {
+        let response = raw_exchange(node.http, line).await;
+        assert_eq!(
+            response.status,
+            400,
+            "{:?} -> {}",
+            String::from_utf8_lossy(line),
+            response.head
+        );
+    }
+    assert_eq!(origin.total(), 0);
+    still_serves(&node, &origin).await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn header_block_over_max_header_bytes_is_431() {
+    let (origin, node) = node_with("[listen]\nmax_header_bytes = \"8KiB\"\n").await;
+    // 32 KiB of headers, in 64 fields of 512 bytes.
+    let value = "v".repeat(500);
+    let headers: String = (0..64)
+        .map(|i| format!("x-big-{i:02}: {value}\r\n"))
+        .collect();
+    let response = raw_exchange(node.http, &request_with_headers(&headers)).await;
+    assert_refused(&response, 431);
+    assert_eq!(origin.total(), 0);
+    // Just under the limit is fine.
+    let small: String = (0..8)
+        .map(|i| format!("x-big-{i:02}: {value}\r\n"))
+        .collect();
+    let response = raw_exchange(node.http, &request_with_headers(&small)).await;
+    assert_eq!(response.status, 200, "{}", response.head);
+    still_serves(&node, &origin).await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn more_headers_than_max_headers_is_431() {
+    let (origin, node) = node_with("[listen]\nmax_headers = 20\n").await;
+    // hyper reports too many fields as "too large": 431 Request Header Fields Too Large.
+    let many: String = (0..40).map(|i| format!("x-n-{i}: {i}\r\n")).collect();
+    let response = raw_exchange(node.http, &request_with_headers(&many)).await;
+    assert_refused(&response, 431);
+    assert_eq!(origin.total(), 0);
+    // Within the limit (Host, Connection and 10 more) is fine.
+    let few: String = (0..10).map(|i| format!("x-n-{i}: {i}\r\n")).collect();
+    let response = raw_exchange(node.http, &request_with_headers(&few)).await;
+    assert_eq!(response.status, 200, "{}", response.head);
+    still_serves(&node, &origin).await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn http11_request_without_host_is_400() {
+    let (origin, node) = node_with("").await;
+    let response = raw_exchange(
+        node.http,
+        b"GET /nohost HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_refused(&response, 400);
+    let status = response.header("cache-status").unwrap_or_default();
+    assert!(status.contains("detail=missing-host"), "{}", response.head);
+    assert_eq!(origin.total(), 0);
+    still_serves(&node, &origin).await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_host_is_421_and_never_reaches_the_origin() {
+    let (origin, node) = node_with("").await;
+    for host in [
+        "other.test",
+        "wild.test",
+        "example.test.evil",
+        "127.0.0.1",
+        "xexample.test",
+    ] {
+        let request = format!("GET /secret HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let response = raw_exchange(node.http, request.as_bytes()).await;
+        assert_refused(&response, 421);
+        let status = response.header("cache-status").unwrap_or_default();
+        assert!(status.contains("detail=unknown-host"), "{}", response.head);
+    }
+    // An absolute-form target naming another host is refused the same way (the open-proxy
+    // case), whatever the Host header says.
+    let request =
+        b"GET http://other.test/secret HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n";
+    let response = raw_exchange(node.http, request).await;
+    assert_refused(&response, 421);
+    assert_eq!(origin.total(), 0, "{:?}", origin.requests());
+    // A subdomain of the wildcard is served.
+    let wild = send(
+        node.http,
+        http::Method::GET,
+        "/w",
+        "a.b.wild.test",
+        &[],
+        bytes::Bytes::new(),
+    )
+    .await;
+    assert_eq!(wild.status, 200);
+    still_serves(&node, &origin).await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn node_survives_a_barrage_of_bad_input() {
+    let (origin, node) =
+        node_with("[listen]\nmax_header_bytes = \"8KiB\"\nmax_headers = 20\n").await;
+    let big = format!("x-big: {}\r\n", "v".repeat(16 << 10));
+    let many: String = (0..40).map(|i| format!("x-n-{i}: {i}\r\n")).collect();
+    let inputs: Vec<Vec<u8>> = vec![
+        b"\x00\x01\x02\x03\r\n\r\n".to_vec(),
+        b"GARBAGE\r\n\r\n".to_vec(),
+        request_with_headers(&big),
+        request_with_headers(&many),
+        b"GET / HTTP/1.1\r\nHost: nobody.test\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        // A truncated head, then the client goes away.
+        b"GET / HTTP/1.1\r\nHost: exa".to_vec(),
+    ];
+    for round in 0..3 {
+        for input in &inputs {
+            let mut stream = tokio::net::TcpStream::connect(node.http)
+                .await
+                .expect("connect");
+            let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, input).await;
+            drop(stream);
+        }
+        let ok = get(&node, &format!("/round-{round}")).await;
+        assert_eq!(ok.status, 200);
+        assert_eq!(ok.text(), "fine");
+    }
+    assert_eq!(origin.total(), 3, "{:?}", origin.requests());
+    still_serves(&node, &origin).await;
+    node.stop().await;
+}

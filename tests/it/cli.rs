@@ -1,0 +1,466 @@
+//! The real `outpost` binary: `check`, `[run] --config`, SIGTERM, the memory budget and
+//! `demo`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+
+use crate::harness::*;
+use crate::util::{self, Outpost, TempFile, free_port, must_sample, run_to_end, wait_answering};
+
+/// A valid site, three lines long, appended where sites are not the point.
+const SITE: &str = "[[site]]\nhosts = [\"a.test\"]\norigin = [\"http://127.0.0.1:1\"]\n";
+
+/// `outpost check --config FILE` on `text` must exit 1 and print exactly one line
+/// `FILE:LINE:COL: KEY: ...` containing `says`.
+fn check_refuses(text: &str, line: usize, col: usize, key: &str, says: &str) {
+    let file = TempFile::new("bad", text);
+    let (code, stdout, stderr) = run_to_end(&["check", "--config", &file.shown()]);
+    assert_eq!(code, Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr: {stderr:?}");
+    let prefix = format!("{}:{line}:{col}: {key}: ", file.shown());
+    assert!(
+        lines[0].starts_with(&prefix),
+        "want {prefix:?}..., got {:?}",
+        lines[0]
+    );
+    assert!(lines[0].contains(says), "want {says:?} in {:?}", lines[0]);
+    assert!(stdout.is_empty(), "stdout: {stdout}");
+}
+
+#[test]
+fn check_accepts_the_example_config() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/outpost.toml");
+    let (code, stdout, stderr) = run_to_end(&["check", "--config", path]);
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    assert_eq!(stdout.trim(), format!("{path}: ok (1 site(s))"));
+}
+
+#[test]
+fn check_accepts_the_file_as_a_positional_argument() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/outpost.toml");
+    let (code, stdout, stderr) = run_to_end(&["check", path]);
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    assert_eq!(stdout.trim(), format!("{path}: ok (1 site(s))"));
+    let bad = TempFile::new("positional", "colour = 1\n");
+    let (code, _, stderr) = run_to_end(&["check", &bad.shown()]);
+    assert_eq!(code, Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.starts_with(&format!("{}:1:1: colour: ", bad.shown())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_accepts_the_demo_config() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml");
+    let (code, _, stderr) = run_to_end(&["check", "--config", path]);
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+}
+
+#[test]
+fn check_reports_unknown_key_with_position() {
+    check_refuses(
+        &format!("[cache]\nmemory = \"64MiB\"\ncolour = 1\n{SITE}"),
+        3,
+        1,
+        "cache.colour",
+        "unknown key `colour`",
+    );
+}
+
+#[test]
+fn check_reports_memory_lots_with_position() {
+    check_refuses(
+        &format!("[cache]\nmemory = \"lots\"\n{SITE}"),
+        2,
+        10,
+        "cache.memory",
+        "\"lots\" is not a size",
+    );
+}
+
+#[test]
+fn check_reports_missing_origin_with_position() {
+    check_refuses(
+        "[node]\nname = \"n\"\n\n[[site]]\nhosts = [\"a.test\"]\n",
+        4,
+        1,
+        "site[0].origin",
+        "missing required key",
+    );
+}
+
+#[test]
+fn check_reports_duplicate_hosts_with_position() {
+    check_refuses(
+        &format!("{SITE}[[site]]\nhosts = [\"b.test\", \"A.test\"]\norigin = [\"http://y\"]\n"),
+        5,
+        20,
+        "site[1].hosts[1]",
+        "already listed at site[0].hosts[0]",
+    );
+}
+
+#[test]
+fn check_reports_bad_listen_address_with_position() {
+    check_refuses(
+        &format!("[listen]\nhttp = [\"127.0.0.1:8080\", \"localhost:abc\"]\n{SITE}"),
+        2,
+        27,
+        "listen.http[1]",
+        "\"localhost:abc\" is not an IP:PORT",
+    );
+}
+
+#[test]
+fn check_of_a_missing_file_fails() {
+    let missing = std::env::temp_dir().join("outpost-ops-no-such-file.toml");
+    let (code, _, stderr) = run_to_end(&["check", "--config", &missing.display().to_string()]);
+    assert_eq!(code, Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.starts_with(&format!("{}: cannot read: ", missing.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_without_config_fails_with_a_message() {
+    let (code, stdout, stderr) = run_to_end(&["check"]);
+    assert!(matches!(code, Some(c) if c != 0), "exit {code:?}");
+    assert!(stderr.contains("--config"), "stderr: {stderr}");
+    assert!(stdout.is_empty(), "stdout: {stdout}");
+}
+
+#[test]
+fn run_without_config_fails_with_a_message() {
+    let (code, _, stderr) = run_to_end(&[]);
+    assert_eq!(code, Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("--config FILE is required"), "{stderr}");
+}
+
+/// A node config for the binary on fresh loopback ports: (file, http addr, admin addr).
+fn node_file(origin: &str, extra: &str) -> (TempFile, SocketAddr, SocketAddr) {
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let text = format!(
+        r#"
+[node]
+name = "edge-bin"
+[listen]
+http = ["{http}"]
+[admin]
+listen = "{admin}"
+token = "secret"
+{extra}
+[[site]]
+name = "bin"
+hosts = ["example.test"]
+origin = ["{origin}"]
+"#
+    );
+    (TempFile::new("node", &text), http, admin)
+}
+
+#[tokio::test]
+async fn run_serves_miss_then_hit_and_exits_0_on_sigterm() {
+    let origin = Origin::fixed("from the origin", "max-age=60").await;
+    let (file, http, admin) = node_file(&origin.url(), "");
+    let mut node = Outpost::spawn(&["--config", &file.shown()]);
+    wait_answering(&mut node, admin, "/healthz", "admin").await;
+
+    let miss = send(http, Method::GET, "/a", "example.test", &[], Bytes::new()).await;
+    assert_eq!(miss.status, 200);
+    assert_eq!(miss.text(), "from the origin");
+    assert!(
+        miss.cache_status()
+            .starts_with("edge-bin; fwd=uri-miss; fwd-status=200; stored"),
+        "{}",
+        miss.cache_status()
+    );
+    util::wait_until("the miss is stored", Duration::from_secs(5), || async {
+        let text = util::admin_get(admin, "/metrics", &[]).await.text();
+        util::sample(&text, "outpost_cache_entries") == Some(1.0)
+    })
+    .await;
+    let hit = send(http, Method::GET, "/a", "example.test", &[], Bytes::new()).await;
+    assert_eq!(hit.text(), "from the origin");
+    assert!(
+        hit.cache_status().starts_with("edge-bin; hit"),
+        "{}",
+        hit.cache_status()
+    );
+    assert_eq!(origin.count("/a"), 1);
+
+    node.sigterm();
+    let status = node.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "stderr: {}", node.stderr.text());
+    // It is really gone: nothing listens any more.
+    assert!(tokio::net::TcpStream::connect(http).await.is_err());
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish() {
+    let origin = Origin::start(|_, _| {
+        Reply::ok("worth the wait")
+            .cache("max-age=60")
+            .delay(Duration::from_millis(1500))
+    })
+    .await;
+    let (file, http, admin) = node_file(&origin.url(), "");
+    let mut node = Outpost::spawn(&["run", "--config", &file.shown()]);
+    wait_answering(&mut node, admin, "/healthz", "admin").await;
+    let in_flight = tokio::spawn(try_send(
+        http,
+        Method::GET,
+        "/slow",
+        "example.test",
+        &[],
+        Bytes::new(),
+    ));
+    eventually("the origin has the request", || async {
+        origin.count("/slow") == 1
+    })
+    .await;
+    node.sigterm();
+    let response = in_flight
+        .await
+        .expect("task")
+        .expect("the in-flight request completes");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "worth the wait");
+    let status = node.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "stderr: {}", node.stderr.text());
+}
+
+#[tokio::test]
+async fn readyz_is_503_while_draining() {
+    let origin = Origin::start(|_, _| {
+        Reply::ok("slow")
+            .cache("max-age=60")
+            .delay(Duration::from_secs(3))
+    })
+    .await;
+    let (file, http, admin) = node_file(&origin.url(), "");
+    let mut node = Outpost::spawn(&["--config", &file.shown()]);
+    wait_answering(&mut node, admin, "/healthz", "admin").await;
+    let ready = util::admin_get(admin, "/readyz", &[]).await;
+    assert_eq!(ready.status, 200);
+    // Keep the node draining: one request is in flight for 3 s.
+    let in_flight = tokio::spawn(try_send(
+        http,
+        Method::GET,
+        "/slow",
+        "example.test",
+        &[],
+        Bytes::new(),
+    ));
+    eventually("the origin has the request", || async {
+        origin.count("/slow") == 1
+    })
+    .await;
+    node.sigterm();
+    // Until the signal is handled /readyz may still say 200; then it must say 503.
+    let started = std::time::Instant::now();
+    loop {
+        match try_send(admin, Method::GET, "/readyz", "admin", &[], Bytes::new()).await {
+            Ok(r) if r.status == 503 => break,
+            Ok(r) if r.status == 200 && started.elapsed() < Duration::from_secs(2) => {}
+            Ok(r) => panic!("/readyz while draining: {} {}", r.status, r.text()),
+            Err(e) => panic!("/readyz while draining: no answer: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = in_flight.await;
+    let status = node.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0));
+}
+
+const MIB: usize = 1 << 20;
+
+/// A node binary with `[cache] memory = "64MiB"` in front of an origin serving distinct
+/// 1 MiB objects `/obj/N` (one shared body, so the origin side costs nothing per object).
+async fn memory_node() -> (Origin, Outpost, SocketAddr, SocketAddr, TempFile) {
+    let blob = Bytes::from(vec![b'm'; MIB]);
+    let origin = Origin::start(move |_, _| Reply::ok(blob.clone()).cache("max-age=600")).await;
+    let (file, http, admin) = node_file(&origin.url(), "[cache]\nmemory = \"64MiB\"");
+    let mut node = Outpost::spawn(&["run", "--config", &file.shown()]);
+    wait_answering(&mut node, admin, "/healthz", "admin").await;
+    (origin, node, http, admin, file)
+}
+
+/// GET `/obj/{range}` through the node, one after the other, checking every body.
+async fn fetch_objects(http: SocketAddr, range: std::ops::Range<usize>) {
+    for i in range {
+        let path = format!("/obj/{i}");
+        let r = send(http, Method::GET, &path, "example.test", &[], Bytes::new()).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.cache_status());
+        assert_eq!(r.body.len(), MIB, "{path}");
+    }
+}
+
+async fn metrics_text(admin: SocketAddr) -> String {
+    util::admin_get(admin, "/metrics", &[]).await.text()
+}
+
+async fn stop(mut node: Outpost) {
+    node.sigterm();
+    let status = node.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "stderr: {}", node.stderr.text());
+}
+
+#[tokio::test]
+async fn memory_budget_caps_cache_bytes_and_evicts_by_size() {
+    let (origin, mut node, http, admin, _file) = memory_node().await;
+    fetch_objects(http, 0..160).await;
+    assert_eq!(origin.total(), 160);
+    node.assert_running();
+    let text = metrics_text(admin).await;
+    let cached = must_sample(&text, "outpost_cache_bytes");
+    let entries = must_sample(&text, "outpost_cache_entries");
+    let evicted =
+        util::sample(&text, r#"outpost_cache_evictions_total{reason="size"}"#).unwrap_or(0.0);
+    assert!(cached <= (64 * MIB) as f64, "cache_bytes {cached}\n{text}");
+    assert!(
+        cached >= (32 * MIB) as f64,
+        "the budget is used, not wasted: cache_bytes {cached}\n{text}"
+    );
+    assert!(
+        evicted > 0.0 || entries < 160.0,
+        "nothing was evicted and all 160 objects are cached:\n{text}"
+    );
+    assert!(entries <= 64.0, "{entries} 1 MiB objects in 64 MiB\n{text}");
+    assert_eq!(
+        must_sample(&text, "outpost_cache_capacity_bytes"),
+        (64 * MIB) as f64
+    );
+    stop(node).await;
+}
+
+#[tokio::test]
+async fn memory_budget_keeps_rss_under_160_mib() {
+    let (_origin, mut node, http, admin, _file) = memory_node().await;
+    fetch_objects(http, 0..160).await;
+    node.assert_running();
+    let rss = node.rss_bytes();
+    let text = metrics_text(admin).await;
+    assert!(
+        rss < 160 * MIB as u64,
+        "VmRSS {} MiB for a 64 MiB cache (cache_bytes {} MiB)",
+        rss / MIB as u64,
+        must_sample(&text, "outpost_cache_bytes") / MIB as f64
+    );
+    stop(node).await;
+}
+
+#[tokio::test]
+async fn a_stored_object_costs_about_its_weight_in_rss() {
+    let (_origin, mut node, http, admin, _file) = memory_node().await;
+    let stored = |n: f64| async move {
+        util::sample(&metrics_text(admin).await, "outpost_cache_entries") == Some(n)
+    };
+    // Warm up (allocator arenas, pools, the first connection), then measure 40 more objects,
+    // all within the 64 MiB budget so nothing is evicted.
+    fetch_objects(http, 0..8).await;
+    util::wait_until("8 stored", Duration::from_secs(5), || stored(8.0)).await;
+    let rss_before = node.rss_bytes();
+    let bytes_before = must_sample(&metrics_text(admin).await, "outpost_cache_bytes");
+    fetch_objects(http, 8..48).await;
+    util::wait_until("48 stored", Duration::from_secs(5), || stored(48.0)).await;
+    node.assert_running();
+    let grew = node.rss_bytes().saturating_sub(rss_before) as f64;
+    let weighed = must_sample(&metrics_text(admin).await, "outpost_cache_bytes") - bytes_before;
+    assert!(weighed >= (40 * MIB) as f64, "weighed {weighed}");
+    assert!(
+        grew < weighed * 1.2,
+        "40 stored 1 MiB objects grew RSS by {:.1} MiB but weigh {:.1} MiB",
+        grew / MIB as f64,
+        weighed / MIB as f64
+    );
+    stop(node).await;
+}
+
+#[tokio::test]
+async fn demo_serves_caches_purges_and_stops() {
+    for port in [8080, 8081, 9090] {
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            panic!("`outpost demo` needs 127.0.0.1:{port}, which is taken ({e}); free it first");
+        }
+    }
+    let http: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+    let admin: SocketAddr = "127.0.0.1:9090".parse().expect("addr");
+    let mut demo = Outpost::spawn(&["demo"]);
+    let first = wait_answering(&mut demo, http, "/hello", "localhost").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.text(), "hello from the demo origin\n");
+    assert!(
+        first.cache_status().contains("fwd=uri-miss") && first.cache_status().contains("stored"),
+        "{}",
+        first.cache_status()
+    );
+    util::wait_until("the instructions", Duration::from_secs(5), || async {
+        demo.stdout.text().contains("Ctrl-C")
+    })
+    .await;
+    let printed = demo.stdout.text();
+    assert!(
+        printed.contains("curl -si http://127.0.0.1:8080/hello"),
+        "{printed}"
+    );
+    assert!(printed.contains("Bearer demo-token"), "{printed}");
+
+    util::wait_until("/hello is stored", Duration::from_secs(5), || async {
+        let text = util::admin_get(admin, "/metrics", &[]).await.text();
+        util::sample(&text, "outpost_cache_entries") == Some(1.0)
+    })
+    .await;
+    let second = send(http, Method::GET, "/hello", "localhost", &[], Bytes::new()).await;
+    assert!(
+        second.cache_status().starts_with("outpost-demo; hit"),
+        "{}",
+        second.cache_status()
+    );
+    assert!(
+        second.header("age").parse::<u64>().is_ok(),
+        "{:?}",
+        second.headers
+    );
+    assert_eq!(second.text(), "hello from the demo origin\n");
+
+    let refused = util::purge(admin, None, r#"{"urls":["http://localhost:8080/hello"]}"#).await;
+    assert_eq!(refused.status, 401);
+    let done = util::purge(
+        admin,
+        Some("demo-token"),
+        r#"{"urls":["http://localhost:8080/hello"]}"#,
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.text());
+    let json: serde_json::Value = serde_json::from_slice(&done.body).expect("purge JSON");
+    assert_eq!(json["purged"], 1, "{json}");
+    let after = send(http, Method::GET, "/hello", "localhost", &[], Bytes::new()).await;
+    assert!(
+        after.cache_status().contains("fwd=uri-miss"),
+        "{}",
+        after.cache_status()
+    );
+
+    let metrics = util::admin_get(admin, "/metrics", &[]).await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    assert!(
+        must_sample(&text, r#"outpost_requests_total{site="demo",cache="hit"}"#) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        must_sample(&text, "outpost_purged_objects_total") >= 1.0,
+        "{text}"
+    );
+
+    demo.sigterm();
+    let status = demo.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "stderr: {}", demo.stderr.text());
+}

@@ -1,0 +1,469 @@
+//! Origins that fail in every way an origin can, and what crosses the proxy towards and from
+//! a healthy one (forwarding headers, hop-by-hop hygiene, request bodies, HTTPS).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Method;
+
+use crate::harness::*;
+use crate::util::{self, CutOrigin, TlsOrigin, raw_exchange};
+
+/// A config whose site uses the long `[site.origin]` form; `origin_extra` are more keys there.
+fn long_form(servers: &[String], origin_extra: &str) -> String {
+    let servers: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        r#"
+[node]
+name = "edge-test"
+[admin]
+token = "secret"
+[[site]]
+name = "test"
+hosts = ["example.test", "*.wild.test"]
+[site.origin]
+servers = [{}]
+{origin_extra}
+"#,
+        servers.join(", ")
+    )
+}
+
+fn assert_error(response: &Resp, status: u16, detail: &str) {
+    assert_eq!(
+        response.status,
+        status,
+        "{} {}",
+        response.cache_status(),
+        response.text()
+    );
+    let cache_status = response.cache_status();
+    assert!(
+        cache_status.starts_with("edge-test; fwd=uri-miss;"),
+        "{cache_status}"
+    );
+    assert!(
+        cache_status.ends_with(&format!("detail={detail}")),
+        "{cache_status}"
+    );
+    assert_eq!(response.header("cache-control"), "no-store");
+}
+
+#[tokio::test]
+async fn connection_refused_is_502_origin_connect_quickly() {
+    let closed = url_of(closed_port().await);
+    let node = Node::start(&site_config(&closed, "")).await;
+    let started = Instant::now();
+    let response = get(&node, "/x").await;
+    let took = started.elapsed();
+    assert_error(&response, 502, "origin-connect");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert_eq!(
+        node.metric(r#"outpost_origin_requests_total{site="test",outcome="connect_error"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        node.metric(r#"outpost_requests_total{site="test",cache="error"}"#)
+            .await,
+        1.0
+    );
+    node.stop().await;
+}
+
+fn url_of(addr: std::net::SocketAddr) -> String {
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn garbage_from_origin_is_502_origin_protocol() {
+    let garbage = raw_origin(b"garbage\r\n\r\n").await;
+    let node = Node::start(&site_config(&url_of(garbage), "")).await;
+    let response = get(&node, "/x").await;
+    assert_error(&response, 502, "origin-protocol");
+    assert_eq!(
+        node.metric(r#"outpost_origin_requests_total{site="test",outcome="protocol_error"}"#)
+            .await,
+        1.0
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn first_byte_timeout_is_504_origin_timeout() {
+    let origin = Origin::start(|_, _| {
+        Reply::ok("too late")
+            .cache("max-age=60")
+            .delay(Duration::from_secs(2))
+    })
+    .await;
+    let node = Node::start(&long_form(
+        &[origin.url()],
+        "connect_timeout = \"1s\"\nfirst_byte_timeout = \"300ms\"",
+    ))
+    .await;
+    let started = Instant::now();
+    let response = get(&node, "/slow").await;
+    let took = started.elapsed();
+    assert_error(&response, 504, "origin-timeout");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(1500),
+        "took {took:?}"
+    );
+    assert_eq!(origin.count("/slow"), 1, "a timed-out GET is not retried");
+    assert_eq!(
+        node.metric(r#"outpost_origin_requests_total{site="test",outcome="timeout"}"#)
+            .await,
+        1.0
+    );
+    node.stop().await;
+}
+
+/// An origin response announcing 10 000 bytes (storable) that stops after 1 000.
+fn cut_response(chunked: bool) -> Vec<u8> {
+    let mut response = if chunked {
+        b"HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\ntransfer-encoding: chunked\r\n\r\n3e8\r\n"
+            .to_vec()
+    } else {
+        b"HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\ncontent-length: 10000\r\n\r\n".to_vec()
+    };
+    response.extend_from_slice(&[b'p'; 1000]);
+    if chunked {
+        response.extend_from_slice(b"\r\n");
+    }
+    response
+}
+
+#[tokio::test]
+async fn origin_breaking_mid_body_aborts_the_transfer_and_is_not_stored() {
+    let origin = CutOrigin::start(cut_response(false)).await;
+    let node = Node::start(&site_config(&origin.url(), "")).await;
+    for attempt in 1..=2 {
+        let result = try_send(
+            node.http,
+            Method::GET,
+            "/broken",
+            "example.test",
+            &[],
+            Bytes::new(),
+        )
+        .await;
+        // The head went out as a 200 before the body broke, so the client must learn of the
+        // failure as an aborted transfer, never as a response that looks complete.
+        if let Ok(response) = &result {
+            panic!(
+                "attempt {attempt}: a complete response: {} with {} bytes, {}",
+                response.status,
+                response.body.len(),
+                response.cache_status()
+            );
+        }
+        // The partial body was not stored: the next request goes to the origin again.
+        assert_eq!(origin.count(), attempt, "attempt {attempt}");
+    }
+    let text = node.metrics().await;
+    assert_eq!(
+        util::must_sample(&text, "outpost_cache_entries"),
+        0.0,
+        "{text}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn origin_breaking_mid_body_is_seen_short_on_the_wire() {
+    for chunked in [false, true] {
+        let origin = CutOrigin::start(cut_response(chunked)).await;
+        let node = Node::start(&site_config(&origin.url(), "")).await;
+        let response = raw_exchange(
+            node.http,
+            b"GET /broken HTTP/1.1\r\nHost: example.test\r\n\r\n",
+        )
+        .await;
+        assert_eq!(response.status, 200, "{}", response.head);
+        if chunked {
+            let te = response.header("transfer-encoding").unwrap_or_default();
+            assert!(te.contains("chunked"), "{}", response.head);
+            assert!(
+                !response.body.ends_with(b"0\r\n\r\n"),
+                "a chunked body cut short must not end with the last chunk"
+            );
+        } else {
+            let length = response.header("content-length");
+            assert_eq!(length.as_deref(), Some("10000"), "{}", response.head);
+            assert_eq!(response.body.len(), 1000, "{}", response.head);
+        }
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn origin_body_error_is_never_a_complete_response_and_not_stored() {
+    // The harness origin fails its body right after the first chunk; depending on what the
+    // origin's HTTP stack flushed, the node sees a broken head (502) or a broken body (an
+    // aborted transfer). Either way nothing looks complete and nothing is stored.
+    const LEN: u64 = 10_000;
+    let origin = Origin::start(|_, _| {
+        Reply::ok("")
+            .cache("max-age=600")
+            .header("content-length", LEN.to_string())
+            .body(ReplyBody::Broken {
+                first: Bytes::from(vec![b'p'; 1000]),
+                len: LEN,
+            })
+    })
+    .await;
+    let node = Node::start(&site_config(&origin.url(), "")).await;
+    for attempt in 1..=2 {
+        let result = try_send(
+            node.http,
+            Method::GET,
+            "/broken",
+            "example.test",
+            &[],
+            Bytes::new(),
+        )
+        .await;
+        if let Ok(response) = &result {
+            assert_eq!(response.status, 502, "attempt {attempt}: {response:?}");
+            let cache_status = response.cache_status();
+            assert!(
+                cache_status.contains("detail=origin-"),
+                "attempt {attempt}: {cache_status}"
+            );
+        }
+        assert_eq!(origin.count("/broken"), attempt, "attempt {attempt}");
+    }
+    let text = node.metrics().await;
+    assert_eq!(
+        util::must_sample(&text, "outpost_cache_entries"),
+        0.0,
+        "{text}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn origin_500_without_cache_headers_is_passed_through_and_not_stored() {
+    let origin = Origin::start(|_, n| Reply::ok(format!("broken #{n}")).status(500)).await;
+    let node = Node::start(&site_config(&origin.url(), "")).await;
+    for n in 1..=2 {
+        let response = get(&node, "/err").await;
+        assert_eq!(response.status, 500);
+        assert_eq!(response.text(), format!("broken #{n}"));
+        let cache_status = response.cache_status();
+        assert!(
+            cache_status.contains("fwd-status=500") && !cache_status.contains("stored"),
+            "{cache_status}"
+        );
+        assert_eq!(origin.count("/err"), n);
+    }
+    let text = node.metrics().await;
+    assert_eq!(
+        util::must_sample(&text, "outpost_cache_entries"),
+        0.0,
+        "{text}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn get_is_retried_on_the_next_server_when_one_refuses() {
+    let origin = Origin::start(|seen, _| Reply::ok(format!("served {}", seen.path))).await;
+    let closed = url_of(closed_port().await);
+    let node = Node::start(&long_form(
+        &[closed, origin.url()],
+        "connect_timeout = \"1s\"",
+    ))
+    .await;
+    // Uncacheable responses and distinct paths: every request goes to an origin server.
+    for i in 0..6 {
+        let path = format!("/r{i}");
+        let response = get(&node, &path).await;
+        assert_eq!(response.status, 200, "{path}: {}", response.cache_status());
+        assert_eq!(response.text(), format!("served {path}"));
+    }
+    assert_eq!(origin.total(), 6);
+    let text = node.metrics().await;
+    let refused = util::must_sample(
+        &text,
+        r#"outpost_origin_requests_total{site="test",outcome="connect_error"}"#,
+    );
+    assert!(
+        refused >= 1.0,
+        "round robin must have tried the closed server: {text}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn forwarding_headers_are_added_and_client_hop_by_hop_headers_removed() {
+    let origin = Origin::fixed("ok", "max-age=60").await;
+    let node = Node::start(&site_config(&origin.url(), "")).await;
+    let request = b"GET /hop HTTP/1.1\r\n\
+        Host: example.test\r\n\
+        Connection: x-foo, close\r\n\
+        x-foo: 1\r\n\
+        x-kept: 2\r\n\
+        Keep-Alive: timeout=5\r\n\
+        TE: trailers\r\n\
+        Proxy-Authorization: Basic Zm9vOmJhcg==\r\n\
+        \r\n";
+    let response = raw_exchange(node.http, request).await;
+    assert_eq!(response.status, 200, "{}", response.head);
+    let seen = origin.last("/hop");
+    let header = |name: &str| {
+        seen.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ascii").to_owned())
+    };
+    assert_eq!(header("host").as_deref(), Some("example.test"));
+    assert_eq!(header("via").as_deref(), Some("1.1 edge-test"));
+    assert_eq!(header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(header("x-forwarded-proto").as_deref(), Some("http"));
+    let forwarded = header("forwarded").unwrap_or_default();
+    assert!(forwarded.contains("for=127.0.0.1"), "{forwarded}");
+    assert!(forwarded.contains("host="), "{forwarded}");
+    assert!(forwarded.contains("example.test"), "{forwarded}");
+    assert_eq!(header("x-kept").as_deref(), Some("2"));
+    for gone in ["x-foo", "keep-alive", "te", "proxy-authorization"] {
+        assert_eq!(header(gone), None, "{gone} reached the origin: {seen:?}");
+    }
+    let connection = header("connection").unwrap_or_default();
+    assert!(!connection.contains("x-foo"), "{connection}");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn existing_forwarding_headers_are_appended_to() {
+    let origin = Origin::fixed("ok", "max-age=60").await;
+    let node = Node::start(&site_config(&origin.url(), "")).await;
+    let response = get_with(
+        &node,
+        "/chain",
+        &[("via", "1.1 upstream"), ("x-forwarded-for", "203.0.113.7")],
+    )
+    .await;
+    assert_eq!(response.status, 200);
+    let seen = origin.last("/chain");
+    assert_eq!(seen.headers["via"], "1.1 upstream, 1.1 edge-test");
+    assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn origin_hop_by_hop_headers_do_not_reach_the_client() {
+    let origin = Origin::start(|_, _| {
+        Reply::ok("hop")
+            .cache("max-age=60")
+            .header("connection", "x-bar")
+            .header("x-bar", "secret")
+            .header("keep-alive", "timeout=5")
+            .header("x-end-to-end", "kept")
+    })
+    .await;
+    let node = Node::start(&site_config(&origin.url(), "")).await;
+    let miss = get(&node, "/hop").await;
+    assert!(miss.cache_status().contains("stored"), "{:?}", miss.headers);
+    eventually("the response is stored", || async {
+        node.metric("outpost_cache_entries").await == 1.0
+    })
+    .await;
+    let hit = get(&node, "/hop").await;
+    assert!(hit.cache_status().contains("hit"), "{:?}", hit.headers);
+    for response in [&miss, &hit] {
+        assert_eq!(response.text(), "hop");
+        assert_eq!(response.header("x-end-to-end"), "kept");
+        assert!(
+            !response.headers.contains_key("x-bar"),
+            "{:?}",
+            response.headers
+        );
+        assert!(
+            !response.headers.contains_key("keep-alive"),
+            "{:?}",
+            response.headers
+        );
+        assert!(
+            !response.header("connection").contains("x-bar"),
+            "{:?}",
+            response.headers
+        );
+    }
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn post_body_is_streamed_to_the_origin_intact() {
+    let origin = Origin::start(|seen, _| {
+        Reply::ok(seen.body.clone())
+            .status(201)
+            .header("x-got", seen.body.len().to_string())
+    })
+    .await;
+    let node = Node::start(&site_config(&origin.url(), "")).await;
+    // 1 MiB that is not one repeated byte, so reordering or truncation would show.
+    let body: Bytes = (0..(1u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect::<Vec<u8>>()
+        .into();
+    let response = send(
+        node.http,
+        Method::POST,
+        "/upload",
+        "example.test",
+        &[("content-type", "application/octet-stream")],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(response.status, 201);
+    assert_eq!(response.header("x-got"), (1 << 20).to_string());
+    assert!(response.body == body, "the echoed body differs");
+    let cache_status = response.cache_status();
+    assert!(
+        cache_status.starts_with("edge-test; fwd=method; fwd-status=201"),
+        "{cache_status}"
+    );
+    let seen = origin.last("/upload");
+    assert_eq!(seen.method, Method::POST);
+    assert!(seen.body == body, "the origin got a different body");
+    assert_eq!(seen.headers["content-length"], (1 << 20).to_string());
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn https_origin_with_the_site_ca_is_trusted() {
+    let origin = TlsOrigin::start("over tls").await;
+    let server = format!("https://127.0.0.1:{}", origin.addr.port());
+    let node = Node::start(&long_form(&[server], "tls = { ca = \"ca.pem\" }")).await;
+    let miss = get(&node, "/s").await;
+    assert_eq!(miss.status, 200, "{} {}", miss.cache_status(), miss.text());
+    assert_eq!(miss.text(), "over tls");
+    assert_eq!(origin.count(), 1);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn https_origin_without_the_ca_is_502() {
+    let origin = TlsOrigin::start("over tls").await;
+    let server = format!("https://127.0.0.1:{}", origin.addr.port());
+    let node = Node::start(&long_form(&[server], "")).await;
+    let response = get(&node, "/s").await;
+    assert_eq!(response.status, 502, "{}", response.cache_status());
+    let cache_status = response.cache_status();
+    assert!(
+        cache_status.contains("detail=origin-"),
+        "an origin failure: {cache_status}"
+    );
+    assert!(
+        response.text().contains("certificate"),
+        "the reason is the certificate: {}",
+        response.text()
+    );
+    assert_eq!(
+        origin.count(),
+        0,
+        "no request was sent over the untrusted TLS"
+    );
+    node.stop().await;
+}
