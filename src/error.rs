@@ -30,6 +30,9 @@ pub enum ProxyError {
     NotCached,
     #[error("origin connection failed: {0}")]
     OriginConnect(String),
+    /// The TLS handshake with the origin failed (untrusted or mismatched certificate, ...).
+    #[error("origin TLS failed: {0}")]
+    OriginTls(String),
     #[error("origin did not answer in time")]
     OriginTimeout,
     #[error("origin sent an invalid response: {0}")]
@@ -47,6 +50,7 @@ impl ProxyError {
                 Fault::Client
             }
             Self::OriginConnect(_)
+            | Self::OriginTls(_)
             | Self::OriginTimeout
             | Self::OriginProtocol(_)
             | Self::OriginBody(_) => Fault::Origin,
@@ -62,9 +66,10 @@ impl ProxyError {
             Self::Loop => StatusCode::LOOP_DETECTED,
             // RFC 9111 §5.2.1.7: "respond ... with a 504 (Gateway Timeout)".
             Self::NotCached | Self::OriginTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::OriginConnect(_) | Self::OriginProtocol(_) | Self::OriginBody(_) => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::OriginConnect(_)
+            | Self::OriginTls(_)
+            | Self::OriginProtocol(_)
+            | Self::OriginBody(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -77,6 +82,7 @@ impl ProxyError {
             Self::NotCached => "only-if-cached",
             Self::Loop => "loop",
             Self::OriginConnect(_) => "origin-connect",
+            Self::OriginTls(_) => "origin-tls",
             Self::OriginTimeout => "origin-timeout",
             Self::OriginProtocol(_) => "origin-protocol",
             Self::OriginBody(_) => "origin-body",

@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::uri::Scheme;
@@ -151,7 +152,10 @@ where
 {
     let client = ClientInfo { addr: peer, scheme };
     let handler = acceptor.handler.clone();
+    let served = Arc::new(AtomicBool::new(false));
+    let first_request = served.clone();
     let service = service_fn(move |request| {
+        first_request.store(true, Ordering::Relaxed);
         let handler = handler.clone();
         let client = client.clone();
         async move { Ok::<_, Infallible>(handler.call(request, client).await) }
@@ -160,7 +164,16 @@ where
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut shutdown = acceptor.shutdown.clone();
+    // hyper's header timeout starts once it knows the protocol; a client that sends nothing
+    // (or half an HTTP/2 preface) would otherwise hold a connection slot forever.
+    let silent = async {
+        tokio::time::sleep(acceptor.settings.header_read_timeout).await;
+        if served.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
+        () = silent => tracing::debug!(%peer, "no request before the header timeout; closing"),
         result = conn.as_mut() => {
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -134,6 +134,10 @@ impl Origin {
         let (outcome, result) = match result {
             Err(_) => (OriginOutcome::Timeout, Err(ProxyError::OriginTimeout)),
             Ok(Ok(response)) => (OriginOutcome::Response, Ok(response)),
+            Ok(Err(e)) if e.is_connect() && is_tls_failure(&e) => (
+                OriginOutcome::Connect,
+                Err(ProxyError::OriginTls(error_chain(&e))),
+            ),
             Ok(Err(e)) if e.is_connect() => (
                 OriginOutcome::Connect,
                 Err(ProxyError::OriginConnect(error_chain(&e))),
@@ -166,6 +170,19 @@ fn origin_uri(
         .path_and_query(path_and_query.clone())
         .build()
         .map_err(|_| ProxyError::Internal("cannot build origin URI"))
+}
+
+/// Whether a connect error came from the TLS handshake (a rustls error, which the connector
+/// wraps in `io::Error`s, whose `source()` skips the error they wrap: hence `get_ref`).
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    if e.downcast_ref::<rustls::Error>().is_some() {
+        return true;
+    }
+    let wrapped = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .is_some_and(|inner| is_tls_failure(inner));
+    wrapped || e.source().is_some_and(is_tls_failure)
 }
 
 /// "outer: inner: innermost" — hyper's errors hide the useful part (refused, reset, bad

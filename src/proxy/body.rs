@@ -1,5 +1,5 @@
-//! The body of every response Outpost sends: a stored body (no copy), nothing, a coalesced
-//! fill being streamed, or an origin body passed straight through.
+//! The body of every response Outpost sends: a stored body (no copy), nothing, or a stream
+//! of chunks (a coalesced fill, or an origin body passed through).
 //!
 //! An enum rather than a boxed trait object so a hit allocates no body box.
 
@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::Stream;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::error::{BodyError, ProxyError};
 
@@ -23,7 +22,6 @@ pub enum ProxyBody {
         chunks: ChunkStream,
         len: Option<u64>,
     },
-    Incoming(Incoming),
 }
 
 impl ProxyBody {
@@ -53,9 +51,6 @@ impl Body for ProxyBody {
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
-            Self::Incoming(incoming) => Pin::new(incoming).poll_frame(cx).map(|frame| {
-                frame.map(|r| r.map_err(|e| BodyError(ProxyError::OriginBody(e.to_string()))))
-            }),
         }
     }
 
@@ -64,7 +59,6 @@ impl Body for ProxyBody {
             Self::Empty => true,
             Self::Full(bytes) => bytes.is_none(),
             Self::Stream { .. } => false,
-            Self::Incoming(incoming) => incoming.is_end_stream(),
         }
     }
 
@@ -74,7 +68,6 @@ impl Body for ProxyBody {
             Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Self::Stream { len: Some(n), .. } => SizeHint::with_exact(*n),
             Self::Stream { len: None, .. } => SizeHint::default(),
-            Self::Incoming(incoming) => incoming.size_hint(),
         }
     }
 }

@@ -110,21 +110,16 @@ async fn respond_with(
     if head.status == StatusCode::NOT_MODIFIED
         && let Some(stale) = &job.stale
     {
-        let entry = Arc::new(store::refreshed(stale, head, &headers, job.proxy.heuristic));
-        job.proxy.store.insert(&job.key, entry.clone()).await;
-        job.leave(&publisher);
-        publisher.entry(entry);
+        revalidated(job, publisher, head, stale, &headers).await;
         return;
     }
     let fill_head = fill_head(job, head, headers.clone());
-    let share = if fill_head
-        .not_stored
-        .is_some_and(|r| r != NoCacheReason::TooLarge)
-    {
-        Share::One
-    } else {
-        Share::All
-    };
+    let shareable = store::shareable(
+        fill_head.not_stored,
+        fill_head.ttl,
+        &ResponseDirectives::parse(&headers),
+    );
+    let share = if shareable { Share::All } else { Share::One };
     let storing = fill_head.storing;
     publisher.head(fill_head, share);
     if !storing {
@@ -132,6 +127,43 @@ async fn respond_with(
         publisher.start_trimming();
     }
     stream_body(job, publisher, head, headers, body, storing).await;
+}
+
+/// A 304 freshened the stale entry (RFC 9111 §4.3.4). The merged response is checked again:
+/// the 304 may have brought `Set-Cookie`, `private` or `no-store` with it.
+async fn revalidated(
+    job: &FillJob,
+    publisher: Publisher<FillHead>,
+    head: &OriginHead<'_>,
+    stale: &Entry,
+    headers: &HeaderMap,
+) {
+    let entry = Arc::new(store::refreshed(stale, head, headers, job.proxy.heuristic));
+    let merged = OriginHead {
+        status: entry.status,
+        headers: &entry.headers,
+        ..*head
+    };
+    let storable = store::storability(
+        &job.request_headers,
+        &job.request_cc,
+        &merged,
+        &entry.directives,
+    );
+    let now = SystemTime::now();
+    let ttl = entry.freshness(now).ttl_secs();
+    let share = if store::shareable(storable.err(), ttl, &entry.directives) {
+        Share::All
+    } else {
+        Share::One
+    };
+    if storable.is_ok() && !publisher.fill().discarded() {
+        job.proxy.store.insert(&job.key, entry.clone()).await;
+    } else {
+        job.proxy.store.purge(&job.key).await;
+    }
+    job.leave(&publisher);
+    publisher.entry(entry, share);
 }
 
 fn fill_head(job: &FillJob, head: &OriginHead<'_>, headers: HeaderMap) -> FillHead {
@@ -200,8 +232,8 @@ async fn stream_body(
             kept.push(data.clone());
         }
         publisher.push(data);
-        if !storing && !publisher.wait_for_readers(PASS_WINDOW).await {
-            break Err(ProxyError::Internal("every reader left"));
+        if !storing && !publisher.wait_for_readers(PASS_WINDOW, idle).await {
+            break Err(ProxyError::Internal("every reader left or stopped reading"));
         }
     };
     if let (Ok(()), true) = (&result, storing) {
@@ -212,7 +244,11 @@ async fn stream_body(
             &job.request_headers,
             job.proxy.heuristic,
         );
-        job.proxy.store.insert(&job.key, Arc::new(entry)).await;
+        publisher.rebase(&entry.body);
+        // A purge while the fill was in flight wins: serve what came, store nothing.
+        if !publisher.fill().discarded() {
+            job.proxy.store.insert(&job.key, Arc::new(entry)).await;
+        }
     } else if result.is_err() {
         tracing::warn!(key = %job.key, error = ?result, "origin body failed; not stored");
     }

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use http::HeaderMap;
 
 use crate::cache::control::RequestDirectives;
-use crate::cache::freshness::{Freshness, Reuse, reuse};
+use crate::cache::freshness::{Freshness, Reuse, freshness, reuse};
 use crate::cache::status::Fwd;
 use crate::storage::{Entry, Variants};
 
@@ -40,7 +40,7 @@ pub fn decide(
         return Lookup::Miss { fwd: Fwd::VaryMiss };
     };
     let age = entry.current_age(now);
-    let freshness = entry.freshness(now);
+    let freshness = freshness(entry.lifetime, age);
     match reuse(freshness, age, directives, &entry.directives) {
         Reuse::Fresh | Reuse::ServeStale => Lookup::Hit {
             entry: entry.clone(),

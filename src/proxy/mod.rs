@@ -148,6 +148,13 @@ impl Proxy {
                     return self.stream(&ctx, &head, reader, fwd, collapsed);
                 }
                 Outcome::Entry(entry) => {
+                    let foreign_variant = collapsed
+                        && !entry.vary.is_empty()
+                        && secondary_key(&entry.vary, &ctx.headers) != entry.secondary;
+                    if foreign_variant {
+                        private = true;
+                        continue;
+                    }
                     ctx.site.metrics.request(CacheResult::Revalidated);
                     let now = SystemTime::now();
                     let status = CacheStatus {
@@ -266,16 +273,28 @@ impl Proxy {
             Ok(response) => {
                 let status = response.status();
                 if !ctx.method.is_safe() && (status.is_success() || status.is_redirection()) {
-                    self.store.purge(&ctx.key).await;
+                    self.invalidate(&ctx.key).await;
                 }
                 ctx.site.metrics.request(CacheResult::Pass);
-                respond::pass(&self.node, response, Fwd::Method)
+                respond::pass(
+                    &self.node,
+                    response,
+                    Fwd::Method,
+                    ctx.site.origin.first_byte_timeout(),
+                )
             }
             Err(e) => {
                 ctx.site.metrics.request(CacheResult::Error);
                 respond::error(&self.node, &e, Some(Fwd::Method))
             }
         }
+    }
+
+    /// Remove what is stored for `key`, and keep a fill already in flight from storing it
+    /// again. True if something was stored.
+    async fn invalidate(&self, key: &str) -> bool {
+        self.inflight.invalidate(key);
+        self.store.purge(key).await
     }
 
     /// Purge every stored variant of an absolute URL, under both schemes. Returns how many
@@ -287,7 +306,7 @@ impl Proxy {
         let authority = uri
             .authority()
             .ok_or_else(|| PurgeError::InvalidUrl(url.to_owned()))?;
-        let host = request::normalize_host(authority.as_str())
+        let (host, port) = request::split_authority(authority.as_str())
             .ok_or_else(|| PurgeError::InvalidUrl(url.to_owned()))?;
         let path = uri
             .path_and_query()
@@ -296,8 +315,7 @@ impl Proxy {
         let mut purged = 0;
         for scheme in [Scheme::HTTP, Scheme::HTTPS] {
             if self
-                .store
-                .purge(&request::cache_key(&scheme, &host, &path))
+                .invalidate(&request::cache_key(&scheme, &host, port, &path))
                 .await
             {
                 purged += 1;

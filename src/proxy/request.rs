@@ -108,7 +108,7 @@ pub fn prepare(
         return Err(ProxyError::Loop);
     }
     let authority = request_authority(&parts).ok_or(ProxyError::MissingHost)?;
-    let host = normalize_host(authority.to_str().map_err(|_| ProxyError::MissingHost)?)
+    let (host, port) = split_authority(authority.to_str().map_err(|_| ProxyError::MissingHost)?)
         .ok_or(ProxyError::MissingHost)?;
     let site = sites
         .find(&host)
@@ -121,7 +121,7 @@ pub fn prepare(
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     Ok(RequestContext {
         site,
-        key: cache_key(&client.scheme, &host, &path_and_query),
+        key: cache_key(&client.scheme, &host, port, &path_and_query),
         method: parts.method,
         version: parts.version,
         authority,
@@ -140,13 +140,26 @@ fn request_authority(parts: &Parts) -> Option<HeaderValue> {
     }
 }
 
-/// Lowercase, without port or trailing dot; `None` if it is not a plausible host.
-pub fn normalize_host(authority: &str) -> Option<String> {
+/// Host (lowercase, no trailing dot) and port of an authority; `None` unless the host is
+/// made of host characters and the port, if any, of digits. The validated authority is what
+/// reaches the origin in `Host` and `Forwarded`, so nothing else can be smuggled in.
+pub fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
     let authority = authority.trim();
-    let host = if let Some(rest) = authority.strip_prefix('[') {
-        &authority[..rest.find(']')? + 2]
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let end = rest.find(']')? + 2;
+        (&authority[..end], authority[end..].strip_prefix(':'))
     } else {
-        authority.split(':').next()?
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(p.parse().ok()?)
+        }
+        Some(_) => return None,
     };
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     let valid = !host.is_empty()
@@ -154,29 +167,51 @@ pub fn normalize_host(authority: &str) -> Option<String> {
         && host.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
         });
-    valid.then_some(host)
+    valid.then_some((host, port))
 }
 
-pub fn cache_key(scheme: &Scheme, host: &str, path_and_query: &PathAndQuery) -> String {
+/// The host of an authority, as sites are matched.
+pub fn normalize_host(authority: &str) -> Option<String> {
+    split_authority(authority).map(|(host, _)| host)
+}
+
+/// `scheme://host[:port]/path?query`. The port is part of the key unless it is the scheme's
+/// default: the origin sees the client's `Host`, port included, and may answer differently
+/// for another port (a redirect naming it, say), so two ports must not share a response.
+pub fn cache_key(
+    scheme: &Scheme,
+    host: &str,
+    port: Option<u16>,
+    path_and_query: &PathAndQuery,
+) -> String {
+    let default = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    let port = port.filter(|p| *p != default);
     let mut key = String::with_capacity(
-        scheme.as_str().len() + host.len() + path_and_query.as_str().len() + 3,
+        scheme.as_str().len() + host.len() + path_and_query.as_str().len() + 9,
     );
     key.push_str(scheme.as_str());
     key.push_str("://");
     key.push_str(host);
+    if let Some(port) = port {
+        key.push(':');
+        key.push_str(&port.to_string());
+    }
     key.push_str(path_and_query.as_str());
     key
 }
 
-/// Client validators and ranges are answered by the cache, never passed to a shared fill:
-/// the fill fetches the full representation for everyone.
-const CLIENT_CONDITIONALS: [HeaderName; 6] = [
+/// Never passed to a fill: client validators and ranges are answered by the cache (the fill
+/// fetches the full representation for everyone), and a fill is a GET without a body, so the
+/// client's framing must not make the origin wait for bytes that never come.
+const NOT_FOR_FILLS: [HeaderName; 8] = [
     header::IF_NONE_MATCH,
     header::IF_MODIFIED_SINCE,
     header::IF_MATCH,
     header::IF_UNMODIFIED_SINCE,
     header::IF_RANGE,
     header::RANGE,
+    header::CONTENT_LENGTH,
+    header::EXPECT,
 ];
 
 /// Headers for the origin: the client's, minus hop-by-hop fields, with `Host` kept and `Via`,
@@ -185,7 +220,7 @@ pub fn origin_headers(ctx: &RequestContext, node: &str, for_fill: bool) -> Heade
     let mut headers = ctx.headers.clone();
     strip_hop_by_hop(&mut headers);
     if for_fill {
-        for name in &CLIENT_CONDITIONALS {
+        for name in &NOT_FOR_FILLS {
             headers.remove(name);
         }
     }
@@ -254,6 +289,10 @@ mod tests {
             ("exa mple.com", None),
             ("a/b", None),
             ("[::1", None),
+            ("example.com:", None),
+            ("example.com:8x", None),
+            ("example.com:99999", None),
+            ("example.com:\",for=6.6.6.6", None),
         ];
         for (input, want) in cases {
             assert_eq!(normalize_host(input).as_deref(), want, "{input:?}");
@@ -261,12 +300,18 @@ mod tests {
     }
 
     #[test]
-    fn key_has_scheme_host_path_and_query() {
+    fn key_has_scheme_host_port_path_and_query() {
         let pq = PathAndQuery::from_static("/a/b?x=1");
-        assert_eq!(
-            cache_key(&Scheme::HTTPS, "example.com", &pq),
-            "https://example.com/a/b?x=1"
-        );
+        let cases = [
+            (Scheme::HTTPS, None, "https://example.com/a/b?x=1"),
+            (Scheme::HTTPS, Some(443), "https://example.com/a/b?x=1"),
+            (Scheme::HTTP, Some(80), "http://example.com/a/b?x=1"),
+            (Scheme::HTTP, Some(8080), "http://example.com:8080/a/b?x=1"),
+            (Scheme::HTTPS, Some(80), "https://example.com:80/a/b?x=1"),
+        ];
+        for (scheme, port, want) in cases {
+            assert_eq!(cache_key(&scheme, "example.com", port, &pq), want);
+        }
     }
 
     #[test]

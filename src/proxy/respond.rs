@@ -4,7 +4,10 @@
 //! Client conditionals and `Range` are answered here from the stored representation; a hit
 //! clones the entry's headers and a `Bytes` handle, never the body.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use http_body::Body as _;
+use http_body_util::BodyExt;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
@@ -14,7 +17,7 @@ use super::body::ProxyBody;
 use super::fill::FillHead;
 use super::headers::{append_list, strip_hop_by_hop};
 use super::request::RequestContext;
-use crate::cache::conditional::not_modified;
+use crate::cache::conditional::{not_modified, strong_etag_eq};
 use crate::cache::range::{RangeRequest, parse_range};
 use crate::cache::status::{CacheStatus, Fwd, append};
 use crate::error::ProxyError;
@@ -51,13 +54,12 @@ pub fn from_entry(
 ) -> Response<ProxyBody> {
     let mut headers = entry.headers.clone();
     let age = entry.current_age(now).as_secs();
-    let (code, body) = if not_modified(&ctx.method, &ctx.headers, &entry.headers) {
+    // RFC 9110 §13.2.1: preconditions apply to successful responses only.
+    let conditional = entry.status.is_success();
+    let (code, body) = if conditional && not_modified(&ctx.method, &ctx.headers, &entry.headers) {
         headers.remove(header::CONTENT_LENGTH);
         (StatusCode::NOT_MODIFIED, ProxyBody::Empty)
     } else if entry.status == StatusCode::OK {
-        headers
-            .entry(header::ACCEPT_RANGES)
-            .or_insert(HeaderValue::from_static("bytes"));
         ranged(entry, ctx, &mut headers)
     } else if ctx.method == Method::HEAD {
         (entry.status, ProxyBody::Empty)
@@ -72,7 +74,7 @@ pub fn from_entry(
 fn ranged(entry: &Entry, ctx: &RequestContext, headers: &mut HeaderMap) -> (StatusCode, ProxyBody) {
     let head = ctx.method == Method::HEAD;
     let len = entry.body.len() as u64;
-    let range = if ctx.method == Method::GET {
+    let range = if ctx.method == Method::GET && if_range_holds(&ctx.headers, &entry.headers) {
         parse_range(ctx.headers.get(header::RANGE), len)
     } else {
         RangeRequest::Full
@@ -102,6 +104,25 @@ fn ranged(entry: &Entry, ctx: &RequestContext, headers: &mut HeaderMap) -> (Stat
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
             (StatusCode::RANGE_NOT_SATISFIABLE, ProxyBody::Empty)
         }
+    }
+}
+
+/// RFC 9110 §13.1.5: with `If-Range`, a range is served only if the validator matches the
+/// stored representation strongly (an entity tag by strong comparison, or the exact
+/// `Last-Modified` date); otherwise the whole representation is sent, so a client resuming a
+/// download never splices bytes of two versions.
+fn if_range_holds(request: &HeaderMap, stored: &HeaderMap) -> bool {
+    let Some(condition) = request.get(header::IF_RANGE) else {
+        return true;
+    };
+    let Ok(condition) = condition.to_str().map(str::trim) else {
+        return false;
+    };
+    let stored_value = |name| stored.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    if condition.starts_with('"') || condition.starts_with("W/") {
+        stored_value(header::ETAG).is_some_and(|etag| strong_etag_eq(condition, etag.trim()))
+    } else {
+        stored_value(header::LAST_MODIFIED).is_some_and(|lm| lm.trim() == condition)
     }
 }
 
@@ -135,8 +156,29 @@ pub fn from_fill(
 }
 
 /// A response passed through untouched but for hop-by-hop fields (methods we do not cache).
-pub fn pass(node: &Node, response: Response<Incoming>, fwd: Fwd) -> Response<ProxyBody> {
+/// The body is streamed; an origin that stalls for `idle` mid-body aborts it.
+pub fn pass(
+    node: &Node,
+    response: Response<Incoming>,
+    fwd: Fwd,
+    idle: Duration,
+) -> Response<ProxyBody> {
     let (parts, body) = response.into_parts();
+    let len = body.size_hint().exact();
+    let chunks = futures_util::stream::unfold(Some(body), move |body| async move {
+        let mut body = body?;
+        loop {
+            return match tokio::time::timeout(idle, body.frame()).await {
+                Err(_) => Some((Err(ProxyError::OriginTimeout), None)),
+                Ok(None) => None,
+                Ok(Some(Err(e))) => Some((Err(ProxyError::OriginBody(e.to_string())), None)),
+                Ok(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => Some((Ok(data), Some(body))),
+                    Err(_) => continue,
+                },
+            };
+        }
+    });
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
     let status = CacheStatus {
@@ -144,14 +186,11 @@ pub fn pass(node: &Node, response: Response<Incoming>, fwd: Fwd) -> Response<Pro
         fwd_status: Some(parts.status.as_u16()),
         ..CacheStatus::default()
     };
-    finish(
-        node,
-        parts.status,
-        headers,
-        ProxyBody::Incoming(body),
-        &status,
-        None,
-    )
+    let body = ProxyBody::Stream {
+        chunks: Box::pin(chunks),
+        len,
+    };
+    finish(node, parts.status, headers, body, &status, None)
 }
 
 /// The one place errors become responses: status from the error, its reason in
@@ -169,10 +208,14 @@ pub fn error(node: &Node, error: &ProxyError, fwd: Option<Fwd>) -> Response<Prox
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     let code = error.status();
+    // Only the status and the detail token: the error itself can name origin addresses and
+    // certificate names, which go to the log, never to clients.
+    tracing::debug!(%error, status = code.as_u16(), "request failed");
     let text = format!(
-        "{} {}: {error}\n",
+        "{} {} ({})\n",
         code.as_u16(),
-        code.canonical_reason().unwrap_or("")
+        code.canonical_reason().unwrap_or(""),
+        error.detail()
     );
     finish(
         node,

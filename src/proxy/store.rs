@@ -41,6 +41,26 @@ pub fn storability(
     )
 }
 
+/// May a response fetched for one client be handed to others waiting on the same fill? Only
+/// a fresh one that the cache could reuse without asking the origin: storable (or too large
+/// to store), with freshness left, and with no `no-cache` or `private` restriction, qualified
+/// or not (RFC 9111 §5.2.2.4, §5.2.2.7). Anything else goes to its own client only.
+pub fn shareable(not_stored: Option<NoCacheReason>, ttl: i64, cc: &ResponseDirectives) -> bool {
+    not_stored.is_none_or(|r| r == NoCacheReason::TooLarge)
+        && ttl > 0
+        && !cc.no_cache
+        && !cc.private
+}
+
+/// Fields a stored response must not carry to other clients: those named by `private="..."`
+/// (RFC 9111 §5.2.2.7) and, since Outpost does not revalidate per field, `no-cache="..."`
+/// (§5.2.2.4).
+fn strip_restricted_fields(headers: &mut HeaderMap, cc: &ResponseDirectives) {
+    for name in cc.private_fields.iter().chain(&cc.no_cache_fields) {
+        headers.remove(name.as_str());
+    }
+}
+
 /// Build the entry for a storable response whose whole body is `body`.
 pub fn build_entry(
     head: &OriginHead<'_>,
@@ -64,7 +84,14 @@ pub fn build_entry(
         Vary::None | Vary::Any => Vec::new(),
     };
     let secondary = secondary_key(&vary, request_headers);
-    let headers = stored_headers(headers, head.response_time, body.len());
+    let mut headers = stored_headers(headers, head.response_time, body.len());
+    strip_restricted_fields(&mut headers, &directives);
+    if head.status == StatusCode::OK {
+        // Stored 200s answer ranges (RFC 9110 §14.3); said once here, not on every hit.
+        headers
+            .entry(header::ACCEPT_RANGES)
+            .or_insert(HeaderValue::from_static("bytes"));
+    }
     Entry {
         status: head.status,
         has_validators: has_validators(&headers),
@@ -98,7 +125,8 @@ pub fn refreshed(
         head.response_time,
         heuristic,
     );
-    let headers = stored_headers(merged, head.response_time, stale.body.len());
+    let mut headers = stored_headers(merged, head.response_time, stale.body.len());
+    strip_restricted_fields(&mut headers, &directives);
     Entry {
         status: stale.status,
         has_validators: has_validators(&headers),

@@ -8,8 +8,8 @@
 //! - `Stream`: response headers, then body chunks as they arrive from the origin;
 //! - `Entry`: a complete stored entry (a revalidation answered 304);
 //! - `Failed`: the fill failed; every subscriber learns it at once, nobody hangs;
-//! - `Released`: the response may not be shared (uncacheable): one subscriber gets it, the
-//!   others must fetch on their own.
+//! - `Released`: the response may not be shared (uncacheable): the leader — the client whose
+//!   request it answers — gets it, the others must fetch on their own.
 //!
 //! Memory: while a fill may be stored, chunks are kept whole (they become the entry's body).
 //! Once it is known not to be stored (too large, or exclusive), the buffer is *trimmed*: chunks
@@ -19,8 +19,9 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{Notify, watch};
@@ -60,10 +61,11 @@ impl<H> Inflight<H> {
         lock(&self.shards[index])
     }
 
-    /// Join the fill in flight for `key`, or register a new one and lead it.
+    /// Join the fill in flight for `key`, or register a new one and lead it. A fill that has
+    /// already ended (its task died before leaving the map) is replaced, never joined.
     pub fn join(&self, key: &str) -> Join<H> {
         let mut shard = self.shard(key);
-        if let Some(fill) = shard.get(key) {
+        if let Some(fill) = shard.get(key).filter(|f| !f.has_ended()) {
             return Join::Follower(fill.clone());
         }
         let fill = Arc::new(Fill::new());
@@ -76,6 +78,14 @@ impl<H> Inflight<H> {
         let mut shard = self.shard(key);
         if shard.get(key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
             shard.remove(key);
+        }
+    }
+
+    /// A purge or an unsafe method changed `key`: the fill in flight (if any) must not store
+    /// what it fetched, and later requests must not join it.
+    pub fn invalidate(&self, key: &str) {
+        if let Some(fill) = self.shard(key).remove(key) {
+            fill.discarded.store(true, Ordering::Release);
         }
     }
 
@@ -100,13 +110,13 @@ pub enum Share {
 enum Head<H> {
     Pending,
     Ready(Arc<H>, Share),
-    Entry(Arc<Entry>),
+    Entry(Arc<Entry>, Share),
     Failed(ProxyError),
 }
 
 struct Inner<H> {
     head: Head<H>,
-    claimed: bool,
+    subscribers: usize,
     chunks: VecDeque<Bytes>,
     /// Index (since the start of the body) of `chunks[0]`.
     first: usize,
@@ -124,6 +134,8 @@ pub struct Fill<H> {
     changed: watch::Sender<u64>,
     /// Signalled by readers as they advance or leave, for the publisher's backpressure.
     progress: Notify,
+    /// Set by a purge while in flight: the result is served but not stored.
+    discarded: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -144,7 +156,7 @@ impl<H> Fill<H> {
         Self {
             inner: Mutex::new(Inner {
                 head: Head::Pending,
-                claimed: false,
+                subscribers: 0,
                 chunks: VecDeque::new(),
                 first: 0,
                 buffered: 0,
@@ -154,7 +166,18 @@ impl<H> Fill<H> {
             }),
             changed: watch::channel(0).0,
             progress: Notify::new(),
+            discarded: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a purge invalidated the key while this fill was in flight.
+    pub fn discarded(&self) -> bool {
+        self.discarded.load(Ordering::Acquire)
+    }
+
+    fn has_ended(&self) -> bool {
+        let inner = lock(&self.inner);
+        matches!(inner.head, Head::Failed(_)) || inner.end.is_some()
     }
 
     /// A fill for one client only, not registered for others to join.
@@ -175,10 +198,15 @@ impl<H> Fill<H> {
         }
         let cursor = Arc::new(AtomicUsize::new(0));
         inner.readers.push(Arc::downgrade(&cursor));
+        // The first subscriber is the client whose request the fill sends: only it may take a
+        // response that must not be shared.
+        let leader = inner.subscribers == 0;
+        inner.subscribers += 1;
         Some(Subscriber {
             fill: self.clone(),
             changed: self.changed.subscribe(),
-            cursor,
+            cursor: Some(cursor),
+            leader,
         })
     }
 }
@@ -187,7 +215,9 @@ impl<H> Fill<H> {
 pub struct Subscriber<H> {
     fill: Arc<Fill<H>>,
     changed: watch::Receiver<u64>,
-    cursor: Arc<AtomicUsize>,
+    /// `None` only while dropping (released before waking the publisher).
+    cursor: Option<Arc<AtomicUsize>>,
+    leader: bool,
 }
 
 impl<H> Subscriber<H> {
@@ -196,22 +226,16 @@ impl<H> Subscriber<H> {
         loop {
             self.changed.borrow_and_update();
             {
-                let mut inner = lock(&self.fill.inner);
+                let inner = lock(&self.fill.inner);
                 match &inner.head {
                     Head::Pending => {}
                     Head::Failed(e) => return Outcome::Failed(e.clone()),
-                    Head::Entry(e) => return Outcome::Entry(e.clone()),
-                    Head::Ready(head, Share::All) => {
-                        let head = head.clone();
-                        drop(inner);
-                        return Outcome::Stream(head, self);
+                    Head::Entry(_, Share::One) | Head::Ready(_, Share::One) if !self.leader => {
+                        return Outcome::Released;
                     }
-                    Head::Ready(head, Share::One) => {
-                        if inner.claimed {
-                            return Outcome::Released;
-                        }
+                    Head::Entry(e, _) => return Outcome::Entry(e.clone()),
+                    Head::Ready(head, _) => {
                         let head = head.clone();
-                        inner.claimed = true;
                         drop(inner);
                         return Outcome::Stream(head, self);
                     }
@@ -227,11 +251,12 @@ impl<H> Subscriber<H> {
 
     /// Next body chunk; `None` at the end, `Some(Err)` if the origin body failed.
     pub async fn next_chunk(&mut self) -> Option<Result<Bytes, ProxyError>> {
+        let cursor = self.cursor.clone()?;
         loop {
             self.changed.borrow_and_update();
             {
                 let inner = lock(&self.fill.inner);
-                let pos = self.cursor.load(Ordering::Acquire);
+                let pos = cursor.load(Ordering::Acquire);
                 if pos < inner.first {
                     return Some(Err(ProxyError::Internal(
                         "reader fell behind trimmed buffer",
@@ -239,7 +264,7 @@ impl<H> Subscriber<H> {
                 }
                 if let Some(chunk) = inner.chunks.get(pos - inner.first) {
                     let chunk = chunk.clone();
-                    self.cursor.store(pos + 1, Ordering::Release);
+                    cursor.store(pos + 1, Ordering::Release);
                     let trimming = inner.trimming;
                     drop(inner);
                     if trimming {
@@ -262,6 +287,9 @@ impl<H> Subscriber<H> {
 
 impl<H> Drop for Subscriber<H> {
     fn drop(&mut self) {
+        // Release the cursor first: the publisher woken below must already see this reader
+        // gone, or it could wait again for a notification that never comes.
+        drop(self.cursor.take());
         // A reader leaving may unblock (or end) a trimming publisher.
         self.fill.progress.notify_waiters();
     }
@@ -310,8 +338,9 @@ impl<H> Publisher<H> {
     }
 
     /// Trimming mode backpressure: wait until readers are within `window` bytes of the
-    /// newest chunk. Returns false when no reader is left (the fill should stop).
-    pub async fn wait_for_readers(&self, window: usize) -> bool {
+    /// newest chunk. Returns false when no reader is left, or none made progress for `stall`
+    /// (a client that stopped reading must not hold the fill and its origin connection).
+    pub async fn wait_for_readers(&self, window: usize, stall: Duration) -> bool {
         loop {
             let notified = self.fill.progress.notified();
             tokio::pin!(notified);
@@ -326,13 +355,35 @@ impl<H> Publisher<H> {
                     return true;
                 }
             }
-            notified.await;
+            if tokio::time::timeout(stall, notified).await.is_err() {
+                return false;
+            }
         }
     }
 
-    /// The fill produced a complete entry (revalidated): subscribers serve it as a hit.
-    pub fn entry(mut self, entry: Arc<Entry>) {
-        self.publish_final(Head::Entry(entry), Ok(()));
+    /// The fill produced a complete entry (revalidated): subscribers serve it as a hit
+    /// (only the leader when `share` is `One`).
+    pub fn entry(mut self, entry: Arc<Entry>, share: Share) {
+        self.publish_final(Head::Entry(entry, share), Ok(()));
+    }
+
+    /// The body was stored as `body`: serve the chunks still buffered from it, so the origin
+    /// connection's read buffers they are slices of can be freed now rather than when the
+    /// slowest reader finishes.
+    pub fn rebase(&self, body: &Bytes) {
+        let mut inner = lock(&self.fill.inner);
+        if inner.first != 0 {
+            return;
+        }
+        let mut offset = 0;
+        for chunk in inner.chunks.iter_mut() {
+            let end = offset + chunk.len();
+            if end > body.len() {
+                return;
+            }
+            *chunk = body.slice(offset..end);
+            offset = end;
+        }
     }
 
     pub fn fail(mut self, error: ProxyError) {

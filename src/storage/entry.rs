@@ -63,18 +63,14 @@ impl Entry {
         self.body.len() as u64 + headers as u64 + secondary as u64 + ENTRY_OVERHEAD
     }
 
-    /// How long the store keeps the entry: while fresh, and past that only if it can still be
-    /// useful (revalidation, or the RFC 5861 stale windows).
+    /// How long the store keeps the entry: while fresh, and past that only if a conditional
+    /// request can still renew it. (Serving stale content under RFC 5861 is not implemented,
+    /// so its windows would only hold memory.)
     pub fn retention(&self) -> Duration {
-        let stale_use = self
-            .directives
-            .stale_while_revalidate
-            .max(self.directives.stale_if_error)
-            .unwrap_or(0);
         let keep_stale = if self.has_validators {
-            Duration::from_secs(stale_use.max(STALE_VALIDATABLE_SECS))
+            Duration::from_secs(STALE_VALIDATABLE_SECS)
         } else {
-            Duration::from_secs(stale_use)
+            Duration::ZERO
         };
         self.lifetime
             .saturating_sub(self.corrected_initial_age)

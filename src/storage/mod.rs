@@ -74,13 +74,18 @@ impl Store {
         self.cache.get(key).await
     }
 
-    /// Store `entry` as the variant of `key` for its secondary key.
+    /// Store `entry` as the variant of `key` for its secondary key. The read-modify-write is
+    /// atomic per key, so two fills of different variants cannot drop each other's.
     pub async fn insert(&self, key: &str, entry: Arc<Entry>) {
-        let variants = match self.cache.get(key).await {
-            Some(existing) => existing.with(entry),
-            None => Variants::single(entry),
-        };
-        self.cache.insert(key.to_owned(), Arc::new(variants)).await;
+        self.cache
+            .entry_by_ref(key)
+            .and_upsert_with(|existing| async move {
+                Arc::new(match existing {
+                    Some(existing) => existing.into_value().with(entry),
+                    None => Variants::single(entry),
+                })
+            })
+            .await;
         self.uncacheable.invalidate(key);
     }
 

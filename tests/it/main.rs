@@ -11,6 +11,7 @@
 //! | `origin_failures` | origin errors map to 502/504, nothing partial is stored, retries, forwarding headers, HTTPS origins |
 //! | `bad_input` | malformed or oversized requests are refused and the node keeps serving |
 //! | `admin` | health, readiness, metrics (promtool, OpenMetrics), purge and its auth |
+//! | `regression` | one test per bug found, named after it |
 //! | `cli` | `outpost check`, `outpost [run] --config`, SIGTERM drain, the memory budget, `demo` |
 
 mod harness;
@@ -23,3 +24,4 @@ mod cli;
 mod coalesce;
 mod listeners;
 mod origin_failures;
+mod regression;
