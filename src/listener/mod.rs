@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::uri::Scheme;
@@ -20,7 +20,7 @@ use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ListenConfig;
@@ -40,6 +40,8 @@ pub trait Handler: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct ConnSettings {
     pub header_read_timeout: Duration,
+    /// Keep-alive connections with no request for this long are closed.
+    pub idle_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_headers: usize,
 }
@@ -48,6 +50,7 @@ impl From<&ListenConfig> for ConnSettings {
     fn from(c: &ListenConfig) -> Self {
         Self {
             header_read_timeout: c.header_read_timeout,
+            idle_timeout: c.idle_timeout,
             max_header_bytes: c.max_header_bytes,
             max_headers: c.max_headers,
         }
@@ -152,28 +155,33 @@ where
 {
     let client = ClientInfo { addr: peer, scheme };
     let handler = acceptor.handler.clone();
-    let served = Arc::new(AtomicBool::new(false));
-    let first_request = served.clone();
+    let activity = Arc::new(Activity::default());
+    let tracker = activity.clone();
     let service = service_fn(move |request| {
-        first_request.store(true, Ordering::Relaxed);
+        let in_flight = InFlight::start(tracker.clone());
         let handler = handler.clone();
         let client = client.clone();
-        async move { Ok::<_, Infallible>(handler.call(request, client).await) }
+        async move {
+            let response = handler.call(request, client).await;
+            drop(in_flight);
+            Ok::<_, Infallible>(response)
+        }
     });
     let builder = builder(&acceptor.settings);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut shutdown = acceptor.shutdown.clone();
-    // hyper's header timeout starts once it knows the protocol; a client that sends nothing
-    // (or half an HTTP/2 preface) would otherwise hold a connection slot forever.
-    let silent = async {
-        tokio::time::sleep(acceptor.settings.header_read_timeout).await;
-        if served.load(Ordering::Relaxed) {
-            std::future::pending::<()>().await;
-        }
-    };
+    let settings = &acceptor.settings;
     tokio::select! {
-        () = silent => tracing::debug!(%peer, "no request before the header timeout; closing"),
+        quiet = watchdog(&activity, settings.header_read_timeout, settings.idle_timeout) => match quiet {
+            // hyper's own header timeout starts once it knows the protocol; a client that
+            // sends nothing (or half an HTTP/2 preface) would otherwise keep its slot forever.
+            Quiet::BeforeFirstRequest => tracing::debug!(%peer, "no request before the header timeout; closing"),
+            Quiet::Idle => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(settings.header_read_timeout, conn.as_mut()).await;
+            }
+        },
         result = conn.as_mut() => {
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -184,6 +192,60 @@ where
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+    }
+}
+
+/// Requests of one connection, for the idle watchdog.
+#[derive(Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Requests started so far: a change means the connection was not idle.
+    started: AtomicU64,
+    /// Signalled by the first request (a stored permit if nobody waits yet).
+    first_request: Notify,
+}
+
+/// One request being handled; dropping it (even on cancellation) ends it.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: Arc<Activity>) -> Self {
+        if activity.started.fetch_add(1, Ordering::Relaxed) == 0 {
+            activity.first_request.notify_one();
+        }
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+enum Quiet {
+    BeforeFirstRequest,
+    Idle,
+}
+
+/// Resolves when the connection has been quiet too long: no first request within `first`, or
+/// later no request started and none in flight for a whole `idle` period (so an idle
+/// connection closes between `idle` and twice `idle` after its last request). A response still
+/// streaming its body is finished by the graceful shutdown that follows.
+async fn watchdog(activity: &Activity, first: Duration, idle: Duration) -> Quiet {
+    let first_request = tokio::time::timeout(first, activity.first_request.notified()).await;
+    if first_request.is_err() {
+        return Quiet::BeforeFirstRequest;
+    }
+    let mut seen = activity.started.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(idle).await;
+        let now = activity.started.load(Ordering::Relaxed);
+        if now == seen && activity.in_flight.load(Ordering::Relaxed) == 0 {
+            return Quiet::Idle;
+        }
+        seen = now;
     }
 }
 

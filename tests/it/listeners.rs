@@ -267,3 +267,69 @@ async fn a_request_that_loops_back_is_refused() {
     assert_eq!(r.status, 508);
     assert_eq!(origin.total(), 0);
 }
+
+async fn exchange_then_wait_for_close(node: &Node, path: &str) -> (String, Result<usize, String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(node.http)
+        .await
+        .expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nhost: example.test\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the (small, Content-Length framed) body has arrived.
+    while !String::from_utf8_lossy(&response).ends_with("body") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("response in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed before the response: {}",
+            String::from_utf8_lossy(&response)
+        );
+        response.extend_from_slice(&buf[..n]);
+    }
+    let after =
+        tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf)).await;
+    let after = match after {
+        Ok(Ok(n)) => Ok(n),
+        // A reset is a close too.
+        Ok(Err(_)) => Ok(0),
+        Err(_) => Err("still open after 5 s".to_owned()),
+    };
+    (String::from_utf8_lossy(&response).into_owned(), after)
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
+    let origin = Origin::fixed("body", "max-age=60").await;
+    let node = Node::start(&site_config(
+        &origin.url(),
+        "[listen]\nidle_timeout = \"300ms\"",
+    ))
+    .await;
+    let (response, after) = exchange_then_wait_for_close(&node, "/idle").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        matches!(after, Ok(0)),
+        "idle connection not closed: {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_response_is_not_cut_by_idle_timeout() {
+    let origin = Origin::start(|_, _| {
+        Reply::ok("body")
+            .cache("max-age=60")
+            .delay(std::time::Duration::from_millis(1200))
+    })
+    .await;
+    let node = Node::start(&site_config(
+        &origin.url(),
+        "[listen]\nidle_timeout = \"200ms\"",
+    ))
+    .await;
+    let (response, _) = exchange_then_wait_for_close(&node, "/slow").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
