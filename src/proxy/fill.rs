@@ -19,7 +19,7 @@ use super::store::{self, OriginHead, content_length};
 use crate::cache::control::{RequestDirectives, ResponseDirectives};
 use crate::cache::freshness;
 use crate::cache::status::NoCacheReason;
-use crate::cache::vary::{SecondaryKey, Vary, parse_vary, secondary_key};
+use crate::cache::vary::{SecondaryKey, secondary_key};
 use crate::error::ProxyError;
 use crate::origin::OriginRequest;
 use crate::storage::Entry;
@@ -113,13 +113,7 @@ async fn respond_with(
         revalidated(job, publisher, head, stale, &headers).await;
         return;
     }
-    let fill_head = fill_head(job, head, headers.clone());
-    let shareable = store::shareable(
-        fill_head.not_stored,
-        fill_head.ttl,
-        &ResponseDirectives::parse(&headers),
-    );
-    let share = if shareable { Share::All } else { Share::One };
+    let (fill_head, share) = fill_head(job, head, headers.clone());
     let storing = fill_head.storing;
     publisher.head(fill_head, share);
     if !storing {
@@ -166,7 +160,8 @@ async fn revalidated(
     publisher.entry(entry, share);
 }
 
-fn fill_head(job: &FillJob, head: &OriginHead<'_>, headers: HeaderMap) -> FillHead {
+/// What subscribers learn from the response head, and who may use the response.
+fn fill_head(job: &FillJob, head: &OriginHead<'_>, headers: HeaderMap) -> (FillHead, Share) {
     let cc = ResponseDirectives::parse(&headers);
     let length = content_length(&headers);
     let not_stored = match store::storability(&job.request_headers, &job.request_cc, head, &cc) {
@@ -182,21 +177,25 @@ fn fill_head(job: &FillJob, head: &OriginHead<'_>, headers: HeaderMap) -> FillHe
         head.response_time,
         job.proxy.heuristic,
     );
-    let vary = match parse_vary(&headers) {
-        Vary::Fields(fields) => fields,
-        Vary::None | Vary::Any => Vec::new(),
+    let vary = store::vary_fields(&headers);
+    let ttl = freshness::freshness(lifetime, age).ttl_secs();
+    let share = if store::shareable(not_stored, ttl, &cc) {
+        Share::All
+    } else {
+        Share::One
     };
-    FillHead {
+    let fill_head = FillHead {
         status: head.status,
         secondary: secondary_key(&vary, &job.request_headers),
         vary,
         storing: not_stored.is_none(),
-        ttl: freshness::freshness(lifetime, age).ttl_secs(),
+        ttl,
         age: age.as_secs(),
         not_stored,
         content_length: length,
         headers,
-    }
+    };
+    (fill_head, share)
 }
 
 async fn stream_body(

@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
 use crate::cache::conditional::merge_304;
@@ -79,10 +79,7 @@ pub fn build_entry(
         head.response_time,
         heuristic,
     );
-    let vary = match parse_vary(&headers) {
-        Vary::Fields(fields) => fields,
-        Vary::None | Vary::Any => Vec::new(),
-    };
+    let vary = vary_fields(&headers);
     let secondary = secondary_key(&vary, request_headers);
     let mut headers = stored_headers(headers, head.response_time, body.len());
     strip_restricted_fields(&mut headers, &directives);
@@ -171,6 +168,15 @@ fn detached(headers: HeaderMap) -> HeaderMap {
 
 fn has_validators(headers: &HeaderMap) -> bool {
     headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED)
+}
+
+/// The fields a response varies on; `Vary: *` never reaches here as stored (it is not
+/// storable), so it selects nothing.
+pub fn vary_fields(headers: &HeaderMap) -> Vec<HeaderName> {
+    match parse_vary(headers) {
+        Vary::Fields(fields) => fields,
+        Vary::None | Vary::Any => Vec::new(),
+    }
 }
 
 /// `Content-Length` of a response head, if present and valid.
