@@ -202,17 +202,18 @@ async fn run_serves_miss_then_hit_and_exits_0_on_sigterm() {
     assert!(tokio::net::TcpStream::connect(http).await.is_err());
 }
 
-#[tokio::test]
-async fn sigterm_lets_an_in_flight_request_finish() {
-    let origin = Origin::start(|_, _| {
-        Reply::ok("worth the wait")
-            .cache("max-age=60")
-            .delay(Duration::from_millis(1500))
-    })
-    .await;
+/// The real binary in front of an origin that takes `delay`, ready, with one request in
+/// flight, then sent SIGTERM. The file must outlive the node.
+async fn draining_with_request_in_flight(
+    delay: Duration,
+    body: &'static str,
+) -> (Origin, Outpost, SocketAddr, InFlightRequest, TempFile) {
+    let origin = Origin::start(move |_, _| Reply::ok(body).cache("max-age=60").delay(delay)).await;
     let (file, http, admin) = node_file(&origin.url(), "");
     let mut node = Outpost::spawn(&["run", "--config", &file.shown()]);
     wait_answering(&mut node, admin, "/healthz", "admin").await;
+    let ready = util::admin_get(admin, "/readyz", &[]).await;
+    assert_eq!(ready.status, 200, "ready before the drain");
     let in_flight = tokio::spawn(try_send(
         http,
         Method::GET,
@@ -226,6 +227,15 @@ async fn sigterm_lets_an_in_flight_request_finish() {
     })
     .await;
     node.sigterm();
+    (origin, node, admin, in_flight, file)
+}
+
+type InFlightRequest = tokio::task::JoinHandle<Result<Resp, Error>>;
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish() {
+    let (_origin, mut node, _admin, in_flight, _file) =
+        draining_with_request_in_flight(Duration::from_millis(1500), "worth the wait").await;
     let response = in_flight
         .await
         .expect("task")
@@ -238,31 +248,9 @@ async fn sigterm_lets_an_in_flight_request_finish() {
 
 #[tokio::test]
 async fn readyz_is_503_while_draining() {
-    let origin = Origin::start(|_, _| {
-        Reply::ok("slow")
-            .cache("max-age=60")
-            .delay(Duration::from_secs(3))
-    })
-    .await;
-    let (file, http, admin) = node_file(&origin.url(), "");
-    let mut node = Outpost::spawn(&["--config", &file.shown()]);
-    wait_answering(&mut node, admin, "/healthz", "admin").await;
-    let ready = util::admin_get(admin, "/readyz", &[]).await;
-    assert_eq!(ready.status, 200);
     // Keep the node draining: one request is in flight for 3 s.
-    let in_flight = tokio::spawn(try_send(
-        http,
-        Method::GET,
-        "/slow",
-        "example.test",
-        &[],
-        Bytes::new(),
-    ));
-    eventually("the origin has the request", || async {
-        origin.count("/slow") == 1
-    })
-    .await;
-    node.sigterm();
+    let (_origin, mut node, admin, in_flight, _file) =
+        draining_with_request_in_flight(Duration::from_secs(3), "slow").await;
     // Until the signal is handled /readyz may still say 200; then it must say 503.
     let started = std::time::Instant::now();
     loop {

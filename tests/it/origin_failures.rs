@@ -134,10 +134,13 @@ fn cut_response(chunked: bool) -> Vec<u8> {
     response
 }
 
-#[tokio::test]
-async fn origin_breaking_mid_body_aborts_the_transfer_and_is_not_stored() {
-    let origin = CutOrigin::start(cut_response(false)).await;
-    let node = Node::start(&site_config(&origin.url(), "")).await;
+/// GET /broken twice. `check` judges each result; as nothing partial may be stored, every
+/// attempt must reach the origin and the cache must stay empty.
+async fn broken_twice(
+    node: &Node,
+    origin_count: impl Fn() -> usize,
+    check: impl Fn(usize, &Result<Resp, Error>),
+) {
     for attempt in 1..=2 {
         let result = try_send(
             node.http,
@@ -148,18 +151,12 @@ async fn origin_breaking_mid_body_aborts_the_transfer_and_is_not_stored() {
             Bytes::new(),
         )
         .await;
-        // The head went out as a 200 before the body broke, so the client must learn of the
-        // failure as an aborted transfer, never as a response that looks complete.
-        if let Ok(response) = &result {
-            panic!(
-                "attempt {attempt}: a complete response: {} with {} bytes, {}",
-                response.status,
-                response.body.len(),
-                response.cache_status()
-            );
-        }
-        // The partial body was not stored: the next request goes to the origin again.
-        assert_eq!(origin.count(), attempt, "attempt {attempt}");
+        check(attempt, &result);
+        assert_eq!(
+            origin_count(),
+            attempt,
+            "attempt {attempt}: the partial body was stored"
+        );
     }
     let text = node.metrics().await;
     assert_eq!(
@@ -167,6 +164,29 @@ async fn origin_breaking_mid_body_aborts_the_transfer_and_is_not_stored() {
         0.0,
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn origin_breaking_mid_body_aborts_the_transfer_and_is_not_stored() {
+    let origin = CutOrigin::start(cut_response(false)).await;
+    let node = Node::start(&site_config(&origin.url(), "")).await;
+    broken_twice(
+        &node,
+        || origin.count(),
+        |attempt, result| {
+            // The head went out as a 200 before the body broke, so the client must learn of the
+            // failure as an aborted transfer, never as a response that looks complete.
+            if let Ok(response) = result {
+                panic!(
+                    "attempt {attempt}: a complete response: {} with {} bytes, {}",
+                    response.status,
+                    response.body.len(),
+                    response.cache_status()
+                );
+            }
+        },
+    )
+    .await;
     node.stop().await;
 }
 
@@ -214,32 +234,21 @@ async fn origin_body_error_is_never_a_complete_response_and_not_stored() {
     })
     .await;
     let node = Node::start(&site_config(&origin.url(), "")).await;
-    for attempt in 1..=2 {
-        let result = try_send(
-            node.http,
-            Method::GET,
-            "/broken",
-            "example.test",
-            &[],
-            Bytes::new(),
-        )
-        .await;
-        if let Ok(response) = &result {
-            assert_eq!(response.status, 502, "attempt {attempt}: {response:?}");
-            let cache_status = response.cache_status();
-            assert!(
-                cache_status.contains("detail=origin-"),
-                "attempt {attempt}: {cache_status}"
-            );
-        }
-        assert_eq!(origin.count("/broken"), attempt, "attempt {attempt}");
-    }
-    let text = node.metrics().await;
-    assert_eq!(
-        util::must_sample(&text, "outpost_cache_entries"),
-        0.0,
-        "{text}"
-    );
+    broken_twice(
+        &node,
+        || origin.count("/broken"),
+        |attempt, result| {
+            if let Ok(response) = result {
+                assert_eq!(response.status, 502, "attempt {attempt}: {response:?}");
+                let cache_status = response.cache_status();
+                assert!(
+                    cache_status.contains("detail=origin-"),
+                    "attempt {attempt}: {cache_status}"
+                );
+            }
+        },
+    )
+    .await;
     node.stop().await;
 }
 
