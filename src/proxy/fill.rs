@@ -23,6 +23,7 @@ use crate::cache::vary::{SecondaryKey, secondary_key};
 use crate::error::ProxyError;
 use crate::origin::OriginRequest;
 use crate::storage::Entry;
+use crate::storage::budget::Reservation;
 use crate::storage::coalesce::{Publisher, Share};
 
 /// How far (bytes) the slowest reader may lag behind a fill that is not being stored before
@@ -207,6 +208,7 @@ async fn stream_body(
     mut storing: bool,
 ) {
     let idle = job.site.origin.first_byte_timeout();
+    let mut reservation = Reservation::new(job.proxy.fill_budget.clone());
     let mut kept: Vec<Bytes> = Vec::new();
     let mut total: u64 = 0;
     let result = loop {
@@ -220,9 +222,11 @@ async fn stream_body(
             },
         };
         total += data.len() as u64;
-        if storing && total > job.proxy.max_object {
-            // A body without Content-Length outgrew max_object: stream it through instead.
+        if storing && (total > job.proxy.max_object || !reservation.grow(data.len() as u64)) {
+            // A body without Content-Length outgrew max_object, or the node holds too much in
+            // fills already: stream it through instead of buffering it.
             storing = false;
+            reservation = Reservation::new(job.proxy.fill_budget.clone());
             kept = Vec::new();
             job.stop_sharing(&publisher);
             publisher.start_trimming();

@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::error::ProxyError;
 use crate::observability::metrics::{CacheResult, Metrics};
 use crate::origin::{OriginRequest, OriginSetupError};
+use crate::storage::budget::FillBudget;
 use crate::storage::coalesce::{Fill, Inflight, Join, Outcome, Publisher, Subscriber};
 use crate::storage::{Entry, Store};
 use body::ProxyBody;
@@ -50,6 +51,9 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     max_object: u64,
     heuristic: HeuristicPolicy,
+    /// Bytes fills may hold while buffering bodies to store (a quarter of the cache memory,
+    /// at least one `max_object`).
+    fill_budget: Arc<FillBudget>,
 }
 
 impl Proxy {
@@ -65,6 +69,7 @@ impl Proxy {
             inflight: Inflight::default(),
             metrics,
             max_object: config.cache.max_object,
+            fill_budget: FillBudget::new((config.cache.memory / 4).max(config.cache.max_object)),
             heuristic: HeuristicPolicy {
                 fraction_percent: config.cache.heuristic_fraction,
                 max: config.cache.heuristic_max,

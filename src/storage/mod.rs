@@ -5,6 +5,7 @@
 //! overhead, so `cache.memory` bounds what the process actually holds for the cache. moka's
 //! TinyLFU admission keeps one-hit wonders from flushing popular objects (scan resistance).
 
+pub mod budget;
 pub mod coalesce;
 pub mod entry;
 pub mod variants;

@@ -254,3 +254,53 @@ async fn small_chunked_objects_are_stored() {
     assert_eq!(hit.header("content-length"), "6");
     assert_eq!(origin.count("/small"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_large_fills_beyond_the_fill_budget_stream_through() {
+    // memory 4 MiB: fills may buffer 1 MiB in all; each object is 900 KiB, sent slowly in
+    // chunks of unknown total length, so four at once cannot all be buffered for storing.
+    let chunk = Bytes::from(vec![9u8; 100 * 1024]);
+    let origin = Origin::start(move |_, _| {
+        let parts = (0..9).map(|_| chunk.clone()).collect();
+        Reply::ok(Bytes::new())
+            .cache("max-age=60")
+            .body(ReplyBody::Chunks(parts, Duration::from_millis(30)))
+    })
+    .await;
+    let node = Arc::new(
+        Node::start(&site_config(
+            &origin.url(),
+            "[cache]\nmemory = \"4MiB\"\nmax_object = \"1MiB\"",
+        ))
+        .await,
+    );
+    let mut clients = Vec::new();
+    for i in 0..4 {
+        let node = node.clone();
+        clients.push(tokio::spawn(async move {
+            get(&node, &format!("/large?{i}")).await
+        }));
+    }
+    for c in clients {
+        let r = c.await.expect("client");
+        assert_eq!(r.body.len(), 900 * 1024, "every client gets every byte");
+        assert!(r.body.iter().all(|b| *b == 9));
+    }
+    let mut stored = 0;
+    for i in 0..4 {
+        let r = get_with(
+            &node,
+            &format!("/large?{i}"),
+            &[("cache-control", "only-if-cached")],
+        )
+        .await;
+        if r.status == 200 {
+            stored += 1;
+        }
+    }
+    assert!(stored >= 1, "the budget admits at least one fill");
+    assert!(
+        stored < 4,
+        "four 900 KiB fills at once exceed a 1 MiB fill budget, yet all were buffered"
+    );
+}
