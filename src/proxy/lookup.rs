@@ -1,5 +1,6 @@
 //! Phase 2, lookup: pick the stored variant matching the request (RFC 9111 §4.1) and decide
-//! whether it can be served as is, must be revalidated, or is missing.
+//! whether it can be served as is, served stale while it is renewed, must be revalidated, or
+//! is missing.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -7,7 +8,9 @@ use std::time::SystemTime;
 use http::HeaderMap;
 
 use crate::cache::control::RequestDirectives;
-use crate::cache::freshness::{Freshness, Reuse, freshness, reuse};
+use crate::cache::freshness::{
+    Freshness, Reuse, freshness, may_serve_stale_while_revalidate, reuse,
+};
 use crate::cache::status::Fwd;
 use crate::storage::{Entry, Variants};
 
@@ -16,8 +19,15 @@ pub enum Lookup {
         entry: Arc<Entry>,
         freshness: Freshness,
     },
-    /// A stored response exists but may not be used without asking the origin; it has
-    /// validators, so a conditional request can renew it (RFC 9111 §4.3).
+    /// Stale, but `stale-while-revalidate` (RFC 5861 §3) lets it be served at once while one
+    /// background fill renews it.
+    StaleWhileRevalidate {
+        entry: Arc<Entry>,
+        freshness: Freshness,
+    },
+    /// A stored response exists but may not be used without asking the origin. The fill sends
+    /// its validators if it has any (RFC 9111 §4.3); the entry stays at hand for
+    /// `stale-if-error` (RFC 5861 §4).
     Revalidate {
         entry: Arc<Entry>,
         fwd: Fwd,
@@ -46,19 +56,23 @@ pub fn decide(
             entry: entry.clone(),
             freshness,
         },
+        Reuse::Revalidate
+            if may_serve_stale_while_revalidate(freshness, age, directives, &entry.directives) =>
+        {
+            Lookup::StaleWhileRevalidate {
+                entry: entry.clone(),
+                freshness,
+            }
+        }
         Reuse::Revalidate => {
             // Fresh but revalidated anyway: the request (or response no-cache) asked for it.
             let fwd = match freshness {
                 Freshness::Fresh { .. } => Fwd::Request,
                 Freshness::Stale { .. } => Fwd::Stale,
             };
-            if entry.has_validators {
-                Lookup::Revalidate {
-                    entry: entry.clone(),
-                    fwd,
-                }
-            } else {
-                Lookup::Miss { fwd }
+            Lookup::Revalidate {
+                entry: entry.clone(),
+                fwd,
             }
         }
     }

@@ -27,7 +27,7 @@ use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::cache::conditional::validators;
-use crate::cache::freshness::HeuristicPolicy;
+use crate::cache::freshness::{HeuristicPolicy, may_serve_stale_if_error};
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::vary::secondary_key;
 use crate::config::Config;
@@ -111,6 +111,17 @@ impl Proxy {
                 };
                 respond::from_entry(&self.node, &entry, &ctx, now, &status)
             }
+            Lookup::StaleWhileRevalidate { entry, freshness } => {
+                self.revalidate_in_background(&ctx, entry.clone());
+                ctx.site.metrics.request(CacheResult::Stale);
+                let status = CacheStatus {
+                    hit: true,
+                    ttl: Some(freshness.ttl_secs()),
+                    detail: Some("stale-while-revalidate".to_owned()),
+                    ..CacheStatus::default()
+                };
+                respond::from_entry(&self.node, &entry, &ctx, now, &status)
+            }
             // RFC 9111 §5.2.1.7: only-if-cached never goes to the origin.
             Lookup::Revalidate { fwd, .. } | Lookup::Miss { fwd }
                 if ctx.directives.only_if_cached =>
@@ -150,6 +161,14 @@ impl Proxy {
                         private = true;
                         continue;
                     }
+                    if head.status.is_server_error() {
+                        let code = Some(head.status.as_u16());
+                        if let Some(response) =
+                            self.stale_if_error(&ctx, &stale, fwd, code, collapsed)
+                        {
+                            return response;
+                        }
+                    }
                     return self.stream(&ctx, &head, reader, fwd, collapsed);
                 }
                 Outcome::Entry(entry) => {
@@ -173,11 +192,55 @@ impl Proxy {
                     return respond::from_entry(&self.node, &entry, &ctx, now, &status);
                 }
                 Outcome::Failed(e) => {
+                    if let Some(response) = self.stale_if_error(&ctx, &stale, fwd, None, collapsed)
+                    {
+                        return response;
+                    }
                     ctx.site.metrics.request(CacheResult::Error);
                     return respond::error(&self.node, &e, Some(fwd));
                 }
                 Outcome::Released => private = true,
             }
+        }
+    }
+
+    /// RFC 5861 §4: the stored response instead of an origin failure (5xx, timeout, refused
+    /// connection), when `stale-if-error` in the response or the request allows it.
+    fn stale_if_error(
+        &self,
+        ctx: &RequestContext,
+        stale: &Option<Arc<Entry>>,
+        fwd: Fwd,
+        fwd_status: Option<u16>,
+        collapsed: bool,
+    ) -> Option<Response<ProxyBody>> {
+        let entry = stale.as_ref()?;
+        let now = SystemTime::now();
+        let freshness = entry.freshness(now);
+        if !may_serve_stale_if_error(freshness, &ctx.directives, &entry.directives) {
+            return None;
+        }
+        ctx.site.metrics.request(CacheResult::Stale);
+        let status = CacheStatus {
+            fwd: Some(fwd),
+            fwd_status,
+            collapsed,
+            ttl: Some(freshness.ttl_secs()),
+            detail: Some("stale-if-error".to_owned()),
+            ..CacheStatus::default()
+        };
+        Some(respond::from_entry(&self.node, entry, ctx, now, &status))
+    }
+
+    /// RFC 5861 §3: renew a stale entry just served, in a fill that belongs to no client. If a
+    /// fill for the key is already under way, that one renews it.
+    fn revalidate_in_background(self: &Arc<Self>, ctx: &RequestContext, entry: Arc<Entry>) {
+        if let Join::Leader(fill) = self.inflight.join(&ctx.key) {
+            // Take the leader's place (and leave it at once): the response answers this
+            // client's request, so a later client joining the fill must never be handed a
+            // response that may only go to the leader.
+            drop(fill.subscribe());
+            self.spawn_fill(ctx, Some(entry), fill, true);
         }
     }
 

@@ -63,15 +63,21 @@ impl Entry {
         self.body.len() as u64 + headers as u64 + secondary as u64 + ENTRY_OVERHEAD
     }
 
-    /// How long the store keeps the entry: while fresh, and past that only if a conditional
-    /// request can still renew it. (Serving stale content under RFC 5861 is not implemented,
-    /// so its windows would only hold memory.)
+    /// How long the store keeps the entry: while fresh, and past that only while it can still
+    /// be useful: renewed by a conditional request, or served stale within the RFC 5861
+    /// `stale-while-revalidate` / `stale-if-error` windows.
     pub fn retention(&self) -> Duration {
-        let keep_stale = if self.has_validators {
-            Duration::from_secs(STALE_VALIDATABLE_SECS)
+        let stale_use = self
+            .directives
+            .stale_while_revalidate
+            .max(self.directives.stale_if_error)
+            .unwrap_or(0);
+        let validatable = if self.has_validators {
+            STALE_VALIDATABLE_SECS
         } else {
-            Duration::ZERO
+            0
         };
+        let keep_stale = Duration::from_secs(stale_use.max(validatable));
         self.lifetime
             .saturating_sub(self.corrected_initial_age)
             .saturating_add(keep_stale)
