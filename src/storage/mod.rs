@@ -11,6 +11,7 @@ pub mod entry;
 pub mod variants;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
@@ -25,6 +26,11 @@ pub type EvictionHook = Arc<dyn Fn(RemovalCause) + Send + Sync>;
 
 pub struct Store {
     cache: Cache<String, Arc<Variants>>,
+    /// moka applies evictions lazily, in batches; a run of large inserts could hold several
+    /// batches' worth of bytes beyond the budget. Bytes inserted since evictions were last
+    /// applied: past `capacity / 16`, the inserting fill applies them itself.
+    unapplied: AtomicU64,
+    capacity: u64,
     /// Keys whose last response could not be stored: their misses skip coalescing for a while
     /// so a burst is not serialised behind fills that will never be shared.
     uncacheable: moka::sync::Cache<String, ()>,
@@ -68,7 +74,12 @@ impl Store {
             .max_capacity(100_000)
             .time_to_live(uncacheable_ttl.max(Duration::from_millis(1)))
             .build();
-        Self { cache, uncacheable }
+        Self {
+            cache,
+            uncacheable,
+            unapplied: AtomicU64::new(0),
+            capacity: memory,
+        }
     }
 
     pub async fn get(&self, key: &str) -> Option<Arc<Variants>> {
@@ -78,6 +89,7 @@ impl Store {
     /// Store `entry` as the variant of `key` for its secondary key. The read-modify-write is
     /// atomic per key, so two fills of different variants cannot drop each other's.
     pub async fn insert(&self, key: &str, entry: Arc<Entry>) {
+        let weight = entry.weight();
         self.cache
             .entry_by_ref(key)
             .and_upsert_with(|existing| async move {
@@ -88,6 +100,11 @@ impl Store {
             })
             .await;
         self.uncacheable.invalidate(key);
+        let unapplied = self.unapplied.fetch_add(weight, Ordering::Relaxed) + weight;
+        if unapplied > self.capacity / 16 {
+            self.unapplied.store(0, Ordering::Relaxed);
+            self.cache.run_pending_tasks().await;
+        }
     }
 
     /// Remove every variant of `key`; true if something was stored.
