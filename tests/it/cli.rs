@@ -414,15 +414,17 @@ async fn demo_serves_caches_purges_and_stops() {
         util::sample(&text, "outpost_cache_entries") == Some(1.0)
     })
     .await;
-    let second = send(
-        http,
-        Method::GET,
-        "/hello",
-        "localhost:8080",
-        &[],
-        Bytes::new(),
-    )
-    .await;
+    let get_hello = || {
+        send(
+            http,
+            Method::GET,
+            "/hello",
+            "localhost:8080",
+            &[],
+            Bytes::new(),
+        )
+    };
+    let second = get_hello().await;
     assert!(
         second.cache_status().starts_with("outpost-demo; hit"),
         "{}",
@@ -446,15 +448,7 @@ async fn demo_serves_caches_purges_and_stops() {
     assert_eq!(done.status, 200, "{}", done.text());
     let json: serde_json::Value = serde_json::from_slice(&done.body).expect("purge JSON");
     assert_eq!(json["purged"], 1, "{json}");
-    let after = send(
-        http,
-        Method::GET,
-        "/hello",
-        "localhost:8080",
-        &[],
-        Bytes::new(),
-    )
-    .await;
+    let after = get_hello().await;
     assert!(
         after.cache_status().contains("fwd=uri-miss"),
         "{}",

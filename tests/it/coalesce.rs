@@ -157,12 +157,7 @@ async fn an_uncacheable_response_releases_waiters_and_is_not_serialised_next_tim
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_with_another_variant_fetch_their_own() {
     let origin = Origin::start(|seen, _| {
-        let lang = seen
-            .headers
-            .get("accept-language")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_owned();
+        let lang = seen.header("accept-language");
         Reply::ok(lang)
             .cache("max-age=60")
             .header("vary", "accept-language")

@@ -42,6 +42,17 @@ pub struct Seen {
     pub body: Bytes,
 }
 
+impl Seen {
+    /// A request header as text; empty when absent.
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
 /// How the origin answers.
 pub struct Reply {
     pub status: u16,

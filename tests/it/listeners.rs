@@ -194,12 +194,7 @@ async fn curl_over_tls_h2() {
 #[tokio::test]
 async fn sites_are_chosen_by_exact_and_wildcard_host() {
     let origin = Origin::start(|seen, _| {
-        let host = seen
-            .headers
-            .get("host")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+        let host = seen.header("host");
         Reply::ok(host).cache("max-age=60")
     })
     .await;

@@ -10,11 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::harness::*;
 
 fn cookie(seen: &Seen) -> String {
-    seen.headers
-        .get("cookie")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned()
+    seen.header("cookie")
 }
 
 /// Concurrent clients with distinct cookies; every one must get the body made for its own.
@@ -68,12 +64,7 @@ async fn stored_but_not_fresh_response_is_not_shared_with_waiters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revalidated_variant_is_not_given_to_a_waiter_of_another_variant() {
     let origin = Origin::start(|seen, n| {
-        let lang = seen
-            .headers
-            .get("accept-language")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_owned();
+        let lang = seen.header("accept-language");
         let reply = if n <= 2 {
             Reply::ok(lang.clone())
         } else {
@@ -246,12 +237,7 @@ async fn a_purge_during_a_fill_keeps_the_fill_from_storing() {
 #[tokio::test]
 async fn another_port_in_host_does_not_share_the_cache() {
     let origin = Origin::start(|seen, _| {
-        let host = seen
-            .headers
-            .get("host")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+        let host = seen.header("host");
         Reply::ok(format!("https://{host}/elsewhere")).cache("max-age=60")
     })
     .await;
