@@ -150,5 +150,37 @@ fn bench_hit_path(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_hit_path);
+/// Lookup among 8 stored variants of one URL (`Vary: Accept-Language`), matching the last.
+fn bench_vary_lookup(c: &mut Criterion) {
+    let languages = ["en", "fr", "de", "es", "it", "nl", "pt", "sv"];
+    let now = SystemTime::now();
+    let mut headers = origin_headers();
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Language"));
+    let head = OriginHead {
+        status: StatusCode::OK,
+        headers: &headers,
+        request_time: now,
+        response_time: now,
+    };
+    let mut variants = outpost::storage::Variants::default();
+    for lang in languages {
+        let mut request = HeaderMap::new();
+        request.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_static(lang));
+        let entry = build_entry(
+            &head,
+            headers.clone(),
+            Bytes::from_static(b"x"),
+            &request,
+            HeuristicPolicy::default(),
+        );
+        variants = variants.with(Arc::new(entry));
+    }
+    let mut request = HeaderMap::new();
+    request.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_static("en"));
+    c.bench_function("vary_select_8_variants", |b| {
+        b.iter(|| black_box(variants.select(black_box(&request)).is_some()))
+    });
+}
+
+criterion_group!(benches, bench_hit_path, bench_vary_lookup);
 criterion_main!(benches);
