@@ -4,7 +4,6 @@
 
 mod tls;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -197,6 +196,3 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
-
-/// Shared so tests and callers can tell an origin from its settings.
-pub type SharedOrigin = Arc<Origin>;

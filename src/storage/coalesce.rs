@@ -88,14 +88,6 @@ impl<H> Inflight<H> {
             fill.discarded.store(true, Ordering::Release);
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).len()).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Who may use a fill's response.
