@@ -12,6 +12,7 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use outpost::cache::freshness::HeuristicPolicy;
+use outpost::cache::policy::Policy;
 use outpost::cache::status::CacheStatus;
 use outpost::config::Config;
 use outpost::observability::metrics::Metrics;
@@ -57,7 +58,7 @@ fn bench_hit_path(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let _guard = runtime.enter();
-    let sites = Sites::build(&config.sites, &metrics).expect("sites");
+    let sites = Sites::build(&config.sites, HeuristicPolicy::default(), &metrics).expect("sites");
     let store = Store::new(64 << 20, Duration::from_secs(30), Arc::new(|_| {}));
     let now = SystemTime::now();
     let head = OriginHead {
@@ -71,7 +72,7 @@ fn bench_hit_path(c: &mut Criterion) {
         origin_headers(),
         Bytes::from(vec![0u8; 1024]),
         &HeaderMap::new(),
-        HeuristicPolicy::default(),
+        &Policy::default(),
     ));
     let client = ClientInfo {
         addr: "127.0.0.1:40000".parse().expect("addr"),
@@ -94,7 +95,7 @@ fn bench_hit_path(c: &mut Criterion) {
     });
     let ctx = request::prepare(&sites, parts.clone(), &client, "edge-1").expect("ctx");
     // Stored under the key the request phase computes (host and non-default port).
-    runtime.block_on(store.insert(&ctx.key, entry.clone()));
+    runtime.block_on(store.insert(&ctx.key, entry.clone(), 16));
     c.bench_function("store_get", |b| {
         b.iter(|| {
             runtime.block_on(async { black_box(store.get(black_box(&ctx.key)).await.is_some()) })
@@ -171,9 +172,9 @@ fn bench_vary_lookup(c: &mut Criterion) {
             headers.clone(),
             Bytes::from_static(b"x"),
             &request,
-            HeuristicPolicy::default(),
+            &Policy::default(),
         );
-        variants = variants.with(Arc::new(entry));
+        variants = variants.with(Arc::new(entry), 16);
     }
     let mut request = HeaderMap::new();
     request.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_static("en"));

@@ -35,6 +35,10 @@ pub enum ProxyError {
     OriginTls(String),
     #[error("origin did not answer in time")]
     OriginTimeout,
+    /// The stored response may not be served stale (must-revalidate, proxy-revalidate,
+    /// s-maxage) and revalidating it failed: RFC 9111 §5.2.2.2 requires an error, 504.
+    #[error("stored response must be revalidated and the origin failed")]
+    MustRevalidate,
     #[error("origin sent an invalid response: {0}")]
     OriginProtocol(String),
     #[error("origin response body failed: {0}")]
@@ -52,6 +56,7 @@ impl ProxyError {
             Self::OriginConnect(_)
             | Self::OriginTls(_)
             | Self::OriginTimeout
+            | Self::MustRevalidate
             | Self::OriginProtocol(_)
             | Self::OriginBody(_) => Fault::Origin,
             Self::Internal(_) => Fault::Internal,
@@ -65,7 +70,9 @@ impl ProxyError {
             Self::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             Self::Loop => StatusCode::LOOP_DETECTED,
             // RFC 9111 §5.2.1.7: "respond ... with a 504 (Gateway Timeout)".
-            Self::NotCached | Self::OriginTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::NotCached | Self::OriginTimeout | Self::MustRevalidate => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             Self::OriginConnect(_)
             | Self::OriginTls(_)
             | Self::OriginProtocol(_)
@@ -84,6 +91,7 @@ impl ProxyError {
             Self::OriginConnect(_) => "origin-connect",
             Self::OriginTls(_) => "origin-tls",
             Self::OriginTimeout => "origin-timeout",
+            Self::MustRevalidate => "must-revalidate",
             Self::OriginProtocol(_) => "origin-protocol",
             Self::OriginBody(_) => "origin-body",
             Self::Internal(_) => "internal",

@@ -5,7 +5,7 @@
 //! | GET    | `/metrics` | none   | Prometheus metrics: OpenMetrics if the scraper accepts it, else text 0.0.4 |
 //! | GET    | `/healthz` | none   | 200 while the process runs |
 //! | GET    | `/readyz`  | none   | 200 when serving, 503 while draining |
-//! | POST   | `/purge`   | bearer | `{"urls": ["http://host/path", ...]}`: remove every stored variant |
+//! | POST   | `/purge`   | bearer | `{"urls": [..], "tags": [..], "soft": false}`: remove (or, soft, mark stale) every variant of each URL and every entry with each tag |
 //!
 //! Mutations need `Authorization: Bearer <[admin] token>`; without a configured token they are
 //! refused, so an admin port exposed by mistake cannot wipe the cache.
@@ -25,6 +25,7 @@ use crate::observability::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::request::ClientInfo;
+use crate::storage::PurgeMode;
 
 /// Largest purge request body accepted.
 const MAX_PURGE_BODY: usize = 1 << 20;
@@ -40,7 +41,13 @@ pub struct Admin {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PurgeRequest {
+    #[serde(default)]
     urls: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    /// Mark stale instead of removing (revalidation and stale serving can still use them).
+    #[serde(default)]
+    soft: bool,
 }
 
 impl Handler for Admin {
@@ -134,20 +141,38 @@ impl Admin {
                 );
             }
         };
-        let mut results = Vec::with_capacity(purge.urls.len());
+        if purge.urls.is_empty() && purge.tags.is_empty() {
+            let error = "give \"urls\" or \"tags\" (a list each) to purge";
+            return json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({ "error": error }),
+            );
+        }
+        let mode = if purge.soft {
+            PurgeMode::Soft
+        } else {
+            PurgeMode::Hard
+        };
+        let mut urls = Vec::with_capacity(purge.urls.len());
         let mut total = 0;
         for url in &purge.urls {
-            match self.proxy.purge_url(url).await {
+            match self.proxy.purge_url(url, mode).await {
                 Ok(n) => {
                     total += n;
-                    results.push(serde_json::json!({ "url": url, "purged": n > 0 }));
+                    urls.push(serde_json::json!({ "url": url, "purged": n > 0 }));
                 }
-                Err(e) => results.push(serde_json::json!({ "url": url, "error": e.to_string() })),
+                Err(e) => urls.push(serde_json::json!({ "url": url, "error": e.to_string() })),
             }
+        }
+        let mut tags = Vec::with_capacity(purge.tags.len());
+        for tag in &purge.tags {
+            let n = self.proxy.purge_tag(tag, mode).await;
+            total += n;
+            tags.push(serde_json::json!({ "tag": tag, "purged": n }));
         }
         json(
             StatusCode::OK,
-            &serde_json::json!({ "purged": total, "urls": results }),
+            &serde_json::json!({ "purged": total, "soft": purge.soft, "urls": urls, "tags": tags }),
         )
     }
 }

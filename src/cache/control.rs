@@ -38,6 +38,11 @@ pub struct ResponseDirectives {
     pub immutable: bool,
     pub stale_while_revalidate: Option<u64>,
     pub stale_if_error: Option<u64>,
+    /// The directives came from a targeted field (RFC 9213 §2.1): `Expires` is ignored.
+    pub targeted: bool,
+    /// The site's lifetime for this status when the response gives none (negative caching);
+    /// explicit freshness always wins (see `cache::policy`).
+    pub default_ttl: Option<u64>,
 }
 
 /// Request `max-stale` (RFC 9111 §5.2.1.2): with no value any staleness is
@@ -65,9 +70,15 @@ impl ResponseDirectives {
     /// Parses every `Cache-Control` line of a response. Unknown directives
     /// are ignored (RFC 9111 §5.2.3).
     pub fn parse(headers: &HeaderMap) -> Self {
+        Self::parse_lines(headers.get_all(header::CACHE_CONTROL))
+    }
+
+    /// Parses the lines of one Cache-Control-like field (`Cache-Control`, or a targeted field
+    /// such as `CDN-Cache-Control`, whose members use the same names and values).
+    pub fn parse_lines<'a>(lines: impl IntoIterator<Item = &'a HeaderValue>) -> Self {
         let mut d = Self::default();
         let mut bare = Bare::default();
-        for dir in directives(headers.get_all(header::CACHE_CONTROL)) {
+        for dir in directives(lines) {
             d.apply(&dir, &mut bare);
         }
         // RFC 9111 §4.2.1: conflicting directives → honour the most

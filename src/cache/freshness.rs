@@ -75,11 +75,17 @@ pub fn freshness_lifetime(
     }
     let date = date_value(headers, response_time);
     // RFC 9111 §4.2.1, §5.3: with duplicates the first Expires is used; an
-    // invalid one (notably "0") means "already expired".
-    if let Some(expires) = headers.get(header::EXPIRES) {
+    // invalid one (notably "0") means "already expired". RFC 9213 §2.1: a
+    // targeted field replaces Cache-Control and Expires together.
+    if let Some(expires) = headers.get(header::EXPIRES).filter(|_| !cc.targeted) {
         return http_date(expires)
             .and_then(|e| e.duration_since(date).ok())
             .map_or(Duration::ZERO, clamp);
+    }
+    // The site's default for this status (negative caching): only when the
+    // origin gave no explicit lifetime, so it never overrides one.
+    if let Some(ttl) = cc.default_ttl {
+        return secs(ttl);
     }
     // RFC 9111 §4.2.2: heuristics only without explicit expiry, and only for
     // heuristically cacheable statuses or explicitly `public` responses.

@@ -8,6 +8,9 @@
 pub mod conditional;
 pub mod control;
 pub mod freshness;
+pub mod invalidation;
+pub mod key;
+pub mod policy;
 pub mod range;
 pub mod status;
 pub mod storable;
@@ -140,7 +143,15 @@ mod tests {
             let _ = freshness::reuse(f, age, &rcc, &scc);
             let _ = freshness::may_serve_stale_while_revalidate(f, age, &rcc, &scc);
             let _ = freshness::may_serve_stale_if_error(f, &rcc, &scc);
-            let _ = storable::storable(&Method::GET, &req, &rcc, status, &resp, &scc);
+            let _ = storable::storable(
+                &Method::GET,
+                &req,
+                &rcc,
+                status,
+                &resp,
+                &scc,
+                storable::SetCookie::StoreWithout,
+            );
             if let Vary::Fields(fields) = vary::parse_vary(&resp) {
                 let _ = vary::secondary_key(&fields, &req);
             }

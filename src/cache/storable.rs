@@ -9,7 +9,7 @@ use http::{HeaderMap, Method, StatusCode, header};
 use crate::cache::control::{RequestDirectives, ResponseDirectives};
 use crate::cache::freshness::is_heuristically_cacheable;
 use crate::cache::status::NoCacheReason;
-use crate::cache::vary::{Vary, parse_vary};
+use crate::cache::vary::{Vary, known_content_encoding, parse_vary};
 
 /// `Ok(())` when a shared cache may store this response, otherwise the first
 /// rule that forbids it.
@@ -24,6 +24,7 @@ pub fn storable(
     status: StatusCode,
     response_headers: &HeaderMap,
     response_cc: &ResponseDirectives,
+    set_cookie: SetCookie,
 ) -> Result<(), NoCacheReason> {
     // RFC 9111 §3: the method must be cacheable; Outpost stores GET only
     // (a HEAD miss is fetched as GET by the proxy).
@@ -50,18 +51,38 @@ pub fn storable(
         return Err(NoCacheReason::Authorization);
     }
     // RFC 9111 §4.1: a Vary of "*" never matches, storing it is pointless.
-    if parse_vary(response_headers) == Vary::Any {
-        return Err(NoCacheReason::VaryStar);
+    match parse_vary(response_headers) {
+        Vary::Any => return Err(NoCacheReason::VaryStar),
+        // Accept-Encoding keys group requests by the codings Outpost knows (vary.rs): a
+        // response in any other coding could reach a client that never accepted it.
+        Vary::Fields(fields)
+            if fields.contains(&header::ACCEPT_ENCODING)
+                && !known_content_encoding(response_headers) =>
+        {
+            return Err(NoCacheReason::Encoding);
+        }
+        _ => {}
     }
     // Outpost policy (RFC 6265 §8 security considerations; RFC 9111 §3 lets a
     // cache decline anything): never replay one client's cookie to others.
-    if response_headers.contains_key(header::SET_COOKIE) {
+    if set_cookie == SetCookie::Refuse && response_headers.contains_key(header::SET_COOKIE) {
         return Err(NoCacheReason::SetCookie);
     }
     if !has_freshness_information(status, response_headers, response_cc) {
         return Err(NoCacheReason::NoFreshness);
     }
     Ok(())
+}
+
+/// What a site does with responses that set cookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SetCookie {
+    /// Never stored (the default).
+    #[default]
+    Refuse,
+    /// Stored without the `Set-Cookie` fields, which go only to the client whose request
+    /// fetched the response.
+    StoreWithout,
 }
 
 /// RFC 9111 §3: the status is final; 206 and 304 are excluded because
@@ -95,7 +116,8 @@ fn has_freshness_information(
     cc.public
         || cc.max_age.is_some()
         || cc.s_maxage.is_some()
-        || headers.contains_key(header::EXPIRES)
+        || cc.default_ttl.is_some()
+        || (headers.contains_key(header::EXPIRES) && !cc.targeted)
         || is_heuristically_cacheable(status)
 }
 
@@ -307,7 +329,15 @@ mod tests {
             let req_cc = RequestDirectives::parse(&req);
             let resp_cc = ResponseDirectives::parse(&resp);
             let status = StatusCode::from_u16(c.status).unwrap();
-            let got = storable(&c.method, &req, &req_cc, status, &resp, &resp_cc);
+            let got = storable(
+                &c.method,
+                &req,
+                &req_cc,
+                status,
+                &resp,
+                &resp_cc,
+                super::SetCookie::Refuse,
+            );
             assert_eq!(
                 got, c.want,
                 "{} {} {:?} {:?}",
@@ -329,16 +359,40 @@ mod tests {
         let scc = ResponseDirectives::parse(&resp);
         let get = Method::GET;
         assert_eq!(
-            storable(&get, &req, &rcc, StatusCode::OK, &resp, &scc),
+            storable(
+                &get,
+                &req,
+                &rcc,
+                StatusCode::OK,
+                &resp,
+                &scc,
+                super::SetCookie::Refuse
+            ),
             Err(NoCacheReason::NoStore)
         );
         assert_eq!(
-            storable(&Method::PUT, &req, &rcc, StatusCode::OK, &resp, &scc),
+            storable(
+                &Method::PUT,
+                &req,
+                &rcc,
+                StatusCode::OK,
+                &resp,
+                &scc,
+                super::SetCookie::Refuse
+            ),
             Err(NoCacheReason::Method)
         );
         let status = StatusCode::PARTIAL_CONTENT;
         assert_eq!(
-            storable(&get, &req, &rcc, status, &resp, &scc),
+            storable(
+                &get,
+                &req,
+                &rcc,
+                status,
+                &resp,
+                &scc,
+                super::SetCookie::Refuse
+            ),
             Err(NoCacheReason::Status)
         );
     }

@@ -181,3 +181,70 @@ const CERTIFICATE_FILES: &[Case] = &[
     ("missing 2nd key", concat!("[[tls.certificates]]\ncert = \"outpost.toml\"\nkey = \"outpost.toml\"\n[[tls.certificates]]\ncert = \"outpost.toml\"\nkey = \"k.pem\"\n", site!()), 6, 7, "tls.certificates[1].key", "file not found"),
     ("directory", concat!("[[tls.certificates]]\ncert = \".\"\nkey = \"outpost.toml\"\n", site!()), 2, 8, "tls.certificates[0].cert", "not a regular file"),
 ];
+
+#[test]
+fn site_cache_policy_errors() {
+    run(SITE_CACHE);
+}
+
+const SITE_CACHE: &[Case] = &[
+    (
+        "targeted field with a space",
+        concat!(site!(), "[site.cache]\ntargeted_field = \"Outpost CC\"\n"),
+        5,
+        18,
+        "site[0].cache.targeted_field",
+        "not a valid header field name",
+    ),
+    (
+        "zero variants",
+        concat!(site!(), "[site.cache]\nmax_variants = 0\n"),
+        5,
+        16,
+        "site[0].cache.max_variants",
+        "between 1 and 1024",
+    ),
+    (
+        "status ttl for 304",
+        concat!(site!(), "[site.cache.status_ttl]\n304 = \"1m\"\n"),
+        5,
+        7,
+        "site[0].cache.status_ttl.304",
+        "a final code 200-599 other than 206 and 304",
+    ),
+    (
+        "status ttl key not a number",
+        concat!(site!(), "[site.cache.status_ttl]\nmissing = \"1m\"\n"),
+        5,
+        11,
+        "site[0].cache.status_ttl.missing",
+        "is not a status",
+    ),
+    (
+        "only and drop together",
+        concat!(
+            site!(),
+            "[site.cache_key]\ndrop_query = [\"a\"]\nonly_query = [\"b\"]\n"
+        ),
+        6,
+        14,
+        "site[0].cache_key.only_query",
+        "cannot be combined",
+    ),
+    (
+        "bad cookie name",
+        concat!(site!(), "[site.cache_key]\ncookies = [\"a;b\"]\n"),
+        5,
+        12,
+        "site[0].cache_key.cookies[0]",
+        "not a valid cookie name",
+    ),
+    (
+        "unknown key in site.cache",
+        concat!(site!(), "[site.cache]\nmax_variant = 3\n"),
+        5,
+        1,
+        "site[0].cache.max_variant",
+        "unknown",
+    ),
+];

@@ -40,6 +40,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_ORIGIN_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_IDLE_PER_SERVER: usize = 64;
+pub const DEFAULT_MAX_VARIANTS: usize = 16;
+pub const MAX_MAX_VARIANTS: usize = 1024;
 
 /// A list of strings where each element keeps its own span.
 pub type SpannedList = Spanned<Vec<Spanned<String>>>;
@@ -117,6 +119,38 @@ pub struct SiteFile {
     pub name: Option<Spanned<String>>,
     pub hosts: SpannedList,
     pub origin: Spanned<OriginFile>,
+    #[serde(default)]
+    pub cache: SiteCacheFile,
+    #[serde(default)]
+    pub cache_key: CacheKeyFile,
+}
+
+/// `[site.cache]`: the site's caching policy.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteCacheFile {
+    pub cdn_cache_control: Option<bool>,
+    pub targeted_field: Option<Spanned<String>>,
+    pub surrogate_control: Option<bool>,
+    pub serve_stale_while_revalidate: Option<HumanDuration>,
+    pub serve_stale_if_error: Option<HumanDuration>,
+    pub store_set_cookie: Option<bool>,
+    pub max_variants: Option<Spanned<usize>>,
+    pub tag_header: Option<Spanned<String>>,
+    #[serde(default)]
+    pub status_ttl: std::collections::BTreeMap<String, Spanned<HumanDuration>>,
+}
+
+/// `[site.cache_key]`: what of the request makes the cache key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheKeyFile {
+    pub ignore_query: Option<Spanned<bool>>,
+    pub drop_query: Option<SpannedList>,
+    pub only_query: Option<SpannedList>,
+    pub sort_query: Option<bool>,
+    pub headers: Option<SpannedList>,
+    pub cookies: Option<SpannedList>,
 }
 
 /// `origin = ["http://…"]` or a full `[site.origin]` table.

@@ -30,6 +30,7 @@ mod error;
 mod file;
 mod hosts;
 mod keypath;
+mod site_cache;
 mod sites;
 mod units;
 mod validate;
@@ -128,6 +129,31 @@ pub struct SiteConfig {
     /// Never empty; no pattern appears twice across all sites.
     pub hosts: Vec<HostPattern>,
     pub origin: OriginConfig,
+    pub cache: SiteCacheConfig,
+    pub cache_key: crate::cache::key::KeyRules,
+}
+
+/// `[site.cache]`: the site's caching policy.
+#[derive(Debug, Clone)]
+pub struct SiteCacheConfig {
+    /// Obey `CDN-Cache-Control` (RFC 9213); default `true`.
+    pub cdn_cache_control: bool,
+    /// The site's own targeted field, first in precedence, removed before clients.
+    pub targeted_field: Option<http::HeaderName>,
+    /// Obey `Surrogate-Control` `max-age` / `no-store`; default `false`.
+    pub surrogate_control: bool,
+    /// Grace for responses that set no `stale-while-revalidate` (zero: none).
+    pub stale_while_revalidate: Duration,
+    /// Grace for responses that set no `stale-if-error` (zero: none).
+    pub stale_if_error: Duration,
+    /// Store responses with `Set-Cookie` (without the cookies); default `false`.
+    pub store_set_cookie: bool,
+    /// Variants kept per URL, 1..=1024; default 16.
+    pub max_variants: usize,
+    /// Response field listing tags; default `Surrogate-Key`.
+    pub tag_header: http::HeaderName,
+    /// Lifetimes by status for responses without explicit freshness.
+    pub status_ttl: Vec<(http::StatusCode, Duration)>,
 }
 
 /// Where a site's misses go.

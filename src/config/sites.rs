@@ -16,6 +16,7 @@ use toml::Spanned;
 use crate::config::error::ConfigError;
 use crate::config::file::*;
 use crate::config::hosts::HostPattern;
+use crate::config::site_cache::{cache_key, site_cache};
 use crate::config::validate::{Ctx, check_name, timeout};
 use crate::config::{OriginConfig, OriginServer, OriginTls, SiteConfig};
 
@@ -58,10 +59,14 @@ fn site(i: usize, f: &SiteFile, seen: &mut Seen, cx: &Ctx<'_>) -> Result<SiteCon
         return Err(cx.invalid(span, &key, message));
     }
     let origin = origin(i, &f.origin, cx)?;
+    let cache = site_cache(&f.cache, &format!("site[{i}].cache"), cx)?;
+    let cache_key = cache_key(&f.cache_key, &format!("site[{i}].cache_key"), cx)?;
     Ok(SiteConfig {
         name,
         hosts,
         origin,
+        cache,
+        cache_key,
     })
 }
 

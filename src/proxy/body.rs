@@ -17,6 +17,8 @@ pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Bytes, ProxyError>> + Se
 pub enum ProxyBody {
     Empty,
     Full(Option<Bytes>),
+    /// Several stored slices in order (a `multipart/byteranges` answer).
+    Parts(std::collections::VecDeque<Bytes>),
     /// A fill's chunks; `len` is the announced length when the origin sent one.
     Stream {
         chunks: ChunkStream,
@@ -45,6 +47,7 @@ impl Body for ProxyBody {
         match &mut *self {
             Self::Empty => Poll::Ready(None),
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Self::Parts(parts) => Poll::Ready(parts.pop_front().map(|b| Ok(Frame::data(b)))),
             Self::Stream { chunks, .. } => match chunks.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(Frame::data(b)))),
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError(e)))),
@@ -58,6 +61,7 @@ impl Body for ProxyBody {
         match self {
             Self::Empty => true,
             Self::Full(bytes) => bytes.is_none(),
+            Self::Parts(parts) => parts.is_empty(),
             Self::Stream { .. } => false,
         }
     }
@@ -66,6 +70,7 @@ impl Body for ProxyBody {
         match self {
             Self::Empty => SizeHint::with_exact(0),
             Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Self::Parts(parts) => SizeHint::with_exact(parts.iter().map(|b| b.len() as u64).sum()),
             Self::Stream { len: Some(n), .. } => SizeHint::with_exact(*n),
             Self::Stream { len: None, .. } => SizeHint::default(),
         }

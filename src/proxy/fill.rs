@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -16,7 +16,7 @@ use super::Proxy;
 use super::headers::strip_hop_by_hop;
 use super::request::Site;
 use super::store::{self, OriginHead, content_length};
-use crate::cache::control::{RequestDirectives, ResponseDirectives};
+use crate::cache::control::RequestDirectives;
 use crate::cache::freshness;
 use crate::cache::status::NoCacheReason;
 use crate::cache::vary::{SecondaryKey, secondary_key};
@@ -46,6 +46,9 @@ pub struct FillHead {
     pub age: u64,
     pub not_stored: Option<NoCacheReason>,
     pub content_length: Option<u64>,
+    /// The origin's `Set-Cookie` fields, kept out of `headers`: they go to the client whose
+    /// request fetched the response, never to others sharing it or to the store.
+    pub set_cookie: Vec<HeaderValue>,
 }
 
 pub struct FillJob {
@@ -114,7 +117,21 @@ async fn respond_with(
         revalidated(job, publisher, head, stale, &headers).await;
         return;
     }
-    let (fill_head, share) = fill_head(job, head, headers.clone());
+    let set_cookie = match headers.remove(header::SET_COOKIE) {
+        None => Vec::new(),
+        Some(first) => {
+            let mut all = vec![first];
+            all.extend(
+                head.headers
+                    .get_all(header::SET_COOKIE)
+                    .iter()
+                    .skip(1)
+                    .cloned(),
+            );
+            all
+        }
+    };
+    let (fill_head, share) = fill_head(job, head, headers.clone(), set_cookie);
     let storing = fill_head.storing;
     publisher.head(fill_head, share);
     if !storing {
@@ -133,7 +150,8 @@ async fn revalidated(
     stale: &Entry,
     headers: &HeaderMap,
 ) {
-    let entry = Arc::new(store::refreshed(stale, head, headers, job.proxy.heuristic));
+    let policy = &job.site.policy;
+    let entry = Arc::new(store::refreshed(stale, head, headers, policy));
     let merged = OriginHead {
         status: entry.status,
         headers: &entry.headers,
@@ -144,6 +162,7 @@ async fn revalidated(
         &job.request_cc,
         &merged,
         &entry.directives,
+        policy,
     );
     let now = SystemTime::now();
     let ttl = entry.freshness(now).ttl_secs();
@@ -153,7 +172,11 @@ async fn revalidated(
         Share::One
     };
     if storable.is_ok() && !publisher.fill().discarded() {
-        job.proxy.store.insert(&job.key, entry.clone()).await;
+        let max_variants = policy.max_variants;
+        job.proxy
+            .store
+            .insert(&job.key, entry.clone(), max_variants)
+            .await;
     } else {
         job.proxy.store.purge(&job.key).await;
     }
@@ -162,10 +185,17 @@ async fn revalidated(
 }
 
 /// What subscribers learn from the response head, and who may use the response.
-fn fill_head(job: &FillJob, head: &OriginHead<'_>, headers: HeaderMap) -> (FillHead, Share) {
-    let cc = ResponseDirectives::parse(&headers);
+fn fill_head(
+    job: &FillJob,
+    head: &OriginHead<'_>,
+    headers: HeaderMap,
+    set_cookie: Vec<HeaderValue>,
+) -> (FillHead, Share) {
+    let policy = &job.site.policy;
+    let cc = policy.directives(head.status, &headers);
     let length = content_length(&headers);
-    let not_stored = match store::storability(&job.request_headers, &job.request_cc, head, &cc) {
+    let storable = store::storability(&job.request_headers, &job.request_cc, head, &cc, policy);
+    let not_stored = match storable {
         Err(reason) => Some(reason),
         Ok(()) if length.is_some_and(|l| l > job.proxy.max_object) => Some(NoCacheReason::TooLarge),
         Ok(()) => None,
@@ -176,9 +206,9 @@ fn fill_head(job: &FillJob, head: &OriginHead<'_>, headers: HeaderMap) -> (FillH
         &headers,
         &cc,
         head.response_time,
-        job.proxy.heuristic,
+        policy.heuristic,
     );
-    let vary = store::vary_fields(&headers);
+    let vary = policy.vary_fields(&headers);
     let ttl = freshness::freshness(lifetime, age).ttl_secs();
     let share = if store::shareable(not_stored, ttl, &cc) {
         Share::All
@@ -195,6 +225,7 @@ fn fill_head(job: &FillJob, head: &OriginHead<'_>, headers: HeaderMap) -> (FillH
         not_stored,
         content_length: length,
         headers,
+        set_cookie,
     };
     (fill_head, share)
 }
@@ -240,17 +271,23 @@ async fn stream_body(
         }
     };
     if let (Ok(()), true) = (&result, storing) {
+        let policy = &job.site.policy;
         let entry = store::build_entry(
             head,
             headers,
             concat(kept, total),
             &job.request_headers,
-            job.proxy.heuristic,
+            policy,
         );
         publisher.rebase(&entry.body);
         // A purge while the fill was in flight wins: serve what came, store nothing.
-        if !publisher.fill().discarded() {
-            job.proxy.store.insert(&job.key, Arc::new(entry)).await;
+        let store = &job.proxy.store;
+        let purged =
+            publisher.fill().discarded() || store.tag_purged_since(head.request_time, &entry.tags);
+        if !purged {
+            store
+                .insert(&job.key, Arc::new(entry), policy.max_variants)
+                .await;
         }
     } else if result.is_err() {
         tracing::warn!(key = %job.key, error = ?result, "origin body failed; not stored");

@@ -50,7 +50,7 @@ pub fn decide(
         return Lookup::Miss { fwd: Fwd::VaryMiss };
     };
     let age = entry.current_age(now);
-    let freshness = freshness(entry.lifetime, age);
+    let freshness = freshness(entry.lifetime(), age);
     match reuse(freshness, age, directives, &entry.directives) {
         Reuse::Fresh | Reuse::ServeStale => Lookup::Hit {
             entry: entry.clone(),

@@ -28,6 +28,7 @@ use hyper::body::Incoming;
 
 use crate::cache::conditional::validators;
 use crate::cache::freshness::{HeuristicPolicy, may_serve_stale_if_error};
+use crate::cache::invalidation::same_origin_target;
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::vary::secondary_key;
 use crate::config::Config;
@@ -36,11 +37,11 @@ use crate::observability::metrics::{CacheResult, Metrics};
 use crate::origin::{OriginRequest, OriginSetupError};
 use crate::storage::budget::FillBudget;
 use crate::storage::coalesce::{Fill, Inflight, Join, Outcome, Publisher, Subscriber};
-use crate::storage::{Entry, Store};
+use crate::storage::{Entry, PurgeMode, Store};
 use body::ProxyBody;
 use fill::{FillHead, FillJob};
 use lookup::Lookup;
-use request::{ClientInfo, RequestContext, Sites};
+use request::{ClientInfo, Forward, RequestContext, Sites};
 use respond::Node;
 
 pub struct Proxy {
@@ -50,7 +51,6 @@ pub struct Proxy {
     inflight: Inflight<FillHead>,
     metrics: Arc<Metrics>,
     max_object: u64,
-    heuristic: HeuristicPolicy,
     /// Bytes fills may hold while buffering bodies to store (a quarter of the cache memory,
     /// at least one `max_object`).
     fill_budget: Arc<FillBudget>,
@@ -64,16 +64,19 @@ impl Proxy {
     ) -> Result<Self, OriginSetupError> {
         Ok(Self {
             node: Node::new(&config.node.name),
-            sites: Sites::build(&config.sites, &metrics)?,
+            sites: Sites::build(
+                &config.sites,
+                HeuristicPolicy {
+                    fraction_percent: config.cache.heuristic_fraction,
+                    max: config.cache.heuristic_max,
+                },
+                &metrics,
+            )?,
             store,
             inflight: Inflight::default(),
             metrics,
             max_object: config.cache.max_object,
             fill_budget: FillBudget::new((config.cache.memory / 4).max(config.cache.max_object)),
-            heuristic: HeuristicPolicy {
-                fraction_percent: config.cache.heuristic_fraction,
-                max: config.cache.heuristic_max,
-            },
         })
     }
 
@@ -168,6 +171,9 @@ impl Proxy {
                         {
                             return response;
                         }
+                        if let Some(response) = self.must_revalidate(&ctx, &stale, fwd, code) {
+                            return response;
+                        }
                     }
                     return self.stream(&ctx, &head, reader, fwd, collapsed);
                 }
@@ -194,6 +200,9 @@ impl Proxy {
                 Outcome::Failed(e) => {
                     if let Some(response) = self.stale_if_error(&ctx, &stale, fwd, None, collapsed)
                     {
+                        return response;
+                    }
+                    if let Some(response) = self.must_revalidate(&ctx, &stale, fwd, None) {
                         return response;
                     }
                     ctx.site.metrics.request(CacheResult::Error);
@@ -230,6 +239,36 @@ impl Proxy {
             ..CacheStatus::default()
         };
         Some(respond::from_entry(&self.node, entry, ctx, now, &status))
+    }
+
+    /// RFC 9111 §5.2.2.2, §5.2.2.8, §5.2.2.10: a stale response that must be revalidated,
+    /// and revalidation failed (5xx, unreachable): 504, never the stale response and never
+    /// the origin's error page in its place.
+    fn must_revalidate(
+        &self,
+        ctx: &RequestContext,
+        stale: &Option<Arc<Entry>>,
+        fwd: Fwd,
+        fwd_status: Option<u16>,
+    ) -> Option<Response<ProxyBody>> {
+        let entry = stale.as_ref()?;
+        let d = &entry.directives;
+        let strict = d.must_revalidate || d.proxy_revalidate || d.s_maxage.is_some();
+        let stale_now = matches!(
+            entry.freshness(SystemTime::now()),
+            crate::cache::Freshness::Stale { .. }
+        );
+        if !strict || !stale_now {
+            return None;
+        }
+        ctx.site.metrics.request(CacheResult::Error);
+        let error = ProxyError::MustRevalidate;
+        Some(respond::error_after(
+            &self.node,
+            &error,
+            Some(fwd),
+            fwd_status,
+        ))
     }
 
     /// RFC 5861 §3: renew a stale entry just served, in a fill that belongs to no client. If a
@@ -282,7 +321,12 @@ impl Proxy {
         fill: Arc<Fill<FillHead>>,
         registered: bool,
     ) {
-        let mut headers = request::origin_headers(ctx, &self.node.name, true);
+        let forward = if registered {
+            Forward::SharedFill
+        } else {
+            Forward::PrivateFill
+        };
+        let mut headers = request::origin_headers(ctx, &self.node.name, forward);
         if let Some(stale) = &stale {
             headers.extend(validators(&stale.headers));
         }
@@ -335,13 +379,16 @@ impl Proxy {
         let request = OriginRequest {
             method: ctx.method.clone(),
             path_and_query: ctx.path_and_query.clone(),
-            headers: request::origin_headers(&ctx, &self.node.name, false),
+            headers: request::origin_headers(&ctx, &self.node.name, Forward::Pass),
         };
         match ctx.site.origin.send(&request, Some(body)).await {
             Ok(response) => {
                 let status = response.status();
                 if !ctx.method.is_safe() && (status.is_success() || status.is_redirection()) {
                     self.invalidate(&ctx.key).await;
+                    for key in related_keys(&ctx, response.headers()) {
+                        self.invalidate(&key).await;
+                    }
                 }
                 ctx.site.metrics.request(CacheResult::Pass);
                 respond::pass(
@@ -349,6 +396,7 @@ impl Proxy {
                     response,
                     Fwd::Method,
                     ctx.site.origin.first_byte_timeout(),
+                    &ctx.site.policy,
                 )
             }
             Err(e) => {
@@ -359,15 +407,15 @@ impl Proxy {
     }
 
     /// Remove what is stored for `key`, and keep a fill already in flight from storing it
-    /// again. True if something was stored.
-    async fn invalidate(&self, key: &str) -> bool {
+    /// again.
+    async fn invalidate(&self, key: &str) {
         self.inflight.invalidate(key);
-        self.store.purge(key).await
+        self.store.purge_key(key, PurgeMode::Hard).await;
     }
 
-    /// Purge every stored variant of an absolute URL, under both schemes. Returns how many
-    /// keys held something.
-    pub async fn purge_url(&self, url: &str) -> Result<usize, PurgeError> {
+    /// Purge every stored variant of an absolute URL, under both schemes, with the cache-key
+    /// rules of the site it belongs to. Returns how many entries it hit.
+    pub async fn purge_url(&self, url: &str, mode: PurgeMode) -> Result<usize, PurgeError> {
         let uri: Uri = url
             .parse()
             .map_err(|_| PurgeError::InvalidUrl(url.to_owned()))?;
@@ -380,18 +428,60 @@ impl Proxy {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let site = self.sites.find(&host);
         let mut purged = 0;
         for scheme in [Scheme::HTTP, Scheme::HTTPS] {
-            if self
-                .invalidate(&request::cache_key(&scheme, &host, port, &path))
-                .await
-            {
-                purged += 1;
-            }
+            let key = match site {
+                Some(site) => site.key(&scheme, &host, port, &path),
+                None => request::cache_key(&scheme, &host, port, path.path(), path.query()),
+            };
+            // A fill in flight fetched before the purge: it must not store what it got.
+            self.inflight.invalidate(&key);
+            purged += self.store.purge_key(&key, mode).await;
         }
         self.metrics.purged.inc_by(purged as u64);
         Ok(purged)
     }
+
+    /// Purge every entry tagged `tag` (the site's tag field, `Surrogate-Key` by default).
+    pub async fn purge_tag(&self, tag: &str, mode: PurgeMode) -> usize {
+        let purged = self
+            .store
+            .purge_tags(Arc::from([tag.to_owned()]), mode)
+            .await;
+        self.metrics.purged.inc_by(purged as u64);
+        purged
+    }
+}
+
+/// RFC 9111 §4.4: after an unsafe method, the URIs in `Location` and `Content-Location` are
+/// invalidated too, but only when same-origin (a response must not purge another site's
+/// objects).
+fn related_keys(ctx: &RequestContext, headers: &http::HeaderMap) -> Vec<String> {
+    let Some((host, port)) = ctx
+        .authority
+        .to_str()
+        .ok()
+        .and_then(request::split_authority)
+    else {
+        return Vec::new();
+    };
+    let scheme = &ctx.client.scheme;
+    [http::header::LOCATION, http::header::CONTENT_LOCATION]
+        .iter()
+        .filter_map(|name| headers.get(name))
+        .filter_map(|value| {
+            same_origin_target(
+                scheme.as_str(),
+                &host,
+                port,
+                ctx.path_and_query.as_str(),
+                value.as_bytes(),
+            )
+        })
+        .map(|target| ctx.site.key(scheme, &host, port, &target))
+        .filter(|key| *key != ctx.key)
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]

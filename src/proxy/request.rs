@@ -13,6 +13,10 @@ use http::{Method, Version};
 
 use super::headers::{append_list, strip_hop_by_hop};
 use crate::cache::control::RequestDirectives;
+use crate::cache::freshness::HeuristicPolicy;
+use crate::cache::key::KeyRules;
+use crate::cache::policy::{KEY_FIELD, Policy, set_key_field};
+use crate::cache::storable::SetCookie;
 use crate::config::{HostPattern, SiteConfig};
 use crate::error::ProxyError;
 use crate::observability::metrics::{Metrics, SiteMetrics};
@@ -22,6 +26,65 @@ pub struct Site {
     pub name: String,
     pub origin: Origin,
     pub metrics: SiteMetrics,
+    pub policy: Policy,
+    pub key_rules: KeyRules,
+}
+
+impl Site {
+    fn new(
+        config: &SiteConfig,
+        heuristic: HeuristicPolicy,
+        metrics: &Metrics,
+    ) -> Result<Self, OriginSetupError> {
+        let cache = &config.cache;
+        let rules = &config.cache_key;
+        let key_fields = if rules.headers.is_empty() && rules.cookies.is_empty() {
+            Vec::new()
+        } else {
+            vec![KEY_FIELD]
+        };
+        let grace = |d: std::time::Duration| (!d.is_zero()).then_some(d.as_secs().max(1));
+        let policy = Policy {
+            own_field: cache.targeted_field.clone(),
+            cdn_cache_control: cache.cdn_cache_control,
+            surrogate_control: cache.surrogate_control,
+            heuristic,
+            status_ttl: cache
+                .status_ttl
+                .iter()
+                .map(|(status, ttl)| (*status, ttl.as_secs()))
+                .collect(),
+            stale_while_revalidate: grace(cache.stale_while_revalidate),
+            stale_if_error: grace(cache.stale_if_error),
+            set_cookie: if cache.store_set_cookie {
+                SetCookie::StoreWithout
+            } else {
+                SetCookie::Refuse
+            },
+            max_variants: cache.max_variants,
+            tag_header: cache.tag_header.clone(),
+            key_fields,
+        };
+        Ok(Site {
+            name: config.name.clone(),
+            origin: Origin::new(&config.origin, metrics.site(&config.name))?,
+            metrics: metrics.site(&config.name),
+            policy,
+            key_rules: config.cache_key.clone(),
+        })
+    }
+
+    /// The primary cache key of a request for this site.
+    pub fn key(
+        &self,
+        scheme: &Scheme,
+        host: &str,
+        port: Option<u16>,
+        path_and_query: &PathAndQuery,
+    ) -> String {
+        let query = self.key_rules.query(path_and_query.query());
+        cache_key(scheme, host, port, path_and_query.path(), query.as_deref())
+    }
 }
 
 /// Sites by host: exact names in a map, `*.suffix` patterns longest first.
@@ -32,14 +95,14 @@ pub struct Sites {
 }
 
 impl Sites {
-    pub fn build(configs: &[SiteConfig], metrics: &Metrics) -> Result<Self, OriginSetupError> {
+    pub fn build(
+        configs: &[SiteConfig],
+        heuristic: HeuristicPolicy,
+        metrics: &Metrics,
+    ) -> Result<Self, OriginSetupError> {
         let mut sites = Sites::default();
         for config in configs {
-            let site = Arc::new(Site {
-                name: config.name.clone(),
-                origin: Origin::new(&config.origin, metrics.site(&config.name))?,
-                metrics: metrics.site(&config.name),
-            });
+            let site = Arc::new(Site::new(config, heuristic, metrics)?);
             for pattern in &config.hosts {
                 match pattern {
                     HostPattern::Exact(host) => {
@@ -119,15 +182,20 @@ pub fn prepare(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut headers = parts.headers;
+    if !site.policy.key_fields.is_empty() {
+        let extra = site.key_rules.extra(&headers);
+        set_key_field(&mut headers, extra);
+    }
     Ok(RequestContext {
+        key: site.key(&client.scheme, &host, port, &path_and_query),
         site,
-        key: cache_key(&client.scheme, &host, port, &path_and_query),
         method: parts.method,
         version: parts.version,
         authority,
         path_and_query,
-        directives: RequestDirectives::parse(&parts.headers),
-        headers: parts.headers,
+        directives: RequestDirectives::parse(&headers),
+        headers,
         client: client.clone(),
     })
 }
@@ -182,13 +250,14 @@ pub fn cache_key(
     scheme: &Scheme,
     host: &str,
     port: Option<u16>,
-    path_and_query: &PathAndQuery,
+    path: &str,
+    query: Option<&str>,
 ) -> String {
     let default = if *scheme == Scheme::HTTPS { 443 } else { 80 };
     let port = port.filter(|p| *p != default);
-    let mut key = String::with_capacity(
-        scheme.as_str().len() + host.len() + path_and_query.as_str().len() + 9,
-    );
+    let query_len = query.map_or(0, |q| q.len() + 1);
+    let mut key =
+        String::with_capacity(scheme.as_str().len() + host.len() + path.len() + query_len + 9);
     key.push_str(scheme.as_str());
     key.push_str("://");
     key.push_str(host);
@@ -196,33 +265,52 @@ pub fn cache_key(
         key.push(':');
         key.push_str(&port.to_string());
     }
-    key.push_str(path_and_query.as_str());
+    key.push_str(path);
+    if let Some(query) = query {
+        key.push('?');
+        key.push_str(query);
+    }
     key
 }
 
-/// Never passed to a fill: client validators and ranges are answered by the cache (the fill
-/// fetches the full representation for everyone), and a fill is a GET without a body, so the
-/// client's framing must not make the origin wait for bytes that never come.
-const NOT_FOR_FILLS: [HeaderName; 8] = [
+/// Never passed to a fill: client validators are answered by the cache, and a fill is a GET
+/// without a body, so the client's framing must not make the origin wait for bytes that never
+/// come.
+const NOT_FOR_FILLS: [HeaderName; 6] = [
     header::IF_NONE_MATCH,
     header::IF_MODIFIED_SINCE,
     header::IF_MATCH,
     header::IF_UNMODIFIED_SINCE,
-    header::IF_RANGE,
-    header::RANGE,
     header::CONTENT_LENGTH,
     header::EXPECT,
 ];
 
+/// What the origin request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    /// A method passed through as the client sent it.
+    Pass,
+    /// A fill others may join: it fetches the whole representation, ranges are cut from it.
+    SharedFill,
+    /// A fill for this client alone (its response cannot be shared or stored): `Range` and
+    /// `If-Range` go to the origin, and a 206 comes back through untouched.
+    PrivateFill,
+}
+
 /// Headers for the origin: the client's, minus hop-by-hop fields, with `Host` kept and `Via`,
 /// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded` added (RFC 9110 §7.6.3, RFC 7239).
-pub fn origin_headers(ctx: &RequestContext, node: &str, for_fill: bool) -> HeaderMap {
+pub fn origin_headers(ctx: &RequestContext, node: &str, forward: Forward) -> HeaderMap {
     let mut headers = ctx.headers.clone();
     strip_hop_by_hop(&mut headers);
-    if for_fill {
+    headers.remove(&KEY_FIELD);
+    if forward != Forward::Pass {
         for name in &NOT_FOR_FILLS {
             headers.remove(name);
         }
+    }
+    if forward == Forward::SharedFill {
+        headers.remove(header::RANGE);
+        headers.remove(header::IF_RANGE);
     }
     headers.insert(header::HOST, ctx.authority.clone());
     append_list(
@@ -310,7 +398,8 @@ mod tests {
             (Scheme::HTTPS, Some(80), "https://example.com:80/a/b?x=1"),
         ];
         for (scheme, port, want) in cases {
-            assert_eq!(cache_key(&scheme, "example.com", port, &pq), want);
+            let key = cache_key(&scheme, "example.com", port, pq.path(), pq.query());
+            assert_eq!(key, want);
         }
     }
 

@@ -18,7 +18,8 @@ use super::fill::FillHead;
 use super::headers::{append_list, strip_hop_by_hop};
 use super::request::RequestContext;
 use crate::cache::conditional::{not_modified, strong_etag_eq};
-use crate::cache::range::{RangeRequest, parse_range};
+use crate::cache::policy::Policy;
+use crate::cache::range::{RangeRequest, boundary, multipart_byteranges, parse_range};
 use crate::cache::status::{CacheStatus, Fwd, append};
 use crate::error::ProxyError;
 use crate::storage::Entry;
@@ -53,6 +54,7 @@ pub fn from_entry(
     status: &CacheStatus,
 ) -> Response<ProxyBody> {
     let mut headers = entry.headers.clone();
+    ctx.site.policy.strip_downstream(&mut headers);
     let age = entry.current_age(now).as_secs();
     // RFC 9110 §13.2.1: preconditions apply to successful responses only.
     let conditional = entry.status.is_success();
@@ -96,6 +98,26 @@ fn ranged(entry: &Entry, ctx: &RequestContext, headers: &mut HeaderMap) -> (Stat
             let body = entry.body.slice(start as usize..=end_inclusive as usize);
             (StatusCode::PARTIAL_CONTENT, ProxyBody::full(body))
         }
+        RangeRequest::Multi(spans) => {
+            // RFC 9110 §14.6: one part per range, each with its own Content-Range; the parts
+            // are slices of the stored body, only the small part headers are new.
+            let boundary = boundary(rand_seed());
+            let (parts, len) = multipart_byteranges(
+                &spans,
+                &entry.body,
+                entry.headers.get(header::CONTENT_TYPE),
+                &boundary,
+            );
+            let content_type = format!("multipart/byteranges; boundary={boundary}");
+            headers.insert(header::CONTENT_TYPE, header_value(&content_type));
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            let body = if head {
+                ProxyBody::Empty
+            } else {
+                ProxyBody::Parts(parts.into())
+            };
+            (StatusCode::PARTIAL_CONTENT, body)
+        }
         RangeRequest::Unsatisfiable => {
             headers.insert(
                 header::CONTENT_RANGE,
@@ -105,6 +127,17 @@ fn ranged(entry: &Entry, ctx: &RequestContext, headers: &mut HeaderMap) -> (Stat
             (StatusCode::RANGE_NOT_SATISFIABLE, ProxyBody::Empty)
         }
     }
+}
+
+/// A boundary a stored body cannot predict (and so cannot fake parts with): the hasher's
+/// per-process random keys, mixed with a counter.
+fn rand_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.finish()
 }
 
 /// RFC 9110 §13.1.5: with `If-Range`, a range is served only if the validator matches the
@@ -135,6 +168,12 @@ pub fn from_fill(
     status: &CacheStatus,
 ) -> Response<ProxyBody> {
     let mut headers = head.headers.clone();
+    ctx.site.policy.strip_downstream(&mut headers);
+    if reader.is_leader() {
+        for cookie in &head.set_cookie {
+            headers.append(header::SET_COOKIE, cookie.clone());
+        }
+    }
     let matched =
         head.status == StatusCode::OK && not_modified(&ctx.method, &ctx.headers, &head.headers);
     let (code, body) = if matched {
@@ -162,6 +201,7 @@ pub fn pass(
     response: Response<Incoming>,
     fwd: Fwd,
     idle: Duration,
+    policy: &Policy,
 ) -> Response<ProxyBody> {
     let (parts, body) = response.into_parts();
     let len = body.size_hint().exact();
@@ -181,6 +221,7 @@ pub fn pass(
     });
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
+    policy.strip_downstream(&mut headers);
     let status = CacheStatus {
         fwd: Some(fwd),
         fwd_status: Some(parts.status.as_u16()),
@@ -196,8 +237,19 @@ pub fn pass(
 /// The one place errors become responses: status from the error, its reason in
 /// `Cache-Status; detail`.
 pub fn error(node: &Node, error: &ProxyError, fwd: Option<Fwd>) -> Response<ProxyBody> {
+    error_after(node, error, fwd, None)
+}
+
+/// [`error`] after the origin answered `fwd_status` (RFC 9211 §2.3).
+pub fn error_after(
+    node: &Node,
+    error: &ProxyError,
+    fwd: Option<Fwd>,
+    fwd_status: Option<u16>,
+) -> Response<ProxyBody> {
     let status = CacheStatus {
         fwd,
+        fwd_status,
         detail: Some(error.detail().to_owned()),
         ..CacheStatus::default()
     };

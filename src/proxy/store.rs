@@ -4,16 +4,17 @@
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
 use crate::cache::conditional::merge_304;
 use crate::cache::control::{RequestDirectives, ResponseDirectives};
-use crate::cache::freshness::{self, HeuristicPolicy};
+use crate::cache::freshness;
+use crate::cache::policy::Policy;
 use crate::cache::status::NoCacheReason;
-use crate::cache::storable::storable;
-use crate::cache::vary::{Vary, parse_vary, secondary_key};
-use crate::storage::Entry;
+use crate::cache::storable::{SetCookie, storable};
+use crate::cache::vary::secondary_key;
+use crate::storage::{Entry, EntryParts};
 
 /// The origin's response head as the fill sees it, with when it was asked and answered.
 pub struct OriginHead<'a> {
@@ -28,6 +29,7 @@ pub fn storability(
     request_cc: &RequestDirectives,
     head: &OriginHead<'_>,
     response_cc: &ResponseDirectives,
+    policy: &Policy,
 ) -> Result<(), NoCacheReason> {
     // Fills always fetch with GET (a HEAD miss is filled by a GET, RFC 9111 §4.3.5 allows
     // answering HEAD from it).
@@ -38,6 +40,7 @@ pub fn storability(
         head.status,
         head.headers,
         response_cc,
+        policy.set_cookie,
     )
 }
 
@@ -61,15 +64,16 @@ fn strip_restricted_fields(headers: &mut HeaderMap, cc: &ResponseDirectives) {
     }
 }
 
-/// Build the entry for a storable response whose whole body is `body`.
+/// Build the entry for a storable response whose whole body is `body`. `headers` carry no
+/// `Set-Cookie` (the fill keeps those for its leading client).
 pub fn build_entry(
     head: &OriginHead<'_>,
     headers: HeaderMap,
     body: Bytes,
     request_headers: &HeaderMap,
-    heuristic: HeuristicPolicy,
+    policy: &Policy,
 ) -> Entry {
-    let directives = ResponseDirectives::parse(&headers);
+    let directives = policy.directives(head.status, &headers);
     let corrected_initial_age =
         freshness::corrected_initial_age(&headers, head.request_time, head.response_time);
     let lifetime = freshness::freshness_lifetime(
@@ -77,9 +81,9 @@ pub fn build_entry(
         &headers,
         &directives,
         head.response_time,
-        heuristic,
+        policy.heuristic,
     );
-    let vary = vary_fields(&headers);
+    let vary = policy.vary_fields(&headers);
     let secondary = secondary_key(&vary, request_headers);
     let mut headers = stored_headers(headers, head.response_time, body.len());
     strip_restricted_fields(&mut headers, &directives);
@@ -89,9 +93,10 @@ pub fn build_entry(
             .entry(header::ACCEPT_RANGES)
             .or_insert(HeaderValue::from_static("bytes"));
     }
-    Entry {
+    Entry::new(EntryParts {
         status: head.status,
         has_validators: has_validators(&headers),
+        tags: policy.tags(&headers),
         headers,
         body,
         vary,
@@ -100,7 +105,7 @@ pub fn build_entry(
         corrected_initial_age,
         lifetime,
         directives,
-    }
+    })
 }
 
 /// RFC 9111 §4.3.4: a 304 freshens the stored response: its fields replace the stored ones,
@@ -109,10 +114,16 @@ pub fn refreshed(
     stale: &Entry,
     head: &OriginHead<'_>,
     not_modified: &HeaderMap,
-    heuristic: HeuristicPolicy,
+    policy: &Policy,
 ) -> Entry {
-    let merged = merge_304(&stale.headers, not_modified);
-    let directives = ResponseDirectives::parse(&merged);
+    let mut merged = merge_304(&stale.headers, not_modified);
+    // A site that stores responses setting cookies stores them without (and the 304's go
+    // nowhere: it answered Outpost's conditional request, not a client's). Otherwise they stay
+    // and make the merged response unstorable.
+    if policy.set_cookie == SetCookie::StoreWithout {
+        merged.remove(header::SET_COOKIE);
+    }
+    let directives = policy.directives(stale.status, &merged);
     let corrected_initial_age =
         freshness::corrected_initial_age(not_modified, head.request_time, head.response_time);
     let lifetime = freshness::freshness_lifetime(
@@ -120,13 +131,14 @@ pub fn refreshed(
         &merged,
         &directives,
         head.response_time,
-        heuristic,
+        policy.heuristic,
     );
     let mut headers = stored_headers(merged, head.response_time, stale.body.len());
     strip_restricted_fields(&mut headers, &directives);
-    Entry {
+    Entry::new(EntryParts {
         status: stale.status,
         has_validators: has_validators(&headers),
+        tags: policy.tags(&headers),
         headers,
         body: stale.body.clone(),
         vary: stale.vary.clone(),
@@ -135,7 +147,7 @@ pub fn refreshed(
         corrected_initial_age,
         lifetime,
         directives,
-    }
+    })
 }
 
 /// Stored headers carry no `Age` (computed per hit), always a `Date` (RFC 9110 §6.6.1: a
@@ -168,15 +180,6 @@ fn detached(headers: HeaderMap) -> HeaderMap {
 
 fn has_validators(headers: &HeaderMap) -> bool {
     headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED)
-}
-
-/// The fields a response varies on; `Vary: *` never reaches here as stored (it is not
-/// storable), so it selects nothing.
-pub fn vary_fields(headers: &HeaderMap) -> Vec<HeaderName> {
-    match parse_vary(headers) {
-        Vary::Fields(fields) => fields,
-        Vary::None | Vary::Any => Vec::new(),
-    }
 }
 
 /// `Content-Length` of a response head, if present and valid.

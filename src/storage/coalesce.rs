@@ -213,6 +213,11 @@ pub struct Subscriber<H> {
 }
 
 impl<H> Subscriber<H> {
+    /// Whether this is the client whose request the fill sends.
+    pub fn is_leader(&self) -> bool {
+        self.leader
+    }
+
     /// Wait for the response head (or the failure) of the fill.
     pub async fn outcome(mut self) -> Outcome<H> {
         loop {

@@ -4,7 +4,8 @@
 //! initial age, parsed Cache-Control, validators), so serving it is arithmetic on `now`
 //! plus clones of an `Arc` and `Bytes`.
 
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, StatusCode};
@@ -35,15 +36,81 @@ pub struct Entry {
     pub directives: ResponseDirectives,
     /// Whether a conditional request can revalidate it (has `ETag` or `Last-Modified`).
     pub has_validators: bool,
+    /// Tags from the site's tag field (`Surrogate-Key`), for purges by tag.
+    pub tags: Box<[Box<str>]>,
+    /// When a soft purge made it stale (Unix seconds + 1; 0: never). The only mutable part of
+    /// an entry: a soft purge marks it in place, so readers holding it see it at once.
+    soft_purged: AtomicU64,
+}
+
+/// What an entry is made of; [`Entry::new`] adds the purge state.
+pub struct EntryParts {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub vary: Vec<HeaderName>,
+    pub secondary: SecondaryKey,
+    pub response_time: SystemTime,
+    pub corrected_initial_age: Duration,
+    pub lifetime: Duration,
+    pub directives: ResponseDirectives,
+    pub has_validators: bool,
+    pub tags: Box<[Box<str>]>,
 }
 
 impl Entry {
+    pub fn new(p: EntryParts) -> Self {
+        Self {
+            status: p.status,
+            headers: p.headers,
+            body: p.body,
+            vary: p.vary,
+            secondary: p.secondary,
+            response_time: p.response_time,
+            corrected_initial_age: p.corrected_initial_age,
+            lifetime: p.lifetime,
+            directives: p.directives,
+            has_validators: p.has_validators,
+            tags: p.tags,
+            soft_purged: AtomicU64::new(0),
+        }
+    }
+
     pub fn current_age(&self, now: SystemTime) -> Duration {
         freshness::current_age(self.corrected_initial_age, self.response_time, now)
     }
 
+    /// The freshness lifetime in effect: the stored one, cut short by a soft purge at the age
+    /// the entry had then. Staleness therefore counts from the purge, and the RFC 5861
+    /// windows (`stale-while-revalidate`, `stale-if-error`) still apply after it.
+    pub fn lifetime(&self) -> Duration {
+        match self.soft_purged.load(Ordering::Relaxed) {
+            0 => self.lifetime,
+            at => {
+                let purged = UNIX_EPOCH + Duration::from_secs(at - 1);
+                self.lifetime.min(self.current_age(purged))
+            }
+        }
+    }
+
     pub fn freshness(&self, now: SystemTime) -> Freshness {
-        freshness::freshness(self.lifetime, self.current_age(now))
+        freshness::freshness(self.lifetime(), self.current_age(now))
+    }
+
+    /// Soft purge: stale from `now` on, kept for revalidation and stale serving.
+    pub fn mark_stale(&self, now: SystemTime) {
+        let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        // The first soft purge counts; a later one cannot make it fresher.
+        let _ = self.soft_purged.compare_exchange(
+            0,
+            secs.saturating_add(1),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| &**t == tag)
     }
 
     /// Weight in bytes for the store's budget: body, every header name and value, the
@@ -60,7 +127,8 @@ impl Entry {
             .iter()
             .map(|v| v.as_ref().map_or(0, String::len) + 24)
             .sum();
-        self.body.len() as u64 + headers as u64 + secondary as u64 + ENTRY_OVERHEAD
+        let tags: usize = self.tags.iter().map(|t| t.len() + 16).sum();
+        self.body.len() as u64 + headers as u64 + secondary as u64 + tags as u64 + ENTRY_OVERHEAD
     }
 
     /// How long the store keeps the entry: while fresh, and past that only while it can still

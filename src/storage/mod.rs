@@ -10,15 +10,17 @@ pub mod coalesce;
 pub mod entry;
 pub mod variants;
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use moka::Expiry;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
+use moka::ops::compute::Op;
 
-pub use entry::Entry;
+pub use entry::{Entry, EntryParts};
 pub use variants::Variants;
 
 /// Called for every entry the store drops, with why (size, expiry, purge, replacement).
@@ -34,6 +36,21 @@ pub struct Store {
     /// Keys whose last response could not be stored: their misses skip coalescing for a while
     /// so a burst is not serialised behind fills that will never be shared.
     uncacheable: moka::sync::Cache<String, ()>,
+    /// Recent purges by tag, newest last: a fill that fetched before one of them must not
+    /// store a response carrying a purged tag. Bounded; consulted once per stored fill.
+    tag_purges: Mutex<VecDeque<(SystemTime, Arc<[String]>)>>,
+}
+
+/// How many recent tag purges fills are checked against (older fills than that many purges
+/// ago are long finished: a fill is bounded by the origin timeouts).
+const TAG_PURGE_LOG: usize = 256;
+
+/// Hard purges delete; soft purges mark stale, so revalidation and RFC 5861 stale serving
+/// can still use the entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeMode {
+    Hard,
+    Soft,
 }
 
 struct RetentionExpiry;
@@ -79,6 +96,7 @@ impl Store {
             uncacheable,
             unapplied: AtomicU64::new(0),
             capacity: memory,
+            tag_purges: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -88,13 +106,13 @@ impl Store {
 
     /// Store `entry` as the variant of `key` for its secondary key. The read-modify-write is
     /// atomic per key, so two fills of different variants cannot drop each other's.
-    pub async fn insert(&self, key: &str, entry: Arc<Entry>) {
+    pub async fn insert(&self, key: &str, entry: Arc<Entry>, max_variants: usize) {
         let weight = entry.weight();
         self.cache
             .entry_by_ref(key)
             .and_upsert_with(|existing| async move {
                 Arc::new(match existing {
-                    Some(existing) => existing.into_value().with(entry),
+                    Some(existing) => existing.into_value().with(entry, max_variants),
                     None => Variants::single(entry),
                 })
             })
@@ -110,6 +128,109 @@ impl Store {
     /// Remove every variant of `key`; true if something was stored.
     pub async fn purge(&self, key: &str) -> bool {
         self.cache.remove(key).await.is_some()
+    }
+
+    /// Purge `key` the given way; how many variants it held.
+    pub async fn purge_key(&self, key: &str, mode: PurgeMode) -> usize {
+        match mode {
+            PurgeMode::Hard => self
+                .cache
+                .remove(key)
+                .await
+                .map_or(0, |v| v.entries().len()),
+            PurgeMode::Soft => self.get(key).await.map_or(0, |variants| {
+                let now = SystemTime::now();
+                variants.entries().iter().for_each(|e| e.mark_stale(now));
+                variants.entries().len()
+            }),
+        }
+    }
+
+    /// Purge every entry carrying one of `tags`; how many entries it hit.
+    ///
+    /// The store keeps no tag index (one more structure to keep consistent with evictions and
+    /// replacements): a purge scans the cache on a blocking thread, so it costs time
+    /// proportional to the cache, off the request path, and nothing per request.
+    pub async fn purge_tags(&self, tags: Arc<[String]>, mode: PurgeMode) -> usize {
+        {
+            let mut log = lock(&self.tag_purges);
+            if log.len() == TAG_PURGE_LOG {
+                log.pop_front();
+            }
+            log.push_back((SystemTime::now(), tags.clone()));
+        }
+        let cache = self.cache.clone();
+        let wanted = tags.clone();
+        let scan = tokio::task::spawn_blocking(move || {
+            let now = SystemTime::now();
+            let (mut keys, mut marked) = (Vec::new(), 0);
+            for (key, variants) in cache.iter() {
+                let tagged = variants
+                    .entries()
+                    .iter()
+                    .filter(|e| wanted.iter().any(|t| e.has_tag(t)));
+                match mode {
+                    PurgeMode::Soft => tagged.for_each(|e| {
+                        e.mark_stale(now);
+                        marked += 1;
+                    }),
+                    PurgeMode::Hard if tagged.count() > 0 => keys.push(key),
+                    PurgeMode::Hard => {}
+                }
+            }
+            (keys, marked)
+        });
+        let Ok((keys, mut purged)) = scan.await else {
+            return 0;
+        };
+        for key in keys {
+            purged += self
+                .remove_variants(&key, |e| tags.iter().any(|t| e.has_tag(t)))
+                .await;
+        }
+        purged
+    }
+
+    /// Remove the variants of `key` that `drop` selects (all of them: the key goes). The
+    /// read-modify-write is atomic per key, like `insert`.
+    async fn remove_variants(&self, key: &str, drop: impl Fn(&Entry) -> bool + Send) -> usize {
+        let mut removed = 0;
+        let removed_ref = &mut removed;
+        self.cache
+            .entry_by_ref(key)
+            .and_compute_with(|existing| async move {
+                let Some(existing) = existing else {
+                    return Op::Nop;
+                };
+                let variants = existing.into_value();
+                let before = variants.entries().len();
+                match variants.without(&drop) {
+                    None => {
+                        *removed_ref = before;
+                        Op::Remove
+                    }
+                    Some(kept) if kept.entries().len() == before => Op::Nop,
+                    Some(kept) => {
+                        *removed_ref = before - kept.entries().len();
+                        Op::Put(Arc::new(kept))
+                    }
+                }
+            })
+            .await;
+        removed
+    }
+
+    /// Whether a tag purge since `since` names one of `tags`: a fill that fetched before it
+    /// must not store.
+    pub fn tag_purged_since(&self, since: SystemTime, tags: &[Box<str>]) -> bool {
+        if tags.is_empty() {
+            return false;
+        }
+        lock(&self.tag_purges)
+            .iter()
+            .rev()
+            .take_while(|(at, _)| *at >= since)
+            .any(|(_, purged)| purged.iter().any(|p| tags.iter().any(|t| **t == **p)))
     }
 
     pub fn mark_uncacheable(&self, key: &str) {
@@ -136,6 +257,12 @@ impl Store {
     }
 }
 
+/// A poisoned lock only means another thread panicked while holding it; the log it guards
+/// is always consistent (one push or pop at a time), so keep going.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, SystemTime};
@@ -151,7 +278,7 @@ mod tests {
     fn entry(size: usize) -> Arc<Entry> {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-        Arc::new(Entry {
+        Arc::new(Entry::new(EntryParts {
             status: StatusCode::OK,
             headers,
             body: Bytes::from(vec![0u8; size]),
@@ -162,7 +289,8 @@ mod tests {
             lifetime: Duration::from_secs(3600),
             directives: ResponseDirectives::default(),
             has_validators: false,
-        })
+            tags: Box::new([]),
+        }))
     }
 
     fn runtime() -> tokio::runtime::Runtime {
@@ -183,7 +311,7 @@ mod tests {
             runtime().block_on(async {
                 let store = Store::new(BUDGET, Duration::from_secs(30), Arc::new(|_| {}));
                 for (i, size) in sizes.iter().enumerate() {
-                    store.insert(&format!("http://a.test/{i}"), entry(*size)).await;
+                    store.insert(&format!("http://a.test/{i}"), entry(*size), 16).await;
                     store.run_pending_tasks().await;
                     prop_assert!(store.weighted_size() <= BUDGET);
                 }
@@ -199,7 +327,7 @@ mod tests {
             runtime().block_on(async {
                 let store = Store::new(BUDGET, Duration::from_secs(30), Arc::new(|_| {}));
                 for k in &keys {
-                    store.insert(&format!("http://a.test/{k}"), entry(100)).await;
+                    store.insert(&format!("http://a.test/{k}"), entry(100), 16).await;
                 }
                 let key = format!("http://a.test/{purge}");
                 store.purge(&key).await;

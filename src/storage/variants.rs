@@ -10,7 +10,8 @@ use http::{HeaderMap, HeaderName};
 use super::entry::Entry;
 use crate::cache::vary::{SecondaryKey, secondary_key};
 
-/// Most variants kept per URL: a hostile `Vary` cannot multiply memory per key beyond this.
+/// Default bound on the variants kept per URL (`max_variants` per site): a hostile `Vary`
+/// cannot multiply memory per key beyond it.
 pub const MAX_VARIANTS: usize = 16;
 
 #[derive(Debug, Clone, Default)]
@@ -52,18 +53,25 @@ impl Variants {
         None
     }
 
-    /// A new set with `entry` replacing any variant of the same secondary key.
-    pub fn with(&self, entry: Arc<Entry>) -> Self {
-        let mut entries = Vec::with_capacity(self.entries.len() + 1);
+    /// A new set with `entry` replacing any variant of the same secondary key, keeping at most
+    /// `max` variants (the oldest go first).
+    pub fn with(&self, entry: Arc<Entry>, max: usize) -> Self {
+        let mut entries = Vec::with_capacity(self.entries.len().min(max) + 1);
         entries.push(entry.clone());
         entries.extend(
             self.entries
                 .iter()
                 .filter(|e| !(e.vary == entry.vary && e.secondary == entry.secondary))
-                .take(MAX_VARIANTS - 1)
+                .take(max.saturating_sub(1))
                 .cloned(),
         );
         Self { entries }
+    }
+
+    /// The set without the variants `drop` selects; `None` when nothing is left.
+    pub fn without(&self, drop: impl Fn(&Entry) -> bool) -> Option<Self> {
+        let entries: Vec<_> = self.entries.iter().filter(|e| !drop(e)).cloned().collect();
+        (!entries.is_empty()).then_some(Self { entries })
     }
 
     pub fn weight(&self) -> u64 {

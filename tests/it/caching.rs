@@ -451,7 +451,8 @@ async fn single_ranges_are_answered_from_the_cache() {
         ("bytes=-3", 206, "789", "bytes 7-9/10"),
         ("bytes=5-100", 206, "56789", "bytes 5-9/10"),
         ("bytes=20-30", 416, "", "bytes */10"),
-        ("bytes=0-1,4-5", 200, "0123456789", ""),
+        // Overlapping ranges are coalesced into one (RFC 9110 §14.2).
+        ("bytes=0-3,2-5", 206, "012345", "bytes 0-5/10"),
         ("items=0-1", 200, "0123456789", ""),
     ];
     for (range, status, body, content_range) in cases {
@@ -520,4 +521,165 @@ async fn date_is_added_when_the_origin_sends_none() {
         "Date: {:?}",
         hit.header("date")
     );
+}
+
+#[tokio::test]
+async fn multiple_ranges_are_answered_multipart_byteranges() {
+    let origin = Origin::start(|_, _| {
+        Reply::ok("0123456789")
+            .cache("max-age=60")
+            .header("content-type", "text/plain")
+    })
+    .await;
+    let node = node_for(&origin).await;
+    get(&node, "/m").await;
+    let r = get_with(&node, "/m", &[("range", "bytes=0-1, 7-")]).await;
+    assert_eq!(r.status, 206);
+    let content_type = r.header("content-type").to_owned();
+    let boundary = content_type
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("{content_type}"));
+    assert_eq!(r.header("content-range"), "", "only the parts carry one");
+    assert_eq!(r.header("content-length"), r.body.len().to_string());
+    let body = r.text();
+    let parts: Vec<&str> = body
+        .split(&format!("--{boundary}"))
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && *p != "--")
+        .collect();
+    assert_eq!(parts.len(), 2, "{body}");
+    for (part, (range, bytes)) in parts
+        .iter()
+        .zip([("bytes 0-1/10", "01"), ("bytes 7-9/10", "789")])
+    {
+        assert!(part.contains(&format!("Content-Range: {range}")), "{part}");
+        assert!(part.contains("Content-Type: text/plain"), "{part}");
+        assert!(part.ends_with(bytes), "{part}");
+    }
+    // A flood of tiny ranges is ignored: the whole representation, once.
+    let many = (0..40)
+        .map(|i| format!("{}-{}", i % 10, i % 10))
+        .collect::<Vec<_>>()
+        .join(",");
+    let flood = get_with(&node, "/m", &[("range", &format!("bytes={many}"))]).await;
+    assert_eq!(
+        (flood.status.as_u16(), flood.text().as_str()),
+        (200, "0123456789")
+    );
+    assert_eq!(origin.count("/m"), 1);
+}
+
+#[tokio::test]
+async fn a_206_from_the_origin_is_passed_through() {
+    let origin = Origin::start(|seen, _| match seen.header("range").as_str() {
+        "" => Reply::ok("0123456789").cache("no-store"),
+        _ => Reply::ok("2345")
+            .status(206)
+            .header("content-range", "bytes 2-5/10"),
+    })
+    .await;
+    let node = node_for(&origin).await;
+    // Not storable: the key is fetched privately from now on, so a Range goes to the origin.
+    get(&node, "/p").await;
+    let r = get_with(&node, "/p", &[("range", "bytes=2-5")]).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.text(), "2345");
+    assert_eq!(r.header("content-range"), "bytes 2-5/10");
+    assert_eq!(origin.last("/p").header("range"), "bytes=2-5");
+    // Never stored: the next plain GET goes to the origin again and gets the whole thing.
+    let full = get(&node, "/p").await;
+    assert_eq!(
+        (full.status.as_u16(), full.text().as_str()),
+        (200, "0123456789")
+    );
+    assert_eq!(origin.count("/p"), 3);
+}
+
+#[tokio::test]
+async fn equivalent_accept_encodings_share_a_variant() {
+    let origin = Origin::start(|seen, _| {
+        let accept = seen.header("accept-encoding");
+        let gzip = accept.contains("gzip") && !accept.contains("gzip;q=0");
+        let reply = Reply::ok(if gzip { "gz" } else { "plain" })
+            .cache("max-age=60")
+            .header("vary", "Accept-Encoding");
+        if seen.path == "/odd" {
+            reply.header("content-encoding", "x-custom")
+        } else if gzip {
+            reply.header("content-encoding", "gzip")
+        } else {
+            reply
+        }
+    })
+    .await;
+    let node = node_for(&origin).await;
+    get_with(&node, "/ae", &[("accept-encoding", "gzip, deflate, br")]).await;
+    for same in [
+        "br,gzip , deflate",
+        "BR;q=1.0, gzip;q=0.5, deflate",
+        "deflate, x-gzip, br, foo",
+    ] {
+        let r = get_with(&node, "/ae", &[("accept-encoding", same)]).await;
+        assert!(
+            r.cache_status().contains("hit"),
+            "{same}: {}",
+            r.cache_status()
+        );
+        assert_eq!(r.text(), "gz");
+    }
+    let refused = get_with(&node, "/ae", &[("accept-encoding", "gzip;q=0, identity")]).await;
+    assert_eq!(refused.text(), "plain", "gzip;q=0 is another set");
+    assert_eq!(origin.count("/ae"), 2);
+    // A coding Outpost does not know cannot be keyed safely: not stored.
+    get_with(&node, "/odd", &[("accept-encoding", "x-custom")]).await;
+    let again = get_with(&node, "/odd", &[("accept-encoding", "x-custom")]).await;
+    assert!(
+        again.cache_status().contains("detail=unknown-encoding"),
+        "{}",
+        again.cache_status()
+    );
+}
+
+#[tokio::test]
+async fn unsafe_methods_invalidate_same_origin_location_and_content_location() {
+    let origin = Origin::start(|seen, _| match (seen.method.clone(), seen.path.as_str()) {
+        (Method::GET, _) => Reply::ok(seen.path.clone()).cache("max-age=600"),
+        (_, "/items") => Reply::ok("created")
+            .status(201)
+            .header("location", "/items/7")
+            .header("content-location", "http://example.test/items/list?page=1"),
+        _ => Reply::ok("moved")
+            .status(303)
+            .header("location", "http://elsewhere.test/items/8"),
+    })
+    .await;
+    let node = node_for(&origin).await;
+    for path in ["/items/7", "/items/list?page=1", "/items/8"] {
+        get(&node, path).await;
+    }
+    let post = |path: &'static str| {
+        send(
+            node.http,
+            Method::POST,
+            path,
+            "example.test",
+            &[],
+            Bytes::from_static(b"x"),
+        )
+    };
+    assert_eq!(post("/items").await.status, 201);
+    assert_eq!(post("/other").await.status, 303);
+    for (path, invalidated) in [
+        ("/items/7", true),
+        ("/items/list?page=1", true),
+        ("/items/8", false),
+    ] {
+        let r = get(&node, path).await;
+        assert_eq!(
+            r.cache_status().contains("fwd=uri-miss"),
+            invalidated,
+            "{path}: {}",
+            r.cache_status()
+        );
+    }
 }

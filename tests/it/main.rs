@@ -11,6 +11,7 @@
 //! | `origin_failures` | origin errors map to 502/504, nothing partial is stored, retries, forwarding headers, HTTPS origins |
 //! | `bad_input` | malformed or oversized requests are refused and the node keeps serving |
 //! | `admin` | health, readiness, metrics (promtool, OpenMetrics), purge and its auth |
+//! | `policy` | per-site policy: RFC 9213 targeted fields, status TTLs, grace, cookies, variant bounds, key rules, tags and soft purge, must-revalidate |
 //! | `stale` | RFC 5861: stale-while-revalidate, stale-if-error |
 //! | `regression` | one test per bug found, named after it |
 //! | `cli` | `outpost check`, `outpost [run] --config`, SIGTERM drain, the memory budget, `demo` |
@@ -25,5 +26,6 @@ mod cli;
 mod coalesce;
 mod listeners;
 mod origin_failures;
+mod policy;
 mod regression;
 mod stale;

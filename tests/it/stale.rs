@@ -112,5 +112,14 @@ async fn stale_if_error_from_the_request_and_must_revalidate_overriding_it() {
     );
     get(&node, "/strict").await;
     let strict = get(&node, "/strict").await;
-    assert_eq!(strict.status, 503, "must-revalidate forbids serving stale");
+    assert_eq!(
+        strict.status, 504,
+        "must-revalidate forbids serving stale: a gateway timeout (RFC 9111 §5.2.2.2)"
+    );
+    assert!(
+        strict.cache_status().contains("fwd-status=503")
+            && strict.cache_status().contains("detail=must-revalidate"),
+        "{}",
+        strict.cache_status()
+    );
 }
