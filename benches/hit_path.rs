@@ -20,7 +20,7 @@ use outpost::proxy::lookup::{self, Lookup};
 use outpost::proxy::request::{self, ClientInfo, Sites};
 use outpost::proxy::respond::{self, Node};
 use outpost::proxy::store::{OriginHead, build_entry};
-use outpost::storage::Store;
+use outpost::storage::{PurgeMode, Store};
 
 const CONFIG: &str = r#"
 [[site]]
@@ -183,5 +183,80 @@ fn bench_vary_lookup(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_hit_path, bench_vary_lookup);
+/// Entries in the purge benchmark: 100k when benchmarking, a few when `cargo test` only checks
+/// that the benchmark runs (in a debug build).
+fn purge_entries() -> u32 {
+    if std::env::args().any(|a| a == "--bench") {
+        100_000
+    } else {
+        1_000
+    }
+}
+
+/// A store of 100k small entries, every second one tagged `half` (`Surrogate-Key: half all`).
+fn tagged_store(runtime: &tokio::runtime::Runtime) -> Store {
+    let store = Store::new(1 << 30, Duration::from_secs(30), Arc::new(|_| {}));
+    let now = SystemTime::now();
+    let policy = Policy::default();
+    runtime.block_on(async {
+        for i in 0..purge_entries() {
+            let mut headers = origin_headers();
+            let tags = if i % 2 == 0 { "half all" } else { "all" };
+            headers.insert("surrogate-key", HeaderValue::from_static(tags));
+            let head = OriginHead {
+                status: StatusCode::OK,
+                headers: &headers,
+                request_time: now,
+                response_time: now,
+            };
+            let entry = build_entry(
+                &head,
+                headers.clone(),
+                Bytes::new(),
+                &HeaderMap::new(),
+                &policy,
+            );
+            store
+                .insert(&format!("http://example.com/o/{i}"), Arc::new(entry), 16)
+                .await;
+        }
+        store.run_pending_tasks().await;
+    });
+    store
+}
+
+/// Purging a tag that 50k of 100k entries carry: the scan, then the removals.
+fn bench_purge_by_tag(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("purge_by_tag_100k_entries");
+    group.sample_size(10);
+    let tags: Arc<[String]> = Arc::from(["half".to_owned()]);
+    let store = tagged_store(&runtime);
+    group.bench_function("soft_50k", |b| {
+        b.iter(|| runtime.block_on(store.purge_tags(tags.clone(), PurgeMode::Soft)))
+    });
+    group.bench_function("hard_50k", |b| {
+        b.iter_batched(
+            || tagged_store(&runtime),
+            |store| {
+                let purged = runtime.block_on(store.purge_tags(tags.clone(), PurgeMode::Hard));
+                assert_eq!(purged as u32, purge_entries() / 2);
+                store
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_hit_path,
+    bench_vary_lookup,
+    bench_purge_by_tag
+);
 criterion_main!(benches);

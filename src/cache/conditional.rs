@@ -140,6 +140,37 @@ const NOT_UPDATED: &[&str] = &[
 /// RFC 9111 §4.3.4, §3.2: the stored headers updated by a 304 — each field
 /// of the 304 replaces every stored line of that name, except the fields
 /// above and any the 304's Connection header lists (RFC 9110 §7.6.1).
+/// RFC 9111 §4.3.4: does a 304 select this stored response? A strong entity tag must match
+/// strongly, a weak one weakly; without an entity tag, a `Last-Modified` must be the stored
+/// one. A 304 without validators selects it (Outpost only ever revalidates one response at a
+/// time, with that response's own validators).
+pub fn selects(stored: &HeaderMap, not_modified: &HeaderMap) -> bool {
+    let text = |h: &HeaderMap, name| {
+        h.get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(str::trim)
+            .map(str::to_owned)
+    };
+    if let Some(etag) = text(not_modified, header::ETAG) {
+        let Some(ours) = text(stored, header::ETAG) else {
+            return false;
+        };
+        return if etag.starts_with("W/") {
+            weak_etag_eq(&etag, &ours)
+        } else {
+            strong_etag_eq(&etag, &ours)
+        };
+    }
+    match (
+        text(not_modified, header::LAST_MODIFIED),
+        text(stored, header::LAST_MODIFIED),
+    ) {
+        (Some(theirs), Some(ours)) => theirs == ours,
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
+}
+
 pub fn merge_304(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
     let listed = connection_listed(not_modified);
     let mut merged = stored.clone();
@@ -431,6 +462,36 @@ mod tests {
         }
         // The stored map is untouched.
         assert_eq!(stored.get("cache-control").unwrap(), "max-age=10");
+    }
+
+    #[test]
+    fn a_304_selects_only_the_response_it_validates() {
+        let stored = hm(&[
+            ("etag", b"\"v1\""),
+            ("last-modified", b"Mon, 01 Jan 2024 00:00:00 GMT"),
+        ]);
+        let cases: &[(Pairs, bool)] = &[
+            (&[], true),
+            (&[("etag", b"\"v1\"")], true),
+            (&[("etag", b"W/\"v1\"")], true),
+            (&[("etag", b"\"v2\"")], false),
+            (&[("etag", b"W/\"v2\"")], false),
+            (&[("last-modified", b"Mon, 01 Jan 2024 00:00:00 GMT")], true),
+            (
+                &[("last-modified", b"Tue, 02 Jan 2024 00:00:00 GMT")],
+                false,
+            ),
+        ];
+        for (headers, want) in cases {
+            assert_eq!(selects(&stored, &hm(headers)), *want, "{headers:?}");
+        }
+        let weak = hm(&[("etag", b"W/\"v1\"")]);
+        assert!(
+            !selects(&weak, &hm(&[("etag", b"\"v1\"")])),
+            "strong vs weak"
+        );
+        assert!(selects(&weak, &hm(&[("etag", b"W/\"v1\"")])));
+        assert!(!selects(&HeaderMap::new(), &hm(&[("etag", b"\"v1\"")])));
     }
 
     #[test]

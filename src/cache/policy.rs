@@ -139,13 +139,20 @@ impl Policy {
     /// the site uses it, and the tag field. `CDN-Cache-Control` goes on: a CDN further down
     /// may be one of its targets too.
     pub fn strip_downstream(&self, headers: &mut HeaderMap) {
+        self.strip_targeted(headers);
+        headers.remove(&self.tag_header);
+    }
+
+    /// The targeted fields of [`strip_downstream`](Self::strip_downstream) only: stored
+    /// entries keep them (a 304 may update them) but not the tag field, which is read into
+    /// the entry once. Costs nothing on a hit unless the site uses such a field.
+    pub fn strip_targeted(&self, headers: &mut HeaderMap) {
         if let Some(own) = &self.own_field {
             headers.remove(own);
         }
         if self.surrogate_control {
             headers.remove(&SURROGATE_CONTROL);
         }
-        headers.remove(&self.tag_header);
     }
 
     /// The request fields that select a stored variant: the response's `Vary` plus the

@@ -16,6 +16,7 @@ use super::Proxy;
 use super::headers::strip_hop_by_hop;
 use super::request::Site;
 use super::store::{self, OriginHead, content_length};
+use crate::cache::conditional::selects;
 use crate::cache::control::RequestDirectives;
 use crate::cache::freshness;
 use crate::cache::status::NoCacheReason;
@@ -82,8 +83,21 @@ impl FillJob {
 pub async fn run(job: FillJob, publisher: Publisher<FillHead>) {
     let gauge = &job.proxy.metrics.fills_in_flight;
     gauge.inc();
-    let request_time = SystemTime::now();
-    match job.site.origin.send(&job.request, None).await {
+    let mut request_time = SystemTime::now();
+    let mut sent = job.site.origin.send(&job.request, None).await;
+    if let (Ok(response), Some(stale)) = (&sent, &job.stale)
+        && response.status() == StatusCode::NOT_MODIFIED
+        && !selects(&stale.headers, response.headers())
+    {
+        // RFC 9111 §4.3.4: a 304 for another representation than the stored one cannot
+        // freshen it; ask again without conditions.
+        let mut unconditional = job.request.clone();
+        unconditional.headers.remove(header::IF_NONE_MATCH);
+        unconditional.headers.remove(header::IF_MODIFIED_SINCE);
+        request_time = SystemTime::now();
+        sent = job.site.origin.send(&unconditional, None).await;
+    }
+    match sent {
         Ok(response) => {
             let response_time = SystemTime::now();
             let (parts, body) = response.into_parts();
@@ -113,6 +127,7 @@ async fn respond_with(
     strip_hop_by_hop(&mut headers);
     if head.status == StatusCode::NOT_MODIFIED
         && let Some(stale) = &job.stale
+        && selects(&stale.headers, &headers)
     {
         revalidated(job, publisher, head, stale, &headers).await;
         return;

@@ -54,7 +54,7 @@ pub fn from_entry(
     status: &CacheStatus,
 ) -> Response<ProxyBody> {
     let mut headers = entry.headers.clone();
-    ctx.site.policy.strip_downstream(&mut headers);
+    ctx.site.policy.strip_targeted(&mut headers);
     let age = entry.current_age(now).as_secs();
     // RFC 9110 §13.2.1: preconditions apply to successful responses only.
     let conditional = entry.status.is_success();

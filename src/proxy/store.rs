@@ -85,8 +85,10 @@ pub fn build_entry(
     );
     let vary = policy.vary_fields(&headers);
     let secondary = secondary_key(&vary, request_headers);
+    let tags = policy.tags(&headers);
     let mut headers = stored_headers(headers, head.response_time, body.len());
     strip_restricted_fields(&mut headers, &directives);
+    headers.remove(&policy.tag_header);
     if head.status == StatusCode::OK {
         // Stored 200s answer ranges (RFC 9110 §14.3); said once here, not on every hit.
         headers
@@ -96,7 +98,7 @@ pub fn build_entry(
     Entry::new(EntryParts {
         status: head.status,
         has_validators: has_validators(&headers),
-        tags: policy.tags(&headers),
+        tags,
         headers,
         body,
         vary,
@@ -133,12 +135,19 @@ pub fn refreshed(
         head.response_time,
         policy.heuristic,
     );
+    // Tags as the 304 restates them, or as stored.
+    let tags = if merged.contains_key(&policy.tag_header) {
+        policy.tags(&merged)
+    } else {
+        stale.tags.clone()
+    };
     let mut headers = stored_headers(merged, head.response_time, stale.body.len());
     strip_restricted_fields(&mut headers, &directives);
+    headers.remove(&policy.tag_header);
     Entry::new(EntryParts {
         status: stale.status,
         has_validators: has_validators(&headers),
-        tags: policy.tags(&headers),
+        tags,
         headers,
         body: stale.body.clone(),
         vary: stale.vary.clone(),

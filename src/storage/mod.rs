@@ -86,6 +86,7 @@ impl Store {
             })
             .expire_after(RetentionExpiry)
             .eviction_listener(move |_key, _value, cause| on_evict(cause))
+            .support_invalidation_closures()
             .build();
         let uncacheable = moka::sync::Cache::builder()
             .max_capacity(100_000)
@@ -163,7 +164,7 @@ impl Store {
         let wanted = tags.clone();
         let scan = tokio::task::spawn_blocking(move || {
             let now = SystemTime::now();
-            let (mut keys, mut marked) = (Vec::new(), 0);
+            let (mut whole, mut partial, mut marked) = (Vec::new(), Vec::new(), 0);
             for (key, variants) in cache.iter() {
                 let tagged = variants
                     .entries()
@@ -174,16 +175,42 @@ impl Store {
                         e.mark_stale(now);
                         marked += 1;
                     }),
-                    PurgeMode::Hard if tagged.count() > 0 => keys.push(key),
-                    PurgeMode::Hard => {}
+                    PurgeMode::Hard => match tagged.count() {
+                        0 => {}
+                        n if n == variants.entries().len() => {
+                            whole.push(key);
+                            marked += n;
+                        }
+                        _ => partial.push(key),
+                    },
                 }
             }
-            (keys, marked)
+            (whole, partial, marked)
         });
-        let Ok((keys, mut purged)) = scan.await else {
+        let Ok((whole, partial, marked)) = scan.await else {
             return 0;
         };
-        for key in keys {
+        if mode == PurgeMode::Soft {
+            return marked;
+        }
+        // Every variant tagged (the usual case): moka drops the keys itself. From now on no
+        // lookup returns an entry inserted before this call that the predicate selects, and
+        // entries stored after it are untouched; the memory is reclaimed in maintenance.
+        let gone = tags.clone();
+        let selected = move |_: &String, v: &Arc<Variants>| {
+            v.entries()
+                .iter()
+                .all(|e| gone.iter().any(|t| e.has_tag(t)))
+        };
+        if self.cache.invalidate_entries_if(selected).is_err() {
+            // Only if the builder above lost `support_invalidation_closures`.
+            for key in whole {
+                self.cache.invalidate(key.as_str()).await;
+            }
+        }
+        // `marked` counted the variants of the wholly tagged keys.
+        let mut purged = marked;
+        for key in partial {
             purged += self
                 .remove_variants(&key, |e| tags.iter().any(|t| e.has_tag(t)))
                 .await;

@@ -683,3 +683,152 @@ async fn unsafe_methods_invalidate_same_origin_location_and_content_location() {
         );
     }
 }
+
+/// Whether a response came from the cache without asking the origin.
+fn served_from_cache(r: &Resp) -> bool {
+    r.cache_status().contains("; hit")
+}
+
+#[tokio::test]
+async fn request_directives_bound_what_the_cache_may_serve() {
+    // Every stored response is 50 s old: fresh with 50 s left (/fresh-*), or stale by 10 s
+    // (/stale-*).
+    let origin = Origin::start(|seen, _| {
+        let cc = if seen.path.starts_with("/stale") {
+            "max-age=40"
+        } else {
+            "max-age=100"
+        };
+        // With a validator, so the store keeps stale entries for revalidation.
+        Reply::ok("v")
+            .cache(cc)
+            .header("age", "50")
+            .header("etag", "\"e\"")
+    })
+    .await;
+    let node = node_for(&origin).await;
+    // RFC 9111 §5.2.1.1-§5.2.1.3: (path, request Cache-Control, served from cache).
+    let cases = [
+        ("/fresh-max-age-low", "max-age=30", false),
+        ("/fresh-max-age-high", "max-age=60", true),
+        ("/fresh-min-fresh-high", "min-fresh=60", false),
+        ("/fresh-min-fresh-low", "min-fresh=10", true),
+        ("/stale-max-stale-low", "max-stale=5", false),
+        ("/stale-max-stale-high", "max-stale=20", true),
+        ("/stale-max-stale-any", "max-stale", true),
+        ("/stale-none", "", false),
+        ("/fresh-no-cache", "no-cache", false),
+    ];
+    for (path, cc, cached) in cases {
+        get(&node, path).await;
+        let r = get_with(&node, path, &[("cache-control", cc)]).await;
+        assert_eq!(
+            served_from_cache(&r),
+            cached,
+            "{path} {cc}: {}",
+            r.cache_status()
+        );
+        assert_eq!(origin.count(path), if cached { 1 } else { 2 }, "{path}");
+    }
+    // §5.2.1.5: nothing of a no-store request is stored.
+    get_with(&node, "/no-store", &[("cache-control", "no-store")]).await;
+    assert!(!served_from_cache(&get(&node, "/no-store").await));
+    assert_eq!(origin.count("/no-store"), 2);
+}
+
+#[tokio::test]
+async fn response_directives_as_rfc_9111_reads_them() {
+    let origin = Origin::start(|seen, n| {
+        let path = seen.path.as_str();
+        if n > 1 && path.starts_with("/strict") {
+            return Reply::ok("down").status(503);
+        }
+        let reply = |cc: &str| Reply::ok("v").cache(cc).header("etag", "\"e\"");
+        match path {
+            "/strict-proxy-revalidate" => reply("max-age=1, proxy-revalidate").header("age", "5"),
+            "/strict-s-maxage" => reply("s-maxage=1").header("age", "5"),
+            "/no-cache" => reply("no-cache, max-age=600"),
+            "/no-cache-fields" => {
+                reply("no-cache=\"x-secret\", max-age=600").header("x-secret", "s")
+            }
+            "/must-understand" => reply("must-understand, no-store, max-age=600"),
+            "/must-understand-299" => reply("must-understand, no-store, max-age=600").status(299),
+            "/unknown" => reply("max-age=600, foo=bar, baz"),
+            "/duplicate" => reply("max-age=600, max-age=0"),
+            "/quoted" => reply("max-age=\"600\""),
+            "/public-immutable" => reply("public, immutable, max-age=600"),
+            "/no-transform" => reply("no-transform, max-age=600"),
+            _ => Reply::ok("v").status(404),
+        }
+    })
+    .await;
+    let node = node_for(&origin).await;
+    // (path, status of the second response, served from cache)
+    let cases = [
+        // §5.2.2.8, §5.2.2.10: never stale, and a failed revalidation is a 504.
+        ("/strict-proxy-revalidate", 504, false),
+        ("/strict-s-maxage", 504, false),
+        // §5.2.2.4: stored, but revalidated on every use.
+        ("/no-cache", 200, false),
+        // §5.2.2.4 qualified: reused without the named field.
+        ("/no-cache-fields", 200, true),
+        // §5.2.2.3: must-understand with an understood status overrides no-store...
+        ("/must-understand", 200, true),
+        // ...and with a status Outpost does not know, nothing is stored.
+        ("/must-understand-299", 299, false),
+        // §5.2.3: unknown directives are ignored.
+        ("/unknown", 200, true),
+        // §4.2.1: conflicting duplicates read most restrictively.
+        ("/duplicate", 200, false),
+        // §5.2: a quoted value is the same value.
+        ("/quoted", 200, true),
+        ("/public-immutable", 200, true),
+        ("/no-transform", 200, true),
+    ];
+    for (path, status, cached) in cases {
+        get(&node, path).await;
+        let r = get(&node, path).await;
+        assert_eq!(r.status.as_u16(), status, "{path}: {}", r.cache_status());
+        assert_eq!(
+            served_from_cache(&r),
+            cached,
+            "{path}: {}",
+            r.cache_status()
+        );
+        if path == "/no-cache-fields" {
+            assert_eq!(
+                r.header("x-secret"),
+                "",
+                "named field not served from the cache"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_304_for_another_representation_is_not_applied() {
+    let origin = Origin::start(|seen, n| match (n, seen.header("if-none-match").as_str()) {
+        (1, _) => Reply::ok("one")
+            .cache("max-age=1")
+            .header("age", "5")
+            .header("etag", "\"v1\""),
+        // A confused origin: answers the conditional with another entity tag.
+        (_, "\"v1\"") => Reply::ok("").status(304).header("etag", "\"v9\""),
+        _ => Reply::ok("two")
+            .cache("max-age=600")
+            .header("etag", "\"v2\""),
+    })
+    .await;
+    let node = node_for(&origin).await;
+    get(&node, "/r").await;
+    let r = get(&node, "/r").await;
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "two"));
+    let requests = origin.requests();
+    assert_eq!(requests.len(), 3, "stored, conditional, then unconditional");
+    assert_eq!(requests[2].header("if-none-match"), "");
+    assert_eq!(
+        get(&node, "/r").await.text(),
+        "two",
+        "the full response was stored"
+    );
+}

@@ -310,6 +310,14 @@ async fn purge_by_tag_removes_every_tagged_entry_and_only_those() {
             r.cache_status()
         );
     }
+    // Entries stored after the purge are not affected by it.
+    let refilled = get(&node, "/1").await;
+    assert!(
+        refilled.cache_status().contains("hit"),
+        "{}",
+        refilled.cache_status()
+    );
+    assert_eq!(origin.count("/1"), 2);
     let empty = purge(node.admin, Some("secret"), r#"{"soft":true}"#).await;
     assert_eq!(empty.status, 400);
 }
