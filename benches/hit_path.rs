@@ -73,6 +73,7 @@ fn bench_hit_path(c: &mut Criterion) {
         Bytes::from(vec![0u8; 1024]),
         &HeaderMap::new(),
         &Policy::default(),
+        false,
     ));
     let client = ClientInfo {
         addr: "127.0.0.1:40000".parse().expect("addr"),
@@ -90,10 +91,13 @@ fn bench_hit_path(c: &mut Criterion) {
 
     c.bench_function("request_phase", |b| {
         b.iter(|| {
-            black_box(request::prepare(&sites, black_box(parts.clone()), &client, "edge-1").is_ok())
+            black_box(
+                request::prepare(&sites, black_box(parts.clone()), &client, "edge-1", false)
+                    .is_ok(),
+            )
         })
     });
-    let ctx = request::prepare(&sites, parts.clone(), &client, "edge-1").expect("ctx");
+    let ctx = request::prepare(&sites, parts.clone(), &client, "edge-1", false).expect("ctx");
     // Stored under the key the request phase computes (host and non-default port).
     runtime.block_on(store.insert(&ctx.key, entry.clone(), 16));
     c.bench_function("store_get", |b| {
@@ -132,7 +136,8 @@ fn bench_hit_path(c: &mut Criterion) {
     c.bench_function("hit_path_whole", |b| {
         b.iter(|| {
             runtime.block_on(async {
-                let ctx = request::prepare(&sites, parts.clone(), &client, "edge-1").expect("ctx");
+                let ctx =
+                    request::prepare(&sites, parts.clone(), &client, "edge-1", false).expect("ctx");
                 let now = SystemTime::now();
                 let variants = store.get(&ctx.key).await;
                 match lookup::decide(variants.as_deref(), &ctx.headers, &ctx.directives, now) {
@@ -173,6 +178,7 @@ fn bench_vary_lookup(c: &mut Criterion) {
             Bytes::from_static(b"x"),
             &request,
             &Policy::default(),
+            false,
         );
         variants = variants.with(Arc::new(entry), 16);
     }
@@ -215,6 +221,7 @@ fn tagged_store(runtime: &tokio::runtime::Runtime) -> Store {
                 Bytes::new(),
                 &HeaderMap::new(),
                 &policy,
+                false,
             );
             store
                 .insert(&format!("http://example.com/o/{i}"), Arc::new(entry), 16)

@@ -38,6 +38,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -56,7 +57,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use moka::notification::RemovalCause;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use config::Config;
 use listener::{Acceptor, ConnSettings, Handler};
@@ -128,6 +129,16 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
+    run_with_reloads(config, listeners, shutdown, mpsc::channel(1).1).await
+}
+
+/// [`run`], applying configurations sent on `reloads` (the binary sends one per SIGHUP).
+pub async fn run_with_reloads(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+    reloads: mpsc::Receiver<Config>,
+) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::new());
     metrics
         .cache_capacity
@@ -137,7 +148,27 @@ pub async fn run(
         config.cache.uncacheable_ttl,
         eviction_hook(&metrics),
     ));
-    let proxy = Arc::new(Proxy::new(&config, store, metrics.clone())?);
+    let ready = Arc::new(AtomicBool::new(true));
+    let cluster = config
+        .cluster
+        .as_ref()
+        .map(|c| cluster::Cluster::new(c, &config.node.name, metrics.clone()));
+    // Background work of the cluster (probes, DNS discovery, reloads) ends with the node.
+    let mut background = tokio::task::JoinSet::new();
+    if let Some(cluster) = &cluster {
+        background.spawn(cluster.clone().probe_forever());
+        if let Some(discovery) = cluster::discovery::start(&config, cluster.clone()) {
+            background.spawn(discovery);
+        }
+        background.spawn(apply_reloads(reloads, cluster.clone()));
+    }
+    let proxy = Arc::new(Proxy::new(
+        &config,
+        store,
+        metrics.clone(),
+        cluster.clone(),
+        ready.clone(),
+    )?);
     let tls = if listeners.https.is_empty() {
         None
     } else {
@@ -148,7 +179,6 @@ pub async fn run(
     let (stop, stopped) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(config.listen.max_connections));
     let settings = Arc::new(ConnSettings::from(&config.listen));
-    let ready = Arc::new(AtomicBool::new(true));
     let acceptor = Acceptor {
         handler: proxy.clone(),
         tls: None,
@@ -176,6 +206,7 @@ pub async fn run(
             metrics: metrics.clone(),
             token: config.admin.token.clone(),
             ready: ready.clone(),
+            cluster: cluster.clone(),
         });
         let acceptor = Acceptor {
             handler: admin,
@@ -201,7 +232,22 @@ pub async fn run(
     if let Some(admin_loop) = admin_loop {
         let _ = admin_loop.await;
     }
+    background.abort_all();
     Ok(())
+}
+
+/// Configurations re-read on SIGHUP: the cluster's static member list follows them.
+/// (Other settings need a restart for now; a changed value is logged.)
+async fn apply_reloads(mut reloads: mpsc::Receiver<Config>, cluster: Arc<cluster::Cluster>) {
+    while let Some(config) = reloads.recv().await {
+        match config.cluster.as_ref().map(|c| &c.members) {
+            Some(config::Members::Static(addrs)) => {
+                cluster.set_members(addrs);
+                tracing::info!("reloaded cluster members");
+            }
+            _ => tracing::warn!("reload: only a static [cluster] peers list is applied"),
+        }
+    }
 }
 
 fn eviction_hook(metrics: &Metrics) -> storage::EvictionHook {

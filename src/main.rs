@@ -89,9 +89,35 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     outpost::observability::init_logging("info");
     runtime()?.block_on(async {
         let listeners = outpost::Listeners::bind(&config).await?;
-        outpost::run(config, listeners, shutdown_signal()).await?;
+        let (reload, reloads) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(reload_on_sighup(path, reload));
+        outpost::run_with_reloads(config, listeners, shutdown_signal(), reloads).await?;
         Ok(())
     })
+}
+
+/// SIGHUP: re-read the file; an invalid one is refused (logged with its position) and the
+/// running configuration stays.
+async fn reload_on_sighup(path: PathBuf, reload: tokio::sync::mpsc::Sender<Config>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match Config::load(&path) {
+                Ok(config) => {
+                    if reload.send(config).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::error!("reload refused, keeping the running configuration: {e}"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, reload);
 }
 
 fn demo() -> anyhow::Result<()> {

@@ -12,20 +12,23 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use serde::Deserialize;
 
+use crate::cluster::peer::{PURGE_MAC, PURGE_PATH, Peer};
+use crate::cluster::ring::Ring;
+use crate::cluster::{Cluster, Route};
 use crate::listener::Handler;
 use crate::observability::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;
+use crate::proxy::purge::PurgeRequest;
 use crate::proxy::request::ClientInfo;
-use crate::storage::PurgeMode;
 
 /// Largest purge request body accepted.
 const MAX_PURGE_BODY: usize = 1 << 20;
@@ -36,19 +39,11 @@ pub struct Admin {
     pub token: Option<String>,
     /// False once the node drains: `/readyz` turns 503 so load balancers stop sending.
     pub ready: Arc<AtomicBool>,
+    pub cluster: Option<Arc<Cluster>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PurgeRequest {
-    #[serde(default)]
-    urls: Vec<String>,
-    #[serde(default)]
-    tags: Vec<String>,
-    /// Mark stale instead of removing (revalidation and stale serving can still use them).
-    #[serde(default)]
-    soft: bool,
-}
+/// How long a purge waits for each peer's answer.
+const FAN_OUT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Handler for Admin {
     async fn call(
@@ -63,11 +58,13 @@ impl Handler for Admin {
                 text(StatusCode::OK, "ready\n")
             }
             (&Method::GET, "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+            (&Method::GET, "/cluster") => self.cluster_page(),
+            (&Method::GET, "/cluster/owner") => self.owner(request.uri().query()),
             (&Method::POST, "/purge") => match self.authorize(&request) {
                 Ok(()) => self.purge(request).await,
                 Err(refusal) => refusal.response(),
             },
-            (_, "/metrics" | "/healthz" | "/readyz" | "/purge") => {
+            (_, "/metrics" | "/healthz" | "/readyz" | "/purge" | "/cluster" | "/cluster/owner") => {
                 text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
             }
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -141,40 +138,208 @@ impl Admin {
                 );
             }
         };
-        if purge.urls.is_empty() && purge.tags.is_empty() {
+        if purge.is_empty() {
             let error = "give \"urls\" or \"tags\" (a list each) to purge";
             return json(
                 StatusCode::BAD_REQUEST,
                 &serde_json::json!({ "error": error }),
             );
         }
-        let mode = if purge.soft {
-            PurgeMode::Soft
-        } else {
-            PurgeMode::Hard
+        let Some(cluster) = &self.cluster else {
+            return json(StatusCode::OK, &self.proxy.apply_purge(&purge).await);
         };
-        let mut urls = Vec::with_capacity(purge.urls.len());
-        let mut total = 0;
-        for url in &purge.urls {
-            match self.proxy.purge_url(url, mode).await {
-                Ok(n) => {
-                    total += n;
-                    urls.push(serde_json::json!({ "url": url, "purged": n > 0 }));
+        // Here and on every other member at once; each answers for itself.
+        let (local, peers) = tokio::join!(self.proxy.apply_purge(&purge), fan_out(cluster, &body));
+        let mut total = local["purged"].as_u64().unwrap_or(0);
+        let mut nodes = vec![
+            serde_json::json!({ "node": cluster.name, "address": cluster.me.0, "result": local }),
+        ];
+        for (peer, result) in peers {
+            let entry = match result {
+                Ok(value) => {
+                    total += value["purged"].as_u64().unwrap_or(0);
+                    serde_json::json!({ "node": peer.name(), "address": peer.id.0, "result": value })
                 }
-                Err(e) => urls.push(serde_json::json!({ "url": url, "error": e.to_string() })),
-            }
+                Err(error) => {
+                    serde_json::json!({ "node": peer.name(), "address": peer.id.0, "error": error })
+                }
+            };
+            nodes.push(entry);
         }
-        let mut tags = Vec::with_capacity(purge.tags.len());
-        for tag in &purge.tags {
-            let n = self.proxy.purge_tag(tag, mode).await;
-            total += n;
-            tags.push(serde_json::json!({ "tag": tag, "purged": n }));
-        }
+        let mut answer = local;
+        answer["purged"] = total.into();
+        answer["nodes"] = nodes.into();
+        json(StatusCode::OK, &answer)
+    }
+
+    /// `GET /cluster`: members, health, ring share, last change.
+    fn cluster_page(&self) -> Response<ProxyBody> {
+        let Some(cluster) = &self.cluster else {
+            return json(
+                StatusCode::OK,
+                &serde_json::json!({ "enabled": false, "node": self.proxy.node_name() }),
+            );
+        };
+        let view = cluster.view();
+        let members: Vec<_> = view
+            .ring
+            .shares()
+            .into_iter()
+            .map(|(id, share)| match view.peers.get(id) {
+                Some(peer) => serde_json::json!({
+                    "address": id.0,
+                    "name": peer.name(),
+                    "self": false,
+                    "alive": peer.is_alive(),
+                    "share": share,
+                    "last_change": httpdate::fmt_http_date(peer.last_change()),
+                }),
+                None => serde_json::json!({
+                    "address": id.0,
+                    "name": cluster.name,
+                    "self": true,
+                    "alive": true,
+                    "share": share,
+                }),
+            })
+            .collect();
         json(
             StatusCode::OK,
-            &serde_json::json!({ "purged": total, "soft": purge.soft, "urls": urls, "tags": tags }),
+            &serde_json::json!({
+                "enabled": true,
+                "node": cluster.name,
+                "advertise": cluster.me.0,
+                "replicate": format!("{:?}", cluster.replicate).to_lowercase(),
+                "membership_changed": httpdate::fmt_http_date(view.changed),
+                "members": members,
+            }),
         )
     }
+
+    /// `GET /cluster/owner?url=<absolute url>`: which node owns the URL's cache key now.
+    fn owner(&self, query: Option<&str>) -> Response<ProxyBody> {
+        let url = query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|pair| pair.strip_prefix("url="))
+            .map(percent_decode);
+        let Some(url) = url else {
+            let error = "give the object as ?url=<absolute URL>";
+            return json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({ "error": error }),
+            );
+        };
+        let key = match self.proxy.key_of(&url) {
+            Ok(key) => key,
+            Err(e) => {
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    &serde_json::json!({ "error": e.to_string() }),
+                );
+            }
+        };
+        let Some(cluster) = &self.cluster else {
+            let name = self.proxy.node_name();
+            return json(
+                StatusCode::OK,
+                &serde_json::json!({ "owner": name, "self": true, "key": key }),
+            );
+        };
+        let hash = Ring::key_hash(&key);
+        let view = cluster.view();
+        let preference: Vec<&str> = view
+            .ring
+            .preference(hash, view.ring.len())
+            .into_iter()
+            .map(|id| id.0.as_str())
+            .collect();
+        let (owner, address) = match cluster.route(hash) {
+            Route::Local => (cluster.name.clone(), cluster.me.0.clone()),
+            Route::Peer(peer) => (
+                peer.name().unwrap_or_else(|| peer.id.0.clone()),
+                peer.id.0.clone(),
+            ),
+        };
+        json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "owner": owner,
+                "address": address,
+                "self": address == cluster.me.0,
+                "key": key,
+                "preference": preference,
+            }),
+        )
+    }
+}
+
+/// Send a purge body to every other member, signed with the cluster secret.
+async fn fan_out(
+    cluster: &Cluster,
+    body: &Bytes,
+) -> Vec<(Arc<Peer>, Result<serde_json::Value, String>)> {
+    let view = cluster.view_full();
+    let mac = cluster.secret.mac_bytes(body);
+    let requests = view.peers.values().map(|peer| {
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_str(&mac) {
+            headers.insert(PURGE_MAC, value);
+        }
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let peer = peer.clone();
+        async move {
+            let answer = cluster
+                .client
+                .exchange(
+                    peer.addr,
+                    Method::POST,
+                    PURGE_PATH,
+                    headers,
+                    body.clone(),
+                    FAN_OUT_TIMEOUT,
+                )
+                .await;
+            let result = match answer {
+                Ok((StatusCode::OK, bytes)) => {
+                    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+                }
+                Ok((status, bytes)) => Err(format!(
+                    "{status}: {}",
+                    String::from_utf8_lossy(&bytes).trim()
+                )),
+                Err(e) => Err(e),
+            };
+            (peer, result)
+        }
+    });
+    futures_util::future::join_all(requests).await
+}
+
+/// `%XX` escapes of a query value (the URL given to `/cluster/owner`).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Why a mutation was refused.

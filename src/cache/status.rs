@@ -58,6 +58,8 @@ pub enum NoCacheReason {
     SetCookie,
     NoFreshness,
     TooLarge,
+    /// Fetched from the owner node, and not kept as a replica here.
+    NotOwner,
     Truncated,
     OriginError,
 }
@@ -76,6 +78,7 @@ impl NoCacheReason {
             NoCacheReason::SetCookie => "set-cookie",
             NoCacheReason::NoFreshness => "no-freshness",
             NoCacheReason::TooLarge => "too-large",
+            NoCacheReason::NotOwner => "not-owner",
             NoCacheReason::Truncated => "truncated",
             NoCacheReason::OriginError => "origin-error",
         }
@@ -216,6 +219,7 @@ mod tests {
             (Authorization, "authorization"),
             (VaryStar, "vary-star"),
             (Encoding, "unknown-encoding"),
+            (NotOwner, "not-owner"),
             (SetCookie, "set-cookie"),
             (NoFreshness, "no-freshness"),
             (TooLarge, "too-large"),

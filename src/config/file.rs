@@ -41,6 +41,11 @@ pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_ORIGIN_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_IDLE_PER_SERVER: usize = 64;
 pub const DEFAULT_MAX_VARIANTS: usize = 16;
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_DNS_MIN_TTL: Duration = Duration::from_secs(5);
+pub const DEFAULT_DNS_MAX_TTL: Duration = Duration::from_secs(300);
+/// Shortest cluster secret accepted: 128 bits of printable text at the very least.
+pub const MIN_SECRET_LEN: usize = 16;
 pub const MAX_MAX_VARIANTS: usize = 1024;
 
 /// A list of strings where each element keeps its own span.
@@ -62,6 +67,30 @@ pub struct FileConfig {
     pub cache: CacheFile,
     #[serde(default, rename = "site")]
     pub sites: Vec<SiteFile>,
+    pub cluster: Option<ClusterFile>,
+    #[serde(default)]
+    pub dns: DnsFile,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    pub advertise: Spanned<String>,
+    pub peers: Option<SpannedList>,
+    pub discovery: Option<Spanned<String>>,
+    pub secret: Spanned<String>,
+    pub replicate: Option<Spanned<String>>,
+    pub probe_interval: Option<Spanned<HumanDuration>>,
+}
+
+/// `[dns]`: the resolver used for names Outpost resolves itself (cluster discovery).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsFile {
+    pub servers: Option<SpannedList>,
+    pub min_ttl: Option<Spanned<HumanDuration>>,
+    pub max_ttl: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

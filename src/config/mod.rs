@@ -26,6 +26,7 @@
 //! (see `error.rs` and `keypath.rs`), because that is all `outpost check`
 //! prints. Loading never panics on any input.
 
+mod cluster;
 mod error;
 mod file;
 mod hosts;
@@ -44,6 +45,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use cluster::static_members;
 pub use error::ConfigError;
 pub use hosts::HostPattern;
 pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};
@@ -60,6 +62,49 @@ pub struct Config {
     pub cache: CacheConfig,
     /// From `[[site]]`; never empty.
     pub sites: Vec<SiteConfig>,
+    /// `[cluster]`; `None`: a single node that owns every key.
+    pub cluster: Option<ClusterConfig>,
+    pub dns: DnsConfig,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// This node's http listener as peers reach it; always one of the members.
+    pub advertise: SocketAddr,
+    pub members: Members,
+    /// Shared by every node: authenticates peer hops and purge fan-out.
+    pub secret: String,
+    pub replicate: Replicate,
+    /// How often peers are probed.
+    pub probe_interval: Duration,
+}
+
+/// Where the member list comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Members {
+    /// Sorted, deduplicated, `advertise` included.
+    Static(Vec<SocketAddr>),
+    /// `dns:NAME:PORT` or `dns+srv:NAME`, re-resolved on the records' TTL.
+    Discovery(String),
+}
+
+/// Which objects a node keeps that another node owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replicate {
+    None,
+    /// Objects this node serves often (a frequency sketch decides).
+    Hot,
+    All,
+}
+
+/// `[dns]`.
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// `None`: the system resolver configuration.
+    pub servers: Option<Vec<SocketAddr>>,
+    pub min_ttl: Duration,
+    pub max_ttl: Duration,
 }
 
 /// `[node]`.

@@ -64,6 +64,11 @@ pub(crate) fn validate(file: FileConfig, cx: &Ctx<'_>) -> Result<Config, ConfigE
     let admin = admin(&file.admin, &listen, cx)?;
     let cache = cache(&file.cache, cx)?;
     let sites = crate::config::sites::sites(&file.sites, cx)?;
+    let cluster = match &file.cluster {
+        Some(f) => Some(crate::config::cluster::cluster(f, cx)?),
+        None => None,
+    };
+    let dns = crate::config::cluster::dns(&file.dns, cx)?;
     Ok(Config {
         node,
         listen,
@@ -71,6 +76,8 @@ pub(crate) fn validate(file: FileConfig, cx: &Ctx<'_>) -> Result<Config, ConfigE
         admin,
         cache,
         sites,
+        cluster,
+        dns,
     })
 }
 

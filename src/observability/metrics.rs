@@ -25,6 +25,59 @@ pub mod names {
     pub const FILLS_IN_FLIGHT: &str = "fills_in_flight";
     pub const PURGED: &str = "purged_objects";
     pub const BUILD: &str = "build";
+    pub const PEER_REQUESTS: &str = "peer_requests";
+    pub const PEER_DURATION: &str = "peer_response_duration_seconds";
+    pub const PEER_EJECTIONS: &str = "peer_ejections";
+    pub const PEER_UP: &str = "peer_up";
+    pub const CLUSTER_MEMBERS: &str = "cluster_members";
+    pub const REPLICA_HITS: &str = "replica_hits";
+}
+
+/// Outcome of one request to a peer: the `outcome` label of `outpost_peer_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerOutcome {
+    Response,
+    /// Refused, reset or closed before a response: the peer is ejected.
+    Unreachable,
+    Timeout,
+}
+
+impl PeerOutcome {
+    const ALL: [PeerOutcome; 3] = [Self::Response, Self::Unreachable, Self::Timeout];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Response => "response",
+            Self::Unreachable => "unreachable",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerRequestLabels {
+    peer: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabel {
+    peer: String,
+}
+
+/// Handles for one peer, resolved when it joins.
+#[derive(Clone, Debug)]
+pub struct PeerMetrics {
+    requests: [Counter; PeerOutcome::ALL.len()],
+    pub duration: Histogram,
+    pub ejections: Counter,
+    pub up: Gauge,
+}
+
+impl PeerMetrics {
+    pub fn request(&self, outcome: PeerOutcome) {
+        self.requests[outcome as usize].inc();
+    }
 }
 
 /// The cache result of one client request: the `cache` label of `outpost_requests_total`.
@@ -134,6 +187,12 @@ pub struct Metrics {
     pub coalesced: Counter,
     pub fills_in_flight: Gauge,
     pub purged: Counter,
+    peer_requests: Family<PeerRequestLabels, Counter>,
+    peer_duration: Family<PeerLabel, Histogram>,
+    peer_ejections: Family<PeerLabel, Counter>,
+    peer_up: Family<PeerLabel, Gauge>,
+    pub cluster_members: Gauge,
+    pub replica_hits: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -170,7 +229,46 @@ impl Metrics {
             "Objects removed from the cache by reason (size, expired, purged, replaced)",
             evictions.clone(),
         );
+        let peer_requests = Family::<PeerRequestLabels, Counter>::default();
+        registry.register(
+            names::PEER_REQUESTS,
+            "Requests forwarded to the owner peer by peer and outcome",
+            peer_requests.clone(),
+        );
+        let peer_duration =
+            Family::<PeerLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        registry.register(
+            names::PEER_DURATION,
+            "Time from forwarding a request to a peer to its response headers (one hop)",
+            peer_duration.clone(),
+        );
+        let peer_ejections = Family::<PeerLabel, Counter>::default();
+        registry.register(
+            names::PEER_EJECTIONS,
+            "Times a peer was ejected (refused, reset or failed a probe)",
+            peer_ejections.clone(),
+        );
+        let peer_up = Family::<PeerLabel, Gauge>::default();
+        registry.register(
+            names::PEER_UP,
+            "1 while a peer is live, 0 while it is ejected",
+            peer_up.clone(),
+        );
         let metrics = Self {
+            cluster_members: gauge(
+                registry,
+                names::CLUSTER_MEMBERS,
+                "Members of the cluster, this node included",
+            ),
+            replica_hits: counter(
+                registry,
+                names::REPLICA_HITS,
+                "Hits on replicas of objects another node owns",
+            ),
+            peer_requests,
+            peer_duration,
+            peer_ejections,
+            peer_up,
             cache_bytes: gauge(registry, names::CACHE_BYTES, "Bytes held by the cache"),
             cache_capacity: gauge(registry, names::CACHE_CAPACITY, "Configured cache memory"),
             cache_entries: gauge(registry, names::CACHE_ENTRIES, "URLs held by the cache"),
@@ -180,7 +278,11 @@ impl Metrics {
                 "Requests that waited on another request's origin fetch",
             ),
             fills_in_flight: gauge(registry, names::FILLS_IN_FLIGHT, "Origin fetches in flight"),
-            purged: counter(registry, names::PURGED, "URLs removed by purge requests"),
+            purged: counter(
+                registry,
+                names::PURGED,
+                "Entries removed or marked stale by purge requests",
+            ),
             requests,
             origin_requests,
             origin_duration,
@@ -194,6 +296,26 @@ impl Metrics {
             .sub_registry_with_prefix(names::PREFIX)
             .register(names::BUILD, "Build information", info);
         metrics
+    }
+
+    pub fn peer(&self, peer: &str) -> PeerMetrics {
+        let requests = PeerOutcome::ALL.map(|o| {
+            self.peer_requests
+                .get_or_create(&PeerRequestLabels {
+                    peer: peer.to_owned(),
+                    outcome: o.as_str(),
+                })
+                .clone()
+        });
+        let label = PeerLabel {
+            peer: peer.to_owned(),
+        };
+        PeerMetrics {
+            requests,
+            duration: self.peer_duration.get_or_create(&label).clone(),
+            ejections: self.peer_ejections.get_or_create(&label).clone(),
+            up: self.peer_up.get_or_create(&label).clone(),
+        }
     }
 
     pub fn site(&self, site: &str) -> SiteMetrics {

@@ -5,10 +5,10 @@
 //! it; it always ends by publishing a final state, so no subscriber can hang.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -21,6 +21,7 @@ use crate::cache::control::RequestDirectives;
 use crate::cache::freshness;
 use crate::cache::status::NoCacheReason;
 use crate::cache::vary::{SecondaryKey, secondary_key};
+use crate::cluster::peer::{Peer, PeerError};
 use crate::error::ProxyError;
 use crate::origin::OriginRequest;
 use crate::storage::Entry;
@@ -64,6 +65,14 @@ pub struct FillJob {
     pub stale: Option<Arc<Entry>>,
     /// Registered in the in-flight map (a shared fill) rather than private to one client.
     pub registered: bool,
+    /// The owner of the key, when it is another node: the fill asks it instead of the origin.
+    pub peer: Option<Arc<Peer>>,
+    /// Keep the response as a replica although another node owns it.
+    pub replica: bool,
+    /// The client's scheme (the owner keys the object with it).
+    pub https: bool,
+    /// `authority` + `path?query`, what the hop's MAC covers.
+    pub target: String,
 }
 
 impl FillJob {
@@ -78,13 +87,45 @@ impl FillJob {
         self.proxy.store.mark_uncacheable(&self.key);
         self.leave(publisher);
     }
+
+    /// Ask the owner peer, or the origin. An owner that cannot be reached has been ejected
+    /// by the time this returns; the request then goes to the origin from here (and is
+    /// stored here: with the owner gone, this node or its successor owns the key).
+    async fn send(&mut self) -> Result<Response<Incoming>, ProxyError> {
+        if let (Some(peer), Some(cluster)) = (self.peer.clone(), self.proxy.cluster.clone()) {
+            let hop = cluster.secret.sign(
+                &cluster.me.0,
+                self.https,
+                &self.request.method,
+                &self.target,
+                SystemTime::now(),
+            );
+            // The owner has its own first-byte timeout towards the origin: give it the time
+            // to answer with its own error first.
+            let timeout = self.site.origin.first_byte_timeout() + Duration::from_secs(1);
+            match cluster
+                .client
+                .forward(&peer, &self.request, hop, timeout)
+                .await
+            {
+                Ok(response) => return Ok(response),
+                Err(PeerError::Timeout) => return Err(ProxyError::OriginTimeout),
+                Err(PeerError::Unreachable(why)) => {
+                    tracing::debug!(peer = %peer.id.0, %why, "owner unreachable; asking the origin");
+                    self.peer = None;
+                    self.replica = false;
+                }
+            }
+        }
+        self.site.origin.send(&self.request, None).await
+    }
 }
 
-pub async fn run(job: FillJob, publisher: Publisher<FillHead>) {
-    let gauge = &job.proxy.metrics.fills_in_flight;
+pub async fn run(mut job: FillJob, publisher: Publisher<FillHead>) {
+    let gauge = &job.proxy.metrics.fills_in_flight.clone();
     gauge.inc();
     let mut request_time = SystemTime::now();
-    let mut sent = job.site.origin.send(&job.request, None).await;
+    let mut sent = job.send().await;
     if let (Ok(response), Some(stale)) = (&sent, &job.stale)
         && response.status() == StatusCode::NOT_MODIFIED
         && !selects(&stale.headers, response.headers())
@@ -95,7 +136,16 @@ pub async fn run(job: FillJob, publisher: Publisher<FillHead>) {
         unconditional.headers.remove(header::IF_NONE_MATCH);
         unconditional.headers.remove(header::IF_MODIFIED_SINCE);
         request_time = SystemTime::now();
-        sent = job.site.origin.send(&unconditional, None).await;
+        sent = match &job.peer {
+            // The owner answered for its own copy; ask it again unconditionally.
+            Some(_) => {
+                let conditional = std::mem::replace(&mut job.request, unconditional);
+                let again = job.send().await;
+                job.request = conditional;
+                again
+            }
+            None => job.site.origin.send(&unconditional, None).await,
+        };
     }
     match sent {
         Ok(response) => {
@@ -148,8 +198,13 @@ async fn respond_with(
     };
     let (fill_head, share) = fill_head(job, head, headers.clone(), set_cookie);
     let storing = fill_head.storing;
+    let not_owner = fill_head.not_stored == Some(NoCacheReason::NotOwner);
     publisher.head(fill_head, share);
-    if !storing {
+    if not_owner {
+        // Streamed through from the owner: later requests ask it again (and share that).
+        job.leave(&publisher);
+        publisher.start_trimming();
+    } else if !storing {
         job.stop_sharing(&publisher);
         publisher.start_trimming();
     }
@@ -213,6 +268,7 @@ fn fill_head(
     let not_stored = match storable {
         Err(reason) => Some(reason),
         Ok(()) if length.is_some_and(|l| l > job.proxy.max_object) => Some(NoCacheReason::TooLarge),
+        Ok(()) if job.peer.is_some() && !job.replica => Some(NoCacheReason::NotOwner),
         Ok(()) => None,
     };
     let age = freshness::corrected_initial_age(&headers, head.request_time, head.response_time);
@@ -293,6 +349,7 @@ async fn stream_body(
             concat(kept, total),
             &job.request_headers,
             policy,
+            job.peer.is_some(),
         );
         publisher.rebase(&entry.body);
         // A purge while the fill was in flight wins: serve what came, store nothing.

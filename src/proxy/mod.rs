@@ -14,12 +14,15 @@
 pub mod body;
 pub mod fill;
 pub mod headers;
+mod internal;
 pub mod lookup;
+pub mod purge;
 pub mod request;
 pub mod respond;
 pub mod store;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::SystemTime;
 
 use http::uri::Scheme;
@@ -31,6 +34,9 @@ use crate::cache::freshness::{HeuristicPolicy, may_serve_stale_if_error};
 use crate::cache::invalidation::same_origin_target;
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::vary::secondary_key;
+use crate::cluster::hop::HOP_HEADER;
+use crate::cluster::ring::Ring;
+use crate::cluster::{Cluster, Route};
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::observability::metrics::{CacheResult, Metrics};
@@ -46,6 +52,10 @@ use respond::Node;
 
 pub struct Proxy {
     node: Node,
+    /// `None`: a single node owning every key.
+    pub cluster: Option<Arc<Cluster>>,
+    /// False while draining: peers' probes are answered 503 so they stop routing here.
+    pub ready: Arc<AtomicBool>,
     sites: Sites,
     store: Arc<Store>,
     inflight: Inflight<FillHead>,
@@ -61,9 +71,13 @@ impl Proxy {
         config: &Config,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
+        cluster: Option<Arc<Cluster>>,
+        ready: Arc<AtomicBool>,
     ) -> Result<Self, OriginSetupError> {
         Ok(Self {
             node: Node::new(&config.node.name),
+            cluster,
+            ready,
             sites: Sites::build(
                 &config.sites,
                 HeuristicPolicy {
@@ -90,8 +104,26 @@ impl Proxy {
         request: Request<Incoming>,
         client: ClientInfo,
     ) -> Response<ProxyBody> {
-        let (parts, body) = request.into_parts();
-        let ctx = match request::prepare(&self.sites, parts, &client, &self.node.name) {
+        let (mut parts, body) = request.into_parts();
+        let mut client = client;
+        let mut hopped = false;
+        if let Some(cluster) = &self.cluster {
+            if parts.uri.path().starts_with(internal::PREFIX) {
+                return internal::handle(&self, cluster, parts, body).await;
+            }
+            // A request from a peer is served here, never forwarded again; one whose hop does
+            // not verify is an ordinary client request.
+            if let Some(hop) = internal::verify_hop(cluster, &parts) {
+                hopped = true;
+                client.scheme = if hop.https {
+                    Scheme::HTTPS
+                } else {
+                    Scheme::HTTP
+                };
+            }
+            parts.headers.remove(&HOP_HEADER);
+        }
+        let ctx = match request::prepare(&self.sites, parts, &client, &self.node.name, hopped) {
             Ok(ctx) => ctx,
             Err(e) => return respond::error(&self.node, &e, None),
         };
@@ -107,6 +139,9 @@ impl Proxy {
         match lookup::decide(variants.as_deref(), &ctx.headers, &ctx.directives, now) {
             Lookup::Hit { entry, freshness } => {
                 ctx.site.metrics.request(CacheResult::Hit);
+                if entry.replica {
+                    self.metrics.replica_hits.inc();
+                }
                 let status = CacheStatus {
                     hit: true,
                     ttl: Some(freshness.ttl_secs()),
@@ -321,6 +356,17 @@ impl Proxy {
         fill: Arc<Fill<FillHead>>,
         registered: bool,
     ) {
+        // Route: the owner of the key fills it; another node asks the owner once.
+        let (peer, replica) = match (&self.cluster, ctx.hopped) {
+            (Some(cluster), false) => {
+                let hash = Ring::key_hash(&ctx.key);
+                match cluster.route(hash) {
+                    Route::Peer(peer) => (Some(peer), cluster.keep_replica(hash)),
+                    Route::Local => (None, false),
+                }
+            }
+            _ => (None, false),
+        };
         let forward = if registered {
             Forward::SharedFill
         } else {
@@ -343,6 +389,14 @@ impl Proxy {
             request_cc: ctx.directives.clone(),
             stale,
             registered,
+            peer,
+            replica,
+            https: ctx.client.scheme == Scheme::HTTPS,
+            target: format!(
+                "{}{}",
+                ctx.authority.to_str().unwrap_or_default(),
+                ctx.path_and_query
+            ),
         };
         tokio::spawn(fill::run(job, Publisher::new(fill)));
     }
@@ -413,28 +467,44 @@ impl Proxy {
         self.store.purge_key(key, PurgeMode::Hard).await;
     }
 
-    /// Purge every stored variant of an absolute URL, under both schemes, with the cache-key
-    /// rules of the site it belongs to. Returns how many entries it hit.
-    pub async fn purge_url(&self, url: &str, mode: PurgeMode) -> Result<usize, PurgeError> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|_| PurgeError::InvalidUrl(url.to_owned()))?;
-        let authority = uri
-            .authority()
-            .ok_or_else(|| PurgeError::InvalidUrl(url.to_owned()))?;
-        let (host, port) = request::split_authority(authority.as_str())
-            .ok_or_else(|| PurgeError::InvalidUrl(url.to_owned()))?;
+    pub fn node_name(&self) -> &str {
+        &self.node.name
+    }
+
+    /// The cache keys of an absolute URL under both schemes (with the site's key rules), the
+    /// URL's own scheme first.
+    fn keys_of(&self, url: &str) -> Result<[String; 2], PurgeError> {
+        let invalid = || PurgeError::InvalidUrl(url.to_owned());
+        let uri: Uri = url.parse().map_err(|_| invalid())?;
+        let authority = uri.authority().ok_or_else(invalid)?;
+        let (host, port) = request::split_authority(authority.as_str()).ok_or_else(invalid)?;
         let path = uri
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         let site = self.sites.find(&host);
+        let key = |scheme: &Scheme| match site {
+            Some(site) => site.key(scheme, &host, port, &path),
+            None => request::cache_key(scheme, &host, port, path.path(), path.query()),
+        };
+        Ok(if uri.scheme() == Some(&Scheme::HTTPS) {
+            [key(&Scheme::HTTPS), key(&Scheme::HTTP)]
+        } else {
+            [key(&Scheme::HTTP), key(&Scheme::HTTPS)]
+        })
+    }
+
+    /// The cache key of an absolute URL (for `/cluster/owner`).
+    pub fn key_of(&self, url: &str) -> Result<String, PurgeError> {
+        let [key, _] = self.keys_of(url)?;
+        Ok(key)
+    }
+
+    /// Purge every stored variant of an absolute URL, under both schemes, with the cache-key
+    /// rules of the site it belongs to. Returns how many entries it hit.
+    pub async fn purge_url(&self, url: &str, mode: PurgeMode) -> Result<usize, PurgeError> {
         let mut purged = 0;
-        for scheme in [Scheme::HTTP, Scheme::HTTPS] {
-            let key = match site {
-                Some(site) => site.key(&scheme, &host, port, &path),
-                None => request::cache_key(&scheme, &host, port, path.path(), path.query()),
-            };
+        for key in self.keys_of(url)? {
             // A fill in flight fetched before the purge: it must not store what it got.
             self.inflight.invalidate(&key);
             purged += self.store.purge_key(&key, mode).await;

@@ -150,6 +150,8 @@ pub struct RequestContext {
     pub headers: HeaderMap,
     pub directives: RequestDirectives,
     pub client: ClientInfo,
+    /// Forwarded by a peer (verified hop): served here, never forwarded again.
+    pub hopped: bool,
 }
 
 impl RequestContext {
@@ -166,8 +168,11 @@ pub fn prepare(
     parts: Parts,
     client: &ClientInfo,
     node: &str,
+    hopped: bool,
 ) -> Result<RequestContext, ProxyError> {
-    if came_through(node, &parts.headers) {
+    // A verified hop passed through a peer (possibly named like this node); the hop itself
+    // guarantees it is forwarded at most once.
+    if !hopped && came_through(node, &parts.headers) {
         return Err(ProxyError::Loop);
     }
     let authority = request_authority(&parts).ok_or(ProxyError::MissingHost)?;
@@ -197,6 +202,7 @@ pub fn prepare(
         directives: RequestDirectives::parse(&headers),
         headers,
         client: client.clone(),
+        hopped,
     })
 }
 

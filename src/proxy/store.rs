@@ -49,7 +49,7 @@ pub fn storability(
 /// to store), with freshness left, and with no `no-cache` or `private` restriction, qualified
 /// or not (RFC 9111 §5.2.2.4, §5.2.2.7). Anything else goes to its own client only.
 pub fn shareable(not_stored: Option<NoCacheReason>, ttl: i64, cc: &ResponseDirectives) -> bool {
-    not_stored.is_none_or(|r| r == NoCacheReason::TooLarge)
+    not_stored.is_none_or(|r| matches!(r, NoCacheReason::TooLarge | NoCacheReason::NotOwner))
         && ttl > 0
         && !cc.no_cache
         && !cc.private
@@ -72,6 +72,7 @@ pub fn build_entry(
     body: Bytes,
     request_headers: &HeaderMap,
     policy: &Policy,
+    replica: bool,
 ) -> Entry {
     let directives = policy.directives(head.status, &headers);
     let corrected_initial_age =
@@ -89,6 +90,11 @@ pub fn build_entry(
     let mut headers = stored_headers(headers, head.response_time, body.len());
     strip_restricted_fields(&mut headers, &directives);
     headers.remove(&policy.tag_header);
+    if replica {
+        // The owner's Cache-Status described its answer to this node's fetch; a hit on the
+        // replica is this node's alone.
+        headers.remove(CACHE_STATUS);
+    }
     if head.status == StatusCode::OK {
         // Stored 200s answer ranges (RFC 9110 §14.3); said once here, not on every hit.
         headers
@@ -99,6 +105,7 @@ pub fn build_entry(
         status: head.status,
         has_validators: has_validators(&headers),
         tags,
+        replica,
         headers,
         body,
         vary,
@@ -148,6 +155,7 @@ pub fn refreshed(
         status: stale.status,
         has_validators: has_validators(&headers),
         tags,
+        replica: stale.replica,
         headers,
         body: stale.body.clone(),
         vary: stale.vary.clone(),
@@ -158,6 +166,8 @@ pub fn refreshed(
         directives,
     })
 }
+
+const CACHE_STATUS: &str = "cache-status";
 
 /// Stored headers carry no `Age` (computed per hit), always a `Date` (RFC 9110 §6.6.1: a
 /// cache adds one if the origin did not), and a `Content-Length` that is the body's.

@@ -38,6 +38,8 @@ pub struct Entry {
     pub has_validators: bool,
     /// Tags from the site's tag field (`Surrogate-Key`), for purges by tag.
     pub tags: Box<[Box<str>]>,
+    /// A copy of an object another node of the cluster owns.
+    pub replica: bool,
     /// When a soft purge made it stale (Unix seconds + 1; 0: never). The only mutable part of
     /// an entry: a soft purge marks it in place, so readers holding it see it at once.
     soft_purged: AtomicU64,
@@ -56,6 +58,7 @@ pub struct EntryParts {
     pub directives: ResponseDirectives,
     pub has_validators: bool,
     pub tags: Box<[Box<str>]>,
+    pub replica: bool,
 }
 
 impl Entry {
@@ -72,6 +75,7 @@ impl Entry {
             directives: p.directives,
             has_validators: p.has_validators,
             tags: p.tags,
+            replica: p.replica,
             soft_purged: AtomicU64::new(0),
         }
     }

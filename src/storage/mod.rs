@@ -317,6 +317,7 @@ mod tests {
             directives: ResponseDirectives::default(),
             has_validators: false,
             tags: Box::new([]),
+            replica: false,
         }))
     }
 

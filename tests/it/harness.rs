@@ -304,10 +304,16 @@ impl Node {
     }
 
     pub async fn start_tls(toml: &str, https: bool) -> Self {
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_on(toml, https, http).await
+    }
+
+    /// Start on an http listener bound by the caller (cluster members know each other's
+    /// addresses before they start).
+    pub async fn start_on(toml: &str, https: bool, http: TcpListener) -> Self {
         let config = Config::parse(toml, "test.toml", &fixtures().join("tls"))
             .unwrap_or_else(|e| panic!("test config: {e}"));
         let bind = || async { TcpListener::bind("127.0.0.1:0").await.expect("bind") };
-        let http = bind().await;
         let admin = bind().await;
         let tls = if https { Some(bind().await) } else { None };
         let addrs = (

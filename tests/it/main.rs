@@ -14,6 +14,9 @@
 //! | `policy` | per-site policy: RFC 9213 targeted fields, status TTLs, grace, cookies, variant bounds, key rules, tags and soft purge, must-revalidate |
 //! | `stale` | RFC 5861: stale-while-revalidate, stale-if-error |
 //! | `regression` | one test per bug found, named after it |
+//! | `cluster` | 3-node clusters: ring ownership, one origin fetch per object, hop MAC, failover, replicas, cluster purge, admin pages |
+//! | `discovery` | cluster members from DNS (A/AAAA, SRV) on a real in-process DNS server: TTLs, outages |
+//! | `dns_server` | a tiny authoritative UDP DNS server whose records tests change (not tests) |
 //! | `cli` | `outpost check`, `outpost [run] --config`, SIGTERM drain, the memory budget, `demo` |
 
 mod harness;
@@ -23,7 +26,10 @@ mod admin;
 mod bad_input;
 mod caching;
 mod cli;
+mod cluster;
 mod coalesce;
+mod discovery;
+mod dns_server;
 mod listeners;
 mod origin_failures;
 mod policy;

@@ -1,0 +1,220 @@
+//! The hop header: how a node asks the owner of a key for it, and how the owner knows the
+//! request came from a member of its cluster.
+//!
+//! `Outpost-Hop: from="10.0.0.5:8080"; proto=https; ts=1700000000; mac=<hex>` where the MAC is
+//! HMAC-SHA256 with the cluster secret over the sender, the client's scheme, the time and the
+//! request's method, authority and path. Binding the MAC to the request means a captured header
+//! cannot be replayed on another URL, and the time bounds replay of the same one (±5 min).
+//!
+//! A node never forwards a request that carries a valid hop (one hop at most, whatever the
+//! members think of the ring), and a request whose hop does not verify is an ordinary client
+//! request: the header is dropped and the node routes it as usual.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::hmac;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+pub const HOP_HEADER: HeaderName = HeaderName::from_static("outpost-hop");
+
+/// How far a hop's timestamp may be from this node's clock.
+const MAX_SKEW: Duration = Duration::from_secs(300);
+
+/// A verified hop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    /// The sender's advertised address.
+    pub from: String,
+    /// The scheme the client used at the sender (the owner keys the object with it).
+    pub https: bool,
+}
+
+/// The cluster secret as an HMAC key.
+pub struct Secret(hmac::Key);
+
+impl Secret {
+    pub fn new(secret: &str) -> Self {
+        Self(hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()))
+    }
+
+    /// The hop header for a request this node forwards.
+    pub fn sign(
+        &self,
+        from: &str,
+        https: bool,
+        method: &Method,
+        target: &str,
+        now: SystemTime,
+    ) -> HeaderValue {
+        let ts = unix(now);
+        let proto = if https { "https" } else { "http" };
+        let mac = self.mac(&message(from, proto, ts, method, target));
+        let value = format!("from=\"{from}\"; proto={proto}; ts={ts}; mac={mac}");
+        // Addresses, digits and hex: always a valid header value.
+        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// The hop of a request, if it carries one that verifies for this request now.
+    pub fn verify(
+        &self,
+        headers: &HeaderMap,
+        method: &Method,
+        target: &str,
+        now: SystemTime,
+    ) -> Option<Hop> {
+        let value = headers.get(&HOP_HEADER)?.to_str().ok()?;
+        let (mut from, mut proto, mut ts, mut mac) = (None, None, None, None);
+        for part in value.split(';') {
+            let (name, v) = part.trim().split_once('=')?;
+            match name {
+                "from" => from = Some(v.trim_matches('"')),
+                "proto" => proto = Some(v),
+                "ts" => ts = v.parse::<u64>().ok(),
+                "mac" => mac = Some(v),
+                _ => return None,
+            }
+        }
+        let (from, proto, ts, mac) = (from?, proto?, ts?, mac?);
+        if !matches!(proto, "http" | "https") || unix(now).abs_diff(ts) > MAX_SKEW.as_secs() {
+            return None;
+        }
+        let tag = hex_decode(mac)?;
+        let message = message(from, proto, ts, method, target);
+        // Constant-time comparison.
+        hmac::verify(&self.0, message.as_bytes(), &tag).ok()?;
+        Some(Hop {
+            from: from.to_owned(),
+            https: proto == "https",
+        })
+    }
+
+    /// A MAC over an arbitrary body (purge fan-out), hex.
+    pub fn mac(&self, message: &str) -> String {
+        self.mac_bytes(message.as_bytes())
+    }
+
+    pub fn mac_bytes(&self, message: &[u8]) -> String {
+        hex(hmac::sign(&self.0, message).as_ref())
+    }
+
+    /// Verify [`mac`](Self::mac) in constant time.
+    pub fn verify_mac(&self, message: &[u8], mac: &str) -> bool {
+        hex_decode(mac).is_some_and(|tag| hmac::verify(&self.0, message, &tag).is_ok())
+    }
+}
+
+fn message(from: &str, proto: &str, ts: u64, method: &Method, target: &str) -> String {
+    format!("outpost-hop\n{from}\n{proto}\n{ts}\n{method}\n{target}")
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || s.len() > 128 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: HeaderValue) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(HOP_HEADER, value);
+        h
+    }
+
+    #[test]
+    fn a_signed_hop_verifies_for_the_same_request_only() {
+        let secret = Secret::new("0123456789abcdef");
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let value = secret.sign("10.0.0.5:8080", true, &Method::GET, "example.com/a", now);
+        let h = headers(value);
+        let hop = secret.verify(&h, &Method::GET, "example.com/a", now);
+        assert_eq!(
+            hop,
+            Some(Hop {
+                from: "10.0.0.5:8080".into(),
+                https: true
+            })
+        );
+        let cases: [(&Secret, &Method, &str, SystemTime); 5] = [
+            (
+                &Secret::new("another-secret!!"),
+                &Method::GET,
+                "example.com/a",
+                now,
+            ),
+            (&secret, &Method::HEAD, "example.com/a", now),
+            (&secret, &Method::GET, "example.com/b", now),
+            (
+                &secret,
+                &Method::GET,
+                "example.com/a",
+                now + Duration::from_secs(301),
+            ),
+            (
+                &secret,
+                &Method::GET,
+                "example.com/a",
+                now - Duration::from_secs(301),
+            ),
+        ];
+        for (i, (s, method, target, when)) in cases.into_iter().enumerate() {
+            assert_eq!(s.verify(&h, method, target, when), None, "case {i}");
+        }
+        assert!(
+            secret
+                .verify(
+                    &h,
+                    &Method::GET,
+                    "example.com/a",
+                    now + Duration::from_secs(299)
+                )
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn forged_or_malformed_hops_are_refused() {
+        let secret = Secret::new("0123456789abcdef");
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let good = secret.sign("a:1", false, &Method::GET, "h/p", now);
+        let good = good.to_str().unwrap();
+        let tampered = [
+            good.replace("from=\"a:1\"", "from=\"b:1\""),
+            good.replace("proto=http", "proto=https"),
+            good.replace("ts=1700000000", "ts=1700000001"),
+            good.replace("mac=", "mac=00"),
+            good.replace("; mac=", "; x=1; mac="),
+            "from=\"a:1\"; proto=http; ts=1700000000".to_owned(),
+            "garbage".to_owned(),
+            String::new(),
+        ];
+        for value in tampered {
+            let h = headers(HeaderValue::from_str(&value).unwrap());
+            assert_eq!(secret.verify(&h, &Method::GET, "h/p", now), None, "{value}");
+        }
+    }
+
+    #[test]
+    fn body_macs() {
+        let secret = Secret::new("0123456789abcdef");
+        let mac = secret.mac("{\"urls\":[]}");
+        assert!(secret.verify_mac(b"{\"urls\":[]}", &mac));
+        assert!(!secret.verify_mac(b"{\"urls\":[1]}", &mac));
+        assert!(!secret.verify_mac(b"{\"urls\":[]}", "zz"));
+        assert!(!Secret::new("another-secret!!").verify_mac(b"{\"urls\":[]}", &mac));
+    }
+}

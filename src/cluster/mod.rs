@@ -1,0 +1,185 @@
+//! The cluster: nodes of one site sharing their memory as one cache.
+//!
+//! ```text
+//!            client                 client
+//!              │                      │
+//!        ┌─────▼─────┐          ┌─────▼─────┐           ┌───────────┐
+//!        │  node A   │── hop ──▶│  node B   │── miss ──▶│  origin   │
+//!        │ (edge)    │◀─────────│ (owner)   │◀──────────│           │
+//!        └───────────┘          └───────────┘           └───────────┘
+//!   ring(key) = B: A asks B once (Outpost-Hop, MAC'd with the cluster secret);
+//!   B serves from its cache or fills from the origin, coalesced; A keeps a
+//!   replica only of what it serves often (replicate = "hot").
+//! ```
+//!
+//! - [`ring`]: who owns a key (rendezvous hashing, pure, golden vectors);
+//! - [`hop`]: the hop header and its MAC;
+//! - [`peer`]: the HTTP client to peers, health probes and ejection;
+//! - [`sketch`]: the frequency sketch that decides which non-owned objects are hot;
+//! - [`discovery`]: members from DNS (A/AAAA or SRV), re-resolved on the records' TTL.
+//!
+//! The member list and ring are one immutable [`View`] behind an `ArcSwap`: rebuilt off the
+//! request path when membership changes (DNS, reload), read without a lock by every request.
+//! Peer health is an atomic flag per peer, so ejecting a dead peer needs no rebuild: its keys
+//! go to the next live node of their preference order at once.
+
+pub mod discovery;
+pub mod dns;
+pub mod hop;
+pub mod peer;
+pub mod ring;
+pub mod sketch;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{ClusterConfig, Replicate};
+use crate::observability::metrics::Metrics;
+use hop::Secret;
+use peer::{Peer, PeerClient};
+use ring::{NodeId, Ring};
+use sketch::Sketch;
+
+/// Fetches of a non-owned object (within the sketch's aging period) before the node keeps its
+/// own replica (`replicate = "hot"`); well above the estimate a never-seen key can reach from
+/// collisions (3-7 in the worst case).
+const HOT_THRESHOLD: u32 = 8;
+/// Distinct objects the hot sketch tracks well.
+const SKETCH_CAPACITY: usize = 1 << 16;
+
+/// Where a request goes.
+pub enum Route {
+    /// This node owns the key (or no live peer does).
+    Local,
+    /// Ask this peer, once.
+    Peer(Arc<Peer>),
+}
+
+/// The members as this node sees them now.
+pub struct View {
+    pub ring: Ring,
+    /// Every member but this node.
+    pub peers: HashMap<NodeId, Arc<Peer>>,
+    pub changed: SystemTime,
+}
+
+pub struct Cluster {
+    /// This node as peers know it (its advertised address).
+    pub me: NodeId,
+    pub name: String,
+    pub secret: Secret,
+    pub replicate: Replicate,
+    pub probe_interval: std::time::Duration,
+    view: ArcSwap<View>,
+    sketch: Sketch,
+    pub client: PeerClient,
+    metrics: Arc<Metrics>,
+}
+
+impl Cluster {
+    pub fn new(config: &ClusterConfig, name: &str, metrics: Arc<Metrics>) -> Arc<Self> {
+        let me = NodeId(config.advertise.to_string());
+        let cluster = Arc::new(Self {
+            view: ArcSwap::from_pointee(View {
+                ring: Ring::new([me.clone()]),
+                peers: HashMap::new(),
+                changed: SystemTime::now(),
+            }),
+            me,
+            name: name.to_owned(),
+            secret: Secret::new(&config.secret),
+            replicate: config.replicate,
+            probe_interval: config.probe_interval,
+            sketch: Sketch::new(SKETCH_CAPACITY),
+            client: PeerClient::new(),
+            metrics,
+        });
+        if let crate::config::Members::Static(addrs) = &config.members {
+            cluster.set_members(addrs);
+        }
+        cluster
+    }
+
+    pub fn view(&self) -> arc_swap::Guard<Arc<View>> {
+        self.view.load()
+    }
+
+    /// The view, held across awaits.
+    pub fn view_full(&self) -> Arc<View> {
+        self.view.load_full()
+    }
+
+    /// Replace the member list (this node is always a member). Peers that stay keep their
+    /// state; new ones start alive, so traffic reaches them at once and a failure ejects them.
+    pub fn set_members(&self, addrs: &[SocketAddr]) {
+        let old = self.view.load();
+        let mut ids: Vec<NodeId> = addrs.iter().map(|a| NodeId(a.to_string())).collect();
+        ids.push(self.me.clone());
+        let ring = Ring::new(ids);
+        if ring.nodes() == old.ring.nodes() {
+            return;
+        }
+        let peers = ring
+            .nodes()
+            .iter()
+            .filter(|id| **id != self.me)
+            .filter_map(|id| {
+                let peer = match old.peers.get(id) {
+                    Some(peer) => peer.clone(),
+                    None => Arc::new(Peer::new(id.clone(), id.0.parse().ok()?, &self.metrics)),
+                };
+                Some((id.clone(), peer))
+            })
+            .collect();
+        tracing::info!(members = ring.len(), "cluster membership changed");
+        self.view.store(Arc::new(View {
+            ring,
+            peers,
+            changed: SystemTime::now(),
+        }));
+        self.metrics
+            .cluster_members
+            .set(self.view.load().ring.len() as i64);
+    }
+
+    /// The owner of `key` among live members.
+    pub fn route(&self, key_hash: u64) -> Route {
+        let view = self.view.load();
+        let owner = view.ring.owner_where(key_hash, |id| {
+            *id == self.me || view.peers.get(id).is_some_and(|p| p.is_alive())
+        });
+        match owner.and_then(|id| view.peers.get(id)) {
+            Some(peer) => Route::Peer(peer.clone()),
+            None => Route::Local,
+        }
+    }
+
+    /// Whether this node should keep its own copy of a non-owned object it is fetching now.
+    pub fn keep_replica(&self, key_hash: u64) -> bool {
+        match self.replicate {
+            Replicate::None => false,
+            Replicate::All => true,
+            Replicate::Hot => self.sketch.record(key_hash) >= HOT_THRESHOLD,
+        }
+    }
+
+    /// Probe every peer each `probe_interval`: a dead peer that answers comes back, a live one
+    /// that does not is ejected. Runs until the node stops.
+    pub async fn probe_forever(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.probe_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let view = self.view.load_full();
+            let probes = view
+                .peers
+                .values()
+                .map(|peer| self.client.probe(peer, self.probe_interval));
+            futures_util::future::join_all(probes).await;
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Peers: the HTTP client that forwards a request to the owner of its key, health probes,
+//! and ejection.
+//!
+//! A peer that refuses or resets a connection is ejected at once (its keys go to the next
+//! live node of their preference order); probes every `probe_interval` bring it back when it
+//! answers again. A slow owner is not ejected: it is alive, just waiting on its origin.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::hop::HOP_HEADER;
+use super::ring::NodeId;
+use crate::observability::metrics::{Metrics, PeerMetrics, PeerOutcome};
+use crate::origin::{OriginRequest, error_chain};
+
+/// Path on a node's http listener that answers probes with its name.
+pub const PROBE_PATH: &str = "/_outpost/peer";
+/// Path on a node's http listener that applies a purge fanned out by a peer.
+pub const PURGE_PATH: &str = "/_outpost/purge";
+/// Header carrying the MAC of a fanned-out purge body.
+pub const PURGE_MAC: &str = "outpost-purge-mac";
+
+pub struct Peer {
+    pub id: NodeId,
+    pub addr: SocketAddr,
+    alive: AtomicBool,
+    /// The node name it reports in probes.
+    name: Mutex<Option<String>>,
+    last_change: Mutex<SystemTime>,
+    pub metrics: PeerMetrics,
+}
+
+impl Peer {
+    pub fn new(id: NodeId, addr: SocketAddr, metrics: &Metrics) -> Self {
+        let metrics = metrics.peer(&id.0);
+        metrics.up.set(1);
+        Self {
+            id,
+            addr,
+            alive: AtomicBool::new(true),
+            name: Mutex::new(None),
+            last_change: Mutex::new(SystemTime::now()),
+            metrics,
+        }
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
+    }
+
+    pub fn name(&self) -> Option<String> {
+        lock(&self.name).clone()
+    }
+
+    pub fn last_change(&self) -> SystemTime {
+        *lock(&self.last_change)
+    }
+
+    /// Take it out of the ring's live set; its keys move to the next live node.
+    pub fn eject(&self, why: &str) {
+        if self.alive.swap(false, Ordering::Relaxed) {
+            tracing::warn!(peer = %self.id.0, why, "peer ejected");
+            self.metrics.ejections.inc();
+            self.metrics.up.set(0);
+            *lock(&self.last_change) = SystemTime::now();
+        }
+    }
+
+    fn revive(&self) {
+        if !self.alive.swap(true, Ordering::Relaxed) {
+            tracing::info!(peer = %self.id.0, "peer is back");
+            self.metrics.up.set(1);
+            *lock(&self.last_change) = SystemTime::now();
+        }
+    }
+}
+
+/// Why a forwarded request got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// Refused, reset or closed before the response head: ask someone else.
+    #[error("peer unreachable: {0}")]
+    Unreachable(String),
+    /// Connected, but no response head in time: the owner is slow (its origin is).
+    #[error("peer did not answer in time")]
+    Timeout,
+}
+
+type PeerBody = Full<Bytes>;
+
+pub struct PeerClient {
+    client: Client<HttpConnector, PeerBody>,
+}
+
+impl Default for PeerClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PeerClient {
+    pub fn new() -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(1)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(http);
+        Self { client }
+    }
+
+    /// Forward a GET/HEAD to `peer` with the hop header, and wait up to `timeout` for the
+    /// response head. An unreachable peer is ejected before this returns.
+    pub async fn forward(
+        &self,
+        peer: &Peer,
+        request: &OriginRequest,
+        hop: HeaderValue,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, PeerError> {
+        let mut headers = request.headers.clone();
+        headers.insert(HOP_HEADER, hop);
+        let uri = peer_uri(peer.addr, request.path_and_query.as_str())
+            .ok_or_else(|| PeerError::Unreachable("bad peer URI".to_owned()))?;
+        let mut outgoing = Request::new(Full::new(Bytes::new()));
+        *outgoing.method_mut() = request.method.clone();
+        *outgoing.uri_mut() = uri;
+        *outgoing.headers_mut() = headers;
+        let started = Instant::now();
+        match tokio::time::timeout(timeout, self.client.request(outgoing)).await {
+            Ok(Ok(response)) => {
+                peer.metrics.request(PeerOutcome::Response);
+                peer.metrics
+                    .duration
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(response)
+            }
+            Ok(Err(e)) => {
+                peer.metrics.request(PeerOutcome::Unreachable);
+                let why = error_chain(&e);
+                peer.eject(&why);
+                Err(PeerError::Unreachable(why))
+            }
+            Err(_) => {
+                peer.metrics.request(PeerOutcome::Timeout);
+                Err(PeerError::Timeout)
+            }
+        }
+    }
+
+    /// One health probe: alive if the peer answers its probe path in time.
+    pub async fn probe(&self, peer: &Peer, timeout: Duration) {
+        let answer = self
+            .exchange(
+                peer.addr,
+                Method::GET,
+                PROBE_PATH,
+                HeaderMap::new(),
+                Bytes::new(),
+                timeout,
+            )
+            .await;
+        match answer {
+            Ok((StatusCode::OK, body)) => {
+                let name = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["name"].as_str().map(str::to_owned));
+                if name.is_some() {
+                    *lock(&peer.name) = name;
+                }
+                peer.revive();
+            }
+            Ok((status, _)) => peer.eject(&format!("probe answered {status}")),
+            Err(why) => peer.eject(&why),
+        }
+    }
+
+    /// A small request with a whole body each way (probes, purge fan-out).
+    pub async fn exchange(
+        &self,
+        addr: SocketAddr,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), String> {
+        let uri = peer_uri(addr, path).ok_or("bad peer URI")?;
+        let mut outgoing = Request::new(Full::new(body));
+        *outgoing.method_mut() = method;
+        *outgoing.uri_mut() = uri;
+        *outgoing.headers_mut() = headers;
+        let exchange = async {
+            let response = self
+                .client
+                .request(outgoing)
+                .await
+                .map_err(|e| error_chain(&e))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| "timed out".to_owned())?
+    }
+}
+
+fn peer_uri(addr: SocketAddr, path: &str) -> Option<Uri> {
+    format!("http://{addr}{path}").parse().ok()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,122 @@
+//! `[cluster]` and `[dns]` → [`ClusterConfig`] and [`DnsConfig`].
+//!
+//! A cluster needs to know how peers reach this node (`advertise`), who the members are
+//! (a static `peers` list or a DNS `discovery` name, not both) and the shared `secret` that
+//! authenticates peer hops and purge fan-out. The member list may include this node; it is
+//! added when it does not, so every node computes the same ring from the same list.
+
+use std::net::SocketAddr;
+
+use crate::config::error::ConfigError;
+use crate::config::file::{
+    ClusterFile, DEFAULT_DNS_MAX_TTL, DEFAULT_DNS_MIN_TTL, DEFAULT_PROBE_INTERVAL, DnsFile,
+    MIN_SECRET_LEN,
+};
+use crate::config::validate::{Ctx, socket_addr, timeout};
+use crate::config::{ClusterConfig, DnsConfig, Members, Replicate};
+
+pub(crate) fn cluster(f: &ClusterFile, cx: &Ctx<'_>) -> Result<ClusterConfig, ConfigError> {
+    let advertise = socket_addr(&f.advertise, "cluster.advertise", cx)?;
+    let members = match (&f.peers, &f.discovery) {
+        (Some(peers), None) => {
+            let mut addrs = Vec::with_capacity(peers.get_ref().len() + 1);
+            for (i, peer) in peers.get_ref().iter().enumerate() {
+                let addr = socket_addr(peer, &format!("cluster.peers[{i}]"), cx)?;
+                if addrs.contains(&addr) {
+                    let message = format!("{addr} is listed twice");
+                    return Err(cx.invalid(peer.span(), &format!("cluster.peers[{i}]"), message));
+                }
+                addrs.push(addr);
+            }
+            if !addrs.contains(&advertise) {
+                addrs.push(advertise);
+            }
+            addrs.sort();
+            Members::Static(addrs)
+        }
+        (None, Some(discovery)) => {
+            let text = discovery.get_ref();
+            let valid = text.strip_prefix("dns:").is_some_and(|rest| {
+                rest.rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+            }) || text
+                .strip_prefix("dns+srv:")
+                .is_some_and(|name| !name.is_empty());
+            if !valid {
+                let message = format!(
+                    "{text:?} is not \"dns:NAME:PORT\" (A/AAAA records) or \"dns+srv:NAME\" (SRV records)"
+                );
+                return Err(cx.invalid(discovery.span(), "cluster.discovery", message));
+            }
+            Members::Discovery(text.clone())
+        }
+        (Some(peers), Some(_)) => {
+            let message = "give either peers or discovery, not both";
+            return Err(cx.invalid(peers.span(), "cluster.peers", message));
+        }
+        (None, None) => {
+            let message =
+                "a cluster needs peers = [\"IP:PORT\", ...] or discovery = \"dns:NAME:PORT\"";
+            return Err(cx.invalid(f.advertise.span(), "cluster", message));
+        }
+    };
+    let secret = f.secret.get_ref();
+    if secret.len() < MIN_SECRET_LEN || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        let message = format!(
+            "must be at least {MIN_SECRET_LEN} printable ASCII characters without spaces (it authenticates peers)"
+        );
+        return Err(cx.invalid(f.secret.span(), "cluster.secret", message));
+    }
+    let replicate = match f.replicate.as_ref().map(|r| (r, r.get_ref().as_str())) {
+        None | Some((_, "hot")) => Replicate::Hot,
+        Some((_, "none")) => Replicate::None,
+        Some((_, "all")) => Replicate::All,
+        Some((r, other)) => {
+            let message = format!("{other:?} is not one of \"none\", \"hot\", \"all\"");
+            return Err(cx.invalid(r.span(), "cluster.replicate", message));
+        }
+    };
+    Ok(ClusterConfig {
+        advertise,
+        members,
+        secret: secret.clone(),
+        replicate,
+        probe_interval: timeout(
+            &f.probe_interval,
+            DEFAULT_PROBE_INTERVAL,
+            "cluster.probe_interval",
+            cx,
+        )?,
+    })
+}
+
+pub(crate) fn dns(f: &DnsFile, cx: &Ctx<'_>) -> Result<DnsConfig, ConfigError> {
+    let servers = match &f.servers {
+        None => None,
+        Some(list) => {
+            let mut servers = Vec::with_capacity(list.get_ref().len());
+            for (i, server) in list.get_ref().iter().enumerate() {
+                servers.push(socket_addr(server, &format!("dns.servers[{i}]"), cx)?);
+            }
+            Some(servers)
+        }
+    };
+    let min_ttl = timeout(&f.min_ttl, DEFAULT_DNS_MIN_TTL, "dns.min_ttl", cx)?;
+    let max_ttl = timeout(&f.max_ttl, DEFAULT_DNS_MAX_TTL, "dns.max_ttl", cx)?;
+    if let (true, Some(v)) = (max_ttl < min_ttl, &f.max_ttl) {
+        return Err(cx.invalid(v.span(), "dns.max_ttl", "must not be below dns.min_ttl"));
+    }
+    Ok(DnsConfig {
+        servers,
+        min_ttl,
+        max_ttl,
+    })
+}
+
+/// Members as socket addresses, for the static case.
+pub fn static_members(members: &Members) -> &[SocketAddr] {
+    match members {
+        Members::Static(addrs) => addrs,
+        Members::Discovery(_) => &[],
+    }
+}

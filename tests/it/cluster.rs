@@ -1,0 +1,527 @@
+//! The cluster: 3-5 real nodes on loopback in front of one origin. Ownership by the ring, one
+//! origin fetch per object across nodes, the hop header and its MAC, failover when a node
+//! dies, replicas, cluster-wide purge, and the admin pages.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http::Method;
+use tokio::net::TcpListener;
+
+use crate::harness::*;
+use crate::util::{admin_get, purge};
+
+const SECRET: &str = "cluster-secret-0123456789";
+
+/// Nodes `node-0` … `node-{n-1}` in one cluster; `members(i)` lists who node i believes is
+/// in the cluster (by index), `cluster_extra` adds `[cluster]` keys.
+struct TestCluster {
+    nodes: Vec<Option<Node>>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl TestCluster {
+    async fn start(n: usize, origin: &Origin, cluster_extra: &str) -> Self {
+        Self::start_with(n, origin, cluster_extra, |_| (0..n).collect()).await
+    }
+
+    async fn start_with(
+        n: usize,
+        origin: &Origin,
+        cluster_extra: &str,
+        members: impl Fn(usize) -> Vec<usize>,
+    ) -> Self {
+        let mut listeners = Vec::new();
+        for _ in 0..n {
+            listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+        }
+        let addrs: Vec<SocketAddr> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("addr"))
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let toml = config(i, &addrs, &members(i), origin, cluster_extra);
+            nodes.push(Some(Node::start_on(&toml, false, listener).await));
+        }
+        let cluster = Self { nodes, addrs };
+        // Every node has probed the peers it knows (and learnt their names).
+        for i in 0..n {
+            let known = members(i).len();
+            let admin = cluster.node(i).admin;
+            eventually("peers probed", || async move {
+                let r = admin_get(admin, "/cluster", &[]).await;
+                let json: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+                let members = json["members"].as_array().cloned().unwrap_or_default();
+                members.len() == known && members.iter().all(|m| m["name"].is_string())
+            })
+            .await;
+        }
+        cluster
+    }
+
+    fn node(&self, i: usize) -> &Node {
+        self.nodes[i].as_ref().expect("node running")
+    }
+
+    async fn stop(&mut self, i: usize) {
+        if let Some(node) = self.nodes[i].take() {
+            node.stop().await;
+        }
+    }
+
+    /// Which node owns `path`, as node `asking` sees it (`/cluster/owner`).
+    async fn owner(&self, asking: usize, path: &str) -> String {
+        let url = format!("http://example.test{path}");
+        let r = admin_get(
+            self.node(asking).admin,
+            &format!("/cluster/owner?url={url}"),
+            &[],
+        )
+        .await;
+        let json: serde_json::Value = serde_json::from_slice(&r.body).expect("owner json");
+        json["owner"].as_str().expect("owner").to_owned()
+    }
+}
+
+fn config(
+    i: usize,
+    addrs: &[SocketAddr],
+    members: &[usize],
+    origin: &Origin,
+    extra: &str,
+) -> String {
+    let peers: Vec<String> = members
+        .iter()
+        .map(|m| format!("\"{}\"", addrs[*m]))
+        .collect();
+    format!(
+        r#"
+[node]
+name = "node-{i}"
+[listen]
+http = ["{addr}"]
+[admin]
+token = "secret"
+[cluster]
+advertise = "{addr}"
+peers = [{peers}]
+secret = "{SECRET}"
+probe_interval = "100ms"
+{extra}
+[[site]]
+name = "test"
+hosts = ["example.test"]
+origin = ["{origin}"]
+"#,
+        addr = addrs[i],
+        peers = peers.join(", "),
+        origin = origin.url(),
+    )
+}
+
+fn cacheable_origin() -> impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static {
+    |seen, _| Reply::ok(format!("body of {}", seen.path)).cache("max-age=600")
+}
+
+/// Names in `Cache-Status`, in order (closest to the origin first).
+fn caches(r: &Resp) -> Vec<String> {
+    r.cache_status()
+        .split(',')
+        .filter_map(|member| member.split(';').next())
+        .map(|name| name.trim().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn each_object_is_fetched_once_across_the_cluster() {
+    let origin = Origin::start(cacheable_origin()).await;
+    let cluster = TestCluster::start(3, &origin, "replicate = \"none\"").await;
+    // 300 objects, each asked through two different nodes, concurrently.
+    let requests = (0..600).map(|j| {
+        let (i, via) = (j / 2, j / 2 + j % 2);
+        let node = cluster.node(via % 3);
+        async move { get(node, &format!("/obj/{i}")).await }
+    });
+    let answers = join_all(requests).await;
+    assert!(answers.iter().all(|r| r.status == 200));
+    for i in 0..300 {
+        assert_eq!(origin.count(&format!("/obj/{i}")), 1, "/obj/{i}");
+    }
+    assert_eq!(origin.total(), 300);
+
+    // Through a non-owner: the owner's Cache-Status member comes first, then the edge's.
+    let owner = cluster.owner(0, "/obj/7").await;
+    let edge = (0..3)
+        .find(|i| format!("node-{i}") != owner)
+        .expect("a non-owner");
+    let r = get(cluster.node(edge), "/obj/7").await;
+    assert_eq!(
+        caches(&r),
+        [owner.clone(), format!("node-{edge}")],
+        "{}",
+        r.cache_status()
+    );
+    assert!(
+        r.cache_status().starts_with(&format!("{owner}; hit")),
+        "{}",
+        r.cache_status()
+    );
+    // Every node agrees on the owner.
+    for i in 0..3 {
+        assert_eq!(cluster.owner(i, "/obj/7").await, owner);
+    }
+}
+
+#[tokio::test]
+async fn the_ring_spreads_objects_over_the_nodes() {
+    let origin = Origin::start(cacheable_origin()).await;
+    let cluster = TestCluster::start(3, &origin, "").await;
+    let mut per_node = std::collections::HashMap::new();
+    for i in 0..300 {
+        *per_node
+            .entry(cluster.owner(0, &format!("/spread/{i}")).await)
+            .or_insert(0) += 1;
+    }
+    assert_eq!(per_node.len(), 3, "{per_node:?}");
+    assert!(
+        per_node.values().all(|n| (70..=130).contains(n)),
+        "{per_node:?}"
+    );
+    let page = admin_get(cluster.node(0).admin, "/cluster", &[]).await;
+    let json: serde_json::Value = serde_json::from_slice(&page.body).expect("cluster json");
+    let members = json["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3, "{json}");
+    for m in members {
+        assert!(m["alive"].as_bool().expect("alive"), "{json}");
+        assert!(
+            (m["share"].as_f64().expect("share") - 1.0 / 3.0).abs() < 1e-9,
+            "{json}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_hop_with_a_bad_mac_is_an_ordinary_request_and_a_good_one_is_not_forwarded() {
+    let origin = Origin::start(cacheable_origin()).await;
+    let cluster = TestCluster::start(3, &origin, "replicate = \"none\"").await;
+    let owner = cluster.owner(0, "/h").await;
+    let edge = (0..3)
+        .find(|i| format!("node-{i}") != owner)
+        .expect("a non-owner");
+
+    // Forged: routed like any client request (through the owner), never shown to the origin.
+    let forged = "from=\"127.0.0.1:1\"; proto=http; ts=1; mac=00";
+    let r = get_with(cluster.node(edge), "/h", &[("outpost-hop", forged)]).await;
+    assert_eq!(caches(&r), [owner.clone(), format!("node-{edge}")]);
+    assert_eq!(origin.last("/h").header("outpost-hop"), "");
+
+    // Signed with the secret: served by the receiving node itself, even though it does not
+    // own the key (one hop at most).
+    let secret = outpost::cluster::hop::Secret::new(SECRET);
+    let hop = secret.sign(
+        "127.0.0.1:1",
+        false,
+        &Method::GET,
+        "example.test/h2",
+        SystemTime::now(),
+    );
+    let hop = hop.to_str().expect("ascii").to_owned();
+    let owner2 = cluster.owner(0, "/h2").await;
+    let edge2 = (0..3)
+        .find(|i| format!("node-{i}") != owner2)
+        .expect("a non-owner");
+    let r = get_with(cluster.node(edge2), "/h2", &[("outpost-hop", hop.as_str())]).await;
+    assert_eq!(
+        caches(&r),
+        [format!("node-{edge2}")],
+        "{}",
+        r.cache_status()
+    );
+    // The same header on another URL does not verify.
+    let r = get_with(cluster.node(edge2), "/h3", &[("outpost-hop", hop.as_str())]).await;
+    let owner3 = cluster.owner(0, "/h3").await;
+    if owner3 != format!("node-{edge2}") {
+        assert_eq!(caches(&r).len(), 2, "{}", r.cache_status());
+    }
+}
+
+#[tokio::test]
+async fn killing_a_node_under_load_leaves_every_request_answered() {
+    let origin = Origin::start(cacheable_origin()).await;
+    let mut cluster = TestCluster::start(3, &origin, "replicate = \"none\"").await;
+    for i in 0..60 {
+        get(cluster.node(i % 3), &format!("/k/{i}")).await;
+    }
+    cluster.stop(2).await;
+    let started = Instant::now();
+    let answers = join_all((0..60).map(|i| {
+        let node = cluster.node(i % 2);
+        async move { get(node, &format!("/k/{i}")).await }
+    }))
+    .await;
+    let failed: Vec<_> = answers.iter().filter(|r| r.status != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{:?}",
+        failed.iter().map(|r| r.cache_status()).collect::<Vec<_>>()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // Ejected: the survivors agree the dead node owns nothing now.
+    eventually("node-2 ejected everywhere", || async {
+        let mut owners = Vec::new();
+        for i in 0..40 {
+            owners.push(cluster.owner(0, &format!("/k/{i}")).await);
+        }
+        !owners.iter().any(|o| o == "node-2")
+    })
+    .await;
+    let metrics = cluster.node(0).metrics().await;
+    assert!(
+        metrics.contains("outpost_peer_ejections_total"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_ejected_peer_is_probed_back_in() {
+    let origin = Origin::start(cacheable_origin()).await;
+    let mut cluster = TestCluster::start(3, &origin, "").await;
+    let addr = cluster.addrs[2];
+    cluster.stop(2).await;
+    let alive = |json: &serde_json::Value| -> Option<bool> {
+        json["members"]
+            .as_array()?
+            .iter()
+            .find(|m| m["address"] == addr.to_string())?["alive"]
+            .as_bool()
+    };
+    let admin = cluster.node(0).admin;
+    let page = || async move {
+        let r = admin_get(admin, "/cluster", &[]).await;
+        serde_json::from_slice::<serde_json::Value>(&r.body).expect("json")
+    };
+    eventually("node-2 ejected", || async {
+        alive(&page().await) == Some(false)
+    })
+    .await;
+    // Back on the same address.
+    let listener = TcpListener::bind(addr).await.expect("rebind");
+    let toml = config(2, &cluster.addrs, &[0, 1, 2], &origin, "");
+    cluster.nodes[2] = Some(Node::start_on(&toml, false, listener).await);
+    eventually("node-2 probed back in", || async {
+        alive(&page().await) == Some(true)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hot_objects_get_a_replica_on_the_nodes_that_serve_them() {
+    let origin = Origin::start(cacheable_origin()).await;
+    let cluster = TestCluster::start(3, &origin, "replicate = \"hot\"").await;
+    let owner = cluster.owner(0, "/hot").await;
+    let edge = (0..3)
+        .find(|i| format!("node-{i}") != owner)
+        .expect("a non-owner");
+    let mut local = None;
+    for n in 1..=20 {
+        let r = get(cluster.node(edge), "/hot").await;
+        if caches(&r) == [format!("node-{edge}")] {
+            local = Some(n);
+            break;
+        }
+    }
+    let n = local.expect("the edge never kept a replica of a hot object");
+    assert!(n > 3, "replicated after {n} requests: not hot yet");
+    assert_eq!(origin.count("/hot"), 1, "replicas come from the owner");
+    let metrics = cluster.node(edge).metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("outpost_replica_hits_total") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+
+    // A cold object is not replicated.
+    let cold_owner = cluster.owner(0, "/cold").await;
+    let cold_edge = (0..3)
+        .find(|i| format!("node-{i}") != cold_owner)
+        .expect("a non-owner");
+    get(cluster.node(cold_edge), "/cold").await;
+    let again = get(cluster.node(cold_edge), "/cold").await;
+    assert_eq!(caches(&again).len(), 2, "{}", again.cache_status());
+}
+
+#[tokio::test]
+async fn a_purge_on_one_node_reaches_every_node() {
+    let origin = Origin::start(|seen, n| {
+        Reply::ok(format!("{} v{n}", seen.path))
+            .cache("max-age=600")
+            .header("surrogate-key", "everything")
+    })
+    .await;
+    let cluster = TestCluster::start(3, &origin, "replicate = \"all\"").await;
+    // Stored on its owner and replicated on both other nodes.
+    for i in 0..3 {
+        get(cluster.node(i), "/p").await;
+    }
+    for i in 0..3 {
+        assert!(
+            get(cluster.node(i), "/p")
+                .await
+                .cache_status()
+                .starts_with(&format!("node-{i}; hit"))
+        );
+    }
+    let started = Instant::now();
+    let done = purge(
+        cluster.node(1).admin,
+        Some("secret"),
+        r#"{"urls":["http://example.test/p"]}"#,
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(done.status, 200, "{}", done.text());
+    let json: serde_json::Value = serde_json::from_slice(&done.body).expect("json");
+    let nodes = json["nodes"].as_array().expect("per-node results");
+    assert_eq!(nodes.len(), 3, "{json}");
+    assert!(nodes.iter().all(|n| n["result"]["purged"] == 1), "{json}");
+    assert_eq!(json["purged"], 3, "{json}");
+    assert!(took < Duration::from_secs(1), "purge took {took:?}");
+    // No node still has the old version: replicas went with the owner's copy.
+    for i in 0..3 {
+        let r = get(cluster.node(i), "/p").await;
+        assert_eq!(r.text(), "/p v2", "node-{i}: {}", r.cache_status());
+    }
+    assert_eq!(origin.count("/p"), 2);
+    // By tag too, and a forged fan-out is refused.
+    let tags = purge(
+        cluster.node(0).admin,
+        Some("secret"),
+        r#"{"tags":["everything"]}"#,
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_slice(&tags.body).expect("json");
+    assert_eq!(json["nodes"].as_array().map(Vec::len), Some(3), "{json}");
+    let forged = send(
+        cluster.node(2).http,
+        Method::POST,
+        "/_outpost/purge",
+        "example.test",
+        &[("outpost-purge-mac", "00")],
+        Bytes::from_static(br#"{"tags":["everything"]}"#),
+    )
+    .await;
+    assert_eq!(forged.status, 403);
+}
+
+#[tokio::test]
+async fn nodes_that_disagree_about_membership_never_loop() {
+    let origin = Origin::start(cacheable_origin()).await;
+    // node-0 knows all three; node-1 and node-2 each believe they are alone with node-0.
+    let cluster = TestCluster::start_with(3, &origin, "replicate = \"none\"", |i| match i {
+        0 => vec![0, 1, 2],
+        i => vec![0, i],
+    })
+    .await;
+    let answers = join_all((0..90).map(|i| {
+        let node = cluster.node(i % 3);
+        async move { get(node, &format!("/d/{i}")).await }
+    }))
+    .await;
+    for r in &answers {
+        assert_eq!(r.status, 200, "{}", r.cache_status());
+        assert!(
+            caches(r).len() <= 2,
+            "more than one hop: {}",
+            r.cache_status()
+        );
+    }
+}
+
+#[tokio::test]
+async fn members_follow_dns_srv_records() {
+    use crate::dns_server::{DnsServer, Record};
+    let origin = Origin::start(cacheable_origin()).await;
+    let dns = DnsServer::start(1).await;
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    }
+    let addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr"))
+        .collect();
+    let srv = |n: usize| -> Vec<Record> {
+        (0..n)
+            .map(|i| Record::Srv {
+                priority: 0,
+                weight: 0,
+                port: addrs[i].port(),
+                target: format!("n{i}.edge.test"),
+            })
+            .collect()
+    };
+    for i in 0..3 {
+        dns.set(
+            &format!("n{i}.edge.test"),
+            vec![Record::A([127, 0, 0, 1].into())],
+        );
+    }
+    dns.set("_outpost._tcp.edge.test", srv(2));
+    let toml = |i: usize| {
+        format!(
+            r#"
+[node]
+name = "node-{i}"
+[cluster]
+advertise = "{addr}"
+discovery = "dns+srv:_outpost._tcp.edge.test"
+secret = "{SECRET}"
+probe_interval = "100ms"
+[dns]
+servers = ["{dns}"]
+min_ttl = "1s"
+max_ttl = "1s"
+[[site]]
+hosts = ["example.test"]
+origin = ["{origin}"]
+"#,
+            addr = addrs[i],
+            dns = dns.addr,
+            origin = origin.url(),
+        )
+    };
+    let mut nodes = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        nodes.push(Node::start_on(&toml(i), false, listener).await);
+    }
+    let members = |admin: SocketAddr| async move {
+        let r = admin_get(admin, "/cluster", &[]).await;
+        let json: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+        json["members"].as_array().map_or(0, Vec::len)
+    };
+    eventually("two members from DNS", || async {
+        members(nodes[0].admin).await == 2
+    })
+    .await;
+    // A record appears: every node follows within about a TTL, no restart.
+    dns.set("_outpost._tcp.edge.test", srv(3));
+    for node in &nodes {
+        eventually("three members", || async { members(node.admin).await == 3 }).await;
+    }
+    // Objects are still fetched once across the three.
+    let answers = join_all((0..60).map(|i| {
+        let node = &nodes[i % 3];
+        async move { get(node, &format!("/dns/{}", i / 2)).await }
+    }))
+    .await;
+    assert!(answers.iter().all(|r| r.status == 200));
+    assert_eq!(origin.total(), 30);
+}
