@@ -248,3 +248,85 @@ const SITE_CACHE: &[Case] = &[
         "unknown",
     ),
 ];
+
+#[test]
+fn cluster_errors() {
+    run(CLUSTER);
+}
+
+const CLUSTER: &[Case] = &[
+    (
+        "advertise not an address",
+        concat!(
+            site!(),
+            "[cluster]\nadvertise = \"edge-1\"\npeers = []\nsecret = \"0123456789abcdef\"\n"
+        ),
+        5,
+        13,
+        "cluster.advertise",
+        "not an IP:PORT address",
+    ),
+    (
+        "short secret",
+        concat!(
+            site!(),
+            "[cluster]\nadvertise = \"10.0.0.1:80\"\npeers = []\nsecret = \"short\"\n"
+        ),
+        7,
+        10,
+        "cluster.secret",
+        "at least 16",
+    ),
+    (
+        "peers and discovery",
+        concat!(
+            site!(),
+            "[cluster]\nadvertise = \"10.0.0.1:80\"\npeers = []\ndiscovery = \"dns:a:80\"\nsecret = \"0123456789abcdef\"\n"
+        ),
+        6,
+        9,
+        "cluster.peers",
+        "not both",
+    ),
+    (
+        "bad discovery",
+        concat!(
+            site!(),
+            "[cluster]\nadvertise = \"10.0.0.1:80\"\ndiscovery = \"edge.internal\"\nsecret = \"0123456789abcdef\"\n"
+        ),
+        6,
+        13,
+        "cluster.discovery",
+        "dns:NAME:PORT",
+    ),
+    (
+        "unknown replicate",
+        concat!(
+            site!(),
+            "[cluster]\nadvertise = \"10.0.0.1:80\"\npeers = []\nsecret = \"0123456789abcdef\"\nreplicate = \"some\"\n"
+        ),
+        8,
+        13,
+        "cluster.replicate",
+        "not one of",
+    ),
+    (
+        "duplicate peer",
+        concat!(
+            site!(),
+            "[cluster]\nadvertise = \"10.0.0.1:80\"\npeers = [\"10.0.0.2:80\", \"10.0.0.2:80\"]\nsecret = \"0123456789abcdef\"\n"
+        ),
+        6,
+        25,
+        "cluster.peers[1]",
+        "listed twice",
+    ),
+    (
+        "dns ttl bounds",
+        concat!(site!(), "[dns]\nmin_ttl = \"10s\"\nmax_ttl = \"5s\"\n"),
+        6,
+        11,
+        "dns.max_ttl",
+        "must not be below",
+    ),
+];

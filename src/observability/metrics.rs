@@ -89,16 +89,19 @@ pub enum CacheResult {
     Revalidated,
     Pass,
     Error,
+    /// Served by the owner node of the key, through one hop.
+    Peer,
 }
 
 impl CacheResult {
-    const ALL: [CacheResult; 6] = [
+    const ALL: [CacheResult; 7] = [
         Self::Hit,
         Self::Miss,
         Self::Stale,
         Self::Revalidated,
         Self::Pass,
         Self::Error,
+        Self::Peer,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +112,7 @@ impl CacheResult {
             Self::Revalidated => "revalidated",
             Self::Pass => "pass",
             Self::Error => "error",
+            Self::Peer => "peer",
         }
     }
 }

@@ -32,7 +32,7 @@ use hyper::body::Incoming;
 use crate::cache::conditional::validators;
 use crate::cache::freshness::{HeuristicPolicy, may_serve_stale_if_error};
 use crate::cache::invalidation::same_origin_target;
-use crate::cache::status::{CacheStatus, Fwd};
+use crate::cache::status::{CacheStatus, Fwd, NoCacheReason};
 use crate::cache::vary::secondary_key;
 use crate::cluster::hop::HOP_HEADER;
 use crate::cluster::ring::Ring;
@@ -409,10 +409,10 @@ impl Proxy {
         fwd: Fwd,
         collapsed: bool,
     ) -> Response<ProxyBody> {
-        let result = if head.storing {
-            CacheResult::Miss
-        } else {
-            CacheResult::Pass
+        let result = match head.not_stored {
+            None => CacheResult::Miss,
+            Some(NoCacheReason::NotOwner) => CacheResult::Peer,
+            Some(_) => CacheResult::Pass,
         };
         ctx.site.metrics.request(result);
         let status = CacheStatus {

@@ -382,7 +382,7 @@ async fn a_stored_object_costs_about_its_weight_in_rss() {
 
 #[tokio::test]
 async fn demo_serves_caches_purges_and_stops() {
-    for port in [8080, 8081, 9090] {
+    for port in [8080, 8081, 8082, 8083, 9090, 9091, 9092] {
         if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
             panic!("`outpost demo` needs 127.0.0.1:{port}, which is taken ({e}); free it first");
         }
@@ -390,7 +390,7 @@ async fn demo_serves_caches_purges_and_stops() {
     let http: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
     let admin: SocketAddr = "127.0.0.1:9090".parse().expect("addr");
     let mut demo = Outpost::spawn(&["demo"]);
-    let first = wait_answering(&mut demo, http, "/hello", "localhost:8080").await;
+    let first = wait_answering(&mut demo, http, "/hello", "localhost").await;
     assert_eq!(first.status, 200);
     assert_eq!(first.text(), "hello from the demo origin\n");
     assert!(
@@ -409,24 +409,16 @@ async fn demo_serves_caches_purges_and_stops() {
     );
     assert!(printed.contains("Bearer demo-token"), "{printed}");
 
+    let get_hello = |addr| send(addr, Method::GET, "/hello", "localhost", &[], Bytes::new());
+    // Stored on its owner once the body is complete; then a hit through any node.
     util::wait_until("/hello is stored", Duration::from_secs(5), || async {
-        let text = util::admin_get(admin, "/metrics", &[]).await.text();
-        util::sample(&text, "outpost_cache_entries") == Some(1.0)
+        get_hello(http).await.cache_status().contains("; hit")
     })
     .await;
-    let get_hello = || {
-        send(
-            http,
-            Method::GET,
-            "/hello",
-            "localhost:8080",
-            &[],
-            Bytes::new(),
-        )
-    };
-    let second = get_hello().await;
+    let other: SocketAddr = "127.0.0.1:8082".parse().expect("addr");
+    let second = get_hello(other).await;
     assert!(
-        second.cache_status().starts_with("outpost-demo; hit"),
+        second.cache_status().contains("; hit"),
         "{}",
         second.cache_status()
     );
@@ -437,18 +429,19 @@ async fn demo_serves_caches_purges_and_stops() {
     );
     assert_eq!(second.text(), "hello from the demo origin\n");
 
-    let refused = util::purge(admin, None, r#"{"urls":["http://localhost:8080/hello"]}"#).await;
+    let refused = util::purge(admin, None, r#"{"urls":["http://localhost/hello"]}"#).await;
     assert_eq!(refused.status, 401);
     let done = util::purge(
         admin,
         Some("demo-token"),
-        r#"{"urls":["http://localhost:8080/hello"]}"#,
+        r#"{"urls":["http://localhost/hello"]}"#,
     )
     .await;
     assert_eq!(done.status, 200, "{}", done.text());
     let json: serde_json::Value = serde_json::from_slice(&done.body).expect("purge JSON");
-    assert_eq!(json["purged"], 1, "{json}");
-    let after = get_hello().await;
+    assert_eq!(json["purged"], 1, "stored once, on its owner: {json}");
+    assert_eq!(json["nodes"].as_array().map(Vec::len), Some(3), "{json}");
+    let after = get_hello(http).await;
     assert!(
         after.cache_status().contains("fwd=uri-miss"),
         "{}",
@@ -458,14 +451,14 @@ async fn demo_serves_caches_purges_and_stops() {
     let metrics = util::admin_get(admin, "/metrics", &[]).await;
     assert_eq!(metrics.status, 200);
     let text = metrics.text();
-    assert!(
-        must_sample(&text, r#"outpost_requests_total{site="demo",cache="hit"}"#) >= 1.0,
-        "{text}"
-    );
-    assert!(
-        must_sample(&text, "outpost_purged_objects_total") >= 1.0,
-        "{text}"
-    );
+    assert_eq!(must_sample(&text, "outpost_cluster_members"), 3.0, "{text}");
+    let mut hits = 0.0;
+    for admin in ["127.0.0.1:9090", "127.0.0.1:9091", "127.0.0.1:9092"] {
+        let admin: SocketAddr = admin.parse().expect("addr");
+        let text = util::admin_get(admin, "/metrics", &[]).await.text();
+        hits += must_sample(&text, r#"outpost_requests_total{site="demo",cache="hit"}"#);
+    }
+    assert!(hits >= 2.0, "hits across the cluster: {hits}");
 
     demo.sigterm();
     let status = demo.wait_exit(Duration::from_secs(10)).await;
