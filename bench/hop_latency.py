@@ -46,7 +46,7 @@ origin = ["http://127.0.0.1:{origin}"]
 def get(url, host=None):
     request = urllib.request.Request(url, headers={"Host": host} if host else {})
     with urllib.request.urlopen(request, timeout=5) as r:
-        return r.read(), dict(r.headers)
+        return r.read(), {k.lower(): v for k, v in r.headers.items()}
 
 
 def wrk(url, seconds):
@@ -92,7 +92,7 @@ def main():
         for path in (local, remote):
             for _ in range(3):
                 _, headers = get(node0 + path, "localhost")
-            print(f"{path}: Cache-Status: {headers.get('Cache-Status')}")
+            print(f"{path}: Cache-Status: {headers.get('cache-status')}")
         (l_lat, l_rps), (r_lat, r_rps) = wrk(node0 + local, args.seconds), wrk(node0 + remote, args.seconds)
         print(f"{'':12} {'p50 µs':>8} {'p90 µs':>8} {'p99 µs':>8} {'req/s':>8}")
         print(f"{'local hit':12} {l_lat['50']:8.0f} {l_lat['90']:8.0f} {l_lat['99']:8.0f} {l_rps:8.0f}")

@@ -464,3 +464,53 @@ async fn demo_serves_caches_purges_and_stops() {
     let status = demo.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0), "stderr: {}", demo.stderr.text());
 }
+
+#[tokio::test]
+async fn sighup_applies_a_new_member_list_and_refuses_a_broken_file() {
+    let origin = Origin::fixed("x", "max-age=60").await;
+    let (file, http, admin) = node_file(&origin.url(), "");
+    let others = ["127.0.0.1:1", "127.0.0.1:2"];
+    let cluster = |peers: &[&str]| {
+        let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
+        format!(
+            "[cluster]\nadvertise = \"{http}\"\npeers = [{}]\nsecret = \"0123456789abcdef\"\nprobe_interval = \"1h\"\n",
+            peers.join(", ")
+        )
+    };
+    let text = std::fs::read_to_string(&file.0).expect("read");
+    std::fs::write(&file.0, format!("{text}\n{}", cluster(&others[..1]))).expect("write");
+    let mut node = Outpost::spawn(&["--config", &file.shown()]);
+    wait_answering(&mut node, admin, "/healthz", "admin").await;
+    let members = || async {
+        let r = util::admin_get(admin, "/cluster", &[]).await;
+        let json: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+        json["members"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(members().await, 2);
+    let hup = || {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &node.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    };
+
+    std::fs::write(&file.0, format!("{text}\n{}", cluster(&others))).expect("write");
+    hup();
+    util::wait_until("three members", Duration::from_secs(5), || async {
+        members().await == 3
+    })
+    .await;
+
+    std::fs::write(&file.0, "[cluster\nbroken").expect("write");
+    hup();
+    util::wait_until("the refusal is logged", Duration::from_secs(5), || async {
+        node.stderr.text().contains("reload refused")
+    })
+    .await;
+    assert_eq!(members().await, 3, "the running configuration stays");
+    node.assert_running();
+    node.sigterm();
+    let status = node.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "stderr: {}", node.stderr.text());
+}

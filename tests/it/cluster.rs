@@ -284,9 +284,15 @@ async fn killing_a_node_under_load_leaves_every_request_answered() {
     .await;
     let metrics = cluster.node(0).metrics().await;
     assert!(
-        metrics.contains("outpost_peer_ejections_total"),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("outpost_peer_ejections_total") && l.ends_with(" 1")),
         "{metrics}"
     );
+    if let Some(promtool) = crate::util::promtool() {
+        let (code, output) = crate::util::promtool_check(&promtool, &metrics);
+        assert_eq!(code, Some(0), "promtool: {output}");
+    }
 }
 
 #[tokio::test]
