@@ -386,7 +386,8 @@ fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
     response
 }
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
+/// A JSON answer (the admin API's, and the cluster's internal endpoints').
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
     let mut response = Response::new(ProxyBody::full(Bytes::from(value.to_string())));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -528,26 +528,7 @@ mod tests {
         (headers, cookies)
     }
 
-    /// Deterministic xorshift so failures reproduce.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self, bound: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % bound as u64) as usize
-        }
-
-        fn bytes(&mut self, fragments: &[&[u8]], max: usize) -> Vec<u8> {
-            let mut raw = Vec::new();
-            for _ in 0..self.next(max) {
-                raw.extend_from_slice(fragments[self.next(fragments.len())]);
-            }
-            raw
-        }
-    }
-
+    use crate::cache::fuzz::Rng;
     #[test]
     fn random_inputs_never_panic_and_extra_is_unambiguous() {
         const FRAGMENTS: &[&[u8]] = &[

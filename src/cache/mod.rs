@@ -8,6 +8,8 @@
 pub mod conditional;
 pub mod control;
 pub mod freshness;
+#[cfg(test)]
+mod fuzz;
 pub mod invalidation;
 pub mod key;
 pub mod policy;
@@ -87,17 +89,9 @@ mod tests {
         "accept-encoding",
     ];
 
-    /// Deterministic xorshift so failures reproduce.
-    struct Rng(u64);
+    use crate::cache::fuzz::Rng;
 
     impl Rng {
-        fn next(&mut self, bound: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % bound as u64) as usize
-        }
-
         fn value(&mut self) -> HeaderValue {
             let mut bytes = Vec::new();
             for _ in 0..self.next(8) {

@@ -467,17 +467,7 @@ mod tests {
         }
     }
 
-    /// Deterministic xorshift so failures reproduce.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self, bound: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % bound as u64) as usize
-        }
-    }
+    use crate::cache::fuzz::Rng;
 
     #[test]
     fn random_accept_encoding_never_panics() {

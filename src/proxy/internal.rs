@@ -3,8 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header;
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -13,6 +12,7 @@ use hyper::body::Incoming;
 use super::Proxy;
 use super::body::ProxyBody;
 use super::purge::PurgeRequest;
+use crate::admin::json;
 use crate::cluster::Cluster;
 use crate::cluster::hop::{HOP_HEADER, Hop};
 use crate::cluster::peer::{PROBE_PATH, PURGE_MAC, PURGE_PATH};
@@ -101,14 +101,4 @@ async fn purge(
             &serde_json::json!({ "error": e.to_string() }),
         ),
     }
-}
-
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
-    let mut response = Response::new(ProxyBody::full(Bytes::from(value.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }

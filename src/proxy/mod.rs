@@ -376,6 +376,15 @@ impl Proxy {
         if let Some(stale) = &stale {
             headers.extend(validators(&stale.headers));
         }
+        // What the hop's MAC covers; only a fill that asks a peer needs it.
+        let target = match peer {
+            Some(_) => format!(
+                "{}{}",
+                ctx.authority.to_str().unwrap_or_default(),
+                ctx.path_and_query
+            ),
+            None => String::new(),
+        };
         let job = FillJob {
             proxy: self.clone(),
             site: ctx.site.clone(),
@@ -392,11 +401,7 @@ impl Proxy {
             peer,
             replica,
             https: ctx.client.scheme == Scheme::HTTPS,
-            target: format!(
-                "{}{}",
-                ctx.authority.to_str().unwrap_or_default(),
-                ctx.path_and_query
-            ),
+            target,
         };
         tokio::spawn(fill::run(job, Publisher::new(fill)));
     }
