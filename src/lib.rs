@@ -46,26 +46,21 @@ pub mod listener;
 pub mod observability;
 pub mod origin;
 pub mod proxy;
+pub mod runtime;
 pub mod storage;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
 use moka::notification::RemovalCause;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use config::Config;
-use listener::{Acceptor, ConnSettings, Handler};
+use listener::{Acceptor, ConnSettings};
 use observability::metrics::Metrics;
-use proxy::Proxy;
-use proxy::body::ProxyBody;
-use proxy::request::ClientInfo;
-use storage::Store;
 
 /// How long a drain waits for in-flight requests before closing what is left.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -112,16 +107,6 @@ pub enum RunError {
     Origin(#[from] origin::OriginSetupError),
 }
 
-impl Handler for Proxy {
-    fn call(
-        self: Arc<Self>,
-        request: Request<Incoming>,
-        client: ClientInfo,
-    ) -> impl Future<Output = Response<ProxyBody>> + Send {
-        self.handle(request, client)
-    }
-}
-
 /// Run a node until `shutdown` completes, then drain: stop accepting, turn `/readyz` to 503,
 /// let in-flight requests finish (up to 30 s) and return.
 pub async fn run(
@@ -129,101 +114,67 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
-    run_with_reloads(config, listeners, shutdown, mpsc::channel(1).1).await
+    run_with_reloads(config, listeners, shutdown, None, mpsc::channel(1).1).await
 }
 
-/// [`run`], applying configurations sent on `reloads` (the binary sends one per SIGHUP).
+/// [`run`], re-reading `path` whenever `reloads` receives (the binary sends one per SIGHUP)
+/// and on the admin API's `POST /reload`.
 pub async fn run_with_reloads(
     config: Config,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
-    reloads: mpsc::Receiver<Config>,
+    path: Option<std::path::PathBuf>,
+    mut reloads: mpsc::Receiver<()>,
 ) -> Result<(), RunError> {
-    let metrics = Arc::new(Metrics::new());
-    metrics
-        .cache_capacity
-        .set(i64::try_from(config.cache.memory).unwrap_or(i64::MAX));
-    let store = Arc::new(Store::new(
-        config.cache.memory,
-        config.cache.uncacheable_ttl,
-        eviction_hook(&metrics),
-    ));
-    let ready = Arc::new(AtomicBool::new(true));
-    let cluster = config
-        .cluster
-        .as_ref()
-        .map(|c| cluster::Cluster::new(c, &config.node.name, metrics.clone()));
-    // Background work of the cluster (probes, DNS discovery, reloads) ends with the node.
-    let mut background = tokio::task::JoinSet::new();
-    if let Some(cluster) = &cluster {
-        background.spawn(cluster.clone().probe_forever());
-        if let Some(discovery) = cluster::discovery::start(&config, cluster.clone()) {
-            background.spawn(discovery);
-        }
-        background.spawn(apply_reloads(reloads, cluster.clone()));
-    }
-    let proxy = Arc::new(Proxy::new(
-        &config,
-        store,
-        metrics.clone(),
-        cluster.clone(),
-        ready.clone(),
-    )?);
-    let tls = if listeners.https.is_empty() {
-        None
-    } else {
-        Some(listener::tls_acceptor(listener::tls::server_config(
-            &config.tls.certificates,
-        )?))
-    };
     let (stop, stopped) = watch::channel(false);
-    let connections = Arc::new(Semaphore::new(config.listen.max_connections));
-    let settings = Arc::new(ConnSettings::from(&config.listen));
-    let acceptor = Acceptor {
-        handler: proxy.clone(),
-        tls: None,
-        settings: settings.clone(),
-        connections: connections.clone(),
-        shutdown: stopped,
-    };
-    let mut loops = tokio::task::JoinSet::new();
-    for socket in listeners.http {
-        loops.spawn(listener::accept_loop(socket, acceptor.clone()));
-    }
-    for socket in listeners.https {
-        let acceptor = Acceptor {
-            tls: tls.clone(),
-            ..acceptor.clone()
-        };
-        loops.spawn(listener::accept_loop(socket, acceptor));
-    }
-    // The admin listener outlives the drain so `/readyz` can say 503 while it runs.
+    let admin_listen = listeners.admin;
+    let runtime = runtime::Runtime::start(
+        config,
+        Listeners {
+            admin: None,
+            ..listeners
+        },
+        path,
+        stopped,
+    )
+    .await?;
     let (admin_stop, admin_stopped) = watch::channel(false);
     let mut admin_loop = None;
-    if let Some(socket) = listeners.admin {
+    if let Some(socket) = admin_listen {
         let admin = Arc::new(admin::Admin {
-            proxy: proxy.clone(),
-            metrics: metrics.clone(),
-            token: config.admin.token.clone(),
-            ready: ready.clone(),
-            cluster: cluster.clone(),
+            runtime: runtime.clone(),
         });
+        // Stopped with the node's drain (below), never on its own.
+        let accepting = admin_stop.subscribe();
         let acceptor = Acceptor {
             handler: admin,
             tls: None,
-            settings,
+            settings: Arc::new(arc_swap::ArcSwap::from_pointee(ConnSettings::from(
+                &runtime.listen_config().await,
+            ))),
             connections: Arc::new(Semaphore::new(256)),
             shutdown: admin_stopped,
+            accepting,
+            metrics: None,
         };
         admin_loop = Some(tokio::spawn(listener::accept_loop(socket, acceptor)));
     }
-    tracing::info!(node = %config.node.name, "serving");
+    // The admin listener outlives the drain so `/readyz` can say 503 while it runs.
+    let reloader = runtime.clone();
+    let reload_task = tokio::spawn(async move {
+        while reloads.recv().await.is_some() {
+            let _ = reloader.reload().await;
+        }
+    });
+    tracing::info!("serving");
     shutdown.await;
     tracing::info!("draining");
-    ready.store(false, Ordering::Relaxed);
+    runtime.ready.store(false, Ordering::Relaxed);
     let _ = stop.send(true);
-    while loops.join_next().await.is_some() {}
-    let all = u32::try_from(config.listen.max_connections).unwrap_or(u32::MAX);
+    reload_task.abort();
+    runtime.stop_accepting().await;
+    let (connections, max) = runtime.connections();
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, connections.acquire_many(all)).await;
     if drained.is_err() {
         tracing::warn!("drain timed out; closing remaining connections");
@@ -232,25 +183,10 @@ pub async fn run_with_reloads(
     if let Some(admin_loop) = admin_loop {
         let _ = admin_loop.await;
     }
-    background.abort_all();
     Ok(())
 }
 
-/// Configurations re-read on SIGHUP: the cluster's static member list follows them.
-/// (Other settings need a restart for now; a changed value is logged.)
-async fn apply_reloads(mut reloads: mpsc::Receiver<Config>, cluster: Arc<cluster::Cluster>) {
-    while let Some(config) = reloads.recv().await {
-        match config.cluster.as_ref().map(|c| &c.members) {
-            Some(config::Members::Static(addrs)) => {
-                cluster.set_members(addrs);
-                tracing::info!("reloaded cluster members");
-            }
-            _ => tracing::warn!("reload: only a static [cluster] peers list is applied"),
-        }
-    }
-}
-
-fn eviction_hook(metrics: &Metrics) -> storage::EvictionHook {
+pub(crate) fn eviction_hook(metrics: &Metrics) -> storage::EvictionHook {
     let size = metrics.eviction("size");
     let expired = metrics.eviction("expired");
     let purged = metrics.eviction("purged");

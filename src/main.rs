@@ -90,15 +90,16 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let listeners = outpost::Listeners::bind(&config).await?;
         let (reload, reloads) = tokio::sync::mpsc::channel(1);
-        tokio::spawn(reload_on_sighup(path, reload));
-        outpost::run_with_reloads(config, listeners, shutdown_signal(), reloads).await?;
+        tokio::spawn(reload_on_sighup(reload));
+        outpost::run_with_reloads(config, listeners, shutdown_signal(), Some(path), reloads)
+            .await?;
         Ok(())
     })
 }
 
-/// SIGHUP: re-read the file; an invalid one is refused (logged with its position) and the
-/// running configuration stays.
-async fn reload_on_sighup(path: PathBuf, reload: tokio::sync::mpsc::Sender<Config>) {
+/// SIGHUP: the node re-reads its file; an invalid one is refused (logged with its position)
+/// and the running configuration stays.
+async fn reload_on_sighup(reload: tokio::sync::mpsc::Sender<()>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -106,18 +107,13 @@ async fn reload_on_sighup(path: PathBuf, reload: tokio::sync::mpsc::Sender<Confi
             return;
         };
         while hup.recv().await.is_some() {
-            match Config::load(&path) {
-                Ok(config) => {
-                    if reload.send(config).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => tracing::error!("reload refused, keeping the running configuration: {e}"),
+            if reload.send(()).await.is_err() {
+                return;
             }
         }
     }
     #[cfg(not(unix))]
-    let _ = (path, reload);
+    let _ = reload;
 }
 
 fn demo() -> anyhow::Result<()> {

@@ -11,7 +11,6 @@
 //! refused, so an admin port exposed by mistake cannot wipe the cache.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,17 +28,15 @@ use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::purge::PurgeRequest;
 use crate::proxy::request::ClientInfo;
+use crate::runtime::Runtime;
 
 /// Largest purge request body accepted.
 const MAX_PURGE_BODY: usize = 1 << 20;
 
+/// The admin API of a running node: reads the node's current state on every request, so it
+/// follows reloads (proxy, cluster, token).
 pub struct Admin {
-    pub proxy: Arc<Proxy>,
-    pub metrics: Arc<Metrics>,
-    pub token: Option<String>,
-    /// False once the node drains: `/readyz` turns 503 so load balancers stop sending.
-    pub ready: Arc<AtomicBool>,
-    pub cluster: Option<Arc<Cluster>>,
+    pub runtime: Arc<Runtime>,
 }
 
 /// How long a purge waits for each peer's answer.
@@ -51,28 +48,69 @@ impl Handler for Admin {
         request: Request<Incoming>,
         _client: ClientInfo,
     ) -> Response<ProxyBody> {
+        let proxy = self.runtime.front.proxy();
+        let view = View {
+            proxy: &proxy,
+            cluster: proxy.cluster.as_ref(),
+            metrics: &self.runtime.metrics,
+        };
         match (request.method(), request.uri().path()) {
-            (&Method::GET, "/metrics") => self.metrics_page(&request).await,
+            (&Method::GET, "/metrics") => view.metrics_page(&request).await,
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-            (&Method::GET, "/readyz") if self.ready.load(Ordering::Relaxed) => {
-                text(StatusCode::OK, "ready\n")
-            }
+            (&Method::GET, "/readyz") if self.runtime.is_ready() => text(StatusCode::OK, "ready\n"),
             (&Method::GET, "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
-            (&Method::GET, "/cluster") => self.cluster_page(),
-            (&Method::GET, "/cluster/owner") => self.owner(request.uri().query()),
+            (&Method::GET, "/cluster") => view.cluster_page(),
+            (&Method::GET, "/cluster/owner") => view.owner(request.uri().query()),
             (&Method::POST, "/purge") => match self.authorize(&request) {
-                Ok(()) => self.purge(request).await,
+                Ok(()) => view.purge(request).await,
                 Err(refusal) => refusal.response(),
             },
-            (_, "/metrics" | "/healthz" | "/readyz" | "/purge" | "/cluster" | "/cluster/owner") => {
-                text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
-            }
+            (&Method::POST, "/reload") => match self.authorize(&request) {
+                Ok(()) => match self.runtime.reload().await {
+                    Ok(()) => json(StatusCode::OK, &serde_json::json!({ "reloaded": true })),
+                    Err(e) => json(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        &serde_json::json!({ "reloaded": false, "error": e.to_string() }),
+                    ),
+                },
+                Err(refusal) => refusal.response(),
+            },
+            (
+                _,
+                "/metrics" | "/healthz" | "/readyz" | "/purge" | "/reload" | "/cluster"
+                | "/cluster/owner",
+            ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
 }
 
+/// One admin request's view of the node.
+struct View<'a> {
+    proxy: &'a Arc<Proxy>,
+    cluster: Option<&'a Arc<Cluster>>,
+    metrics: &'a Arc<Metrics>,
+}
+
 impl Admin {
+    fn authorize(&self, request: &Request<Incoming>) -> Result<(), Refusal> {
+        let token = self.runtime.token.load();
+        let Some(token) = token.as_deref() else {
+            return Err(Refusal::NoToken);
+        };
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match presented {
+            Some(p) if constant_time_eq(p.trim().as_bytes(), token.as_bytes()) => Ok(()),
+            _ => Err(Refusal::BadToken),
+        }
+    }
+}
+
+impl View<'_> {
     async fn metrics_page(&self, request: &Request<Incoming>) -> Response<ProxyBody> {
         let store = self.proxy.store();
         store.run_pending_tasks().await;
@@ -99,21 +137,6 @@ impl Admin {
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         response
-    }
-
-    fn authorize(&self, request: &Request<Incoming>) -> Result<(), Refusal> {
-        let Some(token) = self.token.as_deref() else {
-            return Err(Refusal::NoToken);
-        };
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match presented {
-            Some(p) if constant_time_eq(p.trim().as_bytes(), token.as_bytes()) => Ok(()),
-            _ => Err(Refusal::BadToken),
-        }
     }
 
     async fn purge(&self, request: Request<Incoming>) -> Response<ProxyBody> {
@@ -145,7 +168,7 @@ impl Admin {
                 &serde_json::json!({ "error": error }),
             );
         }
-        let Some(cluster) = &self.cluster else {
+        let Some(cluster) = self.cluster else {
             return json(StatusCode::OK, &self.proxy.apply_purge(&purge).await);
         };
         // Here and on every other member at once; each answers for itself.
@@ -174,7 +197,7 @@ impl Admin {
 
     /// `GET /cluster`: members, health, ring share, last change.
     fn cluster_page(&self) -> Response<ProxyBody> {
-        let Some(cluster) = &self.cluster else {
+        let Some(cluster) = self.cluster else {
             return json(
                 StatusCode::OK,
                 &serde_json::json!({ "enabled": false, "node": self.proxy.node_name() }),
@@ -239,7 +262,7 @@ impl Admin {
                 );
             }
         };
-        let Some(cluster) = &self.cluster else {
+        let Some(cluster) = self.cluster else {
             let name = self.proxy.node_name();
             return json(
                 StatusCode::OK,

@@ -18,9 +18,10 @@
 //!   "hot" threshold belongs well above that (e.g. ≥ 16).
 //! - **Aging**: every `sample_size = 10 × width` records all counters are halved, so yesterday's
 //!   hot keys cool down and a key must stay popular to stay hot: a key seen `r` times per
-//!   period settles between `r` (just after aging) and `2r` (just before). Only the thread
-//!   whose record is the `sample_size`-th halves; the record count cannot reach that mark
-//!   again until that thread subtracts `sample_size` after halving, so halvings never overlap.
+//!   period settles between `r` (just after aging) and `2r` (just before). The thread whose
+//!   record is a multiple of `sample_size` halves. A thread descheduled mid-halving can let the
+//!   next halving overlap it, which only halves twice; a reset of the count instead could be
+//!   overtaken by other threads and stop aging for good.
 //!   (Caffeine instead halves the record count too, aging every half period after the first;
 //!   we keep the plain "every `sample_size` records" so the period is one number.)
 //! - **No lock**: counters are `AtomicU8` with relaxed ordering, each bumped by a single
@@ -48,7 +49,7 @@ pub struct Sketch {
     mask: usize,
     /// Records between agings: `10 × width`.
     sample_size: usize,
-    /// Records since the last aging (records racing with an aging may count in either period).
+    /// Records ever made (wrapping): every `sample_size`-th one ages the sketch.
     records: AtomicUsize,
 }
 
@@ -81,9 +82,12 @@ impl Sketch {
                 }
             }
         }
-        if self.records.fetch_add(1, Relaxed) == self.sample_size - 1 {
+        // Every `sample_size`-th record ages. A modulo rather than a reset: a thread delayed
+        // between counting and resetting would otherwise let the count run past the mark and
+        // stop aging for good.
+        let n = self.records.fetch_add(1, Relaxed).wrapping_add(1);
+        if n.is_multiple_of(self.sample_size) {
             self.age();
-            self.records.fetch_sub(self.sample_size, Relaxed);
         }
         u32::from(min.saturating_add(1))
     }
@@ -269,7 +273,7 @@ mod tests {
         let after_increment = sketch.record(hot);
         assert_eq!(after_increment, before + 1);
         assert_eq!(sketch.estimate(hot), after_increment / 2);
-        assert_eq!(sketch.records.load(Relaxed), 0);
+        assert_eq!(sketch.records.load(Relaxed) % sketch.sample_size, 0);
         // The next aging comes after another full period, not before.
         let before = sketch.estimate(hot);
         for i in 0..sketch.sample_size - 1 {
@@ -326,8 +330,8 @@ mod tests {
             }
         });
         // 40 000 records over a 2 560-record period: aging ran many times, concurrently with
-        // records, and the period bookkeeping stayed within one period.
-        assert!(sketch.records.load(Relaxed) < sketch.sample_size);
+        // records, and every record was counted towards the periods.
+        assert_eq!(sketch.records.load(Relaxed), 40_000);
         let hot_estimate = sketch.estimate(hot);
         let cold_max = (0..100).map(|i| sketch.estimate(key("unseen", i))).max();
         assert!(hot_estimate >= 100, "hot key estimates {hot_estimate}");

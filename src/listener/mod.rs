@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use arc_swap::{ArcSwap, ArcSwapOption};
 use http::uri::Scheme;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -24,6 +25,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ListenConfig;
+use crate::observability::metrics::Metrics;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::request::ClientInfo;
 
@@ -81,15 +83,20 @@ fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Everything an accept loop needs besides its socket.
+/// Everything an accept loop needs besides its socket. TLS certificates and connection
+/// settings are read per connection, so a reload changes them for the next connection.
 pub struct Acceptor<H> {
     pub handler: Arc<H>,
-    pub tls: Option<TlsAcceptor>,
-    pub settings: Arc<ConnSettings>,
+    pub tls: Option<Arc<ArcSwapOption<ServerConfig>>>,
+    pub settings: Arc<ArcSwap<ConnSettings>>,
     /// One permit per open connection: the limit, and the drain's way to know when every
     /// connection has closed.
     pub connections: Arc<Semaphore>,
+    /// The node drains: stop accepting, finish and close every connection.
     pub shutdown: watch::Receiver<bool>,
+    /// This listener alone stops accepting (a reload removed it); its connections carry on.
+    pub accepting: watch::Receiver<bool>,
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl<H> Clone for Acceptor<H> {
@@ -100,21 +107,22 @@ impl<H> Clone for Acceptor<H> {
             settings: self.settings.clone(),
             connections: self.connections.clone(),
             shutdown: self.shutdown.clone(),
+            accepting: self.accepting.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
 
-pub fn tls_acceptor(config: Arc<ServerConfig>) -> TlsAcceptor {
-    TlsAcceptor::from(config)
-}
-
-/// Accept until shutdown is signalled. Connections are served on their own tasks.
+/// Accept until shutdown (or this listener's stop) is signalled. Connections are served on
+/// their own tasks.
 pub async fn accept_loop<H: Handler>(listener: TcpListener, acceptor: Acceptor<H>) {
     let mut shutdown = acceptor.shutdown.clone();
+    let mut accepting = acceptor.accepting.clone();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = stopped(&mut shutdown) => return,
+            () = stopped(&mut accepting) => return,
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
@@ -125,23 +133,45 @@ pub async fn accept_loop<H: Handler>(listener: TcpListener, acceptor: Acceptor<H
                 continue;
             }
         };
+        let metrics = acceptor.metrics.clone();
         let Ok(permit) = acceptor.connections.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "connection limit reached; closing");
+            if let Some(m) = &metrics {
+                m.connections_refused.inc();
+            }
             continue;
         };
+        if let Some(m) = &metrics {
+            m.connections_accepted.inc();
+            m.connections_open.inc();
+        }
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            match acceptor.tls.clone() {
+            match acceptor.tls.as_ref().map(|tls| tls.load_full()) {
                 None => serve(stream, peer, Scheme::HTTP, &acceptor).await,
-                Some(tls) => {
-                    let timeout = acceptor.settings.header_read_timeout;
-                    match tokio::time::timeout(timeout, tls.accept(stream)).await {
+                // An https listener whose certificates a reload removed: nothing to offer.
+                Some(None) => tracing::debug!(%peer, "no TLS certificate configured; closing"),
+                Some(Some(config)) => {
+                    let tls = TlsAcceptor::from(config);
+                    let timeout = acceptor.settings.load().header_read_timeout;
+                    let handshake = tokio::time::timeout(timeout, tls.accept(stream)).await;
+                    let ok = matches!(handshake, Ok(Ok(_)));
+                    if let Some(m) = &metrics {
+                        m.tls_handshakes.inc();
+                        if !ok {
+                            m.tls_handshake_failures.inc();
+                        }
+                    }
+                    match handshake {
                         Ok(Ok(stream)) => serve(stream, peer, Scheme::HTTPS, &acceptor).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
+            }
+            if let Some(m) = &metrics {
+                m.connections_open.dec();
             }
             drop(permit);
         });
@@ -167,11 +197,11 @@ where
             Ok::<_, Infallible>(response)
         }
     });
-    let builder = builder(&acceptor.settings);
+    let settings = acceptor.settings.load_full();
+    let builder = builder(&settings);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut shutdown = acceptor.shutdown.clone();
-    let settings = &acceptor.settings;
     tokio::select! {
         quiet = watchdog(&activity, settings.header_read_timeout, settings.idle_timeout) => match quiet {
             // hyper's own header timeout starts once it knows the protocol; a client that

@@ -31,6 +31,26 @@ pub mod names {
     pub const PEER_UP: &str = "peer_up";
     pub const CLUSTER_MEMBERS: &str = "cluster_members";
     pub const REPLICA_HITS: &str = "replica_hits";
+    pub const RESPONSES: &str = "responses";
+    pub const REQUEST_DURATION: &str = "request_duration_seconds";
+    pub const RESPONSE_BYTES: &str = "response_bytes";
+    pub const ORIGIN_BYTES: &str = "origin_bytes";
+    pub const CONNECTIONS_OPEN: &str = "connections_open";
+    pub const CONNECTIONS_ACCEPTED: &str = "connections_accepted";
+    pub const CONNECTIONS_REFUSED: &str = "connections_refused";
+    pub const TLS_HANDSHAKES: &str = "tls_handshakes";
+    pub const TLS_HANDSHAKE_FAILURES: &str = "tls_handshake_failures";
+    pub const CONFIG_RELOADS: &str = "config_reloads";
+    pub const CONFIG_RELOAD_FAILURES: &str = "config_reload_failures";
+}
+
+/// Status classes: the `class` label of `outpost_responses_total`.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabels {
+    site: String,
+    class: &'static str,
 }
 
 /// Outcome of one request to a peer: the `outcome` label of `outpost_peer_requests_total`.
@@ -167,9 +187,23 @@ pub struct SiteMetrics {
     requests: [Counter; CacheResult::ALL.len()],
     origin: [Counter; OriginOutcome::ALL.len()],
     pub origin_duration: Histogram,
+    responses: [Counter; CLASSES.len()],
+    duration: Histogram,
+    response_bytes: Counter,
+    pub origin_bytes: Counter,
 }
 
 impl SiteMetrics {
+    /// One response sent: its status class, the time to its head, and its announced length.
+    pub fn response(&self, status: http::StatusCode, seconds: f64, bytes: Option<u64>) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.responses[class].inc();
+        self.duration.observe(seconds);
+        if let Some(bytes) = bytes {
+            self.response_bytes.inc_by(bytes);
+        }
+    }
+
     pub fn request(&self, result: CacheResult) {
         self.requests[result as usize].inc();
     }
@@ -197,6 +231,17 @@ pub struct Metrics {
     peer_up: Family<PeerLabel, Gauge>,
     pub cluster_members: Gauge,
     pub replica_hits: Counter,
+    responses: Family<ClassLabels, Counter>,
+    request_duration: Family<SiteLabel, Histogram>,
+    response_bytes: Family<SiteLabel, Counter>,
+    origin_bytes: Family<SiteLabel, Counter>,
+    pub connections_open: Gauge,
+    pub connections_accepted: Counter,
+    pub connections_refused: Counter,
+    pub tls_handshakes: Counter,
+    pub tls_handshake_failures: Counter,
+    pub config_reloads: Counter,
+    pub config_reload_failures: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -258,7 +303,63 @@ impl Metrics {
             "1 while a peer is live, 0 while it is ejected",
             peer_up.clone(),
         );
+        let responses = Family::<ClassLabels, Counter>::default();
+        registry.register(
+            names::RESPONSES,
+            "Responses sent to clients by site and status class",
+            responses.clone(),
+        );
+        let request_duration =
+            Family::<SiteLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        registry.register(
+            names::REQUEST_DURATION,
+            "Time from a client request to its response headers",
+            request_duration.clone(),
+        );
+        let response_bytes = Family::<SiteLabel, Counter>::default();
+        registry.register(
+            names::RESPONSE_BYTES,
+            "Body bytes announced to clients (Content-Length of responses that have one)",
+            response_bytes.clone(),
+        );
+        let origin_bytes = Family::<SiteLabel, Counter>::default();
+        registry.register(
+            names::ORIGIN_BYTES,
+            "Body bytes received from origins (and owner peers) by fills",
+            origin_bytes.clone(),
+        );
         let metrics = Self {
+            responses,
+            request_duration,
+            response_bytes,
+            origin_bytes,
+            connections_open: gauge(registry, names::CONNECTIONS_OPEN, "Client connections open"),
+            connections_accepted: counter(
+                registry,
+                names::CONNECTIONS_ACCEPTED,
+                "Client connections accepted",
+            ),
+            connections_refused: counter(
+                registry,
+                names::CONNECTIONS_REFUSED,
+                "Client connections closed at once: listen.max_connections reached",
+            ),
+            tls_handshakes: counter(registry, names::TLS_HANDSHAKES, "TLS handshakes attempted"),
+            tls_handshake_failures: counter(
+                registry,
+                names::TLS_HANDSHAKE_FAILURES,
+                "TLS handshakes that failed or timed out",
+            ),
+            config_reloads: counter(
+                registry,
+                names::CONFIG_RELOADS,
+                "Configuration reloads applied (SIGHUP or POST /reload)",
+            ),
+            config_reload_failures: counter(
+                registry,
+                names::CONFIG_RELOAD_FAILURES,
+                "Configuration reloads refused (invalid file, unbindable listener, bad certificate)",
+            ),
             cluster_members: gauge(
                 registry,
                 names::CLUSTER_MEMBERS,
@@ -335,13 +436,23 @@ impl Metrics {
                 outcome: o.as_str(),
             })
         });
-        let origin_duration = self.origin_duration.get_or_create_owned(&SiteLabel {
+        let label = SiteLabel {
             site: site.to_owned(),
+        };
+        let responses = CLASSES.map(|class| {
+            self.responses.get_or_create_owned(&ClassLabels {
+                site: site.to_owned(),
+                class,
+            })
         });
         SiteMetrics {
             requests,
             origin,
-            origin_duration,
+            origin_duration: self.origin_duration.get_or_create_owned(&label),
+            responses,
+            duration: self.request_duration.get_or_create_owned(&label),
+            response_bytes: self.response_bytes.get_or_create_owned(&label),
+            origin_bytes: self.origin_bytes.get_or_create_owned(&label),
         }
     }
 

@@ -324,6 +324,7 @@ async fn stream_body(
             },
         };
         total += data.len() as u64;
+        job.site.metrics.origin_bytes.inc_by(data.len() as u64);
         if storing && (total > job.proxy.max_object || !reservation.grow(data.len() as u64)) {
             // A body without Content-Length outgrew max_object, or the node holds too much in
             // fills already: stream it through instead of buffering it.

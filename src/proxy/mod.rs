@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::SystemTime;
 
+use arc_swap::ArcSwap;
 use http::uri::Scheme;
 use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
@@ -39,6 +40,7 @@ use crate::cluster::ring::Ring;
 use crate::cluster::{Cluster, Route};
 use crate::config::Config;
 use crate::error::ProxyError;
+use crate::listener::Handler;
 use crate::observability::metrics::{CacheResult, Metrics};
 use crate::origin::{OriginRequest, OriginSetupError};
 use crate::storage::budget::FillBudget;
@@ -49,6 +51,38 @@ use fill::{FillHead, FillJob};
 use lookup::Lookup;
 use request::{ClientInfo, Forward, RequestContext, Sites};
 use respond::Node;
+
+/// What the client-facing listeners call: the current [`Proxy`], replaced whole by a reload.
+/// A request keeps the proxy it started with until it ends.
+pub struct Front {
+    current: ArcSwap<Proxy>,
+}
+
+impl Front {
+    pub fn new(proxy: Proxy) -> Arc<Self> {
+        Arc::new(Self {
+            current: ArcSwap::from_pointee(proxy),
+        })
+    }
+
+    pub fn proxy(&self) -> Arc<Proxy> {
+        self.current.load_full()
+    }
+
+    pub fn replace(&self, proxy: Proxy) {
+        self.current.store(Arc::new(proxy));
+    }
+}
+
+impl Handler for Front {
+    fn call(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        client: ClientInfo,
+    ) -> impl std::future::Future<Output = Response<ProxyBody>> + Send {
+        self.current.load_full().handle(request, client)
+    }
+}
 
 pub struct Proxy {
     node: Node,
@@ -123,14 +157,20 @@ impl Proxy {
             }
             parts.headers.remove(&HOP_HEADER);
         }
+        let started = std::time::Instant::now();
         let ctx = match request::prepare(&self.sites, parts, &client, &self.node.name, hopped) {
             Ok(ctx) => ctx,
             Err(e) => return respond::error(&self.node, &e, None),
         };
-        match ctx.method {
+        let site = ctx.site.clone();
+        let response = match ctx.method {
             Method::GET | Method::HEAD => self.cacheable(ctx).await,
             _ => self.pass(ctx, body).await,
-        }
+        };
+        let length = http_body::Body::size_hint(response.body()).exact();
+        site.metrics
+            .response(response.status(), started.elapsed().as_secs_f64(), length);
+        response
     }
 
     async fn cacheable(self: Arc<Self>, ctx: RequestContext) -> Response<ProxyBody> {

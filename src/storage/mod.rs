@@ -260,6 +260,17 @@ impl Store {
             .any(|(_, purged)| purged.iter().any(|p| tags.iter().any(|t| **t == **p)))
     }
 
+    /// Carry every entry of `old` over (a reload that changed the cache size): entries are
+    /// shared `Arc`s, nothing is copied, and what does not fit the new size is evicted as
+    /// usual.
+    pub async fn take_from(&self, old: &Store) {
+        let entries: Vec<(Arc<String>, Arc<Variants>)> = old.cache.iter().collect();
+        for (key, variants) in entries {
+            self.cache.insert(key.as_ref().clone(), variants).await;
+        }
+        self.cache.run_pending_tasks().await;
+    }
+
     pub fn mark_uncacheable(&self, key: &str) {
         self.uncacheable.insert(key.to_owned(), ());
     }

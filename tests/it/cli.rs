@@ -514,3 +514,129 @@ async fn sighup_applies_a_new_member_list_and_refuses_a_broken_file() {
     let status = node.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0), "stderr: {}", node.stderr.text());
 }
+
+/// POST /reload on the admin API.
+async fn reload(admin: SocketAddr) -> Resp {
+    send(
+        admin,
+        Method::POST,
+        "/reload",
+        "admin",
+        &[("authorization", "Bearer secret")],
+        Bytes::new(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn ten_reloads_under_load_drop_no_request_and_keep_the_cache() {
+    let origin = Origin::fixed("cached", "max-age=600").await;
+    let (file, http, admin) = node_file(&origin.url(), "");
+    let base = std::fs::read_to_string(&file.0).expect("read");
+    let extra: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    // Each version changes what a reload must carry: listeners added and removed, the cache
+    // size (entries move to a new store), a site's policy.
+    let version = |i: usize| {
+        let listen = if i % 2 == 1 {
+            format!("http = [\"{http}\", \"{extra}\"]")
+        } else {
+            format!("http = [\"{http}\"]")
+        };
+        let memory = if i.is_multiple_of(3) { "64MiB" } else { "96MiB" };
+        base.replace(&format!("http = [\"{http}\"]"), &listen)
+            .replace(
+                "[[site]]",
+                &format!("[cache]\nmemory = \"{memory}\"\n[[site]]"),
+            )
+            + &format!("[site.cache]\nmax_variants = {}\n", 8 + i)
+    };
+    std::fs::write(&file.0, version(0)).expect("write");
+    let mut node = Outpost::spawn(&["--config", &file.shown()]);
+    wait_answering(&mut node, admin, "/healthz", "admin").await;
+    for path in ["/a", "/b", "/c"] {
+        send(http, Method::GET, path, "example.test", &[], Bytes::new()).await;
+    }
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = (0..4).map(|_| {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for path in ["/a", "/b", "/c"] {
+                    match try_send(http, Method::GET, path, "example.test", &[], Bytes::new()).await
+                    {
+                        Ok(r) if r.status == 200 && r.text() == "cached" => ok += 1,
+                        Ok(r) => failed.push(format!("{} {}", r.status, r.cache_status())),
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+            }
+            (ok, failed)
+        })
+    });
+    let load: Vec<_> = load.collect();
+    for i in 1..=10 {
+        std::fs::write(&file.0, version(i)).expect("write");
+        let r = reload(admin).await;
+        assert_eq!(r.status, 200, "reload {i}: {}", r.text());
+        if i % 2 == 1 {
+            let r = send(extra, Method::GET, "/a", "example.test", &[], Bytes::new()).await;
+            assert_eq!(r.text(), "cached", "the added listener serves at once");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, Vec::new());
+    for task in load {
+        let (o, f) = task.await.expect("load task");
+        ok += o;
+        failed.extend(f);
+    }
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {:?}",
+        failed.len(),
+        ok + failed.len() as u32,
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 100, "only {ok} requests during the reloads");
+    for path in ["/a", "/b", "/c"] {
+        assert_eq!(
+            origin.count(path),
+            1,
+            "{path}: the cache survived every reload"
+        );
+    }
+    // The last version has no second listener: it stopped accepting.
+    assert!(tokio::net::TcpStream::connect(extra).await.is_err());
+
+    // A broken file is refused, counted, and changes nothing.
+    std::fs::write(&file.0, "[listen\n").expect("write");
+    let refused = reload(admin).await;
+    assert_eq!(refused.status, 422, "{}", refused.text());
+    assert!(
+        refused.text().contains(":1:"),
+        "file:line:col in {}",
+        refused.text()
+    );
+    let text = util::admin_get(admin, "/metrics", &[]).await.text();
+    assert_eq!(
+        must_sample(&text, "outpost_config_reloads_total"),
+        10.0,
+        "{text}"
+    );
+    assert_eq!(
+        must_sample(&text, "outpost_config_reload_failures_total"),
+        1.0,
+        "{text}"
+    );
+    let still = send(http, Method::GET, "/a", "example.test", &[], Bytes::new()).await;
+    assert!(
+        still.cache_status().contains("hit"),
+        "{}",
+        still.cache_status()
+    );
+    node.sigterm();
+    let status = node.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "stderr: {}", node.stderr.text());
+}

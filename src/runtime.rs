@@ -1,0 +1,325 @@
+//! A running node and its reloads.
+//!
+//! Everything a request touches is behind an `ArcSwap` and replaced whole: the [`Front`]'s
+//! proxy (sites, origins, cache policy, cluster), the TLS certificates and the connection
+//! settings. A reload builds the new pieces first (file, certificates, listeners, origins),
+//! and only if every one of them succeeds swaps them in; requests in flight finish on the old
+//! ones, new requests start on the new ones, and the cache moves over (its entries are carried
+//! into a store of the new size when `cache.memory` changes). An invalid file changes nothing.
+//!
+//! Not applied without a restart (logged): the admin listener and `listen.max_connections`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::cluster::Cluster;
+use crate::config::{Config, ConfigError};
+use crate::listener::{self, Acceptor, ConnSettings};
+use crate::observability::metrics::Metrics;
+use crate::proxy::{Front, Proxy};
+use crate::storage::Store;
+use crate::{RunError, eviction_hook};
+
+/// Why a reload was refused; the running configuration stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the node was started without a configuration file to re-read")]
+    NoFile,
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// One accept loop and the switch that stops it.
+struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// What the last applied configuration set up.
+struct Applied {
+    config: Config,
+    /// Cluster probes and DNS discovery; replaced with the cluster.
+    background: JoinSet<()>,
+    loops: HashMap<(bool, SocketAddr), Running>,
+}
+
+pub struct Runtime {
+    path: Option<PathBuf>,
+    pub front: Arc<Front>,
+    pub metrics: Arc<Metrics>,
+    pub ready: Arc<AtomicBool>,
+    /// The admin bearer token, reloadable.
+    pub token: ArcSwap<Option<String>>,
+    /// `None` while no certificate is configured (no https listener then).
+    tls: Arc<ArcSwapOption<ServerConfig>>,
+    settings: Arc<ArcSwap<ConnSettings>>,
+    connections: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+    applied: Mutex<Applied>,
+}
+
+impl Runtime {
+    /// Build the node for `config` and start accepting on `listeners`.
+    pub async fn start(
+        config: Config,
+        listeners: crate::Listeners,
+        path: Option<PathBuf>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Arc<Self>, RunError> {
+        let metrics = Arc::new(Metrics::new());
+        let store = new_store(&config, &metrics);
+        let ready = Arc::new(AtomicBool::new(true));
+        let (cluster, background) = start_cluster(&config, &metrics, None);
+        let proxy = Proxy::new(&config, store, metrics.clone(), cluster, ready.clone())?;
+        let tls = Arc::new(ArcSwapOption::new(tls_config(&config)?));
+        let runtime = Arc::new(Self {
+            path,
+            front: Front::new(proxy),
+            metrics,
+            ready,
+            token: ArcSwap::from_pointee(config.admin.token.clone()),
+            tls,
+            settings: Arc::new(ArcSwap::from_pointee(ConnSettings::from(&config.listen))),
+            connections: Arc::new(Semaphore::new(config.listen.max_connections)),
+            shutdown,
+            applied: Mutex::new(Applied {
+                config,
+                background,
+                loops: HashMap::new(),
+            }),
+        });
+        {
+            let mut applied = runtime.applied.lock().await;
+            for socket in listeners.http {
+                runtime.spawn_loop(&mut applied, socket, false);
+            }
+            for socket in listeners.https {
+                runtime.spawn_loop(&mut applied, socket, true);
+            }
+        }
+        Ok(runtime)
+    }
+
+    fn spawn_loop(&self, applied: &mut Applied, socket: TcpListener, https: bool) {
+        let Ok(addr) = socket.local_addr() else {
+            return;
+        };
+        let (stop, accepting) = watch::channel(false);
+        let acceptor = Acceptor {
+            handler: self.front.clone(),
+            tls: https.then(|| self.tls.clone()),
+            settings: self.settings.clone(),
+            connections: self.connections.clone(),
+            shutdown: self.shutdown.clone(),
+            accepting,
+            metrics: Some(self.metrics.clone()),
+        };
+        let task = tokio::spawn(listener::accept_loop(socket, acceptor));
+        applied.loops.insert((https, addr), Running { stop, task });
+    }
+
+    /// The connection limit, for the drain.
+    pub fn connections(&self) -> (&Arc<Semaphore>, usize) {
+        (&self.connections, self.max_connections())
+    }
+
+    fn max_connections(&self) -> usize {
+        self.applied
+            .try_lock()
+            .map_or(usize::MAX >> 4, |a| a.config.listen.max_connections)
+    }
+
+    /// Stop every accept loop and background task and wait for the loops to end.
+    pub async fn stop_accepting(&self) {
+        let mut applied = self.applied.lock().await;
+        for (_, running) in applied.loops.drain() {
+            let _ = running.stop.send(true);
+            let _ = running.task.await;
+        }
+        applied.background.abort_all();
+    }
+
+    /// Re-read the file and apply it (SIGHUP, `POST /reload`). Counted and logged either way.
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        let result = self.try_reload().await;
+        match &result {
+            Ok(()) => {
+                self.metrics.config_reloads.inc();
+                tracing::info!("configuration reloaded");
+            }
+            Err(e) => {
+                self.metrics.config_reload_failures.inc();
+                tracing::error!("reload refused, keeping the running configuration: {e}");
+            }
+        }
+        result
+    }
+
+    async fn try_reload(&self) -> Result<(), ReloadError> {
+        let path = self.path.as_ref().ok_or(ReloadError::NoFile)?;
+        let config = Config::load(path)?;
+        let mut applied = self.applied.lock().await;
+        // Everything that can fail, before anything changes.
+        let tls = tls_config(&config)?;
+        let mut bound = Vec::new();
+        for (https, addrs) in [(false, &config.listen.http), (true, &config.listen.https)] {
+            for addr in addrs {
+                if !applied.loops.contains_key(&(https, *addr)) {
+                    let socket = TcpListener::bind(addr)
+                        .await
+                        .map_err(|e| RunError::Bind(*addr, e))?;
+                    bound.push((https, socket));
+                }
+            }
+        }
+        let old = self.front.proxy();
+        let store = if config.cache.memory == applied.config.cache.memory {
+            old.store().clone()
+        } else {
+            let store = new_store(&config, &self.metrics);
+            store.take_from(old.store()).await;
+            store
+        };
+        let reuse = old
+            .cluster
+            .clone()
+            .filter(|_| same_cluster(&applied.config, &config));
+        let reused = reuse.is_some();
+        let (cluster, background) = start_cluster(&config, &self.metrics, reuse);
+        let proxy = Proxy::new(
+            &config,
+            store,
+            self.metrics.clone(),
+            cluster,
+            self.ready.clone(),
+        )
+        .map_err(RunError::from)?;
+        // Commit.
+        if !reused {
+            std::mem::replace(&mut applied.background, background).abort_all();
+        }
+        self.front.replace(proxy);
+        self.tls.store(tls);
+        self.settings
+            .store(Arc::new(ConnSettings::from(&config.listen)));
+        self.token.store(Arc::new(config.admin.token.clone()));
+        for (https, socket) in bound {
+            self.spawn_loop(&mut applied, socket, https);
+        }
+        let wanted = |https: bool, addr: &SocketAddr| {
+            let list = if https {
+                &config.listen.https
+            } else {
+                &config.listen.http
+            };
+            list.contains(addr)
+        };
+        let removed: Vec<_> = applied
+            .loops
+            .keys()
+            .filter(|(https, addr)| !wanted(*https, addr))
+            .copied()
+            .collect();
+        for key in removed {
+            if let Some(running) = applied.loops.remove(&key) {
+                // Its connections carry on until they close; only accepting stops.
+                let _ = running.stop.send(true);
+            }
+        }
+        if config.admin.listen != applied.config.admin.listen
+            || config.listen.max_connections != applied.config.listen.max_connections
+        {
+            tracing::warn!("admin.listen and listen.max_connections change only with a restart");
+        }
+        applied.config = config;
+        Ok(())
+    }
+
+    pub async fn listen_config(&self) -> crate::config::ListenConfig {
+        self.applied.lock().await.config.listen.clone()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
+
+fn new_store(config: &Config, metrics: &Metrics) -> Arc<Store> {
+    metrics
+        .cache_capacity
+        .set(i64::try_from(config.cache.memory).unwrap_or(i64::MAX));
+    Arc::new(Store::new(
+        config.cache.memory,
+        config.cache.uncacheable_ttl,
+        eviction_hook(metrics),
+    ))
+}
+
+/// TLS server configuration for the certificates, if any.
+fn tls_config(config: &Config) -> Result<Option<Arc<ServerConfig>>, RunError> {
+    if config.tls.certificates.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(listener::tls::server_config(
+        &config.tls.certificates,
+    )?))
+}
+
+/// The cluster of `config`: `reuse` (with the new member list) when only the members changed,
+/// otherwise a new one with its own probes and discovery.
+fn start_cluster(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    reuse: Option<Arc<Cluster>>,
+) -> (Option<Arc<Cluster>>, JoinSet<()>) {
+    let mut background = JoinSet::new();
+    let Some(cluster_config) = &config.cluster else {
+        return (None, background);
+    };
+    if let Some(cluster) = reuse {
+        if let crate::config::Members::Static(addrs) = &cluster_config.members {
+            cluster.set_members(addrs);
+        }
+        return (Some(cluster), background);
+    }
+    let cluster = Cluster::new(cluster_config, &config.node.name, metrics.clone());
+    background.spawn(cluster.clone().probe_forever());
+    if let Some(discovery) = crate::cluster::discovery::start(config, cluster.clone()) {
+        background.spawn(discovery);
+    }
+    (Some(cluster), background)
+}
+
+/// Whether a running cluster can take the new configuration by updating its members only.
+fn same_cluster(old: &Config, new: &Config) -> bool {
+    match (&old.cluster, &new.cluster) {
+        (Some(a), Some(b)) => {
+            let static_members = matches!(
+                (&a.members, &b.members),
+                (
+                    crate::config::Members::Static(_),
+                    crate::config::Members::Static(_)
+                )
+            );
+            a.advertise == b.advertise
+                && a.secret == b.secret
+                && a.replicate == b.replicate
+                && a.probe_interval == b.probe_interval
+                && (static_members || a.members == b.members)
+                && old.node.name == new.node.name
+                && old.dns.servers == new.dns.servers
+        }
+        _ => false,
+    }
+}
