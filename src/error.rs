@@ -43,6 +43,12 @@ pub enum ProxyError {
     OriginProtocol(String),
     #[error("origin response body failed: {0}")]
     OriginBody(String),
+    /// The client's request body broke while it was forwarded (bad chunked framing, cut).
+    #[error("request body failed: {0}")]
+    ClientBody(String),
+    /// The request body is larger than the site's `max_request_body`.
+    #[error("request body too large")]
+    BodyTooLarge,
     #[error("internal error: {0}")]
     Internal(&'static str),
 }
@@ -50,9 +56,12 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn fault(&self) -> Fault {
         match self {
-            Self::MissingHost | Self::UnknownHost(_) | Self::NotCached | Self::Loop => {
-                Fault::Client
-            }
+            Self::MissingHost
+            | Self::UnknownHost(_)
+            | Self::NotCached
+            | Self::Loop
+            | Self::BodyTooLarge
+            | Self::ClientBody(_) => Fault::Client,
             Self::OriginConnect(_)
             | Self::OriginTls(_)
             | Self::OriginTimeout
@@ -66,7 +75,8 @@ impl ProxyError {
     /// The one error → status mapping (DESIGN: 502 bad origin, 503 no upstream, 504 timeout).
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingHost => StatusCode::BAD_REQUEST,
+            Self::MissingHost | Self::ClientBody(_) => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             Self::Loop => StatusCode::LOOP_DETECTED,
             // RFC 9111 §5.2.1.7: "respond ... with a 504 (Gateway Timeout)".
@@ -85,6 +95,8 @@ impl ProxyError {
     pub fn detail(&self) -> &'static str {
         match self {
             Self::MissingHost => "missing-host",
+            Self::BodyTooLarge => "body-too-large",
+            Self::ClientBody(_) => "bad-request-body",
             Self::UnknownHost(_) => "unknown-host",
             Self::NotCached => "only-if-cached",
             Self::Loop => "loop",

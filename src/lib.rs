@@ -52,7 +52,6 @@ pub mod storage;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use moka::notification::RemovalCause;
 use tokio::net::TcpListener;
@@ -61,9 +60,6 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use config::Config;
 use listener::{Acceptor, ConnSettings};
 use observability::metrics::Metrics;
-
-/// How long a drain waits for in-flight requests before closing what is left.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The sockets a node serves, bound by the caller (port 0 in tests).
 pub struct Listeners {
@@ -175,7 +171,8 @@ pub async fn run_with_reloads(
     runtime.stop_accepting().await;
     let (connections, max) = runtime.connections();
     let all = u32::try_from(max).unwrap_or(u32::MAX);
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, connections.acquire_many(all)).await;
+    let limit = runtime.listen_config().await.shutdown_timeout;
+    let drained = tokio::time::timeout(limit, connections.acquire_many(all)).await;
     if drained.is_err() {
         tracing::warn!("drain timed out; closing remaining connections");
     }

@@ -86,7 +86,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let path = path.context("--config FILE is required (or try `outpost demo`)")?;
     let config = Config::load(&path)?;
-    outpost::observability::init_logging("info");
+    outpost::observability::init_logging(&config.log.level);
     runtime()?.block_on(async {
         let listeners = outpost::Listeners::bind(&config).await?;
         let (reload, reloads) = tokio::sync::mpsc::channel(1);

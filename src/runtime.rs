@@ -24,6 +24,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::cluster::Cluster;
 use crate::config::{Config, ConfigError};
 use crate::listener::{self, Acceptor, ConnSettings};
+use crate::observability::access::AccessLog;
 use crate::observability::metrics::Metrics;
 use crate::proxy::{Front, Proxy};
 use crate::storage::Store;
@@ -61,6 +62,7 @@ pub struct Runtime {
     pub ready: Arc<AtomicBool>,
     /// The admin bearer token, reloadable.
     pub token: ArcSwap<Option<String>>,
+    access: Arc<AccessLog>,
     /// `None` while no certificate is configured (no https listener then).
     tls: Arc<ArcSwapOption<ServerConfig>>,
     settings: Arc<ArcSwap<ConnSettings>>,
@@ -81,7 +83,18 @@ impl Runtime {
         let store = new_store(&config, &metrics);
         let ready = Arc::new(AtomicBool::new(true));
         let (cluster, background) = start_cluster(&config, &metrics, None);
-        let proxy = Proxy::new(&config, store, metrics.clone(), cluster, ready.clone())?;
+        let access = Arc::new(AccessLog::new(
+            config.log.access,
+            metrics.access_log_dropped.clone(),
+        ));
+        let proxy = Proxy::new(
+            &config,
+            store,
+            metrics.clone(),
+            cluster,
+            ready.clone(),
+            access.clone(),
+        )?;
         let tls = Arc::new(ArcSwapOption::new(tls_config(&config)?));
         let runtime = Arc::new(Self {
             path,
@@ -89,6 +102,7 @@ impl Runtime {
             metrics,
             ready,
             token: ArcSwap::from_pointee(config.admin.token.clone()),
+            access,
             tls,
             settings: Arc::new(ArcSwap::from_pointee(ConnSettings::from(&config.listen))),
             connections: Arc::new(Semaphore::new(config.listen.max_connections)),
@@ -203,6 +217,7 @@ impl Runtime {
             self.metrics.clone(),
             cluster,
             self.ready.clone(),
+            self.access.clone(),
         )
         .map_err(RunError::from)?;
         // Commit.
@@ -239,8 +254,12 @@ impl Runtime {
         }
         if config.admin.listen != applied.config.admin.listen
             || config.listen.max_connections != applied.config.listen.max_connections
+            || config.log.level != applied.config.log.level
+            || config.log.access != applied.config.log.access
         {
-            tracing::warn!("admin.listen and listen.max_connections change only with a restart");
+            tracing::warn!(
+                "admin.listen, listen.max_connections and [log] change only with a restart"
+            );
         }
         applied.config = config;
         Ok(())

@@ -28,6 +28,8 @@ pub const DEFAULT_MAX_HEADER_BYTES: u64 = 64 << 10;
 pub const MIN_MAX_HEADER_BYTES: u64 = 8 * 1024;
 pub const DEFAULT_MAX_HEADERS: usize = 100;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_REQUEST_BODY: u64 = 64 << 20;
 pub const DEFAULT_CACHE_MEMORY: u64 = 512 << 20;
 pub const MIN_CACHE_MEMORY: u64 = 1 << 20;
 pub const DEFAULT_MAX_OBJECT: u64 = 64 << 20;
@@ -70,6 +72,16 @@ pub struct FileConfig {
     pub cluster: Option<ClusterFile>,
     #[serde(default)]
     pub dns: DnsFile,
+    #[serde(default)]
+    pub log: LogFile,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    pub level: Option<Spanned<String>>,
+    pub access: Option<Spanned<String>>,
 }
 
 /// `[cluster]`.
@@ -109,6 +121,7 @@ pub struct ListenFile {
     pub max_header_bytes: Option<Spanned<ByteSize>>,
     pub max_headers: Option<Spanned<usize>>,
     pub max_connections: Option<Spanned<usize>>,
+    pub shutdown_timeout: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,6 +161,7 @@ pub struct SiteFile {
     pub name: Option<Spanned<String>>,
     pub hosts: SpannedList,
     pub origin: Spanned<OriginFile>,
+    pub max_request_body: Option<Spanned<ByteSize>>,
     #[serde(default)]
     pub cache: SiteCacheFile,
     #[serde(default)]

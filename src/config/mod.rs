@@ -65,6 +65,24 @@ pub struct Config {
     /// `[cluster]`; `None`: a single node that owns every key.
     pub cluster: Option<ClusterConfig>,
     pub dns: DnsConfig,
+    pub log: LogConfig,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `warn,outpost=debug`, ...); `RUST_LOG` overrides it.
+    pub level: String,
+    pub access: AccessLog,
+}
+
+/// One line per request on stdout, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    Off,
+    Json,
+    /// The Apache/nginx "combined" format, plus cache status and time taken.
+    Combined,
 }
 
 /// `[cluster]`.
@@ -125,6 +143,8 @@ pub struct ListenConfig {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_connections: usize,
+    /// How long a drain waits for in-flight requests.
+    pub shutdown_timeout: Duration,
 }
 
 /// `[tls]`: certificates served on the HTTPS listeners.
@@ -174,6 +194,8 @@ pub struct SiteConfig {
     /// Never empty; no pattern appears twice across all sites.
     pub hosts: Vec<HostPattern>,
     pub origin: OriginConfig,
+    /// Largest request body forwarded (413 beyond).
+    pub max_request_body: u64,
     pub cache: SiteCacheConfig,
     pub cache_key: crate::cache::key::KeyRules,
 }

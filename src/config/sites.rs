@@ -60,11 +60,20 @@ fn site(i: usize, f: &SiteFile, seen: &mut Seen, cx: &Ctx<'_>) -> Result<SiteCon
     }
     let origin = origin(i, &f.origin, cx)?;
     let cache = site_cache(&f.cache, &format!("site[{i}].cache"), cx)?;
+    let max_request_body = match &f.max_request_body {
+        Some(v) if v.get_ref().0 == 0 => {
+            let key = format!("site[{i}].max_request_body");
+            return Err(cx.invalid(v.span(), &key, "must be greater than zero"));
+        }
+        Some(v) => v.get_ref().0,
+        None => DEFAULT_MAX_REQUEST_BODY,
+    };
     let cache_key = cache_key(&f.cache_key, &format!("site[{i}].cache_key"), cx)?;
     Ok(SiteConfig {
         name,
         hosts,
         origin,
+        max_request_body,
         cache,
         cache_key,
     })

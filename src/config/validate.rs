@@ -17,7 +17,8 @@ use crate::config::error::{ConfigError, Source};
 use crate::config::file::*;
 use crate::config::units::{ByteSize, HumanDuration};
 use crate::config::{
-    AdminConfig, CacheConfig, CertificateFiles, Config, ListenConfig, NodeConfig, TlsConfig,
+    AccessLog, AdminConfig, CacheConfig, CertificateFiles, Config, ListenConfig, LogConfig,
+    NodeConfig, TlsConfig,
 };
 
 /// What validation needs besides the file structs.
@@ -69,7 +70,9 @@ pub(crate) fn validate(file: FileConfig, cx: &Ctx<'_>) -> Result<Config, ConfigE
         None => None,
     };
     let dns = crate::config::cluster::dns(&file.dns, cx)?;
+    let log = log(&file.log, cx)?;
     Ok(Config {
+        log,
         node,
         listen,
         tls,
@@ -79,6 +82,32 @@ pub(crate) fn validate(file: FileConfig, cx: &Ctx<'_>) -> Result<Config, ConfigE
         cluster,
         dns,
     })
+}
+
+fn log(f: &LogFile, cx: &Ctx<'_>) -> Result<LogConfig, ConfigError> {
+    let level = match &f.level {
+        Some(v) => {
+            if tracing_subscriber::EnvFilter::try_new(v.get_ref()).is_err() {
+                let message = format!(
+                    "{:?} is not a log filter (try \"info\", \"warn\" or \"info,outpost=debug\")",
+                    v.get_ref()
+                );
+                return Err(cx.invalid(v.span(), "log.level", message));
+            }
+            v.get_ref().clone()
+        }
+        None => "info".to_owned(),
+    };
+    let access = match f.access.as_ref().map(|a| (a, a.get_ref().as_str())) {
+        None | Some((_, "off")) => AccessLog::Off,
+        Some((_, "json")) => AccessLog::Json,
+        Some((_, "combined")) => AccessLog::Combined,
+        Some((v, other)) => {
+            let message = format!("{other:?} is not one of \"off\", \"json\", \"combined\"");
+            return Err(cx.invalid(v.span(), "log.access", message));
+        }
+    };
+    Ok(LogConfig { level, access })
 }
 
 /// Printable ASCII without spaces: safe in logs, headers and metric labels.
@@ -144,6 +173,12 @@ fn listen(f: &ListenFile, has_certs: bool, cx: &Ctx<'_>) -> Result<ListenConfig,
             &f.max_connections,
             DEFAULT_MAX_CONNECTIONS,
             "listen.max_connections",
+            cx,
+        )?,
+        shutdown_timeout: timeout(
+            &f.shutdown_timeout,
+            DEFAULT_SHUTDOWN_TIMEOUT,
+            "listen.shutdown_timeout",
             cx,
         )?,
     })

@@ -42,6 +42,7 @@ pub mod names {
     pub const TLS_HANDSHAKE_FAILURES: &str = "tls_handshake_failures";
     pub const CONFIG_RELOADS: &str = "config_reloads";
     pub const CONFIG_RELOAD_FAILURES: &str = "config_reload_failures";
+    pub const ACCESS_LOG_DROPPED: &str = "access_log_dropped";
 }
 
 /// Status classes: the `class` label of `outpost_responses_total`.
@@ -242,6 +243,7 @@ pub struct Metrics {
     pub tls_handshake_failures: Counter,
     pub config_reloads: Counter,
     pub config_reload_failures: Counter,
+    pub access_log_dropped: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -354,6 +356,11 @@ impl Metrics {
                 registry,
                 names::CONFIG_RELOADS,
                 "Configuration reloads applied (SIGHUP or POST /reload)",
+            ),
+            access_log_dropped: counter(
+                registry,
+                names::ACCESS_LOG_DROPPED,
+                "Access log lines dropped because the log writer fell behind",
             ),
             config_reload_failures: counter(
                 registry,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, Uri};
-use http_body_util::{Either, Empty};
+use http_body_util::{Either, Empty, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -23,7 +23,9 @@ use crate::observability::metrics::{OriginOutcome, SiteMetrics};
 
 /// Body of a request to an origin: nothing (fills, revalidations) or the client's body
 /// streamed through (POST, PUT).
-pub type OriginBody = Either<Empty<Bytes>, Incoming>;
+/// A fill sends no body; a passed-through method streams the client's, up to the site's
+/// `max_request_body`.
+pub type OriginBody = Either<Empty<Bytes>, Limited<Incoming>>;
 
 /// What to ask an origin, independent of which server answers.
 #[derive(Debug, Clone)]
@@ -91,7 +93,7 @@ impl Origin {
     pub async fn send(
         &self,
         request: &OriginRequest,
-        body: Option<Incoming>,
+        body: Option<Limited<Incoming>>,
     ) -> Result<Response<Incoming>, ProxyError> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let attempts = if body.is_some() {

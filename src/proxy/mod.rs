@@ -41,6 +41,7 @@ use crate::cluster::{Cluster, Route};
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::listener::Handler;
+use crate::observability::access::{self, AccessLog};
 use crate::observability::metrics::{CacheResult, Metrics};
 use crate::origin::{OriginRequest, OriginSetupError};
 use crate::storage::budget::FillBudget;
@@ -90,6 +91,7 @@ pub struct Proxy {
     pub cluster: Option<Arc<Cluster>>,
     /// False while draining: peers' probes are answered 503 so they stop routing here.
     pub ready: Arc<AtomicBool>,
+    access: Arc<AccessLog>,
     sites: Sites,
     store: Arc<Store>,
     inflight: Inflight<FillHead>,
@@ -107,11 +109,13 @@ impl Proxy {
         metrics: Arc<Metrics>,
         cluster: Option<Arc<Cluster>>,
         ready: Arc<AtomicBool>,
+        access: Arc<AccessLog>,
     ) -> Result<Self, OriginSetupError> {
         Ok(Self {
             node: Node::new(&config.node.name),
             cluster,
             ready,
+            access,
             sites: Sites::build(
                 &config.sites,
                 HeuristicPolicy {
@@ -163,13 +167,47 @@ impl Proxy {
             Err(e) => return respond::error(&self.node, &e, None),
         };
         let site = ctx.site.clone();
+        // Only what the access log needs, and only when it is on.
+        let logged = self.access.enabled().then(|| {
+            let header = |name| ctx.headers.get(name).cloned();
+            (
+                ctx.method.clone(),
+                ctx.authority.clone(),
+                ctx.path_and_query.clone(),
+                header(http::header::USER_AGENT),
+                header(http::header::REFERER),
+            )
+        });
+        let access = logged.is_some().then(|| self.access.clone());
         let response = match ctx.method {
             Method::GET | Method::HEAD => self.cacheable(ctx).await,
             _ => self.pass(ctx, body).await,
         };
         let length = http_body::Body::size_hint(response.body()).exact();
+        let elapsed = started.elapsed();
         site.metrics
-            .response(response.status(), started.elapsed().as_secs_f64(), length);
+            .response(response.status(), elapsed.as_secs_f64(), length);
+        if let (Some((method, authority, path, user_agent, referer)), Some(log)) = (logged, access)
+        {
+            log.record(&access::Entry {
+                client: client.addr,
+                method: &method,
+                host: authority.to_str().unwrap_or_default(),
+                path: path.as_str(),
+                status: response.status(),
+                bytes: length,
+                cache_status: response
+                    .headers()
+                    .get("cache-status")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default(),
+                site: &site.name,
+                started: SystemTime::now() - elapsed,
+                duration: elapsed,
+                user_agent: user_agent.as_ref(),
+                referer: referer.as_ref(),
+            });
+        }
         response
     }
 
@@ -475,6 +513,17 @@ impl Proxy {
     /// Methods we never cache: forwarded once with the body streamed; a successful unsafe
     /// method invalidates what is stored for the URI (RFC 9111 §4.4).
     async fn pass(self: Arc<Self>, ctx: RequestContext, body: Incoming) -> Response<ProxyBody> {
+        let limit = ctx.site.max_request_body;
+        let announced = ctx
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if announced.is_some_and(|len| len > limit) {
+            ctx.site.metrics.request(CacheResult::Error);
+            return respond::error(&self.node, &ProxyError::BodyTooLarge, Some(Fwd::Method));
+        }
+        let body = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
         let request = OriginRequest {
             method: ctx.method.clone(),
             path_and_query: ctx.path_and_query.clone(),
@@ -500,6 +549,17 @@ impl Proxy {
             }
             Err(e) => {
                 ctx.site.metrics.request(CacheResult::Error);
+                // The client's body failing mid-stream fails the origin request: that is the
+                // client's error (a body over the limit, or broken chunked framing).
+                let e = match &e {
+                    ProxyError::OriginProtocol(why) if why.contains("length limit exceeded") => {
+                        ProxyError::BodyTooLarge
+                    }
+                    ProxyError::OriginProtocol(why) if why.contains("user's Body") => {
+                        ProxyError::ClientBody(why.clone())
+                    }
+                    _ => e,
+                };
                 respond::error(&self.node, &e, Some(Fwd::Method))
             }
         }

@@ -28,6 +28,7 @@ pub struct Site {
     pub metrics: SiteMetrics,
     pub policy: Policy,
     pub key_rules: KeyRules,
+    pub max_request_body: u64,
 }
 
 impl Site {
@@ -71,6 +72,7 @@ impl Site {
             metrics: metrics.site(&config.name),
             policy,
             key_rules: config.cache_key.clone(),
+            max_request_body: config.max_request_body,
         })
     }
 

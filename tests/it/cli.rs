@@ -542,7 +542,11 @@ async fn ten_reloads_under_load_drop_no_request_and_keep_the_cache() {
         } else {
             format!("http = [\"{http}\"]")
         };
-        let memory = if i.is_multiple_of(3) { "64MiB" } else { "96MiB" };
+        let memory = if i.is_multiple_of(3) {
+            "64MiB"
+        } else {
+            "96MiB"
+        };
         base.replace(&format!("http = [\"{http}\"]"), &listen)
             .replace(
                 "[[site]]",
@@ -636,6 +640,60 @@ async fn ten_reloads_under_load_drop_no_request_and_keep_the_cache() {
         "{}",
         still.cache_status()
     );
+    node.sigterm();
+    let status = node.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "stderr: {}", node.stderr.text());
+}
+
+#[tokio::test]
+async fn access_log_writes_one_json_line_per_request_to_stdout() {
+    let origin = Origin::fixed("logged", "max-age=60").await;
+    let (file, http, admin) =
+        node_file(&origin.url(), "[log]\naccess = \"json\"\nlevel = \"warn\"");
+    let mut node = Outpost::spawn(&["--config", &file.shown()]);
+    wait_answering(&mut node, admin, "/healthz", "admin").await;
+    for _ in 0..2 {
+        send(
+            http,
+            Method::GET,
+            "/logged?x=1",
+            "example.test",
+            &[("user-agent", "probe/1")],
+            Bytes::new(),
+        )
+        .await;
+    }
+    util::wait_until("two access lines", Duration::from_secs(5), || async {
+        node.stdout
+            .text()
+            .lines()
+            .filter(|l| l.contains("/logged"))
+            .count()
+            == 2
+    })
+    .await;
+    let text = node.stdout.text();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.contains("/logged"))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines[0]["upstream"], "origin", "{}", lines[0]);
+    assert_eq!(lines[1]["upstream"], "cache", "{}", lines[1]);
+    for line in &lines {
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["method"], "GET");
+        assert_eq!(line["path"], "/logged?x=1");
+        assert_eq!(line["site"], "bin");
+        assert_eq!(line["user_agent"], "probe/1");
+        assert_eq!(line["bytes"], 6);
+        assert!(line["duration_ms"].as_f64().is_some_and(|ms| ms >= 0.0));
+        assert!(
+            line["cache_status"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("edge-bin"))
+        );
+    }
     node.sigterm();
     let status = node.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0), "stderr: {}", node.stderr.text());

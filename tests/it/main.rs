@@ -17,6 +17,7 @@
 //! | `cluster` | 3-node clusters: ring ownership, one origin fetch per object, hop MAC, failover, replicas, cluster purge, admin pages |
 //! | `discovery` | cluster members from DNS (A/AAAA, SRV) on a real in-process DNS server: TTLs, outages |
 //! | `dns_server` | a tiny authoritative UDP DNS server whose records tests change (not tests) |
+//! | `front_door` | smuggling vectors refused, body limits, the connection limit, drains that close idle connections |
 //! | `cli` | `outpost check`, `outpost [run] --config`, SIGTERM drain, the memory budget, `demo` |
 
 mod harness;
@@ -30,6 +31,7 @@ mod cluster;
 mod coalesce;
 mod discovery;
 mod dns_server;
+mod front_door;
 mod listeners;
 mod origin_failures;
 mod policy;
