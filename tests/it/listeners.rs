@@ -328,3 +328,70 @@ async fn a_slow_response_is_not_cut_by_idle_timeout() {
     let (response, _) = exchange_then_wait_for_close(&node, "/slow").await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 }
+
+#[tokio::test]
+async fn a_reload_swaps_the_certificates_for_new_connections() {
+    let origin = Origin::fixed("secure", "max-age=60").await;
+    let dir = fixtures().join("tls");
+    let https = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = https.local_addr().expect("addr");
+    let config_with = |cert: &str| {
+        format!(
+            "[node]\nname = \"edge-test\"\n[listen]\nhttps = [\"{addr}\"]\n[[tls.certificates]]\ncert = \"{d}/{cert}.pem\"\nkey = \"{d}/{cert}.key\"\n[[site]]\nhosts = [\"alpha.test\", \"beta.test\"]\norigin = [\"{o}\"]\n",
+            d = dir.display(),
+            o = origin.url()
+        )
+    };
+    let file = crate::util::TempFile::new("tls-reload", &config_with("alpha"));
+    let config = outpost::config::Config::load(file.path()).expect("config");
+    let listeners = outpost::Listeners {
+        http: Vec::new(),
+        https: vec![https],
+        admin: None,
+    };
+    let (reload, reloads) = tokio::sync::mpsc::channel(1);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let path = file.path().to_path_buf();
+    let node = tokio::spawn(async move {
+        outpost::run_with_reloads(
+            config,
+            listeners,
+            async {
+                let _ = stopped.await;
+            },
+            Some(path),
+            reloads,
+        )
+        .await
+    });
+    let (_, leaf, stream) = tls_connect(addr, "alpha.test", &[b"http/1.1"]).await;
+    assert_eq!(leaf, fixture_cert("alpha"));
+    // A connection opened before the reload keeps working after it.
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("h1 handshake");
+    tokio::spawn(conn);
+
+    std::fs::write(file.path(), config_with("beta")).expect("rewrite");
+    reload.send(()).await.expect("reload");
+    eventually("the new certificate is served", || async {
+        // Until the reload lands the handshake fails verification (a panic in the task).
+        let attempt =
+            tokio::spawn(async move { tls_connect(addr, "beta.test", &[b"http/1.1"]).await.1 });
+        attempt.await.is_ok_and(|leaf| leaf == fixture_cert("beta"))
+    })
+    .await;
+    let request = http::Request::builder()
+        .uri("/s")
+        .header("host", "alpha.test")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let r = collect(sender.send_request(request).await.expect("old connection"))
+        .await
+        .expect("body");
+    assert_eq!(r.text(), "secure");
+    let _ = stop.send(());
+    node.await.expect("join").expect("node run");
+}
