@@ -8,7 +8,7 @@
 #
 #   ${POD_IP}               this pod's address, ready to be followed by :PORT
 #                           (an IPv6 address is written in brackets)
-#   ${POD_NAME}             defaults to the host name
+#   ${POD_NAME}             defaults to the host name (in Kubernetes: the pod name)
 #   ${POD_NAMESPACE}
 #   ${OUTPOST_SECRET}       cluster secret
 #   ${OUTPOST_ADMIN_TOKEN}  admin bearer token
@@ -37,7 +37,7 @@ sed_escape() {
 
 render() {
     out=$1
-    : "${POD_NAME:=$(hostname)}"
+    : "${POD_NAME:=$(uname -n)}"
     pod_ip=${POD_IP:-}
     case $pod_ip in
         *:*) case $pod_ip in \[*) ;; *) pod_ip="[$pod_ip]" ;; esac ;;

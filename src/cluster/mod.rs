@@ -136,6 +136,9 @@ impl Cluster {
             })
             .collect();
         tracing::info!(members = ring.len(), "cluster membership changed");
+        for gone in old.peers.keys().filter(|id| !ring.nodes().contains(id)) {
+            self.metrics.remove_peer(&gone.0);
+        }
         self.view.store(Arc::new(View {
             ring,
             peers,

@@ -430,6 +430,23 @@ impl Metrics {
         }
     }
 
+    /// Drop a peer's series when it leaves the cluster (pods come and go with new addresses;
+    /// a departed peer must not stay "down" forever).
+    pub fn remove_peer(&self, peer: &str) {
+        for outcome in PeerOutcome::ALL {
+            self.peer_requests.remove(&PeerRequestLabels {
+                peer: peer.to_owned(),
+                outcome: outcome.as_str(),
+            });
+        }
+        let label = PeerLabel {
+            peer: peer.to_owned(),
+        };
+        self.peer_duration.remove(&label);
+        self.peer_ejections.remove(&label);
+        self.peer_up.remove(&label);
+    }
+
     pub fn site(&self, site: &str) -> SiteMetrics {
         let requests = CacheResult::ALL.map(|r| {
             self.requests.get_or_create_owned(&RequestLabels {

@@ -502,13 +502,34 @@ async fn sighup_applies_a_new_member_list_and_refuses_a_broken_file() {
     })
     .await;
 
+    // A member leaves: so do its metric series (a departed peer is not "down" forever).
+    let series = r#"outpost_peer_up{peer="127.0.0.1:2"}"#;
+    assert!(
+        util::admin_get(admin, "/metrics", &[])
+            .await
+            .text()
+            .contains(series)
+    );
+    std::fs::write(&file.0, format!("{text}\n{}", cluster(&others[..1]))).expect("write");
+    hup();
+    util::wait_until("two members again", Duration::from_secs(5), || async {
+        members().await == 2
+    })
+    .await;
+    assert!(
+        !util::admin_get(admin, "/metrics", &[])
+            .await
+            .text()
+            .contains(series)
+    );
+
     std::fs::write(&file.0, "[cluster\nbroken").expect("write");
     hup();
     util::wait_until("the refusal is logged", Duration::from_secs(5), || async {
         node.stderr.text().contains("reload refused")
     })
     .await;
-    assert_eq!(members().await, 3, "the running configuration stays");
+    assert_eq!(members().await, 2, "the running configuration stays");
     node.assert_running();
     node.sigterm();
     let status = node.wait_exit(Duration::from_secs(10)).await;
