@@ -248,8 +248,10 @@ impl Runtime {
             .collect();
         for key in removed {
             if let Some(running) = applied.loops.remove(&key) {
-                // Its connections carry on until they close; only accepting stops.
+                // Its connections carry on until they close; only accepting stops. Waiting for
+                // the loop closes the socket, so a later reload can listen there again.
                 let _ = running.stop.send(true);
+                let _ = running.task.await;
             }
         }
         if config.admin.listen != applied.config.admin.listen
