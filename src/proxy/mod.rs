@@ -387,11 +387,11 @@ impl Proxy {
     /// RFC 5861 §3: renew a stale entry just served, in a fill that belongs to no client. If a
     /// fill for the key is already under way, that one renews it.
     fn revalidate_in_background(self: &Arc<Self>, ctx: &RequestContext, entry: Arc<Entry>) {
-        if let Join::Leader(fill) = self.inflight.join(&ctx.key) {
-            // Take the leader's place (and leave it at once): the response answers this
-            // client's request, so a later client joining the fill must never be handed a
-            // response that may only go to the leader.
-            drop(fill.subscribe());
+        if let Join::Leader(fill, leader) = self.inflight.join(&ctx.key) {
+            // Leave the leader's place at once: the response answers this client's request,
+            // so a later client joining the fill must never be handed a response that may
+            // only go to the leader.
+            drop(leader);
             self.spawn_fill(ctx, Some(entry), fill, true);
         }
     }
@@ -411,8 +411,7 @@ impl Proxy {
             return (subscriber, false);
         }
         match self.inflight.join(&ctx.key) {
-            Join::Leader(fill) => {
-                let subscriber = fill.subscribe();
+            Join::Leader(fill, subscriber) => {
                 self.spawn_fill(ctx, stale, fill, true);
                 (subscriber, false)
             }

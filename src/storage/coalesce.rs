@@ -41,8 +41,9 @@ pub struct Inflight<H> {
 }
 
 pub enum Join<H> {
-    /// The caller must start the fill task with a [`Publisher`] for this fill.
-    Leader(Arc<Fill<H>>),
+    /// The caller must start the fill task with a [`Publisher`] for this fill. It already holds
+    /// the leader's subscription, taken before any other request could see the fill.
+    Leader(Arc<Fill<H>>, Option<Subscriber<H>>),
     Follower(Arc<Fill<H>>),
 }
 
@@ -69,8 +70,12 @@ impl<H> Inflight<H> {
             return Join::Follower(fill.clone());
         }
         let fill = Arc::new(Fill::new());
+        // The leader's place is taken while the fill is still invisible to other requests: a
+        // follower subscribing first would otherwise count as the leader and could be handed
+        // a response fetched with another client's cookies.
+        let leader = fill.subscribe();
         shard.insert(key.to_owned(), fill.clone());
-        Join::Leader(fill)
+        Join::Leader(fill, leader)
     }
 
     /// Unregister `fill` (and only that fill: a newer one may have taken the key since).
@@ -438,5 +443,43 @@ impl<H> Drop for Publisher<H> {
                 Err(ProxyError::Internal("fill task ended early")),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        // Building a current-thread runtime only fails if the OS refuses basic resources.
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    /// The client whose request starts a fill is its leader from the moment the fill can be
+    /// seen: a follower that subscribes "before" it never becomes the leader, so a response
+    /// that may go to one client only reaches the right one.
+    #[test]
+    fn the_leader_is_fixed_before_anyone_can_join() {
+        runtime().block_on(async {
+            let inflight = Inflight::<String>::default();
+            let Join::Leader(fill, leader) = inflight.join("k") else {
+                panic!("first join leads");
+            };
+            let Join::Follower(joined) = inflight.join("k") else {
+                panic!("second join follows");
+            };
+            let follower = joined.subscribe().expect("subscribe");
+            assert!(!follower.is_leader());
+            let leader = leader.expect("leader subscription");
+            assert!(leader.is_leader());
+            let publisher = Publisher::new(fill);
+            publisher.head("private".to_owned(), Share::One);
+            assert!(matches!(follower.outcome().await, Outcome::Released));
+            assert!(matches!(leader.outcome().await, Outcome::Stream(..)));
+            publisher.finish(Ok(()));
+        });
     }
 }
