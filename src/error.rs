@@ -35,6 +35,9 @@ pub enum ProxyError {
     OriginTls(String),
     #[error("origin did not answer in time")]
     OriginTimeout,
+    /// Every server of the site is out of rotation after failing (passive health).
+    #[error("every origin server is out of rotation")]
+    OriginDown,
     /// The stored response may not be served stale (must-revalidate, proxy-revalidate,
     /// s-maxage) and revalidating it failed: RFC 9111 §5.2.2.2 requires an error, 504.
     #[error("stored response must be revalidated and the origin failed")]
@@ -65,6 +68,7 @@ impl ProxyError {
             Self::OriginConnect(_)
             | Self::OriginTls(_)
             | Self::OriginTimeout
+            | Self::OriginDown
             | Self::MustRevalidate
             | Self::OriginProtocol(_)
             | Self::OriginBody(_) => Fault::Origin,
@@ -76,6 +80,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MissingHost | Self::ClientBody(_) => StatusCode::BAD_REQUEST,
+            Self::OriginDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             Self::Loop => StatusCode::LOOP_DETECTED,
@@ -103,6 +108,7 @@ impl ProxyError {
             Self::OriginConnect(_) => "origin-connect",
             Self::OriginTls(_) => "origin-tls",
             Self::OriginTimeout => "origin-timeout",
+            Self::OriginDown => "origin-down",
             Self::MustRevalidate => "must-revalidate",
             Self::OriginProtocol(_) => "origin-protocol",
             Self::OriginBody(_) => "origin-body",

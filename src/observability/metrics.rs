@@ -43,6 +43,21 @@ pub mod names {
     pub const CONFIG_RELOADS: &str = "config_reloads";
     pub const CONFIG_RELOAD_FAILURES: &str = "config_reload_failures";
     pub const ACCESS_LOG_DROPPED: &str = "access_log_dropped";
+    pub const ORIGIN_SERVER_UP: &str = "origin_server_up";
+    pub const ORIGIN_EJECTIONS: &str = "origin_ejections";
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerLabels {
+    site: String,
+    server: String,
+}
+
+/// Handles for one origin server.
+#[derive(Clone, Debug)]
+pub struct OriginServerMetrics {
+    pub up: Gauge,
+    pub ejections: Counter,
 }
 
 /// Status classes: the `class` label of `outpost_responses_total`.
@@ -244,6 +259,8 @@ pub struct Metrics {
     pub config_reloads: Counter,
     pub config_reload_failures: Counter,
     pub access_log_dropped: Counter,
+    origin_server_up: Family<ServerLabels, Gauge>,
+    origin_ejections: Family<ServerLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -330,7 +347,21 @@ impl Metrics {
             "Body bytes received from origins (and owner peers) by fills",
             origin_bytes.clone(),
         );
+        let origin_server_up = Family::<ServerLabels, Gauge>::default();
+        registry.register(
+            names::ORIGIN_SERVER_UP,
+            "1 while an origin server is in rotation, 0 while failures keep it out",
+            origin_server_up.clone(),
+        );
+        let origin_ejections = Family::<ServerLabels, Counter>::default();
+        registry.register(
+            names::ORIGIN_EJECTIONS,
+            "Times an origin server was taken out of rotation after consecutive failures",
+            origin_ejections.clone(),
+        );
         let metrics = Self {
+            origin_server_up,
+            origin_ejections,
             responses,
             request_duration,
             response_bytes,
@@ -445,6 +476,19 @@ impl Metrics {
         self.peer_duration.remove(&label);
         self.peer_ejections.remove(&label);
         self.peer_up.remove(&label);
+    }
+
+    pub fn origin_server(&self, site: &str, server: &str) -> OriginServerMetrics {
+        let labels = ServerLabels {
+            site: site.to_owned(),
+            server: server.to_owned(),
+        };
+        let up = self.origin_server_up.get_or_create_owned(&labels);
+        up.set(1);
+        OriginServerMetrics {
+            up,
+            ejections: self.origin_ejections.get_or_create_owned(&labels),
+        }
     }
 
     pub fn site(&self, site: &str) -> SiteMetrics {

@@ -1,7 +1,11 @@
 //! Talking to a site's origin servers: pooled keep-alive connections over HTTP or HTTPS,
-//! connect and first-byte timeouts, round robin with one retry on another server when a
-//! connection could not be made (only for requests without a body, which are safe to resend).
+//! connect and first-byte timeouts, round robin over the servers in rotation with one retry
+//! on another server when a connection could not be made (only for requests without a body,
+//! which are safe to resend), and passive health ([`health`]): a failing server leaves
+//! rotation, and with every server out a request fails at once (503, or stale content where
+//! allowed) instead of waiting out a timeout.
 
+pub mod health;
 mod tls;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,10 +23,15 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::{OriginConfig, OriginServer};
 use crate::error::ProxyError;
-use crate::observability::metrics::{OriginOutcome, SiteMetrics};
+use crate::observability::metrics::{Metrics, OriginOutcome, OriginServerMetrics, SiteMetrics};
 
-/// Body of a request to an origin: nothing (fills, revalidations) or the client's body
-/// streamed through (POST, PUT).
+/// Milliseconds on a monotonic clock (since the first call), for [`health`].
+fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A fill sends no body; a passed-through method streams the client's, up to the site's
 /// `max_request_body`.
 pub type OriginBody = Either<Empty<Bytes>, Limited<Incoming>>;
@@ -41,8 +50,15 @@ pub enum OriginSetupError {
     Tls(String),
 }
 
+/// One origin server and what real requests have shown of its health.
+struct Server {
+    config: OriginServer,
+    health: health::Health,
+    metrics: OriginServerMetrics,
+}
+
 pub struct Origin {
-    servers: Vec<OriginServer>,
+    servers: Vec<Server>,
     next: AtomicUsize,
     client: Client<HttpsConnector<HttpConnector>, OriginBody>,
     first_byte_timeout: Duration,
@@ -50,7 +66,8 @@ pub struct Origin {
 }
 
 impl Origin {
-    pub fn new(config: &OriginConfig, metrics: SiteMetrics) -> Result<Self, OriginSetupError> {
+    pub fn new(config: &OriginConfig, site: &str, all: &Metrics) -> Result<Self, OriginSetupError> {
+        let metrics = all.site(site);
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -75,7 +92,15 @@ impl Origin {
             .timer(TokioTimer::new())
             .build(connector);
         Ok(Self {
-            servers: config.servers.clone(),
+            servers: config
+                .servers
+                .iter()
+                .map(|server| Server {
+                    config: server.clone(),
+                    health: health::Health::default(),
+                    metrics: all.origin_server(site, server.authority.as_str()),
+                })
+                .collect(),
             next: AtomicUsize::new(0),
             client,
             first_byte_timeout: config.first_byte_timeout,
@@ -96,26 +121,53 @@ impl Origin {
         body: Option<Limited<Incoming>>,
     ) -> Result<Response<Incoming>, ProxyError> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let attempts = if body.is_some() {
-            1
-        } else {
-            self.servers.len().min(2)
-        };
+        let attempts = if body.is_some() { 1 } else { 2 };
+        let now = now_ms();
+        let count = self.servers.len();
+        // Servers in rotation, round robin from this request's turn.
+        let order = (0..count)
+            .map(|i| &self.servers[(start + i) % count])
+            .filter(|server| server.health.available(now));
         let mut body = body;
-        let mut last = ProxyError::Internal("origin has no servers");
-        for attempt in 0..attempts {
-            let server = &self.servers[(start + attempt) % self.servers.len()];
+        let mut last = None;
+        for server in order.take(attempts) {
             let body = match body.take() {
                 Some(incoming) => Either::Right(incoming),
                 None => Either::Left(Empty::new()),
             };
-            match self.send_to(server, request, body).await {
-                Ok(response) => return Ok(response),
-                Err(e) if e.retryable() => last = e,
-                Err(e) => return Err(e),
+            match self.send_to(&server.config, request, body).await {
+                // A gateway error says the server (or what is behind it) is in trouble; a 500
+                // is usually one broken page, and must not take a whole site out.
+                Ok(response) if matches!(response.status().as_u16(), 502..=504) => {
+                    self.failed(server);
+                    return Ok(response);
+                }
+                Ok(response) => {
+                    if server.health.success() {
+                        tracing::info!(origin = %server.config.authority, "origin server back in rotation");
+                        server.metrics.up.set(1);
+                    }
+                    return Ok(response);
+                }
+                Err(e) => {
+                    self.failed(server);
+                    if !e.retryable() {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
             }
         }
-        Err(last)
+        // Every server is out of rotation: fail now rather than wait on a dead one.
+        Err(last.unwrap_or(ProxyError::OriginDown))
+    }
+
+    fn failed(&self, server: &Server) {
+        if let health::Failure::Ejected(ms) = server.health.failure(now_ms()) {
+            tracing::warn!(origin = %server.config.authority, backoff_ms = ms, "origin server out of rotation");
+            server.metrics.up.set(0);
+            server.metrics.ejections.inc();
+        }
     }
 
     async fn send_to(

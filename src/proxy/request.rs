@@ -68,7 +68,7 @@ impl Site {
         };
         Ok(Site {
             name: config.name.clone(),
-            origin: Origin::new(&config.origin, metrics.site(&config.name))?,
+            origin: Origin::new(&config.origin, &config.name, metrics)?,
             metrics: metrics.site(&config.name),
             policy,
             key_rules: config.cache_key.clone(),

@@ -476,3 +476,109 @@ async fn https_origin_without_the_ca_is_502() {
     );
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_failing_server_leaves_rotation_and_stops_costing_requests() {
+    let origin = Origin::start(|seen, _| Reply::ok(format!("served {}", seen.path))).await;
+    let closed_addr = closed_port().await;
+    let node = Node::start(&long_form(
+        &[url_of(closed_addr), origin.url()],
+        "connect_timeout = \"1s\"",
+    ))
+    .await;
+    for i in 0..30 {
+        let path = format!("/e{i}");
+        let r = get(&node, &path).await;
+        assert_eq!(r.text(), format!("served {path}"));
+    }
+    let text = node.metrics().await;
+    let refused = util::must_sample(
+        &text,
+        r#"outpost_origin_requests_total{site="test",outcome="connect_error"}"#,
+    );
+    // Round robin would have tried the dead server on every other request (15 times); out of
+    // rotation after 3 failures, it is tried again only after its backoff.
+    assert!(
+        refused <= 4.0,
+        "the dead server kept costing requests: {refused}"
+    );
+    let server = format!("server=\"{closed_addr}\"");
+    let sample = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains(&server))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(sample("outpost_origin_server_up"), Some(0.0), "{text}");
+    assert_eq!(
+        sample("outpost_origin_ejections_total"),
+        Some(1.0),
+        "{text}"
+    );
+    node.stop().await;
+}
+
+/// An origin that answers its first request (closing the connection) and then accepts
+/// connections without ever answering.
+async fn answers_once_then_hangs(first: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut first = Some(first);
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            match first.take() {
+                Some(response) => {
+                    let _ = stream.write_all(response.as_bytes()).await;
+                }
+                None => held.push(stream),
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn with_every_server_out_of_rotation_requests_fail_fast_or_get_stale_content() {
+    let addr = answers_once_then_hangs(
+        "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\ncache-control: max-age=1, stale-if-error=600\r\nage: 5\r\netag: \"s\"\r\n\r\nstale",
+    )
+    .await;
+    let node = Node::start(&long_form(
+        &[url_of(addr)],
+        "first_byte_timeout = \"300ms\"",
+    ))
+    .await;
+    assert_eq!(get(&node, "/s").await.text(), "stale");
+    // Three timeouts take the only server out of rotation.
+    for i in 0..3 {
+        let r = get(&node, &format!("/t{i}")).await;
+        assert_eq!(r.status, 504, "{}", r.cache_status());
+    }
+    let started = Instant::now();
+    let down = get(&node, "/u").await;
+    assert_eq!(down.status, 503, "{}", down.cache_status());
+    assert!(
+        down.cache_status().contains("detail=origin-down"),
+        "{}",
+        down.cache_status()
+    );
+    let stale = get(&node, "/s").await;
+    assert_eq!(stale.text(), "stale");
+    assert!(
+        stale.cache_status().contains("detail=stale-if-error"),
+        "{}",
+        stale.cache_status()
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "waited on a dead server: {:?}",
+        started.elapsed()
+    );
+    node.stop().await;
+}
