@@ -138,6 +138,11 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     })
 }
 
+/// The score mixer, for other rendezvous choices (origin servers by `balance = "hash"`).
+pub fn mix(k: u64) -> u64 {
+    fmix64(k)
+}
+
 /// The 64-bit finaliser of MurmurHash3 (Austin Appleby, public domain).
 fn fmix64(mut k: u64) -> u64 {
     k ^= k >> 33;

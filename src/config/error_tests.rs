@@ -330,3 +330,35 @@ const CLUSTER: &[Case] = &[
         "must not be below",
     ),
 ];
+
+#[test]
+fn origin_balance_and_health_errors() {
+    run(ORIGIN_HEALTH);
+}
+
+const ORIGIN_HEALTH: &[Case] = &[
+    (
+        "unknown balance",
+        "[[site]]\nhosts = [\"a.test\"]\n[site.origin]\nservers = [\"http://127.0.0.1:1\"]\nbalance = \"fastest\"\n",
+        5,
+        11,
+        "site[0].origin.balance",
+        "not one of",
+    ),
+    (
+        "health path not a path",
+        "[[site]]\nhosts = [\"a.test\"]\n[site.origin]\nservers = [\"http://127.0.0.1:1\"]\nhealth = { path = \"health\" }\n",
+        5,
+        19,
+        "site[0].origin.health.path",
+        "not a path",
+    ),
+    (
+        "health rise zero",
+        "[[site]]\nhosts = [\"a.test\"]\n[site.origin]\nservers = [\"http://127.0.0.1:1\"]\nhealth = { path = \"/h\", rise = 0 }\n",
+        5,
+        32,
+        "site[0].origin.health.rise",
+        "at least 1",
+    ),
+];

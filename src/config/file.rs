@@ -211,8 +211,22 @@ pub struct OriginTableFile {
     pub first_byte_timeout: Option<Spanned<HumanDuration>>,
     pub idle_timeout: Option<Spanned<HumanDuration>>,
     pub max_idle_per_server: Option<usize>,
+    pub balance: Option<Spanned<String>>,
+    pub retries: Option<Spanned<u32>>,
+    pub health: Option<HealthFile>,
     #[serde(default)]
     pub tls: OriginTlsFile,
+}
+
+/// `health = { path = "/health", interval = "5s", timeout = "1s", rise = 2, fall = 3 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthFile {
+    pub path: Spanned<String>,
+    pub interval: Option<Spanned<HumanDuration>>,
+    pub timeout: Option<Spanned<HumanDuration>>,
+    pub rise: Option<Spanned<u32>>,
+    pub fall: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -232,7 +232,36 @@ pub struct OriginConfig {
     pub first_byte_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_idle_per_server: usize,
+    pub balance: Balance,
+    /// Further attempts on other servers for requests without a body (within a budget).
+    pub retries: u32,
+    /// Active probes; `None`: passive health only.
+    pub health: Option<HealthCheck>,
     pub tls: OriginTls,
+}
+
+/// How a request picks among the servers in rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    /// The server with the fewest requests in flight.
+    LeastRequests,
+    Random,
+    /// By the request's host and path (rendezvous hashing): one server per object.
+    Hash,
+}
+
+/// `[site.origin] health`.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    /// Path asked with GET; a 2xx or 3xx answer is healthy.
+    pub path: http::uri::PathAndQuery,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive good probes that bring a server back.
+    pub rise: u32,
+    /// Consecutive bad probes that take it out.
+    pub fall: u32,
 }
 
 /// `http` or `https` plus a host and optional port; no path or query.

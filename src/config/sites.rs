@@ -18,7 +18,9 @@ use crate::config::file::*;
 use crate::config::hosts::HostPattern;
 use crate::config::site_cache::{cache_key, site_cache};
 use crate::config::validate::{Ctx, check_name, timeout};
-use crate::config::{OriginConfig, OriginServer, OriginTls, SiteConfig};
+use std::time::Duration;
+
+use crate::config::{Balance, HealthCheck, OriginConfig, OriginServer, OriginTls, SiteConfig};
 
 /// Where each host pattern and site name was first seen, for duplicates.
 #[derive(Default)]
@@ -147,6 +149,12 @@ fn origin(i: usize, f: &Spanned<OriginFile>, cx: &Ctx<'_>) -> Result<OriginConfi
         max_idle_per_server: table
             .max_idle_per_server
             .unwrap_or(DEFAULT_MAX_IDLE_PER_SERVER),
+        balance: balance(&table.balance, &key("balance"), cx)?,
+        retries: table.retries.as_ref().map_or(1, |r| *r.get_ref()),
+        health: match &table.health {
+            Some(h) => Some(health(h, &key("health"), cx)?),
+            None => None,
+        },
         tls: origin_tls(&table.tls, &key("tls"), cx)?,
     })
 }
@@ -158,6 +166,9 @@ fn defaults(servers: Vec<OriginServer>) -> OriginConfig {
         first_byte_timeout: DEFAULT_FIRST_BYTE_TIMEOUT,
         idle_timeout: DEFAULT_ORIGIN_IDLE_TIMEOUT,
         max_idle_per_server: DEFAULT_MAX_IDLE_PER_SERVER,
+        balance: Balance::RoundRobin,
+        retries: 1,
+        health: None,
         tls: OriginTls::default(),
     }
 }
@@ -224,6 +235,47 @@ pub(crate) fn parse_origin(s: &str) -> Result<OriginServer, String> {
         return Err(format!("{s:?} {why}; {forms}"));
     }
     Ok(OriginServer { scheme, authority })
+}
+
+fn balance(f: &Option<Spanned<String>>, key: &str, cx: &Ctx<'_>) -> Result<Balance, ConfigError> {
+    Ok(match f.as_ref().map(|b| (b, b.get_ref().as_str())) {
+        None | Some((_, "round_robin")) => Balance::RoundRobin,
+        Some((_, "least_requests")) => Balance::LeastRequests,
+        Some((_, "random")) => Balance::Random,
+        Some((_, "hash")) => Balance::Hash,
+        Some((b, other)) => {
+            let message = format!(
+                "{other:?} is not one of \"round_robin\", \"least_requests\", \"random\", \"hash\""
+            );
+            return Err(cx.invalid(b.span(), key, message));
+        }
+    })
+}
+
+fn health(f: &HealthFile, prefix: &str, cx: &Ctx<'_>) -> Result<HealthCheck, ConfigError> {
+    let key = |name: &str| format!("{prefix}.{name}");
+    let path = f
+        .path
+        .get_ref()
+        .parse::<http::uri::PathAndQuery>()
+        .ok()
+        .filter(|p| p.as_str().starts_with('/'))
+        .ok_or_else(|| {
+            let message = format!("{:?} is not a path like \"/health\"", f.path.get_ref());
+            cx.invalid(f.path.span(), &key("path"), message)
+        })?;
+    let count = |v: &Option<Spanned<u32>>, default: u32, name: &str| match v {
+        Some(v) if *v.get_ref() == 0 => Err(cx.invalid(v.span(), &key(name), "must be at least 1")),
+        Some(v) => Ok(*v.get_ref()),
+        None => Ok(default),
+    };
+    Ok(HealthCheck {
+        path,
+        interval: timeout(&f.interval, Duration::from_secs(5), &key("interval"), cx)?,
+        timeout: timeout(&f.timeout, Duration::from_secs(1), &key("timeout"), cx)?,
+        rise: count(&f.rise, 2, "rise")?,
+        fall: count(&f.fall, 3, "fall")?,
+    })
 }
 
 fn origin_tls(f: &OriginTlsFile, prefix: &str, cx: &Ctx<'_>) -> Result<OriginTls, ConfigError> {

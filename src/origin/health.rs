@@ -66,9 +66,59 @@ impl Health {
     }
 }
 
+/// Retries spend tokens that requests earn: one tenth of a retry per request, at most ten
+/// retries banked. A failing origin therefore sees at most about 10% extra requests from
+/// retries, however many requests fail.
+#[derive(Debug)]
+pub struct RetryBudget {
+    /// In tenths of a retry.
+    tenths: AtomicU64,
+}
+
+const BUDGET_CAP: u64 = 100;
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        Self {
+            tenths: AtomicU64::new(BUDGET_CAP),
+        }
+    }
+}
+
+impl RetryBudget {
+    pub fn deposit(&self) {
+        let _ = self
+            .tenths
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                (t < BUDGET_CAP).then_some(t + 1)
+            });
+    }
+
+    pub fn withdraw(&self) -> bool {
+        self.tenths
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| t.checked_sub(10))
+            .is_ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_are_capped_at_about_a_tenth_of_requests() {
+        let budget = RetryBudget::default();
+        // Every request wants a retry (the origin always fails).
+        let retried = (0..1_000)
+            .filter(|_| {
+                budget.deposit();
+                budget.withdraw()
+            })
+            .count();
+        // Ten banked, then one per ten requests.
+        assert!((100..=111).contains(&retried), "{retried}");
+        assert!(!budget.withdraw());
+    }
 
     #[test]
     fn consecutive_failures_eject_with_a_doubling_backoff() {

@@ -8,7 +8,8 @@
 pub mod health;
 mod tls;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,7 +22,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::config::{OriginConfig, OriginServer};
+use crate::cluster::ring::{self, Ring};
+use crate::config::{Balance, HealthCheck, OriginConfig, OriginServer};
 use crate::error::ProxyError;
 use crate::observability::metrics::{Metrics, OriginOutcome, OriginServerMetrics, SiteMetrics};
 
@@ -50,19 +52,49 @@ pub enum OriginSetupError {
     Tls(String),
 }
 
-/// One origin server and what real requests have shown of its health.
+/// One origin server and what requests and probes have shown of its health.
 struct Server {
     config: OriginServer,
+    /// Passive: failures of real requests.
     health: health::Health,
+    /// Active: the last probes (always true without `health`).
+    probed_up: AtomicBool,
+    in_flight: AtomicUsize,
+    /// For `balance = "hash"`.
+    hash: u64,
     metrics: OriginServerMetrics,
 }
 
+impl Server {
+    fn in_rotation(&self, now_ms: u64) -> bool {
+        self.health.available(now_ms) && self.probed_up.load(Ordering::Relaxed)
+    }
+
+    fn update_up(&self) {
+        let up = self.health.is_up() && self.probed_up.load(Ordering::Relaxed);
+        self.metrics.up.set(i64::from(up));
+    }
+}
+
 pub struct Origin {
-    servers: Vec<Server>,
+    servers: Vec<Arc<Server>>,
     next: AtomicUsize,
     client: Client<HttpsConnector<HttpConnector>, OriginBody>,
     first_byte_timeout: Duration,
     metrics: SiteMetrics,
+    balance: Balance,
+    retries: u32,
+    budget: health::RetryBudget,
+    /// Active health probes, stopped with the origin (a reload replaces it).
+    probes: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        if let Some(probes) = &self.probes {
+            probes.abort();
+        }
+    }
 }
 
 impl Origin {
@@ -91,21 +123,67 @@ impl Origin {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);
-        Ok(Self {
-            servers: config
-                .servers
-                .iter()
-                .map(|server| Server {
+        let servers: Vec<Arc<Server>> = config
+            .servers
+            .iter()
+            .map(|server| {
+                Arc::new(Server {
                     config: server.clone(),
                     health: health::Health::default(),
+                    probed_up: AtomicBool::new(true),
+                    in_flight: AtomicUsize::new(0),
+                    hash: Ring::key_hash(server.authority.as_str()),
                     metrics: all.origin_server(site, server.authority.as_str()),
                 })
-                .collect(),
+            })
+            .collect();
+        let probes = config
+            .health
+            .clone()
+            .map(|check| tokio::spawn(probe_forever(servers.clone(), client.clone(), check)));
+        Ok(Self {
+            servers,
             next: AtomicUsize::new(0),
             client,
             first_byte_timeout: config.first_byte_timeout,
             metrics,
+            balance: config.balance,
+            retries: config.retries,
+            budget: health::RetryBudget::default(),
+            probes,
         })
+    }
+
+    /// The servers in rotation, in the order this request tries them.
+    fn order(&self, request: &OriginRequest, now_ms: u64) -> Vec<&Arc<Server>> {
+        let count = self.servers.len();
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        let start = match self.balance {
+            // A multiplicative hash of the turn spreads starts without shared RNG state.
+            Balance::Random => (turn as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) as usize >> 7,
+            _ => turn,
+        };
+        let mut order: Vec<&Arc<Server>> = (0..count)
+            .map(|i| &self.servers[(start + i) % count])
+            .filter(|server| server.in_rotation(now_ms))
+            .collect();
+        match self.balance {
+            Balance::RoundRobin | Balance::Random => {}
+            // Stable: ties keep the round-robin order.
+            Balance::LeastRequests => {
+                order.sort_by_key(|server| server.in_flight.load(Ordering::Relaxed));
+            }
+            Balance::Hash => {
+                let host = request
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or_default();
+                let key = Ring::key_hash(&format!("{host}{}", request.path_and_query));
+                order.sort_by_key(|server| std::cmp::Reverse(ring::mix(key ^ server.hash)));
+            }
+        }
+        order
     }
 
     /// Longest wait for the response head, and between two chunks of a body.
@@ -120,22 +198,29 @@ impl Origin {
         request: &OriginRequest,
         body: Option<Limited<Incoming>>,
     ) -> Result<Response<Incoming>, ProxyError> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let attempts = if body.is_some() { 1 } else { 2 };
-        let now = now_ms();
-        let count = self.servers.len();
-        // Servers in rotation, round robin from this request's turn.
-        let order = (0..count)
-            .map(|i| &self.servers[(start + i) % count])
-            .filter(|server| server.health.available(now));
+        let attempts = if body.is_some() {
+            1
+        } else {
+            1 + self.retries as usize
+        };
+        self.budget.deposit();
+        let order = self.order(request, now_ms());
         let mut body = body;
         let mut last = None;
-        for server in order.take(attempts) {
+        for (attempt, server) in order.into_iter().take(attempts).enumerate() {
+            // Retries spend a budget refilled by requests (about one in ten), so a failing
+            // origin never sees a storm of them.
+            if attempt > 0 && !self.budget.withdraw() {
+                break;
+            }
             let body = match body.take() {
                 Some(incoming) => Either::Right(incoming),
                 None => Either::Left(Empty::new()),
             };
-            match self.send_to(&server.config, request, body).await {
+            server.in_flight.fetch_add(1, Ordering::Relaxed);
+            let sent = self.send_to(&server.config, request, body).await;
+            server.in_flight.fetch_sub(1, Ordering::Relaxed);
+            match sent {
                 // A gateway error says the server (or what is behind it) is in trouble; a 500
                 // is usually one broken page, and must not take a whole site out.
                 Ok(response) if matches!(response.status().as_u16(), 502..=504) => {
@@ -145,7 +230,7 @@ impl Origin {
                 Ok(response) => {
                     if server.health.success() {
                         tracing::info!(origin = %server.config.authority, "origin server back in rotation");
-                        server.metrics.up.set(1);
+                        server.update_up();
                     }
                     return Ok(response);
                 }
@@ -165,7 +250,7 @@ impl Origin {
     fn failed(&self, server: &Server) {
         if let health::Failure::Ejected(ms) = server.health.failure(now_ms()) {
             tracing::warn!(origin = %server.config.authority, backoff_ms = ms, "origin server out of rotation");
-            server.metrics.up.set(0);
+            server.update_up();
             server.metrics.ejections.inc();
         }
     }
@@ -249,4 +334,51 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// Active health: probe every server each `interval`; `fall` failed probes in a row take it
+/// out of rotation, `rise` good ones bring it back. Runs until the origin is dropped.
+async fn probe_forever(
+    servers: Vec<Arc<Server>>,
+    client: Client<HttpsConnector<HttpConnector>, OriginBody>,
+    check: HealthCheck,
+) {
+    let mut streaks = vec![(0u32, 0u32); servers.len()];
+    let mut tick = tokio::time::interval(check.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let probes = servers.iter().map(|server| {
+            let client = client.clone();
+            let check = &check;
+            async move {
+                let Ok(uri) = origin_uri(&server.config.scheme, &server.config, &check.path) else {
+                    return false;
+                };
+                let mut probe = Request::new(Either::Left(Empty::new()));
+                *probe.uri_mut() = uri;
+                let answered = tokio::time::timeout(check.timeout, client.request(probe)).await;
+                matches!(answered, Ok(Ok(r)) if r.status().is_success() || r.status().is_redirection())
+            }
+        });
+        let results = futures_util::future::join_all(probes).await;
+        for ((server, ok), (good, bad)) in servers.iter().zip(results).zip(streaks.iter_mut()) {
+            let up = server.probed_up.load(Ordering::Relaxed);
+            if ok {
+                (*good, *bad) = (good.saturating_add(1), 0);
+                if !up && *good >= check.rise {
+                    tracing::info!(origin = %server.config.authority, "health probes pass; back in rotation");
+                    server.probed_up.store(true, Ordering::Relaxed);
+                }
+            } else {
+                (*good, *bad) = (0, bad.saturating_add(1));
+                if up && *bad >= check.fall {
+                    tracing::warn!(origin = %server.config.authority, "health probes fail; out of rotation");
+                    server.probed_up.store(false, Ordering::Relaxed);
+                    server.metrics.ejections.inc();
+                }
+            }
+            server.update_up();
+        }
+    }
 }

@@ -582,3 +582,86 @@ async fn with_every_server_out_of_rotation_requests_fail_fast_or_get_stale_conte
     );
     node.stop().await;
 }
+
+/// `outpost_origin_server_up` of one server.
+fn server_up(text: &str, server: std::net::SocketAddr) -> Option<f64> {
+    let server = format!("server=\"{server}\"");
+    text.lines()
+        .find(|l| l.starts_with("outpost_origin_server_up") && l.contains(&server))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn active_health_probes_take_a_server_out_and_bring_it_back() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let sick = Arc::new(AtomicBool::new(true));
+    let flag = sick.clone();
+    let a = Origin::start(move |seen, _| match seen.path.as_str() {
+        "/health" if flag.load(Ordering::Relaxed) => Reply::ok("sick").status(500),
+        _ => Reply::ok("a").cache("no-store"),
+    })
+    .await;
+    let b = Origin::start(|_, _| Reply::ok("b").cache("no-store")).await;
+    let node = Node::start(&long_form(
+        &[a.url(), b.url()],
+        "health = { path = \"/health\", interval = \"50ms\", timeout = \"200ms\", rise = 2, fall = 2 }",
+    ))
+    .await;
+    eventually("a out of rotation", || async {
+        server_up(&node.metrics().await, a.addr) == Some(0.0)
+    })
+    .await;
+    let before = a.requests().iter().filter(|s| s.path != "/health").count();
+    for i in 0..10 {
+        assert_eq!(get(&node, &format!("/p{i}")).await.text(), "b");
+    }
+    let after = a.requests().iter().filter(|s| s.path != "/health").count();
+    assert_eq!(after, before, "no traffic to a server out of rotation");
+    sick.store(false, Ordering::Relaxed);
+    eventually("a back in rotation", || async {
+        server_up(&node.metrics().await, a.addr) == Some(1.0)
+    })
+    .await;
+    let served: Vec<String> = futures_util::future::join_all((0..10).map(|i| {
+        let node = &node;
+        async move { get(node, &format!("/q{i}")).await.text() }
+    }))
+    .await;
+    assert!(served.iter().any(|s| s == "a"), "{served:?}");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn balance_by_hash_sends_each_object_to_one_server() {
+    let a = Origin::start(|_, _| Reply::ok("a").cache("no-store")).await;
+    let b = Origin::start(|_, _| Reply::ok("b").cache("no-store")).await;
+    let node = Node::start(&long_form(&[a.url(), b.url()], "balance = \"hash\"")).await;
+    let mut servers = std::collections::HashSet::new();
+    for i in 0..20 {
+        let path = format!("/obj{i}");
+        let first = get(&node, &path).await.text();
+        for _ in 0..3 {
+            assert_eq!(get(&node, &path).await.text(), first, "{path} moved");
+        }
+        servers.insert(first);
+    }
+    assert_eq!(servers.len(), 2, "20 objects all on one server");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn retries_zero_never_resends() {
+    let origin = Origin::start(|seen, _| Reply::ok(format!("served {}", seen.path))).await;
+    let closed = url_of(closed_port().await);
+    let node = Node::start(&long_form(&[closed, origin.url()], "retries = 0")).await;
+    let statuses: Vec<u16> = futures_util::future::join_all((0..2).map(|i| {
+        let node = &node;
+        async move { get(node, &format!("/n{i}")).await.status.as_u16() }
+    }))
+    .await;
+    // Round robin sends one of the two to the closed server, and nothing retries it.
+    assert!(statuses.contains(&502), "{statuses:?}");
+    node.stop().await;
+}
