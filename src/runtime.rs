@@ -67,6 +67,8 @@ pub struct Runtime {
     tls: Arc<ArcSwapOption<ServerConfig>>,
     settings: Arc<ArcSwap<ConnSettings>>,
     connections: Arc<Semaphore>,
+    /// The semaphore's size, fixed at start (a reload does not resize it).
+    max_connections: usize,
     shutdown: watch::Receiver<bool>,
     applied: Mutex<Applied>,
 }
@@ -106,6 +108,7 @@ impl Runtime {
             tls,
             settings: Arc::new(ArcSwap::from_pointee(ConnSettings::from(&config.listen))),
             connections: Arc::new(Semaphore::new(config.listen.max_connections)),
+            max_connections: config.listen.max_connections,
             shutdown,
             applied: Mutex::new(Applied {
                 config,
@@ -145,13 +148,7 @@ impl Runtime {
 
     /// The connection limit, for the drain.
     pub fn connections(&self) -> (&Arc<Semaphore>, usize) {
-        (&self.connections, self.max_connections())
-    }
-
-    fn max_connections(&self) -> usize {
-        self.applied
-            .try_lock()
-            .map_or(usize::MAX >> 4, |a| a.config.listen.max_connections)
+        (&self.connections, self.max_connections)
     }
 
     /// Stop every accept loop and background task and wait for the loops to end.

@@ -5,8 +5,6 @@
 //! authenticates peer hops and purge fan-out. The member list may include this node; it is
 //! added when it does not, so every node computes the same ring from the same list.
 
-use std::net::SocketAddr;
-
 use crate::config::error::ConfigError;
 use crate::config::file::{
     ClusterFile, DEFAULT_DNS_MAX_TTL, DEFAULT_DNS_MIN_TTL, DEFAULT_PROBE_INTERVAL, DnsFile,
@@ -111,12 +109,4 @@ pub(crate) fn dns(f: &DnsFile, cx: &Ctx<'_>) -> Result<DnsConfig, ConfigError> {
         min_ttl,
         max_ttl,
     })
-}
-
-/// Members as socket addresses, for the static case.
-pub fn static_members(members: &Members) -> &[SocketAddr] {
-    match members {
-        Members::Static(addrs) => addrs,
-        Members::Discovery(_) => &[],
-    }
 }

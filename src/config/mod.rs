@@ -45,7 +45,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use cluster::static_members;
 pub use error::ConfigError;
 pub use hosts::HostPattern;
 pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};
