@@ -35,6 +35,12 @@ pub enum ProxyError {
     OriginTls(String),
     #[error("origin did not answer in time")]
     OriginTimeout,
+    /// The connection closed or was reset before a response head.
+    #[error("origin connection reset: {0}")]
+    OriginReset(String),
+    /// Every connection to the server is busy and its queue is full (or waited too long).
+    #[error("origin server busy: max_connections reached")]
+    OriginBusy,
     /// Every server of the site is out of rotation after failing (passive health).
     #[error("every origin server is out of rotation")]
     OriginDown,
@@ -69,6 +75,8 @@ impl ProxyError {
             | Self::OriginTls(_)
             | Self::OriginTimeout
             | Self::OriginDown
+            | Self::OriginBusy
+            | Self::OriginReset(_)
             | Self::MustRevalidate
             | Self::OriginProtocol(_)
             | Self::OriginBody(_) => Fault::Origin,
@@ -80,7 +88,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MissingHost | Self::ClientBody(_) => StatusCode::BAD_REQUEST,
-            Self::OriginDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::OriginDown | Self::OriginBusy => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             Self::Loop => StatusCode::LOOP_DETECTED,
@@ -90,6 +98,7 @@ impl ProxyError {
             }
             Self::OriginConnect(_)
             | Self::OriginTls(_)
+            | Self::OriginReset(_)
             | Self::OriginProtocol(_)
             | Self::OriginBody(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -109,6 +118,8 @@ impl ProxyError {
             Self::OriginTls(_) => "origin-tls",
             Self::OriginTimeout => "origin-timeout",
             Self::OriginDown => "origin-down",
+            Self::OriginBusy => "origin-busy",
+            Self::OriginReset(_) => "origin-reset",
             Self::MustRevalidate => "must-revalidate",
             Self::OriginProtocol(_) => "origin-protocol",
             Self::OriginBody(_) => "origin-body",
@@ -119,7 +130,10 @@ impl ProxyError {
     /// Whether the request may be sent again to another origin server: only failures that
     /// happened before the origin could have acted on it.
     pub fn retryable(&self) -> bool {
-        matches!(self, Self::OriginConnect(_))
+        matches!(
+            self,
+            Self::OriginConnect(_) | Self::OriginReset(_) | Self::OriginBusy
+        )
     }
 }
 

@@ -41,6 +41,7 @@ pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod dns;
 pub mod error;
 pub mod listener;
 pub mod observability;

@@ -1,15 +1,14 @@
 //! Cluster members from DNS: `discovery = "dns:NAME:PORT"` (A/AAAA) or `"dns+srv:NAME"`
-//! (SRV), resolved by [`super::dns`] on the records' TTL (clamped to `[dns] min_ttl..max_ttl`)
+//! (SRV), resolved by [`crate::dns`] on the records' TTL (clamped to `[dns] min_ttl..max_ttl`)
 //! in the background. Each changed list becomes the cluster's membership; a failed refresh
 //! keeps the last good one. No request ever waits on DNS.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use super::Cluster;
-use super::dns::{DiscoveryConfig, Source, spawn};
 use crate::config::{Config, Members};
+use crate::dns::{DiscoveryConfig, Source, spawn};
 
 /// The task that follows DNS, if the cluster's members come from it.
 pub fn start(
@@ -47,10 +46,7 @@ pub fn start(
             if !members.is_empty() {
                 cluster.set_members(&members);
             }
-            let counts = (
-                handle.refreshes.load(Ordering::Relaxed),
-                handle.failures.load(Ordering::Relaxed),
-            );
+            let counts = (handle.refreshes.get(), handle.failures.get());
             if counts != reported {
                 tracing::debug!(
                     refreshes = counts.0,

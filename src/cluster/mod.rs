@@ -24,7 +24,6 @@
 //! go to the next live node of their preference order at once.
 
 pub mod discovery;
-pub mod dns;
 pub mod hop;
 pub mod peer;
 pub mod ring;

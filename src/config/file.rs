@@ -42,6 +42,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_ORIGIN_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_IDLE_PER_SERVER: usize = 64;
+pub const DEFAULT_ORIGIN_MAX_CONNECTIONS: usize = 256;
+pub const DEFAULT_QUEUE: usize = 1024;
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_VARIANTS: usize = 16;
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_DNS_MIN_TTL: Duration = Duration::from_secs(5);
@@ -211,6 +214,10 @@ pub struct OriginTableFile {
     pub first_byte_timeout: Option<Spanned<HumanDuration>>,
     pub idle_timeout: Option<Spanned<HumanDuration>>,
     pub max_idle_per_server: Option<usize>,
+    pub max_connections: Option<Spanned<usize>>,
+    pub queue: Option<usize>,
+    pub queue_timeout: Option<Spanned<HumanDuration>>,
+    pub http2: Option<Spanned<String>>,
     pub balance: Option<Spanned<String>>,
     pub retries: Option<Spanned<u32>>,
     pub health: Option<HealthFile>,

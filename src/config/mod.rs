@@ -231,12 +231,34 @@ pub struct OriginConfig {
     pub first_byte_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_idle_per_server: usize,
+    /// Open connections per server, and requests in flight to it (HTTP/2 with
+    /// `http2 = "always"`: [`H2_STREAMS_PER_CONNECTION`] per connection).
+    pub max_connections: usize,
+    /// Requests that may wait for a free connection per server; more get 503.
+    pub queue: usize,
+    /// Longest wait for a free connection; then 503.
+    pub queue_timeout: Duration,
+    pub http2: Http2,
     pub balance: Balance,
     /// Further attempts on other servers for requests without a body (within a budget).
     pub retries: u32,
     /// Active probes; `None`: passive health only.
     pub health: Option<HealthCheck>,
     pub tls: OriginTls,
+}
+
+/// Requests one HTTP/2 origin connection may carry at once, for the in-flight bound.
+pub const H2_STREAMS_PER_CONNECTION: usize = 100;
+
+/// `[site.origin] http2`: which HTTP version origin connections speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Http2 {
+    /// HTTP/2 where TLS negotiates it (ALPN), HTTP/1.1 otherwise (cleartext included).
+    Auto,
+    /// HTTP/2 only: ALPN `h2` over TLS, prior knowledge (h2c) over cleartext.
+    Always,
+    /// HTTP/1.1 only.
+    Never,
 }
 
 /// How a request picks among the servers in rotation.

@@ -20,7 +20,9 @@ use crate::config::site_cache::{cache_key, site_cache};
 use crate::config::validate::{Ctx, check_name, timeout};
 use std::time::Duration;
 
-use crate::config::{Balance, HealthCheck, OriginConfig, OriginServer, OriginTls, SiteConfig};
+use crate::config::{
+    Balance, HealthCheck, Http2, OriginConfig, OriginServer, OriginTls, SiteConfig,
+};
 
 /// Where each host pattern and site name was first seen, for duplicates.
 #[derive(Default)]
@@ -149,6 +151,16 @@ fn origin(i: usize, f: &Spanned<OriginFile>, cx: &Ctx<'_>) -> Result<OriginConfi
         max_idle_per_server: table
             .max_idle_per_server
             .unwrap_or(DEFAULT_MAX_IDLE_PER_SERVER),
+        max_connections: match &table.max_connections {
+            Some(v) if *v.get_ref() == 0 => {
+                return Err(cx.invalid(v.span(), &key("max_connections"), "must be at least 1"));
+            }
+            Some(v) => *v.get_ref(),
+            None => DEFAULT_ORIGIN_MAX_CONNECTIONS,
+        },
+        queue: table.queue.unwrap_or(DEFAULT_QUEUE),
+        queue_timeout: time(&table.queue_timeout, DEFAULT_QUEUE_TIMEOUT, "queue_timeout")?,
+        http2: http2(&table.http2, &key("http2"), cx)?,
         balance: balance(&table.balance, &key("balance"), cx)?,
         retries: table.retries.as_ref().map_or(1, |r| *r.get_ref()),
         health: match &table.health {
@@ -166,6 +178,10 @@ fn defaults(servers: Vec<OriginServer>) -> OriginConfig {
         first_byte_timeout: DEFAULT_FIRST_BYTE_TIMEOUT,
         idle_timeout: DEFAULT_ORIGIN_IDLE_TIMEOUT,
         max_idle_per_server: DEFAULT_MAX_IDLE_PER_SERVER,
+        max_connections: DEFAULT_ORIGIN_MAX_CONNECTIONS,
+        queue: DEFAULT_QUEUE,
+        queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+        http2: Http2::Auto,
         balance: Balance::RoundRobin,
         retries: 1,
         health: None,
@@ -248,6 +264,18 @@ fn balance(f: &Option<Spanned<String>>, key: &str, cx: &Ctx<'_>) -> Result<Balan
                 "{other:?} is not one of \"round_robin\", \"least_requests\", \"random\", \"hash\""
             );
             return Err(cx.invalid(b.span(), key, message));
+        }
+    })
+}
+
+fn http2(f: &Option<Spanned<String>>, key: &str, cx: &Ctx<'_>) -> Result<Http2, ConfigError> {
+    Ok(match f.as_ref().map(|v| (v, v.get_ref().as_str())) {
+        None | Some((_, "auto")) => Http2::Auto,
+        Some((_, "always")) => Http2::Always,
+        Some((_, "never")) => Http2::Never,
+        Some((v, other)) => {
+            let message = format!("{other:?} is not one of \"auto\", \"always\", \"never\"");
+            return Err(cx.invalid(v.span(), key, message));
         }
     })
 }

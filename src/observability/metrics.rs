@@ -45,6 +45,14 @@ pub mod names {
     pub const ACCESS_LOG_DROPPED: &str = "access_log_dropped";
     pub const ORIGIN_SERVER_UP: &str = "origin_server_up";
     pub const ORIGIN_EJECTIONS: &str = "origin_ejections";
+    pub const ORIGIN_SERVER_REQUESTS: &str = "origin_server_requests";
+    pub const ORIGIN_SERVER_ERRORS: &str = "origin_server_errors";
+    pub const ORIGIN_SERVER_DURATION: &str = "origin_server_response_duration_seconds";
+    pub const ORIGIN_SERVER_CONNECTIONS: &str = "origin_server_connections";
+    pub const ORIGIN_SERVER_QUEUED: &str = "origin_server_queued_requests";
+    pub const ORIGIN_DNS_REFRESHES: &str = "origin_dns_refreshes";
+    pub const ORIGIN_DNS_FAILURES: &str = "origin_dns_failures";
+    pub const ORIGIN_SERVER_ADDRESSES: &str = "origin_server_addresses";
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -58,6 +66,167 @@ struct ServerLabels {
 pub struct OriginServerMetrics {
     pub up: Gauge,
     pub ejections: Counter,
+    /// Requests sent (probes excluded), whatever came of them.
+    pub requests: Counter,
+    errors: [Counter; OriginError::ALL.len()],
+    /// Time to the response head of answered requests.
+    pub duration: Histogram,
+    pub open: Gauge,
+    pub idle: Gauge,
+    pub queued: Gauge,
+    pub addresses: Gauge,
+    pub dns_refreshes: Counter,
+    pub dns_failures: Counter,
+}
+
+impl OriginServerMetrics {
+    pub fn error(&self, kind: OriginError) {
+        self.errors[kind as usize].inc();
+    }
+}
+
+/// Why a request to one origin server failed: the `kind` label of
+/// `outpost_origin_server_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginError {
+    /// No TCP connection (refused, unreachable, connect timeout, no address from DNS).
+    Connect,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    /// No response head within `first_byte_timeout`.
+    Timeout,
+    /// The connection was reset or closed before a response head.
+    Reset,
+    /// A response that is not HTTP.
+    Protocol,
+    /// No free connection: the queue was full or the wait too long.
+    Overload,
+}
+
+impl OriginError {
+    pub const ALL: [OriginError; 6] = [
+        Self::Connect,
+        Self::Tls,
+        Self::Timeout,
+        Self::Reset,
+        Self::Protocol,
+        Self::Overload,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Tls => "tls",
+            Self::Timeout => "timeout",
+            Self::Reset => "reset",
+            Self::Protocol => "protocol",
+            Self::Overload => "overload",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerErrorLabels {
+    site: String,
+    server: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerStateLabels {
+    site: String,
+    server: String,
+    state: &'static str,
+}
+
+/// The per-origin-server families.
+struct OriginServerFamilies {
+    up: Family<ServerLabels, Gauge>,
+    ejections: Family<ServerLabels, Counter>,
+    requests: Family<ServerLabels, Counter>,
+    errors: Family<ServerErrorLabels, Counter>,
+    duration: Family<ServerLabels, Histogram>,
+    connections: Family<ServerStateLabels, Gauge>,
+    queued: Family<ServerLabels, Gauge>,
+    addresses: Family<ServerLabels, Gauge>,
+    dns_refreshes: Family<ServerLabels, Counter>,
+    dns_failures: Family<ServerLabels, Counter>,
+}
+
+impl OriginServerFamilies {
+    fn register(registry: &mut Registry) -> Self {
+        fn add<M: prometheus_client::registry::Metric + Clone>(
+            registry: &mut Registry,
+            name: &str,
+            help: &str,
+            metric: M,
+        ) -> M {
+            registry.register(name, help, metric.clone());
+            metric
+        }
+        Self {
+            up: add(
+                registry,
+                names::ORIGIN_SERVER_UP,
+                "1 while an origin server is in rotation, 0 while failures keep it out",
+                Family::default(),
+            ),
+            ejections: add(
+                registry,
+                names::ORIGIN_EJECTIONS,
+                "Times an origin server was taken out of rotation after consecutive failures",
+                Family::default(),
+            ),
+            requests: add(
+                registry,
+                names::ORIGIN_SERVER_REQUESTS,
+                "Requests sent to an origin server (health probes excluded)",
+                Family::default(),
+            ),
+            errors: add(
+                registry,
+                names::ORIGIN_SERVER_ERRORS,
+                "Requests to an origin server that failed, by kind (connect, tls, timeout, reset, protocol, overload)",
+                Family::default(),
+            ),
+            duration: add(
+                registry,
+                names::ORIGIN_SERVER_DURATION,
+                "Time from sending a request to an origin server to its response headers",
+                Family::new_with_constructor(latency_histogram as fn() -> _),
+            ),
+            connections: add(
+                registry,
+                names::ORIGIN_SERVER_CONNECTIONS,
+                "Connections to an origin server: open, and idle among them",
+                Family::default(),
+            ),
+            queued: add(
+                registry,
+                names::ORIGIN_SERVER_QUEUED,
+                "Requests waiting for a free connection to an origin server (max_connections reached)",
+                Family::default(),
+            ),
+            addresses: add(
+                registry,
+                names::ORIGIN_SERVER_ADDRESSES,
+                "Addresses an origin server's name resolves to (1 for an IP literal)",
+                Family::default(),
+            ),
+            dns_refreshes: add(
+                registry,
+                names::ORIGIN_DNS_REFRESHES,
+                "Successful DNS resolutions of an origin server's name",
+                Family::default(),
+            ),
+            dns_failures: add(
+                registry,
+                names::ORIGIN_DNS_FAILURES,
+                "Failed DNS resolutions of an origin server's name (the last good addresses stay in use)",
+                Family::default(),
+            ),
+        }
+    }
 }
 
 /// Status classes: the `class` label of `outpost_responses_total`.
@@ -259,8 +428,7 @@ pub struct Metrics {
     pub config_reloads: Counter,
     pub config_reload_failures: Counter,
     pub access_log_dropped: Counter,
-    origin_server_up: Family<ServerLabels, Gauge>,
-    origin_ejections: Family<ServerLabels, Counter>,
+    origin_servers: OriginServerFamilies,
 }
 
 fn latency_histogram() -> Histogram {
@@ -347,21 +515,9 @@ impl Metrics {
             "Body bytes received from origins (and owner peers) by fills",
             origin_bytes.clone(),
         );
-        let origin_server_up = Family::<ServerLabels, Gauge>::default();
-        registry.register(
-            names::ORIGIN_SERVER_UP,
-            "1 while an origin server is in rotation, 0 while failures keep it out",
-            origin_server_up.clone(),
-        );
-        let origin_ejections = Family::<ServerLabels, Counter>::default();
-        registry.register(
-            names::ORIGIN_EJECTIONS,
-            "Times an origin server was taken out of rotation after consecutive failures",
-            origin_ejections.clone(),
-        );
+        let origin_servers = OriginServerFamilies::register(registry);
         let metrics = Self {
-            origin_server_up,
-            origin_ejections,
+            origin_servers,
             responses,
             request_duration,
             response_bytes,
@@ -483,11 +639,34 @@ impl Metrics {
             site: site.to_owned(),
             server: server.to_owned(),
         };
-        let up = self.origin_server_up.get_or_create_owned(&labels);
+        let f = &self.origin_servers;
+        let up = f.up.get_or_create_owned(&labels);
         up.set(1);
+        let state = |state| {
+            f.connections.get_or_create_owned(&ServerStateLabels {
+                site: site.to_owned(),
+                server: server.to_owned(),
+                state,
+            })
+        };
         OriginServerMetrics {
             up,
-            ejections: self.origin_ejections.get_or_create_owned(&labels),
+            ejections: f.ejections.get_or_create_owned(&labels),
+            requests: f.requests.get_or_create_owned(&labels),
+            errors: OriginError::ALL.map(|kind| {
+                f.errors.get_or_create_owned(&ServerErrorLabels {
+                    site: site.to_owned(),
+                    server: server.to_owned(),
+                    kind: kind.as_str(),
+                })
+            }),
+            duration: f.duration.get_or_create_owned(&labels),
+            open: state("open"),
+            idle: state("idle"),
+            queued: f.queued.get_or_create_owned(&labels),
+            addresses: f.addresses.get_or_create_owned(&labels),
+            dns_refreshes: f.dns_refreshes.get_or_create_owned(&labels),
+            dns_failures: f.dns_failures.get_or_create_owned(&labels),
         }
     }
 

@@ -1,31 +1,40 @@
-//! Talking to a site's origin servers: pooled keep-alive connections over HTTP or HTTPS,
-//! connect and first-byte timeouts, round robin over the servers in rotation with one retry
-//! on another server when a connection could not be made (only for requests without a body,
-//! which are safe to resend), and passive health ([`health`]): a failing server leaves
-//! rotation, and with every server out a request fails at once (503, or stale content where
-//! allowed) instead of waiting out a timeout.
+//! Talking to a site's origin servers.
+//!
+//! - [`resolve`]: a server given by name follows DNS (every A/AAAA address, on the records'
+//!   TTL, in the background); an address that leaves DNS is drained.
+//! - [`pool`]: per address, pooled keep-alive connections over HTTP/1.1 or HTTP/2, plain or
+//!   TLS; `max_connections` per server with a bounded queue in front (then 503).
+//! - [`health`]: a failing server leaves rotation, and with every server out a request fails
+//!   at once (503, or stale content where allowed) instead of waiting out a timeout; active
+//!   probes where configured.
+//! - Here: the balance policy across servers in rotation, timeouts, and retries on another
+//!   server of requests without a body that failed before the origin could act on them,
+//!   within a budget.
 
 pub mod health;
+mod pool;
+mod resolve;
 mod tls;
+
+pub use pool::UpstreamBody;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body_util::{Either, Empty, Limited};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::ServerName;
 
 use crate::cluster::ring::{self, Ring};
-use crate::config::{Balance, HealthCheck, OriginConfig, OriginServer};
+use crate::config::{Balance, DnsConfig, HealthCheck, OriginConfig, OriginServer};
 use crate::error::ProxyError;
-use crate::observability::metrics::{Metrics, OriginOutcome, OriginServerMetrics, SiteMetrics};
+use crate::observability::metrics::{
+    Metrics, OriginError, OriginOutcome, OriginServerMetrics, SiteMetrics,
+};
 
 /// Milliseconds on a monotonic clock (since the first call), for [`health`].
 fn now_ms() -> u64 {
@@ -50,11 +59,14 @@ pub struct OriginRequest {
 pub enum OriginSetupError {
     #[error("origin TLS: {0}")]
     Tls(String),
+    #[error("origin DNS: {0}")]
+    Dns(#[from] crate::dns::DiscoveryError),
 }
 
 /// One origin server and what requests and probes have shown of its health.
 struct Server {
     config: OriginServer,
+    pool: pool::Pool,
     /// Passive: failures of real requests.
     health: health::Health,
     /// Active: the last probes (always true without `health`).
@@ -79,78 +91,89 @@ impl Server {
 pub struct Origin {
     servers: Vec<Arc<Server>>,
     next: AtomicUsize,
-    client: Client<HttpsConnector<HttpConnector>, OriginBody>,
     first_byte_timeout: Duration,
     metrics: SiteMetrics,
     balance: Balance,
     retries: u32,
     budget: health::RetryBudget,
-    /// Active health probes, stopped with the origin (a reload replaces it).
-    probes: Option<tokio::task::JoinHandle<()>>,
+    /// Health probes and DNS followers, stopped with the origin (a reload replaces it).
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Origin {
     fn drop(&mut self) {
-        if let Some(probes) = &self.probes {
-            probes.abort();
+        for task in &self.tasks {
+            task.abort();
         }
     }
 }
 
+/// The name a server's certificate is checked against: `tls.sni`, or the URL's host.
+fn server_name(
+    config: &OriginConfig,
+    server: &OriginServer,
+) -> Result<ServerName<'static>, OriginSetupError> {
+    let name = config
+        .tls
+        .sni
+        .clone()
+        .unwrap_or_else(|| host_of(server).to_owned());
+    ServerName::try_from(name.clone())
+        .map_err(|e| OriginSetupError::Tls(format!("server name {name:?}: {e}")))
+}
+
+/// The host of a server URL, without an IPv6 literal's brackets.
+fn host_of(server: &OriginServer) -> &str {
+    let host = server.authority.host();
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
 impl Origin {
-    pub fn new(config: &OriginConfig, site: &str, all: &Metrics) -> Result<Self, OriginSetupError> {
+    /// Must run inside the tokio runtime (servers given by name are resolved by a task).
+    pub fn new(
+        config: &OriginConfig,
+        dns: &DnsConfig,
+        site: &str,
+        all: &Metrics,
+    ) -> Result<Self, OriginSetupError> {
         let metrics = all.site(site);
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.connect_timeout));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls::client_config(&config.tls)?)
-            .https_or_http();
-        let builder = match &config.tls.sni {
-            Some(name) => {
-                let name = rustls::pki_types::ServerName::try_from(name.clone())
-                    .map_err(|e| OriginSetupError::Tls(format!("tls.sni {name:?}: {e}")))?;
-                builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-            }
-            None => builder,
-        };
-        let connector = builder.enable_http1().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.idle_timeout)
-            .pool_max_idle_per_host(config.max_idle_per_server)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
-        let servers: Vec<Arc<Server>> = config
-            .servers
-            .iter()
-            .map(|server| {
-                Arc::new(Server {
-                    config: server.clone(),
-                    health: health::Health::default(),
-                    probed_up: AtomicBool::new(true),
-                    in_flight: AtomicUsize::new(0),
-                    hash: Ring::key_hash(server.authority.as_str()),
-                    metrics: all.origin_server(site, server.authority.as_str()),
-                })
-            })
-            .collect();
-        let probes = config
-            .health
-            .clone()
-            .map(|check| tokio::spawn(probe_forever(servers.clone(), client.clone(), check)));
+        let tls = tls::client_config(&config.tls)?;
+        let mut tasks = Vec::new();
+        let mut servers = Vec::with_capacity(config.servers.len());
+        for server in &config.servers {
+            let server_metrics = all.origin_server(site, server.authority.as_str());
+            let pool = pool::Pool::new(
+                config,
+                tls.clone(),
+                server_name(config, server)?,
+                server_metrics.clone(),
+            );
+            let server = Arc::new(Server {
+                config: server.clone(),
+                pool,
+                health: health::Health::default(),
+                probed_up: AtomicBool::new(true),
+                in_flight: AtomicUsize::new(0),
+                hash: Ring::key_hash(server.authority.as_str()),
+                metrics: server_metrics,
+            });
+            tasks.extend(resolve::follow(&server, dns)?);
+            servers.push(server);
+        }
+        if let Some(check) = config.health.clone() {
+            tasks.push(tokio::spawn(probe_forever(servers.clone(), check)));
+        }
         Ok(Self {
             servers,
             next: AtomicUsize::new(0),
-            client,
             first_byte_timeout: config.first_byte_timeout,
             metrics,
             balance: config.balance,
             retries: config.retries,
             budget: health::RetryBudget::default(),
-            probes,
+            tasks,
         })
     }
 
@@ -183,6 +206,10 @@ impl Origin {
                 order.sort_by_key(|server| std::cmp::Reverse(ring::mix(key ^ server.hash)));
             }
         }
+        // A lone server with several addresses: a retry goes to its next address.
+        if order.len() == 1 && order[0].pool.addresses() > 1 {
+            order.push(order[0]);
+        }
         order
     }
 
@@ -192,12 +219,13 @@ impl Origin {
     }
 
     /// Send `request` and wait for the response head. A request with a body is sent once; one
-    /// without is retried once on the next server if no connection could be made.
+    /// without is retried on the next server if it failed before the origin could act on it
+    /// (no connection, reset before a response, no free connection).
     pub async fn send(
         &self,
         request: &OriginRequest,
         body: Option<Limited<Incoming>>,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         let attempts = if body.is_some() {
             1
         } else {
@@ -213,29 +241,40 @@ impl Origin {
             if attempt > 0 && !self.budget.withdraw() {
                 break;
             }
+            let slot = match server.pool.admit().await {
+                Ok(slot) => slot,
+                // The server is busy, not failing: no mark against its health.
+                Err(e) => {
+                    server.metrics.error(OriginError::Overload);
+                    last = Some(e);
+                    continue;
+                }
+            };
             let body = match body.take() {
                 Some(incoming) => Either::Right(incoming),
                 None => Either::Left(Empty::new()),
             };
             server.in_flight.fetch_add(1, Ordering::Relaxed);
-            let sent = self.send_to(&server.config, request, body).await;
+            let sent = self.send_to(server, request, body).await;
             server.in_flight.fetch_sub(1, Ordering::Relaxed);
             match sent {
                 // A gateway error says the server (or what is behind it) is in trouble; a 500
                 // is usually one broken page, and must not take a whole site out.
                 Ok(response) if matches!(response.status().as_u16(), 502..=504) => {
                     self.failed(server);
-                    return Ok(response);
+                    return Ok(response.map(|b| UpstreamBody::with_slot(b, slot)));
                 }
                 Ok(response) => {
                     if server.health.success() {
                         tracing::info!(origin = %server.config.authority, "origin server back in rotation");
                         server.update_up();
                     }
-                    return Ok(response);
+                    return Ok(response.map(|b| UpstreamBody::with_slot(b, slot)));
                 }
                 Err(e) => {
-                    self.failed(server);
+                    if e != ProxyError::OriginBusy {
+                        self.failed(server);
+                    }
                     if !e.retryable() {
                         return Err(e);
                     }
@@ -257,70 +296,146 @@ impl Origin {
 
     async fn send_to(
         &self,
-        server: &OriginServer,
+        server: &Server,
         request: &OriginRequest,
         body: OriginBody,
     ) -> Result<Response<Incoming>, ProxyError> {
-        let uri = origin_uri(&server.scheme, server, &request.path_and_query)?;
+        let Some(endpoint) = server.pool.endpoint().await else {
+            server.metrics.requests.inc();
+            server.metrics.error(OriginError::Connect);
+            self.metrics.origin(OriginOutcome::Connect);
+            let why = format!("no address for {} (DNS)", server.config.authority);
+            tracing::warn!(origin = %server.config.authority, "origin request failed: {why}");
+            return Err(ProxyError::OriginConnect(why));
+        };
+        // The URI carries the request's host: the pool key within this address's client,
+        // and HTTP/2's `:authority`, which must match `Host`.
+        let authority = request
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+            .unwrap_or_else(|| server.config.authority.clone());
+        let uri = origin_uri(&server.config.scheme, authority, &request.path_and_query)?;
         let mut outgoing = Request::new(body);
         *outgoing.method_mut() = request.method.clone();
         *outgoing.uri_mut() = uri;
         *outgoing.headers_mut() = request.headers.clone();
         let started = Instant::now();
+        server.metrics.requests.inc();
         let result =
-            tokio::time::timeout(self.first_byte_timeout, self.client.request(outgoing)).await;
-        let (outcome, result) = match result {
-            Err(_) => (OriginOutcome::Timeout, Err(ProxyError::OriginTimeout)),
-            Ok(Ok(response)) => (OriginOutcome::Response, Ok(response)),
-            Ok(Err(e)) if e.is_connect() && is_tls_failure(&e) => (
-                OriginOutcome::Connect,
-                Err(ProxyError::OriginTls(error_chain(&e))),
-            ),
-            Ok(Err(e)) if e.is_connect() => (
-                OriginOutcome::Connect,
-                Err(ProxyError::OriginConnect(error_chain(&e))),
-            ),
-            Ok(Err(e)) => (
-                OriginOutcome::Protocol,
-                Err(ProxyError::OriginProtocol(error_chain(&e))),
-            ),
+            tokio::time::timeout(self.first_byte_timeout, endpoint.client.request(outgoing)).await;
+        let (kind, result) = match result {
+            Err(_) => (Some(OriginError::Timeout), Err(ProxyError::OriginTimeout)),
+            Ok(Ok(response)) => (None, Ok(response)),
+            Ok(Err(e)) => {
+                let kind = classify(&e);
+                let chain = error_chain(&e);
+                let error = match kind {
+                    OriginError::Overload => ProxyError::OriginBusy,
+                    OriginError::Tls => ProxyError::OriginTls(chain),
+                    OriginError::Connect => ProxyError::OriginConnect(chain),
+                    OriginError::Reset => ProxyError::OriginReset(chain),
+                    OriginError::Timeout | OriginError::Protocol => {
+                        ProxyError::OriginProtocol(chain)
+                    }
+                };
+                (Some(kind), Err(error))
+            }
         };
-        self.metrics.origin(outcome);
-        if outcome == OriginOutcome::Response {
-            self.metrics
-                .origin_duration
-                .observe(started.elapsed().as_secs_f64());
-        } else if let Err(e) = &result {
-            tracing::warn!(origin = %server.authority, error = %e, "origin request failed");
+        let elapsed = started.elapsed().as_secs_f64();
+        match kind {
+            None => {
+                self.metrics.origin(OriginOutcome::Response);
+                self.metrics.origin_duration.observe(elapsed);
+                server.metrics.duration.observe(elapsed);
+            }
+            Some(kind) => {
+                server.metrics.error(kind);
+                self.metrics.origin(match kind {
+                    OriginError::Timeout => OriginOutcome::Timeout,
+                    OriginError::Connect | OriginError::Tls | OriginError::Overload => {
+                        OriginOutcome::Connect
+                    }
+                    OriginError::Reset | OriginError::Protocol => OriginOutcome::Protocol,
+                });
+                if let Err(e) = &result {
+                    tracing::warn!(origin = %server.config.authority, address = %endpoint.addr, error = %e, "origin request failed");
+                }
+            }
         }
         result
     }
 }
 
-fn origin_uri(
-    scheme: &Scheme,
-    server: &OriginServer,
-    path_and_query: &PathAndQuery,
-) -> Result<Uri, ProxyError> {
-    Uri::builder()
-        .scheme(scheme.clone())
-        .authority(server.authority.clone())
-        .path_and_query(path_and_query.clone())
-        .build()
-        .map_err(|_| ProxyError::Internal("cannot build origin URI"))
+/// What kind of failure a client error is, for metrics and the retry decision.
+fn classify(e: &hyper_util::client::legacy::Error) -> OriginError {
+    if find::<pool::NoFreeConnection>(e) {
+        OriginError::Overload
+    } else if e.is_connect() && is_tls_failure(e) {
+        OriginError::Tls
+    } else if e.is_connect() {
+        OriginError::Connect
+    } else if is_reset(e) {
+        OriginError::Reset
+    } else {
+        OriginError::Protocol
+    }
 }
 
-/// Whether a connect error came from the TLS handshake (a rustls error, which the connector
-/// wraps in `io::Error`s, whose `source()` skips the error they wrap: hence `get_ref`).
-fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
-    if e.downcast_ref::<rustls::Error>().is_some() {
+/// Whether an error of type `T` is in the chain (also inside `io::Error`s, whose `source()`
+/// skips the error they wrap: hence `get_ref`).
+fn find<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    if e.downcast_ref::<T>().is_some() {
         return true;
     }
     let wrapped = e
         .downcast_ref::<std::io::Error>()
         .and_then(|io| io.get_ref())
-        .is_some_and(|inner| is_tls_failure(inner));
-    wrapped || e.source().is_some_and(is_tls_failure)
+        .is_some_and(|inner| find::<T>(inner));
+    wrapped || e.source().is_some_and(find::<T>)
+}
+
+/// The connection closed or was reset before a response head: the origin may not have seen
+/// the request at all, so a request without a body can go elsewhere.
+fn is_reset(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(hyper) = s.downcast_ref::<hyper::Error>()
+            && hyper.is_incomplete_message()
+        {
+            return true;
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            )
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+fn origin_uri(
+    scheme: &Scheme,
+    authority: Authority,
+    path_and_query: &PathAndQuery,
+) -> Result<Uri, ProxyError> {
+    Uri::builder()
+        .scheme(scheme.clone())
+        .authority(authority)
+        .path_and_query(path_and_query.clone())
+        .build()
+        .map_err(|_| ProxyError::Internal("cannot build origin URI"))
+}
+
+/// Whether a connect error came from the TLS handshake (a rustls error).
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    find::<rustls::Error>(e)
 }
 
 /// "outer: inner: innermost" — hyper's errors hide the useful part (refused, reset, bad
@@ -338,31 +453,34 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Active health: probe every server each `interval`; `fall` failed probes in a row take it
 /// out of rotation, `rise` good ones bring it back. Runs until the origin is dropped.
-async fn probe_forever(
-    servers: Vec<Arc<Server>>,
-    client: Client<HttpsConnector<HttpConnector>, OriginBody>,
-    check: HealthCheck,
-) {
+async fn probe_forever(servers: Vec<Arc<Server>>, check: HealthCheck) {
     let mut streaks = vec![(0u32, 0u32); servers.len()];
     let mut tick = tokio::time::interval(check.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let probes = servers.iter().map(|server| {
-            let client = client.clone();
             let check = &check;
             async move {
-                let Ok(uri) = origin_uri(&server.config.scheme, &server.config, &check.path) else {
-                    return false;
+                // With every connection busy a probe would only measure the queue.
+                if server.pool.saturated() {
+                    return None;
+                }
+                let endpoint = server.pool.endpoint_now()?;
+                let authority = server.config.authority.clone();
+                let Ok(uri) = origin_uri(&server.config.scheme, authority, &check.path) else {
+                    return Some(false);
                 };
                 let mut probe = Request::new(Either::Left(Empty::new()));
                 *probe.uri_mut() = uri;
-                let answered = tokio::time::timeout(check.timeout, client.request(probe)).await;
-                matches!(answered, Ok(Ok(r)) if r.status().is_success() || r.status().is_redirection())
+                let answered =
+                    tokio::time::timeout(check.timeout, endpoint.client.request(probe)).await;
+                Some(matches!(answered, Ok(Ok(r)) if r.status().is_success() || r.status().is_redirection()))
             }
         });
         let results = futures_util::future::join_all(probes).await;
         for ((server, ok), (good, bad)) in servers.iter().zip(results).zip(streaks.iter_mut()) {
+            let Some(ok) = ok else { continue };
             let up = server.probed_up.load(Ordering::Relaxed);
             if ok {
                 (*good, *bad) = (good.saturating_add(1), 0);

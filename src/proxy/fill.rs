@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::Proxy;
 use super::headers::strip_hop_by_hop;
@@ -23,7 +22,7 @@ use crate::cache::status::NoCacheReason;
 use crate::cache::vary::{SecondaryKey, secondary_key};
 use crate::cluster::peer::{Peer, PeerError};
 use crate::error::ProxyError;
-use crate::origin::OriginRequest;
+use crate::origin::{OriginRequest, UpstreamBody};
 use crate::storage::Entry;
 use crate::storage::budget::Reservation;
 use crate::storage::coalesce::{Publisher, Share};
@@ -91,7 +90,7 @@ impl FillJob {
     /// Ask the owner peer, or the origin. An owner that cannot be reached has been ejected
     /// by the time this returns; the request then goes to the origin from here (and is
     /// stored here: with the owner gone, this node or its successor owns the key).
-    async fn send(&mut self) -> Result<Response<Incoming>, ProxyError> {
+    async fn send(&mut self) -> Result<Response<UpstreamBody>, ProxyError> {
         if let (Some(peer), Some(cluster)) = (self.peer.clone(), self.proxy.cluster.clone()) {
             let hop = cluster.secret.sign(
                 &cluster.me.0,
@@ -108,7 +107,7 @@ impl FillJob {
                 .forward(&peer, &self.request, hop, timeout)
                 .await
             {
-                Ok(response) => return Ok(response),
+                Ok(response) => return Ok(response.map(UpstreamBody::from)),
                 Err(PeerError::Timeout) => return Err(ProxyError::OriginTimeout),
                 Err(PeerError::Unreachable(why)) => {
                     tracing::debug!(peer = %peer.id.0, %why, "owner unreachable; asking the origin");
@@ -132,6 +131,8 @@ pub async fn run(mut job: FillJob, publisher: Publisher<FillHead>) {
     {
         // RFC 9111 §4.3.4: a 304 for another representation than the stored one cannot
         // freshen it; ask again without conditions.
+        // Let go of the 304 (and its connection slot) before asking again.
+        drop(std::mem::replace(&mut sent, Err(ProxyError::OriginDown)));
         let mut unconditional = job.request.clone();
         unconditional.headers.remove(header::IF_NONE_MATCH);
         unconditional.headers.remove(header::IF_MODIFIED_SINCE);
@@ -171,7 +172,7 @@ async fn respond_with(
     job: &FillJob,
     publisher: Publisher<FillHead>,
     head: &OriginHead<'_>,
-    body: Incoming,
+    body: UpstreamBody,
 ) {
     let mut headers = head.headers.clone();
     strip_hop_by_hop(&mut headers);
@@ -306,7 +307,7 @@ async fn stream_body(
     publisher: Publisher<FillHead>,
     head: &OriginHead<'_>,
     headers: HeaderMap,
-    mut body: Incoming,
+    mut body: UpstreamBody,
     mut storing: bool,
 ) {
     let idle = job.site.origin.first_byte_timeout();

@@ -122,6 +122,7 @@ impl Proxy {
                     fraction_percent: config.cache.heuristic_fraction,
                     max: config.cache.heuristic_max,
                 },
+                &config.dns,
                 &metrics,
             )?,
             store,

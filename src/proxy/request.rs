@@ -17,7 +17,7 @@ use crate::cache::freshness::HeuristicPolicy;
 use crate::cache::key::KeyRules;
 use crate::cache::policy::{KEY_FIELD, Policy, set_key_field};
 use crate::cache::storable::SetCookie;
-use crate::config::{HostPattern, SiteConfig};
+use crate::config::{DnsConfig, HostPattern, SiteConfig};
 use crate::error::ProxyError;
 use crate::observability::metrics::{Metrics, SiteMetrics};
 use crate::origin::{Origin, OriginSetupError};
@@ -35,6 +35,7 @@ impl Site {
     fn new(
         config: &SiteConfig,
         heuristic: HeuristicPolicy,
+        dns: &DnsConfig,
         metrics: &Metrics,
     ) -> Result<Self, OriginSetupError> {
         let cache = &config.cache;
@@ -68,7 +69,7 @@ impl Site {
         };
         Ok(Site {
             name: config.name.clone(),
-            origin: Origin::new(&config.origin, &config.name, metrics)?,
+            origin: Origin::new(&config.origin, dns, &config.name, metrics)?,
             metrics: metrics.site(&config.name),
             policy,
             key_rules: config.cache_key.clone(),
@@ -100,11 +101,12 @@ impl Sites {
     pub fn build(
         configs: &[SiteConfig],
         heuristic: HeuristicPolicy,
+        dns: &DnsConfig,
         metrics: &Metrics,
     ) -> Result<Self, OriginSetupError> {
         let mut sites = Sites::default();
         for config in configs {
-            let site = Arc::new(Site::new(config, heuristic, metrics)?);
+            let site = Arc::new(Site::new(config, heuristic, dns, metrics)?);
             for pattern in &config.hosts {
                 match pattern {
                     HostPattern::Exact(host) => {

@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 
+use crate::origin::UpstreamBody;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
-use hyper::body::Incoming;
 
 use super::body::ProxyBody;
 use super::fill::FillHead;
@@ -198,7 +198,7 @@ pub fn from_fill(
 /// The body is streamed; an origin that stalls for `idle` mid-body aborts it.
 pub fn pass(
     node: &Node,
-    response: Response<Incoming>,
+    response: Response<UpstreamBody>,
     fwd: Fwd,
     idle: Duration,
     policy: &Policy,

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::dns_server::{DnsServer, Record};
-use outpost::cluster::dns::{DiscoveryConfig, Members, Source, resolve, resolver_builder, spawn};
+use outpost::dns::{DiscoveryConfig, Members, Source, resolve, resolver_builder, spawn};
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 
@@ -122,8 +122,8 @@ async fn dns_source_resolves_and_follows_record_changes() {
     );
     let expected = addrs(&["10.0.0.2:8080", "10.0.0.3:8080", "[fd00::1]:8080"]);
     wait_members(&mut handle.members, &expected, 3 * SECOND).await;
-    assert!(handle.refreshes.load(Ordering::SeqCst) >= 2);
-    assert_eq!(handle.failures.load(Ordering::SeqCst), 0);
+    assert!(handle.refreshes.get() >= 2);
+    assert_eq!(handle.failures.get(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,8 +186,8 @@ async fn outage_keeps_last_good_list_and_recovers() {
     builder.options_mut().attempts = 1;
     let resolver = builder.build().expect("resolver");
     let source: Source = "dns:edge.internal:9000".parse().expect("source");
-    let mut handle = outpost::cluster::dns::spawn_with_resolver(resolver, source, SECOND, SECOND)
-        .expect("spawn");
+    let mut handle =
+        outpost::dns::spawn_with_resolver(resolver, source, SECOND, SECOND).expect("spawn");
 
     let before = addrs(&["10.0.2.1:9000", "10.0.2.2:9000"]);
     wait_members(&mut handle.members, &before, 3 * SECOND).await;
@@ -195,8 +195,8 @@ async fn outage_keeps_last_good_list_and_recovers() {
     // Outage: the zone changes but nobody answers.
     server.set_answering(false);
     server.set("edge.internal", vec![a("10.0.2.3")]);
-    let failures = handle.failures.load(Ordering::SeqCst);
-    wait_counter(&handle.failures, failures + 2, 10 * SECOND).await;
+    let failures = handle.failures.get();
+    wait_counter(handle.failures.inner(), failures + 2, 10 * SECOND).await;
     assert_eq!(
         *handle.members.borrow(),
         before,
@@ -204,10 +204,10 @@ async fn outage_keeps_last_good_list_and_recovers() {
     );
 
     // DNS is back: the new list arrives.
-    let refreshes = handle.refreshes.load(Ordering::SeqCst);
+    let refreshes = handle.refreshes.get();
     server.set_answering(true);
     wait_members(&mut handle.members, &addrs(&["10.0.2.3:9000"]), 5 * SECOND).await;
-    assert!(handle.refreshes.load(Ordering::SeqCst) > refreshes);
+    assert!(handle.refreshes.get() > refreshes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,12 +223,12 @@ async fn ttl_zero_is_not_refreshed_faster_than_min_ttl() {
     .expect("spawn");
     wait_members(&mut handle.members, &addrs(&["10.0.3.1:80"]), 3 * SECOND).await;
     let start = Instant::now();
-    let first = handle.refreshes.load(Ordering::SeqCst);
+    let first = handle.refreshes.get();
     // Measurement window (a rate needs an interval). Refreshes with an unchanged list must not
     // be sent on the channel, so `changed()` has to time out.
     let changed = timeout(Duration::from_millis(2500), handle.members.changed()).await;
     assert!(changed.is_err(), "an unchanged member list was sent again");
-    let done = handle.refreshes.load(Ordering::SeqCst) - first;
+    let done = handle.refreshes.get() - first;
     let allowed = start.elapsed().as_secs() + 1;
     assert!(
         done <= allowed,
@@ -253,7 +253,7 @@ async fn dropping_the_handle_stops_the_task() {
     let server = DnsServer::start(0).await;
     server.set("edge.internal", vec![a("10.0.5.1")]);
     let handle = spawn(config("dns:edge.internal:80", &server, SECOND, SECOND)).expect("spawn");
-    wait_counter(&handle.refreshes, 1, 3 * SECOND).await;
+    wait_counter(handle.refreshes.inner(), 1, 3 * SECOND).await;
     drop(handle);
     let queries = server.queries.load(Ordering::SeqCst);
     // Longer than two refresh intervals: a live task would have queried again.

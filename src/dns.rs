@@ -1,6 +1,7 @@
-//! DNS-based cluster member discovery.
+//! Names Outpost resolves itself, following their TTLs: cluster members
+//! (`discovery = "dns:…"`) and origin servers given by name.
 //!
-//! A cluster's member list can come from DNS:
+//! A list of addresses can come from DNS:
 //!
 //! * `dns:<host>:<port>`: every A and AAAA record of `<host>`, each paired with `<port>`.
 //! * `dns+srv:<name>`: every SRV record of `<name>`; each target is resolved to A/AAAA and paired
@@ -23,8 +24,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hickory_resolver::ResolverBuilder;
@@ -32,6 +31,7 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts,
 use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, Record, RecordType};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 
@@ -412,9 +412,9 @@ pub struct DiscoveryHandle {
     /// resolution; only changed lists are sent.
     pub members: watch::Receiver<Vec<SocketAddr>>,
     /// Number of successful resolutions.
-    pub refreshes: Arc<AtomicU64>,
+    pub refreshes: Counter,
     /// Number of failed resolutions.
-    pub failures: Arc<AtomicU64>,
+    pub failures: Counter,
     task: JoinHandle<()>,
 }
 
@@ -435,6 +435,35 @@ pub fn spawn(config: DiscoveryConfig) -> Result<DiscoveryHandle, DiscoveryError>
     spawn_with_resolver(resolver, config.source, config.min_ttl, config.max_ttl)
 }
 
+/// Like [`spawn`], counting refreshes and failures on the caller's (exported) counters.
+pub fn spawn_counting(
+    config: DiscoveryConfig,
+    refreshes: Counter,
+    failures: Counter,
+) -> Result<DiscoveryHandle, DiscoveryError> {
+    check_ttl_bounds(config.min_ttl, config.max_ttl)?;
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| DiscoveryError::NoRuntime)?;
+    let resolver = resolver_builder(config.servers.as_deref())?
+        .build()
+        .map_err(DiscoveryError::Build)?;
+    let (tx, members) = watch::channel(Vec::new());
+    let task = runtime.spawn(run(
+        resolver,
+        config.source,
+        config.min_ttl,
+        config.max_ttl,
+        tx,
+        refreshes.clone(),
+        failures.clone(),
+    ));
+    Ok(DiscoveryHandle {
+        members,
+        refreshes,
+        failures,
+        task,
+    })
+}
+
 /// Like [`spawn`], with a caller-built resolver. The task clears that resolver's cache before
 /// every refresh, so give it its own resolver (not a process-wide one).
 pub fn spawn_with_resolver(
@@ -446,16 +475,15 @@ pub fn spawn_with_resolver(
     check_ttl_bounds(min_ttl, max_ttl)?;
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| DiscoveryError::NoRuntime)?;
     let (tx, members) = watch::channel(Vec::new());
-    let refreshes = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(AtomicU64::new(0));
+    let (refreshes, failures) = (Counter::default(), Counter::default());
     let task = runtime.spawn(run(
         resolver,
         source,
         min_ttl,
         max_ttl,
         tx,
-        Arc::clone(&refreshes),
-        Arc::clone(&failures),
+        refreshes.clone(),
+        failures.clone(),
     ));
     Ok(DiscoveryHandle {
         members,
@@ -471,8 +499,8 @@ async fn run(
     min_ttl: Duration,
     max_ttl: Duration,
     tx: watch::Sender<Vec<SocketAddr>>,
-    refreshes: Arc<AtomicU64>,
-    failures: Arc<AtomicU64>,
+    refreshes: Counter,
+    failures: Counter,
 ) {
     loop {
         resolver.clear_cache();
@@ -480,7 +508,7 @@ async fn run(
             Ok(Members { addrs, valid_for }) => {
                 let count = addrs.len();
                 // Count first, so whoever sees the new list also sees it counted.
-                refreshes.fetch_add(1, Ordering::Relaxed);
+                refreshes.inc();
                 let changed = tx.send_if_modified(|current| {
                     if *current == addrs {
                         false
@@ -490,16 +518,16 @@ async fn run(
                     }
                 });
                 if changed {
-                    tracing::info!(%source, members = count, next_in = ?valid_for, "cluster member list changed");
+                    tracing::info!(%source, members = count, next_in = ?valid_for, "DNS address list changed");
                 } else {
-                    tracing::debug!(%source, members = count, next_in = ?valid_for, "cluster member list unchanged");
+                    tracing::debug!(%source, members = count, next_in = ?valid_for, "DNS address list unchanged");
                 }
                 valid_for
             }
             Err(error) => {
-                let total = failures.fetch_add(1, Ordering::Relaxed) + 1;
+                let total = failures.inc() + 1;
                 tracing::warn!(%source, %error, failures = total, retry_in = ?min_ttl,
-                    "DNS discovery refresh failed; keeping the last good member list");
+                    "DNS refresh failed; keeping the last good address list");
                 min_ttl
             }
         };

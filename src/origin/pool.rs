@@ -1,0 +1,451 @@
+//! Connections to one origin server: one pooled client per address the server's name
+//! resolves to, a bound on open connections and on requests in flight (`max_connections`),
+//! and a bounded queue in front of it.
+//!
+//! Why one client per address: hyper's pool keys connections by the URI's authority, and that
+//! authority must stay the request's host (it is the HTTP/2 `:authority`, which must match
+//! `Host`). So each address gets its own client whose connector ignores the URI's host and
+//! dials that address. When an address leaves DNS its client is dropped from the list: the
+//! requests on it finish, and its idle connections close with the last reference, so the
+//! address is drained, never cut mid-request.
+//!
+//! Why two bounds: a request holds a [`Slot`] from before it is sent until its response body
+//! ends, so at most `max_connections` HTTP/1.1 requests are in flight and the pool never needs
+//! more connections than that. hyper may still start a connection for a request that then
+//! takes one another request just released; the connector's own semaphore makes the bound on
+//! open connections hard (such a connection waits for a free one, in the background).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::Uri;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use super::OriginBody;
+use crate::config::{H2_STREAMS_PER_CONNECTION, Http2, OriginConfig};
+use crate::error::ProxyError;
+use crate::observability::metrics::OriginServerMetrics;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The client for one address.
+pub type AddressClient = Client<Limited, OriginBody>;
+
+/// One address of a server, with its pool.
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub client: AddressClient,
+}
+
+/// What every endpoint of a server is built from.
+struct Template {
+    tls: rustls::ClientConfig,
+    sni: rustls::pki_types::ServerName<'static>,
+    http2: Http2,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+    queue_timeout: Duration,
+}
+
+/// The connections of one origin server.
+pub struct Pool {
+    template: Template,
+    endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
+    /// Signalled when the first addresses arrive.
+    resolved: Notify,
+    next: AtomicUsize,
+    /// Requests in flight (held until the response body ends).
+    requests: Arc<Semaphore>,
+    /// Open connections.
+    connections: Arc<Semaphore>,
+    queued: AtomicUsize,
+    queue: usize,
+    usage: Arc<Usage>,
+}
+
+/// Open connections and requests holding one, for the open/idle gauges.
+struct Usage {
+    counts: Mutex<(i64, i64)>,
+    metrics: OriginServerMetrics,
+}
+
+impl Usage {
+    fn adjust(&self, open: i64, busy: i64) {
+        // A poisoned lock only means a panic elsewhere mid-update; the counts stay usable.
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.0 += open;
+        counts.1 += busy;
+        self.metrics.open.set(counts.0);
+        self.metrics.idle.set((counts.0 - counts.1).max(0));
+    }
+}
+
+impl Pool {
+    pub fn new(
+        config: &OriginConfig,
+        tls: rustls::ClientConfig,
+        sni: rustls::pki_types::ServerName<'static>,
+        metrics: OriginServerMetrics,
+    ) -> Self {
+        let in_flight = match config.http2 {
+            Http2::Always => config
+                .max_connections
+                .saturating_mul(H2_STREAMS_PER_CONNECTION),
+            Http2::Auto | Http2::Never => config.max_connections,
+        };
+        metrics.open.set(0);
+        metrics.idle.set(0);
+        Self {
+            template: Template {
+                tls,
+                sni,
+                http2: config.http2,
+                connect_timeout: config.connect_timeout,
+                idle_timeout: config.idle_timeout,
+                max_idle: config.max_idle_per_server,
+                queue_timeout: config.queue_timeout,
+            },
+            endpoints: ArcSwap::from_pointee(Vec::new()),
+            resolved: Notify::new(),
+            next: AtomicUsize::new(0),
+            requests: Arc::new(Semaphore::new(in_flight.min(Semaphore::MAX_PERMITS))),
+            connections: Arc::new(Semaphore::new(
+                config.max_connections.min(Semaphore::MAX_PERMITS),
+            )),
+            queued: AtomicUsize::new(0),
+            queue: config.queue,
+            usage: Arc::new(Usage {
+                counts: Mutex::new((0, 0)),
+                metrics,
+            }),
+        }
+    }
+
+    /// Follow a new address list: addresses kept keep their pools, new ones get one, and
+    /// removed ones drain (see the module doc).
+    pub fn set_addresses(&self, addrs: &[SocketAddr]) {
+        let current = self.endpoints.load();
+        let next: Vec<Arc<Endpoint>> = addrs
+            .iter()
+            .map(|&addr| match current.iter().find(|e| e.addr == addr) {
+                Some(kept) => Arc::clone(kept),
+                None => Arc::new(Endpoint {
+                    addr,
+                    client: self.client(addr),
+                }),
+            })
+            .collect();
+        self.usage.metrics.addresses.set(next.len() as i64);
+        self.endpoints.store(Arc::new(next));
+        self.resolved.notify_waiters();
+    }
+
+    fn client(&self, addr: SocketAddr) -> AddressClient {
+        let t = &self.template;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(t.connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let fixed = FixedAddress { addr, inner: http };
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(t.tls.clone())
+            .https_or_http()
+            .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(t.sni.clone()));
+        // hyper-rustls offers ALPN from the versions enabled here.
+        let https = match t.http2 {
+            Http2::Never => builder.enable_http1().wrap_connector(fixed),
+            Http2::Always => builder.enable_http2().wrap_connector(fixed),
+            Http2::Auto => builder.enable_all_versions().wrap_connector(fixed),
+        };
+        let limited = Limited {
+            inner: https,
+            slots: Arc::clone(&self.connections),
+            wait: t.queue_timeout,
+            usage: Arc::clone(&self.usage),
+        };
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_idle_timeout(t.idle_timeout)
+            .pool_max_idle_per_host(t.max_idle)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new());
+        if t.http2 == Http2::Always {
+            // Over cleartext this is HTTP/2 with prior knowledge (h2c).
+            builder.http2_only(true);
+        }
+        builder.build(limited)
+    }
+
+    /// The next address in turn; waits (up to the connect timeout) for the first resolution.
+    pub async fn endpoint(&self) -> Option<Arc<Endpoint>> {
+        if let Some(endpoint) = self.endpoint_now() {
+            return Some(endpoint);
+        }
+        let resolved = self.resolved.notified();
+        tokio::pin!(resolved);
+        resolved.as_mut().enable();
+        if let Some(endpoint) = self.endpoint_now() {
+            return Some(endpoint);
+        }
+        let _ = tokio::time::timeout(self.template.connect_timeout, resolved).await;
+        self.endpoint_now()
+    }
+
+    pub fn addresses(&self) -> usize {
+        self.endpoints.load().len()
+    }
+
+    pub fn endpoint_now(&self) -> Option<Arc<Endpoint>> {
+        let list = self.endpoints.load();
+        if list.is_empty() {
+            return None;
+        }
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        Some(Arc::clone(&list[turn % list.len()]))
+    }
+
+    /// Every request slot is taken (probes then say nothing about health).
+    pub fn saturated(&self) -> bool {
+        self.requests.available_permits() == 0
+    }
+
+    /// A request slot: at once, after waiting in the queue, or `OriginBusy` when the queue
+    /// is full or the wait exceeds `queue_timeout`.
+    pub async fn admit(&self) -> Result<Slot, ProxyError> {
+        let permit = match Arc::clone(&self.requests).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let waiting = self.queued.fetch_add(1, Ordering::Relaxed);
+                if waiting >= self.queue {
+                    self.queued.fetch_sub(1, Ordering::Relaxed);
+                    return Err(ProxyError::OriginBusy);
+                }
+                self.usage.metrics.queued.inc();
+                let acquired = tokio::time::timeout(
+                    self.template.queue_timeout,
+                    Arc::clone(&self.requests).acquire_owned(),
+                )
+                .await;
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                self.usage.metrics.queued.dec();
+                match acquired {
+                    Ok(Ok(permit)) => permit,
+                    // Timed out, or (never) closed.
+                    _ => return Err(ProxyError::OriginBusy),
+                }
+            }
+        };
+        self.usage.adjust(0, 1);
+        Ok(Slot {
+            _permit: permit,
+            usage: Arc::clone(&self.usage),
+        })
+    }
+}
+
+/// A request's place among the server's `max_connections`, released when its response body
+/// ends (or is dropped).
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    usage: Arc<Usage>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.usage.adjust(0, -1);
+    }
+}
+
+/// No connection slot came free within the queue timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("no free connection within {0:?} (max_connections reached)")]
+pub struct NoFreeConnection(Duration);
+
+/// Dials one address whatever the URI's host (see the module doc).
+#[derive(Clone)]
+pub struct FixedAddress {
+    addr: SocketAddr,
+    inner: HttpConnector,
+}
+
+impl tower_service::Service<Uri> for FixedAddress {
+    type Response = <HttpConnector as tower_service::Service<Uri>>::Response;
+    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
+    type Future = <HttpConnector as tower_service::Service<Uri>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, _uri: Uri) -> Self::Future {
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(self.addr.to_string())
+            .path_and_query("/")
+            .build();
+        // A socket address always makes a valid authority.
+        self.inner.call(uri.unwrap_or_default())
+    }
+}
+
+/// The TLS-or-plain connector of one address, holding a connection slot per connection.
+#[derive(Clone)]
+pub struct Limited {
+    inner: HttpsConnector<FixedAddress>,
+    slots: Arc<Semaphore>,
+    wait: Duration,
+    usage: Arc<Usage>,
+}
+
+type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
+
+impl tower_service::Service<Uri> for Limited {
+    type Response = Counted<Stream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let mut inner = self.inner.clone();
+        let slots = Arc::clone(&self.slots);
+        let (wait, usage) = (self.wait, Arc::clone(&self.usage));
+        Box::pin(async move {
+            let slot = tokio::time::timeout(wait, slots.acquire_owned())
+                .await
+                .map_err(|_| NoFreeConnection(wait))?
+                .map_err(|_| NoFreeConnection(wait))?;
+            let io = inner.call(uri).await?;
+            usage.adjust(1, 0);
+            Ok(Counted {
+                io,
+                _slot: slot,
+                usage,
+            })
+        })
+    }
+}
+
+/// An open connection, counted until it closes.
+pub struct Counted<T> {
+    io: T,
+    _slot: OwnedSemaphorePermit,
+    usage: Arc<Usage>,
+}
+
+impl<T> Drop for Counted<T> {
+    fn drop(&mut self) {
+        self.usage.adjust(-1, 0);
+    }
+}
+
+impl<T: Connection> Connection for Counted<T> {
+    fn connected(&self) -> Connected {
+        self.io.connected()
+    }
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Counted<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Counted<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+}
+
+/// A response body from an origin server or an owner peer. An origin's holds the request's
+/// [`Slot`] until the body ends.
+pub struct UpstreamBody {
+    inner: Incoming,
+    slot: Option<Slot>,
+}
+
+impl UpstreamBody {
+    pub fn with_slot(inner: Incoming, slot: Slot) -> Self {
+        Self {
+            inner,
+            slot: Some(slot),
+        }
+    }
+}
+
+impl From<Incoming> for UpstreamBody {
+    fn from(inner: Incoming) -> Self {
+        Self { inner, slot: None }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) || this.inner.is_end_stream() {
+            this.slot = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
