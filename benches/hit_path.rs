@@ -58,7 +58,13 @@ fn bench_hit_path(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let _guard = runtime.enter();
-    let sites = Sites::build(&config.sites, HeuristicPolicy::default(), &metrics).expect("sites");
+    let sites = Sites::build(
+        &config.sites,
+        HeuristicPolicy::default(),
+        &config.dns,
+        &metrics,
+    )
+    .expect("sites");
     let store = Store::new(64 << 20, Duration::from_secs(30), Arc::new(|_| {}));
     let now = SystemTime::now();
     let head = OriginHead {

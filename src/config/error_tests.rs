@@ -361,4 +361,28 @@ const ORIGIN_HEALTH: &[Case] = &[
         "site[0].origin.health.rise",
         "at least 1",
     ),
+    (
+        "unknown http2",
+        "[[site]]\nhosts = [\"a.test\"]\n[site.origin]\nservers = [\"http://127.0.0.1:1\"]\nhttp2 = \"yes\"\n",
+        5,
+        9,
+        "site[0].origin.http2",
+        "not one of",
+    ),
+    (
+        "max_connections zero",
+        "[[site]]\nhosts = [\"a.test\"]\n[site.origin]\nservers = [\"http://127.0.0.1:1\"]\nmax_connections = 0\n",
+        5,
+        19,
+        "site[0].origin.max_connections",
+        "at least 1",
+    ),
+    (
+        "queue_timeout not a duration",
+        "[[site]]\nhosts = [\"a.test\"]\n[site.origin]\nservers = [\"http://127.0.0.1:1\"]\nqueue_timeout = \"soon\"\n",
+        5,
+        17,
+        "site[0].origin.queue_timeout",
+        "",
+    ),
 ];

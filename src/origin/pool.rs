@@ -449,3 +449,78 @@ impl Body for UpstreamBody {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::observability::metrics::Metrics;
+
+    fn pool(extra: &str) -> Pool {
+        let text = format!(
+            "[[site]]\nhosts = [\"a.test\"]\n[site.origin]\nservers = [\"http://origin.test:80\"]\n{extra}\n"
+        );
+        let config = Config::parse(&text, "t.toml", std::path::Path::new(".")).expect("config");
+        let origin = &config.sites[0].origin;
+        let tls = super::super::tls::client_config(&origin.tls).expect("tls");
+        let name = rustls::pki_types::ServerName::try_from("origin.test").expect("name");
+        Pool::new(
+            origin,
+            tls,
+            name,
+            Metrics::new().origin_server("a", "origin.test:80"),
+        )
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().expect("addr")
+    }
+
+    #[test]
+    fn addresses_that_stay_keep_their_pool_and_new_ones_get_one() {
+        let pool = pool("");
+        assert!(pool.endpoint_now().is_none());
+        pool.set_addresses(&[addr("10.0.0.1:80"), addr("10.0.0.2:80")]);
+        let before = pool.endpoints.load_full();
+        pool.set_addresses(&[addr("10.0.0.2:80"), addr("10.0.0.3:80")]);
+        let after = pool.endpoints.load_full();
+        assert!(
+            Arc::ptr_eq(&before[1], &after[0]),
+            "10.0.0.2 kept its client"
+        );
+        assert_eq!(after[1].addr, addr("10.0.0.3:80"));
+        assert_eq!(pool.addresses(), 2);
+        // Turns alternate between the addresses.
+        let picks: Vec<SocketAddr> = (0..4)
+            .filter_map(|_| pool.endpoint_now().map(|e| e.addr))
+            .collect();
+        assert_eq!(picks[0], picks[2]);
+        assert_ne!(picks[0], picks[1]);
+    }
+
+    #[tokio::test]
+    async fn requests_beyond_max_connections_queue_then_get_503() {
+        let pool = pool("max_connections = 2\nqueue = 1\nqueue_timeout = \"50ms\"");
+        let first = pool.admit().await.expect("slot 1");
+        let _second = pool.admit().await.expect("slot 2");
+        // Full: one may wait, and it times out.
+        assert_eq!(pool.admit().await.err(), Some(ProxyError::OriginBusy));
+        assert!(pool.saturated());
+        // A freed slot goes to the one waiting.
+        let waiting = pool.admit();
+        drop(first);
+        assert!(waiting.await.is_ok());
+    }
+
+    #[test]
+    fn idle_is_open_minus_busy_never_negative() {
+        let pool = pool("");
+        let metrics = &pool.usage.metrics;
+        pool.usage.adjust(0, 1);
+        assert_eq!((metrics.open.get(), metrics.idle.get()), (0, 0));
+        pool.usage.adjust(2, 0);
+        assert_eq!((metrics.open.get(), metrics.idle.get()), (2, 1));
+        pool.usage.adjust(0, -1);
+        assert_eq!((metrics.open.get(), metrics.idle.get()), (2, 2));
+    }
+}

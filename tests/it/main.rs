@@ -9,6 +9,7 @@
 //! | `caching` | RFC 9111 core: storability, freshness, Age, Vary, validation, invalidation, HEAD, Range, conditionals |
 //! | `coalesce` | one origin fetch per key, fills that outlive clients, failures and uncacheable releases, max_object streaming |
 //! | `origin_failures` | origin errors map to 502/504, nothing partial is stored, retries, forwarding headers, HTTPS origins |
+//! | `origins` | origin names follow DNS and drain, max_connections and the queue, idle timeout, HTTP/2 by ALPN or h2c, resets retried but never a POST, per-server metrics |
 //! | `bad_input` | malformed or oversized requests are refused and the node keeps serving |
 //! | `admin` | health, readiness, metrics (promtool, OpenMetrics), purge and its auth |
 //! | `policy` | per-site policy: RFC 9213 targeted fields, status TTLs, grace, cookies, variant bounds, key rules, tags and soft purge, must-revalidate |
@@ -34,6 +35,7 @@ mod dns_server;
 mod front_door;
 mod listeners;
 mod origin_failures;
+mod origins;
 mod policy;
 mod regression;
 mod stale;

@@ -1,0 +1,613 @@
+//! Origins as an operator runs them: names that follow DNS, connection limits and the queue in
+//! front of them, idle connections closed, HTTP/2 by configuration or ALPN, resets retried
+//! (never for a POST), and the per-server metrics that show all of it.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, Version};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+use crate::dns_server::{DnsServer, Record};
+use crate::harness::*;
+
+/// An origin that counts its connections and requests, can hold requests until released
+/// (`/hold/...`), and answers with its name.
+struct Backend {
+    addr: SocketAddr,
+    state: Arc<State>,
+    release: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct State {
+    accepted: AtomicUsize,
+    open: AtomicUsize,
+    max_open: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    versions: Mutex<Vec<Version>>,
+    closed: Notify,
+    arrived: Notify,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Backend {
+    async fn start(name: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::serve(listener, name, None)
+    }
+
+    fn serve(listener: TcpListener, name: &'static str, tls: Option<rustls::ServerConfig>) -> Self {
+        let addr = listener.local_addr().expect("addr");
+        let state = Arc::new(State::default());
+        let (release, gate) = watch::channel(false);
+        let acceptor = tls.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (state, gate, acceptor) = (shared.clone(), gate.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    state.accepted.fetch_add(1, Ordering::SeqCst);
+                    let open = state.open.fetch_add(1, Ordering::SeqCst) + 1;
+                    state.max_open.fetch_max(open, Ordering::SeqCst);
+                    let service = {
+                        let state = state.clone();
+                        service_fn(move |request| {
+                            answer(request, name, state.clone(), gate.clone())
+                        })
+                    };
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    match acceptor {
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            if let Ok(tls) = acceptor.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                            }
+                        }
+                    }
+                    state.open.fetch_sub(1, Ordering::SeqCst);
+                    state.closed.notify_waiters();
+                });
+            }
+        });
+        Self {
+            addr,
+            state,
+            release,
+            task,
+        }
+    }
+
+    fn url(&self, host: &str) -> String {
+        format!("http://{host}:{}", self.addr.port())
+    }
+
+    /// Let every held request (and every later one) answer.
+    fn release(&self) {
+        let _ = self.release.send(true);
+    }
+
+    fn versions(&self) -> Vec<Version> {
+        self.state.versions.lock().expect("versions").clone()
+    }
+
+    fn requests(&self) -> usize {
+        self.versions().len()
+    }
+
+    /// Wait (bounded) until this backend has received `n` requests in all.
+    async fn wait_requests(&self, n: usize) {
+        let wait = async {
+            loop {
+                let arrived = self.state.arrived.notified();
+                if self.requests() >= n {
+                    return;
+                }
+                arrived.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .unwrap_or_else(|_| panic!("backend saw {} requests, not {n}", self.requests()));
+    }
+}
+
+async fn answer(
+    request: Request<Incoming>,
+    name: &'static str,
+    state: Arc<State>,
+    mut gate: watch::Receiver<bool>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let in_flight = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(in_flight, Ordering::SeqCst);
+    state
+        .versions
+        .lock()
+        .expect("versions")
+        .push(request.version());
+    state.arrived.notify_waiters();
+    let path = request.uri().path().to_owned();
+    if path.starts_with("/hold") {
+        let _ = gate.wait_for(|open| *open).await;
+    } else if path.starts_with("/slow") {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A large body for held requests shows a drained connection delivers all of it.
+    let body = if path.starts_with("/hold") {
+        name.repeat(100_000)
+    } else {
+        name.to_owned()
+    };
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    Ok(Response::builder()
+        .header("cache-control", "no-store")
+        .body(Full::new(Bytes::from(body)))
+        .expect("response"))
+}
+
+fn config(servers: &[String], origin_extra: &str, extra: &str) -> String {
+    let servers: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        r#"
+[node]
+name = "edge-test"
+[admin]
+token = "secret"
+{extra}
+[[site]]
+name = "test"
+hosts = ["example.test"]
+[site.origin]
+servers = [{}]
+{origin_extra}
+"#,
+        servers.join(", ")
+    )
+}
+
+fn server_metric(name: &str, server: &str, more: &str) -> String {
+    format!("outpost_{name}{{site=\"test\",server=\"{server}\"{more}}}")
+}
+
+/// Bind `ip:port`, for a second origin on another loopback address with the same port.
+async fn bind_same_port(ip: &str, port: u16) -> Option<TcpListener> {
+    TcpListener::bind(format!("{ip}:{port}")).await.ok()
+}
+
+#[tokio::test]
+async fn an_origin_name_follows_dns_and_a_removed_address_is_drained() {
+    // Two origins on one port, on two loopback addresses; DNS names one at a time.
+    let (a, _b) = loop {
+        let a = Backend::start("A").await;
+        if let Some(listener) = bind_same_port("127.0.0.2", a.addr.port()).await {
+            break (a, Backend::serve(listener, "B", None));
+        }
+    };
+    let dns = DnsServer::start(1).await;
+    dns.set(
+        "origin.test",
+        vec![Record::A("127.0.0.1".parse().expect("ip"))],
+    );
+    let server = a.url("origin.test");
+    let dns_table = format!(
+        "[dns]\nservers = [\"{}\"]\nmin_ttl = \"1s\"\nmax_ttl = \"1s\"\n",
+        dns.addr
+    );
+    let node = Node::start(&config(std::slice::from_ref(&server), "", &dns_table)).await;
+    let first = get(&node, "/x").await;
+    assert_eq!((first.status.as_u16(), first.text()), (200, "A".into()));
+    assert_eq!(
+        a.state.open.load(Ordering::SeqCst),
+        1,
+        "the connection is pooled"
+    );
+
+    // A long response is under way on A when DNS moves the name to B.
+    let held = tokio::spawn({
+        let http = node.http;
+        async move {
+            send(
+                http,
+                Method::GET,
+                "/hold/1",
+                "example.test",
+                &[],
+                Bytes::new(),
+            )
+            .await
+        }
+    });
+    a.wait_requests(2).await;
+    dns.set(
+        "origin.test",
+        vec![Record::A("127.0.0.2".parse().expect("ip"))],
+    );
+    let moved = Instant::now();
+    let mut answers = Vec::new();
+    loop {
+        let response = get(&node, "/x").await;
+        assert_eq!(response.status, 200, "{}", response.cache_status());
+        answers.push(response.text());
+        if response.text() == "B" {
+            break;
+        }
+        assert!(moved.elapsed() < Duration::from_secs(5), "{answers:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..10 {
+        assert_eq!(get(&node, "/x").await.text(), "B", "traffic follows DNS");
+    }
+    // The drained address finishes what it started, every byte of it.
+    a.release();
+    let held = held.await.expect("held request");
+    assert_eq!(held.status, 200);
+    assert_eq!(held.body.len(), 100_000);
+    assert!(held.body.iter().all(|&c| c == b'A'));
+    // Its pool went with it: the connections to A close once their requests are done.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let closed = a.state.closed.notified();
+            if a.state.open.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            closed.await;
+        }
+    })
+    .await
+    .expect("connections to the removed address closed");
+
+    let authority = server.trim_start_matches("http://");
+    let refreshes = server_metric("origin_dns_refreshes_total", authority, "");
+    assert!(node.metric(&refreshes).await >= 2.0);
+    let addresses = server_metric("origin_server_addresses", authority, "");
+    assert_eq!(node.metric(&addresses).await, 1.0);
+
+    // DNS breaks: the last good address stays in use, and the failure is counted.
+    dns.set("origin.test", vec![]);
+    let failures = server_metric("origin_dns_failures_total", authority, "");
+    eventually("a failed DNS refresh is counted", || async {
+        node.metric(&failures).await >= 1.0
+    })
+    .await;
+    assert_eq!(get(&node, "/x").await.text(), "B");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn max_connections_bounds_the_connections_and_the_rest_wait_their_turn() {
+    let origin = Backend::start("O").await;
+    let server = origin.url("127.0.0.1");
+    let node = Node::start(&config(
+        std::slice::from_ref(&server),
+        "max_connections = 4",
+        "",
+    ))
+    .await;
+    let started = Instant::now();
+    let responses = futures_util::future::join_all((0..24).map(|i| {
+        let node = &node;
+        async move { get(node, &format!("/slow/{i}")).await }
+    }))
+    .await;
+    let took = started.elapsed();
+    for response in &responses {
+        assert_eq!(response.status, 200, "{}", response.cache_status());
+    }
+    assert_eq!(origin.requests(), 24);
+    assert_eq!(origin.state.max_open.load(Ordering::SeqCst), 4);
+    assert_eq!(
+        origin.state.accepted.load(Ordering::SeqCst),
+        4,
+        "kept alive"
+    );
+    assert_eq!(origin.state.max_in_flight.load(Ordering::SeqCst), 4);
+    // 24 requests of 100 ms, 4 at a time: 6 rounds.
+    assert!(took >= Duration::from_millis(590), "{took:?}");
+
+    let authority = server.trim_start_matches("http://");
+    let open = server_metric("origin_server_connections", authority, ",state=\"open\"");
+    let idle = server_metric("origin_server_connections", authority, ",state=\"idle\"");
+    assert_eq!(node.metric(&open).await, 4.0);
+    eventually("every connection idle again", || async {
+        node.metric(&idle).await == 4.0
+    })
+    .await;
+    let requests = server_metric("origin_server_requests_total", authority, "");
+    assert_eq!(node.metric(&requests).await, 24.0);
+    let latency = server_metric(
+        "origin_server_response_duration_seconds_count",
+        authority,
+        "",
+    );
+    assert_eq!(node.metric(&latency).await, 24.0);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_or_a_long_wait_answers_503_origin_busy() {
+    let origin = Backend::start("O").await;
+    let server = origin.url("127.0.0.1");
+    let extra = "max_connections = 1\nqueue = 1\nqueue_timeout = \"10s\"";
+    let node = Node::start(&config(std::slice::from_ref(&server), extra, "")).await;
+    let authority = server.trim_start_matches("http://");
+    let queued = server_metric("origin_server_queued_requests", authority, "");
+    let http = node.http;
+    let spawn = |path: &'static str| {
+        tokio::spawn(async move {
+            send(http, Method::GET, path, "example.test", &[], Bytes::new()).await
+        })
+    };
+    let first = spawn("/hold/1");
+    origin.wait_requests(1).await;
+    let second = spawn("/hold/2");
+    eventually("the second request waits in the queue", || async {
+        node.metric(&queued).await == 1.0
+    })
+    .await;
+    let started = Instant::now();
+    let third = get(&node, "/hold/3").await;
+    assert_eq!(third.status, 503, "{}", third.cache_status());
+    assert!(
+        third.cache_status().contains("detail=origin-busy"),
+        "{}",
+        third.cache_status()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused at once"
+    );
+    origin.release();
+    assert_eq!(first.await.expect("first").status, 200);
+    assert_eq!(second.await.expect("second").status, 200);
+    assert_eq!(
+        origin.requests(),
+        2,
+        "the refused request never reached the origin"
+    );
+    assert_eq!(origin.state.max_open.load(Ordering::SeqCst), 1);
+    let overload = server_metric(
+        "origin_server_errors_total",
+        authority,
+        ",kind=\"overload\"",
+    );
+    assert_eq!(node.metric(&overload).await, 1.0);
+    node.stop().await;
+
+    // A queued request waits at most queue_timeout.
+    let origin = Backend::start("O").await;
+    let extra = "max_connections = 1\nqueue = 8\nqueue_timeout = \"300ms\"";
+    let node = Node::start(&config(&[origin.url("127.0.0.1")], extra, "")).await;
+    let http = node.http;
+    let held = tokio::spawn(async move {
+        send(
+            http,
+            Method::GET,
+            "/hold/1",
+            "example.test",
+            &[],
+            Bytes::new(),
+        )
+        .await
+    });
+    origin.wait_requests(1).await;
+    let started = Instant::now();
+    let waited = get(&node, "/hold/2").await;
+    let took = started.elapsed();
+    assert_eq!(waited.status, 503, "{}", waited.cache_status());
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    origin.release();
+    assert_eq!(held.await.expect("held").status, 200);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn idle_origin_connections_close_after_idle_timeout() {
+    let origin = Backend::start("O").await;
+    let server = origin.url("127.0.0.1");
+    let node = Node::start(&config(
+        std::slice::from_ref(&server),
+        "idle_timeout = \"300ms\"",
+        "",
+    ))
+    .await;
+    assert_eq!(get(&node, "/x").await.status, 200);
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let closed = origin.state.closed.notified();
+            if origin.state.open.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            closed.await;
+        }
+    })
+    .await
+    .expect("the idle connection was closed");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "not before idle_timeout"
+    );
+    let authority = server.trim_start_matches("http://");
+    let open = server_metric("origin_server_connections", authority, ",state=\"open\"");
+    eventually("no connection open", || async {
+        node.metric(&open).await == 0.0
+    })
+    .await;
+    // The next request opens a new one.
+    assert_eq!(get(&node, "/y").await.status, 200);
+    assert_eq!(origin.state.accepted.load(Ordering::SeqCst), 2);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn http2_always_multiplexes_requests_over_one_cleartext_connection() {
+    let origin = Backend::start("O").await;
+    let node = Node::start(&config(
+        &[origin.url("127.0.0.1")],
+        "http2 = \"always\"",
+        "",
+    ))
+    .await;
+    let responses = futures_util::future::join_all((0..20).map(|i| {
+        let node = &node;
+        async move { get(node, &format!("/slow/{i}")).await }
+    }))
+    .await;
+    assert!(responses.iter().all(|r| r.status == 200));
+    assert_eq!(origin.versions(), vec![Version::HTTP_2; 20]);
+    assert_eq!(origin.state.accepted.load(Ordering::SeqCst), 1);
+    assert!(
+        origin.state.max_in_flight.load(Ordering::SeqCst) > 1,
+        "multiplexed"
+    );
+    node.stop().await;
+}
+
+fn tls_backend_config() -> rustls::ServerConfig {
+    let tls = fixtures().join("tls");
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(tls.join("origin.pem"))
+        .expect("origin.pem")
+        .collect::<Result<_, _>>()
+        .expect("certs");
+    let key = PrivateKeyDer::from_pem_file(tls.join("origin.key")).expect("origin.key");
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("cert");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
+}
+
+#[tokio::test]
+async fn over_tls_alpn_picks_http2_unless_the_site_says_never() {
+    for (setting, expected) in [
+        ("", Version::HTTP_2),
+        ("http2 = \"auto\"", Version::HTTP_2),
+        ("http2 = \"always\"", Version::HTTP_2),
+        ("http2 = \"never\"", Version::HTTP_11),
+    ] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let origin = Backend::serve(listener, "T", Some(tls_backend_config()));
+        let server = format!("https://127.0.0.1:{}", origin.addr.port());
+        let extra = format!("{setting}\ntls = {{ ca = \"ca.pem\" }}");
+        let node = Node::start(&config(&[server], &extra, "")).await;
+        let responses = futures_util::future::join_all((0..4).map(|i| {
+            let node = &node;
+            async move { get(node, &format!("/slow/{i}")).await }
+        }))
+        .await;
+        for response in &responses {
+            assert_eq!(
+                response.status,
+                200,
+                "{setting}: {}",
+                response.cache_status()
+            );
+            assert_eq!(response.text(), "T");
+        }
+        assert_eq!(origin.versions(), vec![expected; 4], "{setting}");
+        node.stop().await;
+    }
+}
+
+/// Accepts connections, reads a request, and closes without answering.
+async fn resetting_origin() -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if stream.read(&mut buf).await.is_ok_and(|n| n > 0) {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+                drop(stream);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_reset_before_the_response_is_retried_elsewhere_but_never_for_a_post() {
+    let (resetting, seen) = resetting_origin().await;
+    let good = Backend::start("G").await;
+    let servers = [format!("http://{resetting}"), good.url("127.0.0.1")];
+    let node = Node::start(&config(&servers, "balance = \"round_robin\"", "")).await;
+    // Round robin starts at the resetting server for one of two requests.
+    for path in ["/a", "/b"] {
+        let response = get(&node, path).await;
+        assert_eq!(response.status, 200, "{path}: {}", response.cache_status());
+        assert_eq!(response.text(), "G");
+    }
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        1,
+        "one GET met the reset and was retried"
+    );
+    let reset = server_metric(
+        "origin_server_errors_total",
+        &resetting.to_string(),
+        ",kind=\"reset\"",
+    );
+    assert_eq!(node.metric(&reset).await, 1.0);
+
+    // A POST is sent once: the one that meets the reset fails.
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let response = send(
+            node.http,
+            Method::POST,
+            "/form",
+            "example.test",
+            &[],
+            Bytes::from_static(b"field=1"),
+        )
+        .await;
+        statuses.push((response.status.as_u16(), response.cache_status().to_owned()));
+    }
+    statuses.sort();
+    assert_eq!(statuses[0].0, 200, "{statuses:?}");
+    assert_eq!(statuses[1].0, 502, "{statuses:?}");
+    assert!(
+        statuses[1].1.contains("detail=origin-reset"),
+        "{statuses:?}"
+    );
+    assert_eq!(seen.load(Ordering::SeqCst), 2);
+    assert_eq!(good.requests(), 3);
+    node.stop().await;
+}
