@@ -163,6 +163,61 @@ fn long_form_origin() {
     );
 }
 
+/// The commented `[site.origin]` example documents every key, with its default value.
+#[test]
+fn example_origin_table_documents_every_key_with_its_default() {
+    let text = std::fs::read_to_string(EXAMPLE).expect("example");
+    let start = text
+        .find("# [site.origin]\n")
+        .expect("the [site.origin] example");
+    let block: Vec<&str> = text[start..]
+        .lines()
+        .take_while(|line| line.starts_with('#'))
+        .filter(|line| !line.starts_with("# #") && *line != "#")
+        .map(|line| line.trim_start_matches("# "))
+        .collect();
+    let keys: Vec<&str> = block
+        .iter()
+        .skip(1)
+        .filter_map(|line| line.split_once(" = ").map(|(key, _)| key))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "servers",
+            "connect_timeout",
+            "first_byte_timeout",
+            "idle_timeout",
+            "max_idle_per_server",
+            "max_connections",
+            "queue",
+            "queue_timeout",
+            "http2",
+            "balance",
+            "retries",
+            "health",
+            "tls",
+        ]
+    );
+    let table = format!("[[site]]\nhosts = [\"a.test\"]\n{}\n", block.join("\n"))
+        .replace("\"ca.pem\"", "\"outpost.toml\"");
+    let c = parse(&table).unwrap_or_else(|e| panic!("{e}\n{table}"));
+    let o = &c.sites[0].origin;
+    let defaults =
+        parse("[[site]]\nhosts = [\"a.test\"]\norigin = [\"http://a.test\"]\n").expect("defaults");
+    let d = &defaults.sites[0].origin;
+    assert_eq!(
+        (o.connect_timeout, o.first_byte_timeout, o.idle_timeout),
+        (d.connect_timeout, d.first_byte_timeout, d.idle_timeout)
+    );
+    assert_eq!(
+        (o.max_idle_per_server, o.max_connections, o.queue),
+        (d.max_idle_per_server, d.max_connections, d.queue)
+    );
+    assert_eq!((o.queue_timeout, o.http2), (d.queue_timeout, d.http2));
+    assert_eq!((o.balance, o.retries), (d.balance, d.retries));
+}
+
 #[test]
 fn load_reports_unreadable_files() {
     let missing = config_dir().join("does-not-exist.toml");
