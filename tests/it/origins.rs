@@ -40,6 +40,8 @@ struct State {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     versions: Mutex<Vec<Version>>,
+    /// The server name each TLS client sent.
+    sni: Mutex<Vec<Option<String>>>,
     closed: Notify,
     arrived: Notify,
 }
@@ -84,6 +86,8 @@ impl Backend {
                         }
                         Some(acceptor) => {
                             if let Ok(tls) = acceptor.accept(stream).await {
+                                let sni = tls.get_ref().1.server_name().map(str::to_owned);
+                                state.sni.lock().expect("sni").push(sni);
                                 let _ = builder.serve_connection(TokioIo::new(tls), service).await;
                             }
                         }
@@ -609,5 +613,56 @@ async fn a_reset_before_the_response_is_retried_elsewhere_but_never_for_a_post()
     );
     assert_eq!(seen.load(Ordering::SeqCst), 2);
     assert_eq!(good.requests(), 3);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn an_https_origin_by_name_gets_sni_and_is_verified_against_it() {
+    let dns = DnsServer::start(60).await;
+    dns.set(
+        "origin.test",
+        vec![Record::A("127.0.0.1".parse().expect("ip"))],
+    );
+    let dns_table = format!("[dns]\nservers = [\"{}\"]\n", dns.addr);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = Backend::serve(listener, "T", Some(tls_backend_config()));
+    let server = format!("https://origin.test:{}", origin.addr.port());
+
+    // The certificate names localhost, not origin.test: refused, with the reason.
+    let node = Node::start(&config(
+        std::slice::from_ref(&server),
+        "tls = { ca = \"ca.pem\" }",
+        &dns_table,
+    ))
+    .await;
+    let refused = get(&node, "/a").await;
+    assert_eq!(refused.status, 502);
+    assert!(
+        refused.cache_status().contains("detail=origin-tls"),
+        "{}",
+        refused.cache_status()
+    );
+    assert_eq!(origin.requests(), 0);
+    node.stop().await;
+
+    // tls.sni names what the certificate is for: sent and verified.
+    let node = Node::start(&config(
+        std::slice::from_ref(&server),
+        "tls = { ca = \"ca.pem\", sni = \"localhost\" }",
+        &dns_table,
+    ))
+    .await;
+    let answered = get(&node, "/a").await;
+    assert_eq!(answered.status, 200, "{}", answered.cache_status());
+    assert_eq!(answered.text(), "T");
+    let sni = origin.state.sni.lock().expect("sni").clone();
+    assert_eq!(sni.last(), Some(&Some("localhost".to_owned())));
+    let authority = server.trim_start_matches("https://");
+    let tls_errors = server_metric("origin_server_errors_total", authority, ",kind=\"tls\"");
+    assert_eq!(
+        node.metric(&tls_errors).await,
+        0.0,
+        "a new node starts at zero"
+    );
     node.stop().await;
 }
