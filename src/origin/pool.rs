@@ -78,7 +78,8 @@ pub struct Pool {
     usage: Arc<Usage>,
 }
 
-/// Open connections and requests holding one, for the open/idle gauges.
+/// Open connections and requests holding one, for the open/idle gauges. The gauges move by
+/// deltas: after a reload the old pool (draining) and the new one share them.
 struct Usage {
     counts: Mutex<(i64, i64)>,
     metrics: OriginServerMetrics,
@@ -88,10 +89,13 @@ impl Usage {
     fn adjust(&self, open: i64, busy: i64) {
         // A poisoned lock only means a panic elsewhere mid-update; the counts stay usable.
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let idle_before = (counts.0 - counts.1).max(0);
         counts.0 += open;
         counts.1 += busy;
-        self.metrics.open.set(counts.0);
-        self.metrics.idle.set((counts.0 - counts.1).max(0));
+        self.metrics.open.inc_by(open);
+        self.metrics
+            .idle
+            .inc_by((counts.0 - counts.1).max(0) - idle_before);
     }
 }
 
@@ -108,8 +112,6 @@ impl Pool {
                 .saturating_mul(H2_STREAMS_PER_CONNECTION),
             Http2::Auto | Http2::Never => config.max_connections,
         };
-        metrics.open.set(0);
-        metrics.idle.set(0);
         Self {
             template: Template {
                 tls,
@@ -515,6 +517,13 @@ mod tests {
     #[test]
     fn idle_is_open_minus_busy_never_negative() {
         let pool = pool("");
+        // Another pool on the same gauges (a reload's old one, draining).
+        let draining = Usage {
+            counts: Mutex::new((0, 0)),
+            metrics: pool.usage.metrics.clone(),
+        };
+        draining.adjust(3, 1);
+        draining.adjust(-3, -1);
         let metrics = &pool.usage.metrics;
         pool.usage.adjust(0, 1);
         assert_eq!((metrics.open.get(), metrics.idle.get()), (0, 0));
