@@ -146,6 +146,7 @@ impl Origin {
             let server_metrics = all.origin_server(site, server.authority.as_str());
             let pool = pool::Pool::new(
                 config,
+                server.scheme == Scheme::HTTPS,
                 tls.clone(),
                 server_name(config, server)?,
                 server_metrics.clone(),
@@ -308,13 +309,13 @@ impl Origin {
             tracing::warn!(origin = %server.config.authority, "origin request failed: {why}");
             return Err(ProxyError::OriginConnect(why));
         };
-        // The URI carries the request's host: the pool key within this address's client,
-        // and HTTP/2's `:authority`, which must match `Host`.
-        let authority = request
+        // The URI's authority is hyper's pool key, and HTTP/2's `:authority`.
+        let host = request
             .headers
             .get(http::header::HOST)
-            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-            .unwrap_or_else(|| server.config.authority.clone());
+            .filter(|_| endpoint.keys_by_host())
+            .and_then(|h| Authority::try_from(h.as_bytes()).ok());
+        let authority = host.unwrap_or_else(|| server.config.authority.clone());
         let uri = origin_uri(&server.config.scheme, authority, &request.path_and_query)?;
         let mut outgoing = Request::new(body);
         *outgoing.method_mut() = request.method.clone();

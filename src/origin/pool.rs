@@ -2,10 +2,10 @@
 //! resolves to, a bound on open connections and on requests in flight (`max_connections`),
 //! and a bounded queue in front of it.
 //!
-//! Why one client per address: hyper's pool keys connections by the URI's authority, and that
-//! authority must stay the request's host (it is the HTTP/2 `:authority`, which must match
-//! `Host`). So each address gets its own client whose connector ignores the URI's host and
-//! dials that address. When an address leaves DNS its client is dropped from the list: the
+//! Why one client per address: hyper's pool keys connections by the URI's authority, which
+//! cannot be the address: over HTTP/2 it is the `:authority`, which must match `Host` (see
+//! [`Endpoint::keys_by_host`]). So each address gets its own client whose connector ignores
+//! the URI's host and dials that address. When an address leaves DNS its client is dropped from the list: the
 //! requests on it finish, and its idle connections close with the last reference, so the
 //! address is drained, never cut mid-request.
 //!
@@ -18,7 +18,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -49,6 +49,22 @@ pub type AddressClient = Client<Limited, OriginBody>;
 pub struct Endpoint {
     pub addr: SocketAddr,
     pub client: AddressClient,
+    /// What its connections speak, once known: [`UNKNOWN`], [`HTTP1`] or [`HTTP2`].
+    speaks: Arc<AtomicU8>,
+}
+
+const UNKNOWN: u8 = 0;
+const HTTP1: u8 = 1;
+const HTTP2: u8 = 2;
+
+impl Endpoint {
+    /// Whether requests must carry their own host as the URI's authority. HTTP/2 needs it
+    /// (`:authority` must match `Host`), which gives each host its own connection. Over
+    /// HTTP/1.1 the authority is only hyper's pool key: one shared by every host keeps a
+    /// wildcard site's many hosts from each pinning idle connections.
+    pub fn keys_by_host(&self) -> bool {
+        self.speaks.load(Ordering::Relaxed) != HTTP1
+    }
 }
 
 /// What every endpoint of a server is built from.
@@ -60,6 +76,8 @@ struct Template {
     idle_timeout: Duration,
     max_idle: usize,
     queue_timeout: Duration,
+    /// An `https` server: ALPN may pick HTTP/2.
+    tls_capable: bool,
 }
 
 /// The connections of one origin server.
@@ -102,6 +120,7 @@ impl Usage {
 impl Pool {
     pub fn new(
         config: &OriginConfig,
+        https: bool,
         tls: rustls::ClientConfig,
         sni: rustls::pki_types::ServerName<'static>,
         metrics: OriginServerMetrics,
@@ -121,6 +140,7 @@ impl Pool {
                 idle_timeout: config.idle_timeout,
                 max_idle: config.max_idle_per_server,
                 queue_timeout: config.queue_timeout,
+                tls_capable: https,
             },
             endpoints: ArcSwap::from_pointee(Vec::new()),
             resolved: Notify::new(),
@@ -146,10 +166,19 @@ impl Pool {
             .iter()
             .map(|&addr| match current.iter().find(|e| e.addr == addr) {
                 Some(kept) => Arc::clone(kept),
-                None => Arc::new(Endpoint {
-                    addr,
-                    client: self.client(addr),
-                }),
+                None => {
+                    let speaks = Arc::new(AtomicU8::new(match self.template.http2 {
+                        Http2::Never => HTTP1,
+                        Http2::Always => HTTP2,
+                        Http2::Auto if !self.template.tls_capable => HTTP1,
+                        Http2::Auto => UNKNOWN,
+                    }));
+                    Arc::new(Endpoint {
+                        addr,
+                        client: self.client(addr, Arc::clone(&speaks)),
+                        speaks,
+                    })
+                }
             })
             .collect();
         self.usage.metrics.addresses.set(next.len() as i64);
@@ -157,7 +186,7 @@ impl Pool {
         self.resolved.notify_waiters();
     }
 
-    fn client(&self, addr: SocketAddr) -> AddressClient {
+    fn client(&self, addr: SocketAddr, speaks: Arc<AtomicU8>) -> AddressClient {
         let t = &self.template;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -180,6 +209,7 @@ impl Pool {
             slots: Arc::clone(&self.connections),
             wait: t.queue_timeout,
             usage: Arc::clone(&self.usage),
+            speaks,
         };
         let mut builder = Client::builder(TokioExecutor::new());
         builder
@@ -313,6 +343,7 @@ pub struct Limited {
     slots: Arc<Semaphore>,
     wait: Duration,
     usage: Arc<Usage>,
+    speaks: Arc<AtomicU8>,
 }
 
 type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
@@ -330,12 +361,17 @@ impl tower_service::Service<Uri> for Limited {
         let mut inner = self.inner.clone();
         let slots = Arc::clone(&self.slots);
         let (wait, usage) = (self.wait, Arc::clone(&self.usage));
+        let speaks = Arc::clone(&self.speaks);
         Box::pin(async move {
             let slot = tokio::time::timeout(wait, slots.acquire_owned())
                 .await
                 .map_err(|_| NoFreeConnection(wait))?
                 .map_err(|_| NoFreeConnection(wait))?;
             let io = inner.call(uri).await?;
+            if speaks.load(Ordering::Relaxed) == UNKNOWN {
+                let h2 = io.connected().is_negotiated_h2();
+                speaks.store(if h2 { HTTP2 } else { HTTP1 }, Ordering::Relaxed);
+            }
             usage.adjust(1, 0);
             Ok(Counted {
                 io,
@@ -468,6 +504,7 @@ mod tests {
         let name = rustls::pki_types::ServerName::try_from("origin.test").expect("name");
         Pool::new(
             origin,
+            false,
             tls,
             name,
             Metrics::new().origin_server("a", "origin.test:80"),

@@ -666,3 +666,22 @@ async fn an_https_origin_by_name_gets_sni_and_is_verified_against_it() {
     );
     node.stop().await;
 }
+
+#[tokio::test]
+async fn the_hosts_of_a_wildcard_site_share_http1_connections() {
+    let origin = Backend::start("O").await;
+    let text = format!(
+        "[node]\nname = \"edge-test\"\n[[site]]\nname = \"test\"\nhosts = [\"*.wild.test\"]\n\
+         [site.origin]\nservers = [\"{}\"]\nmax_connections = 1\nqueue_timeout = \"1s\"\n",
+        origin.url("127.0.0.1")
+    );
+    let node = Node::start(&text).await;
+    for host in ["a.wild.test", "b.wild.test", "c.wild.test", "d.wild.test"] {
+        let response = send(node.http, Method::GET, "/x", host, &[], Bytes::new()).await;
+        assert_eq!(response.status, 200, "{host}: {}", response.cache_status());
+    }
+    // One connection carried every host: none waited for another host's idle connection.
+    assert_eq!(origin.state.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(origin.requests(), 4);
+    node.stop().await;
+}
