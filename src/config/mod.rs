@@ -231,8 +231,8 @@ pub struct OriginConfig {
     pub first_byte_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_idle_per_server: usize,
-    /// Open connections per server, and requests in flight to it (HTTP/2 with
-    /// `http2 = "always"`: [`H2_STREAMS_PER_CONNECTION`] per connection).
+    /// Requests in flight per server (`http2 = "always"`: times
+    /// [`H2_STREAMS_PER_CONNECTION`]), and open connections per address of it.
     pub max_connections: usize,
     /// Requests that may wait for a free connection per server; more get 503.
     pub queue: usize,

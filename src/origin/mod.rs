@@ -97,14 +97,35 @@ pub struct Origin {
     retries: u32,
     budget: health::RetryBudget,
     /// Health probes and DNS followers, stopped with the origin (a reload replaces it).
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _tasks: Tasks,
 }
 
-impl Drop for Origin {
+/// Background tasks stopped when dropped, also when setting up an origin fails half-way.
+#[derive(Default)]
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in &self.0 {
             task.abort();
         }
+    }
+}
+
+/// Counts one request in `in_flight` (for `least_requests`) until dropped, also when the
+/// request is cancelled.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -140,7 +161,7 @@ impl Origin {
     ) -> Result<Self, OriginSetupError> {
         let metrics = all.site(site);
         let tls = tls::client_config(&config.tls)?;
-        let mut tasks = Vec::new();
+        let mut tasks = Tasks::default();
         let mut servers = Vec::with_capacity(config.servers.len());
         for server in &config.servers {
             let server_metrics = all.origin_server(site, server.authority.as_str());
@@ -160,11 +181,13 @@ impl Origin {
                 hash: Ring::key_hash(server.authority.as_str()),
                 metrics: server_metrics,
             });
-            tasks.extend(resolve::follow(&server, dns)?);
+            tasks.0.extend(resolve::follow(&server, dns)?);
             servers.push(server);
         }
         if let Some(check) = config.health.clone() {
-            tasks.push(tokio::spawn(probe_forever(servers.clone(), check)));
+            tasks
+                .0
+                .push(tokio::spawn(probe_forever(servers.clone(), check)));
         }
         Ok(Self {
             servers,
@@ -174,7 +197,7 @@ impl Origin {
             balance: config.balance,
             retries: config.retries,
             budget: health::RetryBudget::default(),
-            tasks,
+            _tasks: tasks,
         })
     }
 
@@ -236,7 +259,12 @@ impl Origin {
         let order = self.order(request, now_ms());
         let mut body = body;
         let mut last = None;
+        let mut busy: Option<&Arc<Server>> = None;
         for (attempt, server) in order.into_iter().take(attempts).enumerate() {
+            // A server that just had no free slot has none now either.
+            if busy.is_some_and(|b| Arc::ptr_eq(b, server)) {
+                continue;
+            }
             // Retries spend a budget refilled by requests (about one in ten), so a failing
             // origin never sees a storm of them.
             if attempt > 0 && !self.budget.withdraw() {
@@ -247,6 +275,7 @@ impl Origin {
                 // The server is busy, not failing: no mark against its health.
                 Err(e) => {
                     server.metrics.error(OriginError::Overload);
+                    busy = Some(server);
                     last = Some(e);
                     continue;
                 }
@@ -255,9 +284,9 @@ impl Origin {
                 Some(incoming) => Either::Right(incoming),
                 None => Either::Left(Empty::new()),
             };
-            server.in_flight.fetch_add(1, Ordering::Relaxed);
+            let counted = InFlight::enter(&server.in_flight);
             let sent = self.send_to(server, request, body).await;
-            server.in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop(counted);
             match sent {
                 // A gateway error says the server (or what is behind it) is in trouble; a 500
                 // is usually one broken page, and must not take a whole site out.
@@ -273,7 +302,8 @@ impl Origin {
                     return Ok(response.map(|b| UpstreamBody::with_slot(b, slot)));
                 }
                 Err(e) => {
-                    if e != ProxyError::OriginBusy {
+                    // Busy is not failing; a broken client body is not the origin's fault.
+                    if !matches!(e, ProxyError::OriginBusy | ProxyError::ClientBody(_)) {
                         self.failed(server);
                     }
                     if !e.retryable() {
@@ -324,10 +354,16 @@ impl Origin {
         let started = Instant::now();
         server.metrics.requests.inc();
         let result =
-            tokio::time::timeout(self.first_byte_timeout, endpoint.client.request(outgoing)).await;
+            tokio::time::timeout(self.first_byte_timeout, endpoint.client().request(outgoing))
+                .await;
+        server.pool.settle(&endpoint);
         let (kind, result) = match result {
             Err(_) => (Some(OriginError::Timeout), Err(ProxyError::OriginTimeout)),
             Ok(Ok(response)) => (None, Ok(response)),
+            // The client's request body failed (cut, bad framing, over the limit): its error.
+            Ok(Err(e)) if is_client_body(&e) => {
+                return Err(ProxyError::ClientBody(error_chain(&e)));
+            }
             Ok(Err(e)) => {
                 let kind = classify(&e);
                 let chain = error_chain(&e);
@@ -381,6 +417,21 @@ fn classify(e: &hyper_util::client::legacy::Error) -> OriginError {
     } else {
         OriginError::Protocol
     }
+}
+
+/// Whether hyper failed on our side of the request: the body we were streaming (the
+/// client's) broke.
+fn is_client_body(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_user)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Whether an error of type `T` is in the chain (also inside `io::Error`s, whose `source()`
@@ -463,10 +514,6 @@ async fn probe_forever(servers: Vec<Arc<Server>>, check: HealthCheck) {
         let probes = servers.iter().map(|server| {
             let check = &check;
             async move {
-                // With every connection busy a probe would only measure the queue.
-                if server.pool.saturated() {
-                    return None;
-                }
                 let endpoint = server.pool.endpoint_now()?;
                 let authority = server.config.authority.clone();
                 let Ok(uri) = origin_uri(&server.config.scheme, authority, &check.path) else {
@@ -475,7 +522,7 @@ async fn probe_forever(servers: Vec<Arc<Server>>, check: HealthCheck) {
                 let mut probe = Request::new(Either::Left(Empty::new()));
                 *probe.uri_mut() = uri;
                 let answered =
-                    tokio::time::timeout(check.timeout, endpoint.client.request(probe)).await;
+                    tokio::time::timeout(check.timeout, endpoint.probe.request(probe)).await;
                 Some(matches!(answered, Ok(Ok(r)) if r.status().is_success() || r.status().is_redirection()))
             }
         });

@@ -1,24 +1,27 @@
 //! Connections to one origin server: one pooled client per address the server's name
-//! resolves to, a bound on open connections and on requests in flight (`max_connections`),
-//! and a bounded queue in front of it.
+//! resolves to, `max_connections` on requests in flight to the server and on connections
+//! open to each address, and a bounded queue in front.
 //!
 //! Why one client per address: hyper's pool keys connections by the URI's authority, which
 //! cannot be the address: over HTTP/2 it is the `:authority`, which must match `Host` (see
 //! [`Endpoint::keys_by_host`]). So each address gets its own client whose connector ignores
-//! the URI's host and dials that address. When an address leaves DNS its client is dropped from the list: the
-//! requests on it finish, and its idle connections close with the last reference, so the
-//! address is drained, never cut mid-request.
+//! the URI's host and dials that address. When an address leaves DNS its client is dropped
+//! from the list: the requests on it finish, and its idle connections close with the last
+//! reference, so the address is drained, never cut mid-request.
 //!
 //! Why two bounds: a request holds a [`Slot`] from before it is sent until its response body
-//! ends, so at most `max_connections` HTTP/1.1 requests are in flight and the pool never needs
-//! more connections than that. hyper may still start a connection for a request that then
-//! takes one another request just released; the connector's own semaphore makes the bound on
-//! open connections hard (such a connection waits for a free one, in the background).
+//! ends, so at most `max_connections` requests (HTTP/1.1: connections in use) are in flight
+//! to the server. hyper may still start a connection for a request that then takes one
+//! another request just released; the connector's semaphore, per address, keeps the
+//! connections open to an address within `max_connections` too (such a connection waits for
+//! a free slot, in the background). It is per address so that idle connections to one
+//! address never keep a request from connecting to another. Health probes use a client of
+//! their own, outside both bounds.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -48,9 +51,18 @@ pub type AddressClient = Client<Limited, OriginBody>;
 /// One address of a server, with its pool.
 pub struct Endpoint {
     pub addr: SocketAddr,
-    pub client: AddressClient,
+    /// Replaced once when ALPN first says HTTP/1.1 (see [`Pool::settle`]).
+    client: ArcSwap<AddressClient>,
+    /// Health probes: their own connection, outside the limit, so a probe neither waits
+    /// behind requests nor takes a connection from them.
+    pub probe: AddressClient,
     /// What its connections speak, once known: [`UNKNOWN`], [`HTTP1`] or [`HTTP2`].
     speaks: Arc<AtomicU8>,
+    /// Open connections to this address (`max_connections` each): a bound per address, so
+    /// idle connections to one address never block connecting to another.
+    connections: Arc<Semaphore>,
+    /// Set when the first connection learned HTTP/1.1 after starting keyed by host.
+    rekey: Arc<AtomicBool>,
 }
 
 const UNKNOWN: u8 = 0;
@@ -65,6 +77,10 @@ impl Endpoint {
     pub fn keys_by_host(&self) -> bool {
         self.speaks.load(Ordering::Relaxed) != HTTP1
     }
+
+    pub fn client(&self) -> Arc<AddressClient> {
+        self.client.load_full()
+    }
 }
 
 /// What every endpoint of a server is built from.
@@ -76,6 +92,7 @@ struct Template {
     idle_timeout: Duration,
     max_idle: usize,
     queue_timeout: Duration,
+    max_connections: usize,
     /// An `https` server: ALPN may pick HTTP/2.
     tls_capable: bool,
 }
@@ -89,8 +106,6 @@ pub struct Pool {
     next: AtomicUsize,
     /// Requests in flight (held until the response body ends).
     requests: Arc<Semaphore>,
-    /// Open connections.
-    connections: Arc<Semaphore>,
     queued: AtomicUsize,
     queue: usize,
     usage: Arc<Usage>,
@@ -140,15 +155,13 @@ impl Pool {
                 idle_timeout: config.idle_timeout,
                 max_idle: config.max_idle_per_server,
                 queue_timeout: config.queue_timeout,
+                max_connections: config.max_connections,
                 tls_capable: https,
             },
             endpoints: ArcSwap::from_pointee(Vec::new()),
             resolved: Notify::new(),
             next: AtomicUsize::new(0),
             requests: Arc::new(Semaphore::new(in_flight.min(Semaphore::MAX_PERMITS))),
-            connections: Arc::new(Semaphore::new(
-                config.max_connections.min(Semaphore::MAX_PERMITS),
-            )),
             queued: AtomicUsize::new(0),
             queue: config.queue,
             usage: Arc::new(Usage {
@@ -166,19 +179,7 @@ impl Pool {
             .iter()
             .map(|&addr| match current.iter().find(|e| e.addr == addr) {
                 Some(kept) => Arc::clone(kept),
-                None => {
-                    let speaks = Arc::new(AtomicU8::new(match self.template.http2 {
-                        Http2::Never => HTTP1,
-                        Http2::Always => HTTP2,
-                        Http2::Auto if !self.template.tls_capable => HTTP1,
-                        Http2::Auto => UNKNOWN,
-                    }));
-                    Arc::new(Endpoint {
-                        addr,
-                        client: self.client(addr, Arc::clone(&speaks)),
-                        speaks,
-                    })
-                }
+                None => Arc::new(self.endpoint_for(addr)),
             })
             .collect();
         self.usage.metrics.addresses.set(next.len() as i64);
@@ -186,7 +187,54 @@ impl Pool {
         self.resolved.notify_waiters();
     }
 
-    fn client(&self, addr: SocketAddr, speaks: Arc<AtomicU8>) -> AddressClient {
+    fn endpoint_for(&self, addr: SocketAddr) -> Endpoint {
+        let speaks = Arc::new(AtomicU8::new(match self.template.http2 {
+            Http2::Never => HTTP1,
+            Http2::Always => HTTP2,
+            Http2::Auto if !self.template.tls_capable => HTTP1,
+            Http2::Auto => UNKNOWN,
+        }));
+        let connections = Arc::new(Semaphore::new(
+            self.template.max_connections.min(Semaphore::MAX_PERMITS),
+        ));
+        let rekey = Arc::new(AtomicBool::new(false));
+        let limits = Limits {
+            slots: Arc::clone(&connections),
+            usage: Arc::clone(&self.usage),
+            speaks: Arc::clone(&speaks),
+            rekey: Arc::clone(&rekey),
+        };
+        Endpoint {
+            addr,
+            client: ArcSwap::from_pointee(self.client(addr, Some(limits))),
+            probe: self.client(addr, None),
+            speaks,
+            connections,
+            rekey,
+        }
+    }
+
+    /// After the first connection to an address said HTTP/1.1 (ALPN), requests stop keying
+    /// connections by host; the connections opened while that was unknown would sit idle
+    /// under keys no request uses, holding connection slots. A fresh client drops them
+    /// (those carrying requests finish first).
+    pub fn settle(&self, endpoint: &Endpoint) {
+        if endpoint.rekey.swap(false, Ordering::Relaxed) {
+            let limits = Limits {
+                slots: Arc::clone(&endpoint.connections),
+                usage: Arc::clone(&self.usage),
+                speaks: Arc::clone(&endpoint.speaks),
+                rekey: Arc::clone(&endpoint.rekey),
+            };
+            endpoint
+                .client
+                .store(Arc::new(self.client(endpoint.addr, Some(limits))));
+        }
+    }
+
+    /// A client for `addr`; with `limits`, its connections count against the address's
+    /// `max_connections` and in the gauges (probes go without).
+    fn client(&self, addr: SocketAddr, limits: Option<Limits>) -> AddressClient {
         let t = &self.template;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -206,10 +254,8 @@ impl Pool {
         };
         let limited = Limited {
             inner: https,
-            slots: Arc::clone(&self.connections),
             wait: t.queue_timeout,
-            usage: Arc::clone(&self.usage),
-            speaks,
+            limits,
         };
         let mut builder = Client::builder(TokioExecutor::new());
         builder
@@ -252,30 +298,22 @@ impl Pool {
         Some(Arc::clone(&list[turn % list.len()]))
     }
 
-    /// Every request slot is taken (probes then say nothing about health).
-    pub fn saturated(&self) -> bool {
-        self.requests.available_permits() == 0
-    }
-
     /// A request slot: at once, after waiting in the queue, or `OriginBusy` when the queue
     /// is full or the wait exceeds `queue_timeout`.
     pub async fn admit(&self) -> Result<Slot, ProxyError> {
         let permit = match Arc::clone(&self.requests).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                let waiting = self.queued.fetch_add(1, Ordering::Relaxed);
+                // Leaves the queue when dropped: also when the client goes away meanwhile.
+                let (_queued, waiting) = Queued::join(self);
                 if waiting >= self.queue {
-                    self.queued.fetch_sub(1, Ordering::Relaxed);
                     return Err(ProxyError::OriginBusy);
                 }
-                self.usage.metrics.queued.inc();
                 let acquired = tokio::time::timeout(
                     self.template.queue_timeout,
                     Arc::clone(&self.requests).acquire_owned(),
                 )
                 .await;
-                self.queued.fetch_sub(1, Ordering::Relaxed);
-                self.usage.metrics.queued.dec();
                 match acquired {
                     Ok(Ok(permit)) => permit,
                     // Timed out, or (never) closed.
@@ -288,6 +326,25 @@ impl Pool {
             _permit: permit,
             usage: Arc::clone(&self.usage),
         })
+    }
+}
+
+/// A request waiting for a slot.
+struct Queued<'a>(&'a Pool);
+
+impl<'a> Queued<'a> {
+    /// Joins the queue; also returns how many were waiting before.
+    fn join(pool: &'a Pool) -> (Self, usize) {
+        let waiting = pool.queued.fetch_add(1, Ordering::Relaxed);
+        pool.usage.metrics.queued.inc();
+        (Self(pool), waiting)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::Relaxed);
+        self.0.usage.metrics.queued.dec();
     }
 }
 
@@ -336,14 +393,21 @@ impl tower_service::Service<Uri> for FixedAddress {
     }
 }
 
-/// The TLS-or-plain connector of one address, holding a connection slot per connection.
+/// The TLS-or-plain connector of one address; with [`Limits`], holding a connection slot
+/// per connection.
 #[derive(Clone)]
 pub struct Limited {
     inner: HttpsConnector<FixedAddress>,
-    slots: Arc<Semaphore>,
     wait: Duration,
+    limits: Option<Limits>,
+}
+
+#[derive(Clone)]
+struct Limits {
+    slots: Arc<Semaphore>,
     usage: Arc<Usage>,
     speaks: Arc<AtomicU8>,
+    rekey: Arc<AtomicBool>,
 }
 
 type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
@@ -359,39 +423,57 @@ impl tower_service::Service<Uri> for Limited {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let mut inner = self.inner.clone();
-        let slots = Arc::clone(&self.slots);
-        let (wait, usage) = (self.wait, Arc::clone(&self.usage));
-        let speaks = Arc::clone(&self.speaks);
+        let (wait, limits) = (self.wait, self.limits.clone());
         Box::pin(async move {
-            let slot = tokio::time::timeout(wait, slots.acquire_owned())
+            let Some(limits) = limits else {
+                let io = inner.call(uri).await?;
+                return Ok(Counted {
+                    io,
+                    _slot: None,
+                    usage: None,
+                });
+            };
+            let slot = tokio::time::timeout(wait, limits.slots.acquire_owned())
                 .await
                 .map_err(|_| NoFreeConnection(wait))?
                 .map_err(|_| NoFreeConnection(wait))?;
             let io = inner.call(uri).await?;
-            if speaks.load(Ordering::Relaxed) == UNKNOWN {
-                let h2 = io.connected().is_negotiated_h2();
-                speaks.store(if h2 { HTTP2 } else { HTTP1 }, Ordering::Relaxed);
+            let learned = if io.connected().is_negotiated_h2() {
+                HTTP2
+            } else {
+                HTTP1
+            };
+            let first = limits.speaks.compare_exchange(
+                UNKNOWN,
+                learned,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            if first.is_ok() && learned == HTTP1 {
+                limits.rekey.store(true, Ordering::Relaxed);
             }
-            usage.adjust(1, 0);
+            limits.usage.adjust(1, 0);
             Ok(Counted {
                 io,
-                _slot: slot,
-                usage,
+                _slot: Some(slot),
+                usage: Some(limits.usage),
             })
         })
     }
 }
 
-/// An open connection, counted until it closes.
+/// An open connection, counted until it closes (probes' are not).
 pub struct Counted<T> {
     io: T,
-    _slot: OwnedSemaphorePermit,
-    usage: Arc<Usage>,
+    _slot: Option<OwnedSemaphorePermit>,
+    usage: Option<Arc<Usage>>,
 }
 
 impl<T> Drop for Counted<T> {
     fn drop(&mut self) {
-        self.usage.adjust(-1, 0);
+        if let Some(usage) = &self.usage {
+            usage.adjust(-1, 0);
+        }
     }
 }
 
@@ -544,7 +626,7 @@ mod tests {
         let _second = pool.admit().await.expect("slot 2");
         // Full: one may wait, and it times out.
         assert_eq!(pool.admit().await.err(), Some(ProxyError::OriginBusy));
-        assert!(pool.saturated());
+        assert_eq!(pool.requests.available_permits(), 0);
         // A freed slot goes to the one waiting.
         let waiting = pool.admit();
         drop(first);

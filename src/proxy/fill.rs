@@ -180,6 +180,8 @@ async fn respond_with(
         && let Some(stale) = &job.stale
         && selects(&stale.headers, &headers)
     {
+        // A 304 has no body: free its connection slot before the store work.
+        drop(body);
         revalidated(job, publisher, head, stale, &headers).await;
         return;
     }

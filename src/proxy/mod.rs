@@ -552,11 +552,8 @@ impl Proxy {
                 // The client's body failing mid-stream fails the origin request: that is the
                 // client's error (a body over the limit, or broken chunked framing).
                 let e = match &e {
-                    ProxyError::OriginProtocol(why) if why.contains("length limit exceeded") => {
+                    ProxyError::ClientBody(why) if why.contains("length limit exceeded") => {
                         ProxyError::BodyTooLarge
-                    }
-                    ProxyError::OriginProtocol(why) if why.contains("user's Body") => {
-                        ProxyError::ClientBody(why.clone())
                     }
                     _ => e,
                 };

@@ -201,15 +201,21 @@ async fn bind_same_port(ip: &str, port: u16) -> Option<TcpListener> {
     TcpListener::bind(format!("{ip}:{port}")).await.ok()
 }
 
+/// Two origins on one port, at 127.0.0.1 ("A") and 127.0.0.2 ("B").
+async fn two_addresses() -> (Backend, Backend) {
+    for _ in 0..20 {
+        let a = Backend::start("A").await;
+        if let Some(listener) = bind_same_port("127.0.0.2", a.addr.port()).await {
+            return (a, Backend::serve(listener, "B", None));
+        }
+    }
+    panic!("cannot bind 127.0.0.2 next to 127.0.0.1 (the loopback /8 is needed)");
+}
+
 #[tokio::test]
 async fn an_origin_name_follows_dns_and_a_removed_address_is_drained() {
     // Two origins on one port, on two loopback addresses; DNS names one at a time.
-    let (a, _b) = loop {
-        let a = Backend::start("A").await;
-        if let Some(listener) = bind_same_port("127.0.0.2", a.addr.port()).await {
-            break (a, Backend::serve(listener, "B", None));
-        }
-    };
+    let (a, _b) = two_addresses().await;
     let dns = DnsServer::start(1).await;
     dns.set(
         "origin.test",
@@ -494,6 +500,10 @@ async fn http2_always_multiplexes_requests_over_one_cleartext_connection() {
 }
 
 fn tls_backend_config() -> rustls::ServerConfig {
+    tls_backend_config_with(&[b"h2", b"http/1.1"])
+}
+
+fn tls_backend_config_with(alpn: &[&[u8]]) -> rustls::ServerConfig {
     let tls = fixtures().join("tls");
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(tls.join("origin.pem"))
         .expect("origin.pem")
@@ -508,7 +518,7 @@ fn tls_backend_config() -> rustls::ServerConfig {
     .with_no_client_auth()
     .with_single_cert(certs, key)
     .expect("cert");
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     config
 }
 
@@ -683,5 +693,106 @@ async fn the_hosts_of_a_wildcard_site_share_http1_connections() {
     // One connection carried every host: none waited for another host's idle connection.
     assert_eq!(origin.state.accepted.load(Ordering::SeqCst), 1);
     assert_eq!(origin.requests(), 4);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn idle_connections_to_one_address_never_block_another() {
+    let (a, b) = two_addresses().await;
+    let dns = DnsServer::start(60).await;
+    let both = ["127.0.0.1", "127.0.0.2"].map(|ip| Record::A(ip.parse().expect("ip")));
+    dns.set("origin.test", both.to_vec());
+    let dns_table = format!("[dns]\nservers = [\"{}\"]\n", dns.addr);
+    let extra = "max_connections = 1\nqueue_timeout = \"1s\"";
+    let node = Node::start(&config(&[a.url("origin.test")], extra, &dns_table)).await;
+    let mut seen = Vec::new();
+    for i in 0..4 {
+        let response = get(&node, &format!("/{i}")).await;
+        assert_eq!(response.status, 200, "{}", response.cache_status());
+        seen.push(response.text());
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["A", "A", "B", "B"],
+        "requests alternate between the addresses"
+    );
+    assert_eq!(a.state.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(b.state.accepted.load(Ordering::SeqCst), 1);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn an_https_origin_that_answers_alpn_with_http1_shares_connections_across_hosts() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = Backend::serve(listener, "T", Some(tls_backend_config_with(&[b"http/1.1"])));
+    let text = format!(
+        "[node]\nname = \"edge-test\"\n[[site]]\nname = \"test\"\nhosts = [\"*.wild.test\"]\n\
+         [site.origin]\nservers = [\"https://127.0.0.1:{}\"]\nmax_connections = 2\n\
+         queue_timeout = \"1s\"\ntls = {{ ca = \"ca.pem\" }}\n",
+        origin.addr.port()
+    );
+    let node = Node::start(&text).await;
+    let http = node.http;
+    let get_host = |host: &'static str| async move {
+        send(http, Method::GET, "/slow/x", host, &[], Bytes::new()).await
+    };
+    // Before ALPN has answered, two hosts at once: two connections keyed by host.
+    let (first, second) = tokio::join!(get_host("a.wild.test"), get_host("b.wild.test"));
+    assert_eq!((first.status.as_u16(), second.status.as_u16()), (200, 200));
+    // Then HTTP/1.1 is known: those connections go, and every host shares what replaces them.
+    for host in ["c.wild.test", "d.wild.test", "e.wild.test"] {
+        let response = get_host(host).await;
+        assert_eq!(response.status, 200, "{host}: {}", response.cache_status());
+    }
+    assert_eq!(origin.versions(), vec![Version::HTTP_11; 5]);
+    assert!(origin.state.accepted.load(Ordering::SeqCst) <= 3);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_leaving_the_queue_frees_its_place() {
+    let origin = Backend::start("O").await;
+    let server = origin.url("127.0.0.1");
+    let extra = "max_connections = 1\nqueue = 1\nqueue_timeout = \"10s\"";
+    let node = Node::start(&config(std::slice::from_ref(&server), extra, "")).await;
+    let authority = server.trim_start_matches("http://");
+    let queued = server_metric("origin_server_queued_requests", authority, "");
+    let http = node.http;
+    let post = |path: &'static str| {
+        tokio::spawn(async move {
+            try_send(
+                http,
+                Method::POST,
+                path,
+                "example.test",
+                &[],
+                Bytes::from_static(b"x"),
+            )
+            .await
+        })
+    };
+    let first = post("/hold/1");
+    origin.wait_requests(1).await;
+    let leaving = post("/hold/2");
+    eventually("the second POST is queued", || async {
+        node.metric(&queued).await == 1.0
+    })
+    .await;
+    leaving.abort();
+    eventually("the queue is empty again", || async {
+        node.metric(&queued).await == 0.0
+    })
+    .await;
+    // The place it left is free: the next request waits there instead of a 503.
+    let third = post("/hold/3");
+    eventually("the third POST is queued", || async {
+        node.metric(&queued).await == 1.0
+    })
+    .await;
+    origin.release();
+    let first = first.await.expect("first").expect("first response");
+    let third = third.await.expect("third").expect("third response");
+    assert_eq!((first.status.as_u16(), third.status.as_u16()), (200, 200));
     node.stop().await;
 }
