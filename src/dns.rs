@@ -427,12 +427,7 @@ impl Drop for DiscoveryHandle {
 /// Spawn a discovery task on the current tokio runtime, with a resolver built by
 /// [`resolver_builder`] from `config.servers`.
 pub fn spawn(config: DiscoveryConfig) -> Result<DiscoveryHandle, DiscoveryError> {
-    check_ttl_bounds(config.min_ttl, config.max_ttl)?;
-    tokio::runtime::Handle::try_current().map_err(|_| DiscoveryError::NoRuntime)?;
-    let resolver = resolver_builder(config.servers.as_deref())?
-        .build()
-        .map_err(DiscoveryError::Build)?;
-    spawn_with_resolver(resolver, config.source, config.min_ttl, config.max_ttl)
+    spawn_counting(config, Counter::default(), Counter::default())
 }
 
 /// Like [`spawn`], counting refreshes and failures on the caller's (exported) counters.
@@ -442,26 +437,12 @@ pub fn spawn_counting(
     failures: Counter,
 ) -> Result<DiscoveryHandle, DiscoveryError> {
     check_ttl_bounds(config.min_ttl, config.max_ttl)?;
-    let runtime = tokio::runtime::Handle::try_current().map_err(|_| DiscoveryError::NoRuntime)?;
+    tokio::runtime::Handle::try_current().map_err(|_| DiscoveryError::NoRuntime)?;
     let resolver = resolver_builder(config.servers.as_deref())?
         .build()
         .map_err(DiscoveryError::Build)?;
-    let (tx, members) = watch::channel(Vec::new());
-    let task = runtime.spawn(run(
-        resolver,
-        config.source,
-        config.min_ttl,
-        config.max_ttl,
-        tx,
-        refreshes.clone(),
-        failures.clone(),
-    ));
-    Ok(DiscoveryHandle {
-        members,
-        refreshes,
-        failures,
-        task,
-    })
+    let bounds = (config.min_ttl, config.max_ttl);
+    start(resolver, config.source, bounds, refreshes, failures)
 }
 
 /// Like [`spawn`], with a caller-built resolver. The task clears that resolver's cache before
@@ -472,10 +453,20 @@ pub fn spawn_with_resolver(
     min_ttl: Duration,
     max_ttl: Duration,
 ) -> Result<DiscoveryHandle, DiscoveryError> {
+    let counters = (Counter::default(), Counter::default());
+    start(resolver, source, (min_ttl, max_ttl), counters.0, counters.1)
+}
+
+fn start(
+    resolver: Resolver,
+    source: Source,
+    (min_ttl, max_ttl): (Duration, Duration),
+    refreshes: Counter,
+    failures: Counter,
+) -> Result<DiscoveryHandle, DiscoveryError> {
     check_ttl_bounds(min_ttl, max_ttl)?;
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| DiscoveryError::NoRuntime)?;
     let (tx, members) = watch::channel(Vec::new());
-    let (refreshes, failures) = (Counter::default(), Counter::default());
     let task = runtime.spawn(run(
         resolver,
         source,
