@@ -281,6 +281,28 @@ pub struct Node {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A config whose site uses the long `[site.origin]` form: `origin_extra` are more keys
+/// there, `extra` more top-level tables (before the site).
+pub fn long_form_config(servers: &[String], origin_extra: &str, extra: &str) -> String {
+    let servers: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        r#"
+[node]
+name = "edge-test"
+[admin]
+token = "secret"
+{extra}
+[[site]]
+name = "test"
+hosts = ["example.test", "*.wild.test"]
+[site.origin]
+servers = [{}]
+{origin_extra}
+"#,
+        servers.join(", ")
+    )
+}
+
 /// A config for one site `hosts` in front of `origin`, with an admin token "secret".
 pub fn site_config(origin: &str, extra: &str) -> String {
     format!(

@@ -11,22 +11,7 @@ use crate::util::{self, CutOrigin, TlsOrigin, raw_exchange};
 
 /// A config whose site uses the long `[site.origin]` form; `origin_extra` are more keys there.
 fn long_form(servers: &[String], origin_extra: &str) -> String {
-    let servers: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
-    format!(
-        r#"
-[node]
-name = "edge-test"
-[admin]
-token = "secret"
-[[site]]
-name = "test"
-hosts = ["example.test", "*.wild.test"]
-[site.origin]
-servers = [{}]
-{origin_extra}
-"#,
-        servers.join(", ")
-    )
+    long_form_config(servers, origin_extra, "")
 }
 
 fn assert_error(response: &Resp, status: u16, detail: &str) {

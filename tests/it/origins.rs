@@ -173,23 +173,7 @@ async fn answer(
 }
 
 fn config(servers: &[String], origin_extra: &str, extra: &str) -> String {
-    let servers: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
-    format!(
-        r#"
-[node]
-name = "edge-test"
-[admin]
-token = "secret"
-{extra}
-[[site]]
-name = "test"
-hosts = ["example.test"]
-[site.origin]
-servers = [{}]
-{origin_extra}
-"#,
-        servers.join(", ")
-    )
+    long_form_config(servers, origin_extra, extra)
 }
 
 fn server_metric(name: &str, server: &str, more: &str) -> String {
@@ -356,14 +340,20 @@ async fn max_connections_bounds_the_connections_and_the_rest_wait_their_turn() {
     node.stop().await;
 }
 
-#[tokio::test]
-async fn a_full_queue_or_a_long_wait_answers_503_origin_busy() {
+/// An origin behind `max_connections = 1`, `queue = 1`; and the queue gauge's sample name.
+async fn one_slot_and_one_queued() -> (Backend, Node, String) {
     let origin = Backend::start("O").await;
     let server = origin.url("127.0.0.1");
     let extra = "max_connections = 1\nqueue = 1\nqueue_timeout = \"10s\"";
     let node = Node::start(&config(std::slice::from_ref(&server), extra, "")).await;
     let authority = server.trim_start_matches("http://");
     let queued = server_metric("origin_server_queued_requests", authority, "");
+    (origin, node, queued)
+}
+
+#[tokio::test]
+async fn a_full_queue_or_a_long_wait_answers_503_origin_busy() {
+    let (origin, node, queued) = one_slot_and_one_queued().await;
     let http = node.http;
     let spawn = |path: &'static str| {
         tokio::spawn(async move {
@@ -398,9 +388,10 @@ async fn a_full_queue_or_a_long_wait_answers_503_origin_busy() {
         "the refused request never reached the origin"
     );
     assert_eq!(origin.state.max_open.load(Ordering::SeqCst), 1);
+    let authority = origin.url("127.0.0.1").replace("http://", "");
     let overload = server_metric(
         "origin_server_errors_total",
-        authority,
+        &authority,
         ",kind=\"overload\"",
     );
     assert_eq!(node.metric(&overload).await, 1.0);
@@ -752,12 +743,7 @@ async fn an_https_origin_that_answers_alpn_with_http1_shares_connections_across_
 
 #[tokio::test]
 async fn a_client_leaving_the_queue_frees_its_place() {
-    let origin = Backend::start("O").await;
-    let server = origin.url("127.0.0.1");
-    let extra = "max_connections = 1\nqueue = 1\nqueue_timeout = \"10s\"";
-    let node = Node::start(&config(std::slice::from_ref(&server), extra, "")).await;
-    let authority = server.trim_start_matches("http://");
-    let queued = server_metric("origin_server_queued_requests", authority, "");
+    let (origin, node, queued) = one_slot_and_one_queued().await;
     let http = node.http;
     let post = |path: &'static str| {
         tokio::spawn(async move {
