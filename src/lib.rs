@@ -43,6 +43,7 @@ pub mod config;
 pub mod demo;
 pub mod dns;
 pub mod error;
+pub mod hash;
 pub mod listener;
 pub mod observability;
 pub mod origin;

@@ -20,7 +20,6 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use crate::cluster::peer::{PURGE_MAC, PURGE_PATH, Peer};
-use crate::cluster::ring::Ring;
 use crate::cluster::{Cluster, Route};
 use crate::listener::Handler;
 use crate::observability::metrics::Metrics;
@@ -269,7 +268,7 @@ impl View<'_> {
                 &serde_json::json!({ "owner": name, "self": true, "key": key }),
             );
         };
-        let hash = Ring::key_hash(&key);
+        let hash = crate::hash::key(&key);
         let view = cluster.view();
         let preference: Vec<&str> = view
             .ring

@@ -1,6 +1,6 @@
 //! Which cluster node owns a cache key: rendezvous (highest random weight) hashing.
 //!
-//! Every node scores every key, `score = fmix64(key_hash ^ node_hash)`, and the node with the
+//! Every node scores every key, `score = mix(key_hash ^ node_hash)`, and the node with the
 //! highest score owns the key; equal scores go to the smaller [`NodeId`]. We chose rendezvous
 //! over a ketama-style ring of virtual nodes because:
 //!
@@ -18,16 +18,12 @@
 //!   measured ≈ 7.5 ns at N = 3 and ≈ 82 ns at N = 32 (release, 2 shared cores under load),
 //!   noise next to one network round trip, so no lookup table or ring of virtual nodes.
 //!
-//! The hash must give the same owner on every node, every platform and every Rust release, and
-//! golden vectors in the tests pin it, so it is written out here rather than taken from
-//! `std::hash` (whose `DefaultHasher` algorithm is unspecified and `RandomState` is seeded per
-//! process). It is FNV-1a 64 over the UTF-8 bytes followed by the MurmurHash3 `fmix64`
-//! finaliser: FNV-1a alone is byte-at-a-time simple and well specified but its high bits mix
-//! poorly for short inputs that differ only at the end (`/obj/1` vs `/obj/2`), and `fmix64`
-//! is a bijection with full avalanche that repairs that. The same finaliser combines key and
-//! node hashes into a score, so a key's scores on two nodes behave as independent draws.
+//! Keys and nodes are hashed with [`crate::hash::stable`], identical on every node, platform
+//! and Rust release; golden vectors here pin the owners it gives.
 //!
 //! The ring is immutable: membership changes build a new `Ring` off the hot path.
+
+use crate::hash;
 
 /// A cluster member, by the name or address it advertises. Ordering is the tie-break order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,7 +34,7 @@ pub struct NodeId(pub String);
 pub struct Ring {
     /// Sorted and deduplicated, so index order is tie-break order and `nodes()` is stable.
     nodes: Vec<NodeId>,
-    /// `hashes[i]` is `hash_bytes(nodes[i])`; kept apart from `nodes` so the lookup loop
+    /// `hashes[i]` is `hash::stable(nodes[i])`; kept apart from `nodes` so the lookup loop
     /// streams through one small contiguous array of `u64`.
     hashes: Vec<u64>,
 }
@@ -49,7 +45,7 @@ impl Ring {
         let mut nodes: Vec<NodeId> = nodes.into_iter().collect();
         nodes.sort_unstable();
         nodes.dedup();
-        let hashes = nodes.iter().map(|n| hash_bytes(n.0.as_bytes())).collect();
+        let hashes = nodes.iter().map(|n| hash::stable(n.0.as_bytes())).collect();
         Ring { nodes, hashes }
     }
 
@@ -64,12 +60,6 @@ impl Ring {
     /// The members, sorted by id.
     pub fn nodes(&self) -> &[NodeId] {
         &self.nodes
-    }
-
-    /// The key's 64-bit hash, stable across platforms and releases. Compute it once per
-    /// request and pass it to the lookups here and to `Sketch`.
-    pub fn key_hash(key: &str) -> u64 {
-        hash_bytes(key.as_bytes())
     }
 
     /// The node that owns the key; `None` only when the ring is empty. Does not allocate.
@@ -121,36 +111,7 @@ impl Ring {
 /// A node's score for a key. XOR then a bijective avalanche mixer: for a fixed key, distinct
 /// node hashes give unrelated scores, which is what makes the shares 1/N.
 fn score(key_hash: u64, node_hash: u64) -> u64 {
-    fmix64(key_hash ^ node_hash)
-}
-
-/// FNV-1a 64 then `fmix64`. Changing either is a cluster-wide re-shard: the golden tests fail.
-fn hash_bytes(bytes: &[u8]) -> u64 {
-    fmix64(fnv1a64(bytes))
-}
-
-/// FNV-1a, 64-bit (offset basis and prime from the FNV reference, draft-eastlake-fnv).
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.iter().fold(OFFSET_BASIS, |hash, &byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
-    })
-}
-
-/// The score mixer, for other rendezvous choices (origin servers by `balance = "hash"`).
-pub fn mix(k: u64) -> u64 {
-    fmix64(k)
-}
-
-/// The 64-bit finaliser of MurmurHash3 (Austin Appleby, public domain).
-fn fmix64(mut k: u64) -> u64 {
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    k ^= k >> 33;
-    k
+    hash::mix(key_hash ^ node_hash)
 }
 
 #[cfg(test)]
@@ -170,34 +131,12 @@ mod tests {
 
     fn object_keys(count: usize) -> Vec<u64> {
         (0..count)
-            .map(|i| Ring::key_hash(&format!("https://example.com/obj/{i}")))
+            .map(|i| hash::key(&format!("https://example.com/obj/{i}")))
             .collect()
     }
 
-    // The golden values below were produced by an independent Python implementation of the
-    // same definition, so they pin the definition rather than just this code's output.
-
-    #[test]
-    fn fnv1a64_matches_reference_vectors() {
-        for (input, expected) in [
-            ("", 0xcbf2_9ce4_8422_2325),
-            ("a", 0xaf63_dc4c_8601_ec8c),
-            ("foobar", 0x8594_4171_f739_67e8),
-        ] {
-            assert_eq!(fnv1a64(input.as_bytes()), expected, "fnv1a64({input:?})");
-        }
-    }
-
-    #[test]
-    fn key_hash_golden() {
-        for (key, expected) in [
-            ("", 0xefd0_1f60_ba99_2926),
-            ("https://example.com/a?b", 0xd3cd_fdce_5a9c_2d74),
-            ("10.0.0.1:8080", 0xe8c7_2115_6ed5_2b14),
-        ] {
-            assert_eq!(Ring::key_hash(key), expected, "key_hash({key:?})");
-        }
-    }
+    // The owners below were produced by an independent Python implementation of the same
+    // definition, so they pin the definition rather than just this code's output.
 
     #[test]
     fn owner_golden() {
@@ -234,11 +173,11 @@ mod tests {
         ];
         for (key, nodes, expected) in cases {
             let ring = Ring::new(nodes.iter().copied().map(node));
-            let owner = ring.owner(Ring::key_hash(key));
+            let owner = ring.owner(hash::key(key));
             assert_eq!(owner, Some(&node(expected)), "key {key:?} on {nodes:?}");
         }
         let ring = cluster(32);
-        let owner = ring.owner(Ring::key_hash("https://example.com/obj/1"));
+        let owner = ring.owner(hash::key("https://example.com/obj/1"));
         assert_eq!(owner, Some(&node("10.0.0.29:8080")), "32-node cluster");
     }
 
@@ -269,7 +208,7 @@ mod tests {
     #[test]
     fn empty_ring_owns_nothing() {
         let ring = Ring::new([]);
-        let key = Ring::key_hash("https://example.com/");
+        let key = hash::key("https://example.com/");
         assert!(ring.is_empty());
         assert_eq!(ring.owner(key), None);
         assert_eq!(ring.owner_where(key, |_| true), None);
@@ -280,7 +219,7 @@ mod tests {
     #[test]
     fn preference_is_truncated_and_starts_with_owner() {
         let ring = cluster(5);
-        let key = Ring::key_hash("https://example.com/a?b");
+        let key = hash::key("https://example.com/a?b");
         for (n, expected_len) in [(0, 0), (1, 1), (3, 3), (5, 5), (9, 5), (usize::MAX, 5)] {
             let order = ring.preference(key, n);
             assert_eq!(order.len(), expected_len, "n = {n}");
@@ -295,7 +234,7 @@ mod tests {
     #[test]
     fn owner_where_skips_dead_nodes_in_preference_order() {
         let ring = cluster(5);
-        let key = Ring::key_hash("https://example.com/a?b");
+        let key = hash::key("https://example.com/a?b");
         let order = ring.preference(key, 5);
         // (how many of the top nodes are dead, expected owner position or None)
         for (dead_prefix, expected) in [(0, Some(0)), (1, Some(1)), (2, Some(2)), (4, Some(4))] {
@@ -356,7 +295,7 @@ mod tests {
 
     fn salted_keys(salt: u64) -> Vec<u64> {
         (0..5_000)
-            .map(|i| Ring::key_hash(&format!("https://example.com/{salt}/{i}")))
+            .map(|i| hash::key(&format!("https://example.com/{salt}/{i}")))
             .collect()
     }
 

@@ -147,11 +147,10 @@ fn splitmix64_mix(mut z: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::ring::Ring;
     use proptest::prelude::*;
 
     fn key(namespace: &str, i: usize) -> u64 {
-        Ring::key_hash(&format!("https://example.com/{namespace}/{i}"))
+        crate::hash::key(&format!("https://example.com/{namespace}/{i}"))
     }
 
     fn snapshot(sketch: &Sketch) -> Vec<u8> {

@@ -29,7 +29,6 @@ use http_body_util::{Either, Empty, Limited};
 use hyper::body::Incoming;
 use rustls::pki_types::ServerName;
 
-use crate::cluster::ring::{self, Ring};
 use crate::config::{Balance, DnsConfig, HealthCheck, OriginConfig, OriginServer};
 use crate::error::ProxyError;
 use crate::observability::metrics::{
@@ -178,7 +177,7 @@ impl Origin {
                 health: health::Health::default(),
                 probed_up: AtomicBool::new(true),
                 in_flight: AtomicUsize::new(0),
-                hash: Ring::key_hash(server.authority.as_str()),
+                hash: crate::hash::key(server.authority.as_str()),
                 metrics: server_metrics,
             });
             tasks.0.extend(resolve::follow(&server, dns)?);
@@ -226,8 +225,8 @@ impl Origin {
                     .get(http::header::HOST)
                     .and_then(|h| h.to_str().ok())
                     .unwrap_or_default();
-                let key = Ring::key_hash(&format!("{host}{}", request.path_and_query));
-                order.sort_by_key(|server| std::cmp::Reverse(ring::mix(key ^ server.hash)));
+                let key = crate::hash::key(&format!("{host}{}", request.path_and_query));
+                order.sort_by_key(|server| std::cmp::Reverse(crate::hash::mix(key ^ server.hash)));
             }
         }
         // A lone server with several addresses: a retry goes to its next address.

@@ -36,7 +36,6 @@ use crate::cache::invalidation::same_origin_target;
 use crate::cache::status::{CacheStatus, Fwd, NoCacheReason};
 use crate::cache::vary::secondary_key;
 use crate::cluster::hop::HOP_HEADER;
-use crate::cluster::ring::Ring;
 use crate::cluster::{Cluster, Route};
 use crate::config::Config;
 use crate::error::ProxyError;
@@ -437,7 +436,7 @@ impl Proxy {
         // Route: the owner of the key fills it; another node asks the owner once.
         let (peer, replica) = match (&self.cluster, ctx.hopped) {
             (Some(cluster), false) => {
-                let hash = Ring::key_hash(&ctx.key);
+                let hash = crate::hash::key(&ctx.key);
                 match cluster.route(hash) {
                     Route::Peer(peer) => (Some(peer), cluster.keep_replica(hash)),
                     Route::Local => (None, false),
