@@ -14,13 +14,14 @@ use http_body_util::BodyExt;
 use super::Proxy;
 use super::headers::strip_hop_by_hop;
 use super::request::Site;
+use super::route::Upstream;
 use super::store::{self, OriginHead, content_length};
 use crate::cache::conditional::selects;
 use crate::cache::control::RequestDirectives;
 use crate::cache::freshness;
 use crate::cache::status::NoCacheReason;
 use crate::cache::vary::{SecondaryKey, secondary_key};
-use crate::cluster::peer::{Peer, PeerError};
+use crate::cluster::peer::PeerError;
 use crate::error::ProxyError;
 use crate::origin::{OriginRequest, UpstreamBody};
 use crate::storage::Entry;
@@ -64,14 +65,8 @@ pub struct FillJob {
     pub stale: Option<Arc<Entry>>,
     /// Registered in the in-flight map (a shared fill) rather than private to one client.
     pub registered: bool,
-    /// The owner of the key, when it is another node: the fill asks it instead of the origin.
-    pub peer: Option<Arc<Peer>>,
-    /// Keep the response as a replica although another node owns it.
-    pub replica: bool,
-    /// The client's scheme (the owner keys the object with it).
-    pub https: bool,
-    /// `authority` + `path?query`, what the hop's MAC covers.
-    pub target: String,
+    /// Where the response is asked for, decided by the route phase.
+    pub upstream: Upstream,
 }
 
 impl FillJob {
@@ -87,16 +82,16 @@ impl FillJob {
         self.leave(publisher);
     }
 
-    /// Ask the owner peer, or the origin. An owner that cannot be reached has been ejected
-    /// by the time this returns; the request then goes to the origin from here (and is
-    /// stored here: with the owner gone, this node or its successor owns the key).
+    /// Ask the upstream the route phase chose. An owner that cannot be reached has been
+    /// ejected by the time this returns; the route's fallback (the origin) is asked instead.
     async fn send(&mut self) -> Result<Response<UpstreamBody>, ProxyError> {
-        if let (Some(peer), Some(cluster)) = (self.peer.clone(), self.proxy.cluster.clone()) {
-            let hop = cluster.secret.sign(
+        if let Upstream::Owner(hop) = &self.upstream {
+            let cluster = &hop.cluster;
+            let signed = cluster.secret.sign(
                 &cluster.me.0,
-                self.https,
+                hop.https,
                 &self.request.method,
-                &self.target,
+                &hop.target,
                 SystemTime::now(),
             );
             // The owner has its own first-byte timeout towards the origin: give it the time
@@ -104,15 +99,14 @@ impl FillJob {
             let timeout = self.site.origin.first_byte_timeout() + Duration::from_secs(1);
             match cluster
                 .client
-                .forward(&peer, &self.request, hop, timeout)
+                .forward(&hop.peer, &self.request, signed, timeout)
                 .await
             {
                 Ok(response) => return Ok(response.map(UpstreamBody::from)),
                 Err(PeerError::Timeout) => return Err(ProxyError::OriginTimeout),
                 Err(PeerError::Unreachable(why)) => {
-                    tracing::debug!(peer = %peer.id.0, %why, "owner unreachable; asking the origin");
-                    self.peer = None;
-                    self.replica = false;
+                    tracing::debug!(peer = %hop.peer.id.0, %why, "owner unreachable; asking the origin");
+                    self.upstream.owner_unreachable();
                 }
             }
         }
@@ -133,20 +127,11 @@ pub async fn run(mut job: FillJob, publisher: Publisher<FillHead>) {
         // freshen it; ask again without conditions.
         // Let go of the 304 (and its connection slot) before asking again.
         drop(std::mem::replace(&mut sent, Err(ProxyError::OriginDown)));
-        let mut unconditional = job.request.clone();
-        unconditional.headers.remove(header::IF_NONE_MATCH);
-        unconditional.headers.remove(header::IF_MODIFIED_SINCE);
+        job.request.headers.remove(header::IF_NONE_MATCH);
+        job.request.headers.remove(header::IF_MODIFIED_SINCE);
         request_time = SystemTime::now();
-        sent = match &job.peer {
-            // The owner answered for its own copy; ask it again unconditionally.
-            Some(_) => {
-                let conditional = std::mem::replace(&mut job.request, unconditional);
-                let again = job.send().await;
-                job.request = conditional;
-                again
-            }
-            None => job.site.origin.send(&unconditional, None).await,
-        };
+        // The same upstream again: an owner answered for its own copy.
+        sent = job.send().await;
     }
     match sent {
         Ok(response) => {
@@ -271,7 +256,7 @@ fn fill_head(
     let not_stored = match storable {
         Err(reason) => Some(reason),
         Ok(()) if length.is_some_and(|l| l > job.proxy.max_object) => Some(NoCacheReason::TooLarge),
-        Ok(()) if job.peer.is_some() && !job.replica => Some(NoCacheReason::NotOwner),
+        Ok(()) if !job.upstream.stores_here() => Some(NoCacheReason::NotOwner),
         Ok(()) => None,
     };
     let age = freshness::corrected_initial_age(&headers, head.request_time, head.response_time);
@@ -353,7 +338,7 @@ async fn stream_body(
             concat(kept, total),
             &job.request_headers,
             policy,
-            job.peer.is_some(),
+            job.upstream.is_owner(),
         );
         publisher.rebase(&entry.body);
         // A purge while the fill was in flight wins: serve what came, store nothing.

@@ -2,7 +2,7 @@
 //!
 //! 1. [`request`] — site by host (unknown: refused), cache key, request directives;
 //! 2. [`lookup`] — the matching stored variant: fresh hit, revalidate, or miss;
-//! 3. route — (cluster ownership; a single node owns every key);
+//! 3. [`route`] — where a fill goes: the origin, or the key's owner one hop away;
 //! 4. [`fill`] — one origin fetch per key at a time, streamed to every waiting client;
 //! 5. [`store`] — storability, freshness and age, the immutable entry;
 //! 6. [`respond`] — conditionals, ranges, HEAD, `Age`, `Cache-Status`, `Via`; errors mapped
@@ -19,6 +19,7 @@ pub mod lookup;
 pub mod purge;
 pub mod request;
 pub mod respond;
+pub mod route;
 pub mod store;
 
 use std::sync::Arc;
@@ -35,8 +36,8 @@ use crate::cache::freshness::{HeuristicPolicy, may_serve_stale_if_error};
 use crate::cache::invalidation::same_origin_target;
 use crate::cache::status::{CacheStatus, Fwd, NoCacheReason};
 use crate::cache::vary::secondary_key;
+use crate::cluster::Cluster;
 use crate::cluster::hop::HOP_HEADER;
-use crate::cluster::{Cluster, Route};
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::listener::Handler;
@@ -433,17 +434,7 @@ impl Proxy {
         fill: Arc<Fill<FillHead>>,
         registered: bool,
     ) {
-        // Route: the owner of the key fills it; another node asks the owner once.
-        let (peer, replica) = match (&self.cluster, ctx.hopped) {
-            (Some(cluster), false) => {
-                let hash = crate::hash::key(&ctx.key);
-                match cluster.route(hash) {
-                    Route::Peer(peer) => (Some(peer), cluster.keep_replica(hash)),
-                    Route::Local => (None, false),
-                }
-            }
-            _ => (None, false),
-        };
+        let upstream = route::route(self.cluster.as_ref(), ctx);
         let forward = if registered {
             Forward::SharedFill
         } else {
@@ -453,15 +444,6 @@ impl Proxy {
         if let Some(stale) = &stale {
             headers.extend(validators(&stale.headers));
         }
-        // What the hop's MAC covers; only a fill that asks a peer needs it.
-        let target = match peer {
-            Some(_) => format!(
-                "{}{}",
-                ctx.authority.to_str().unwrap_or_default(),
-                ctx.path_and_query
-            ),
-            None => String::new(),
-        };
         let job = FillJob {
             proxy: self.clone(),
             site: ctx.site.clone(),
@@ -475,10 +457,7 @@ impl Proxy {
             request_cc: ctx.directives.clone(),
             stale,
             registered,
-            peer,
-            replica,
-            https: ctx.client.scheme == Scheme::HTTPS,
-            target,
+            upstream,
         };
         tokio::spawn(fill::run(job, Publisher::new(fill)));
     }
