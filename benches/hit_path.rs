@@ -13,10 +13,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use outpost::cache::freshness::HeuristicPolicy;
 use outpost::cache::policy::Policy;
-use outpost::cache::status::CacheStatus;
 use outpost::config::Config;
 use outpost::observability::metrics::Metrics;
 use outpost::proxy::lookup::{self, Lookup};
+use outpost::proxy::outcome::Outcome;
 use outpost::proxy::request::{self, ClientInfo, Sites};
 use outpost::proxy::respond::{self, Node};
 use outpost::proxy::store::{OriginHead, build_entry};
@@ -125,17 +125,12 @@ fn bench_hit_path(c: &mut Criterion) {
     });
     c.bench_function("respond_from_entry", |b| {
         b.iter(|| {
-            let status = CacheStatus {
-                hit: true,
-                ttl: Some(3599),
-                ..CacheStatus::default()
-            };
             black_box(respond::from_entry(
                 &node,
                 &entry,
                 &ctx,
                 SystemTime::now(),
-                &status,
+                Outcome::hit(3599),
             ))
         })
     });
@@ -148,12 +143,8 @@ fn bench_hit_path(c: &mut Criterion) {
                 let variants = store.get(&ctx.key).await;
                 match lookup::decide(variants.as_deref(), &ctx.headers, &ctx.directives, now) {
                     Lookup::Hit { entry, freshness } => {
-                        let status = CacheStatus {
-                            hit: true,
-                            ttl: Some(freshness.ttl_secs()),
-                            ..CacheStatus::default()
-                        };
-                        black_box(respond::from_entry(&node, &entry, &ctx, now, &status));
+                        let outcome = Outcome::hit(freshness.ttl_secs());
+                        black_box(respond::from_entry(&node, &entry, &ctx, now, outcome));
                     }
                     _ => unreachable!("the entry was stored above"),
                 }

@@ -35,6 +35,8 @@ pub struct Entry<'a> {
     /// The body length when the response announced one.
     pub bytes: Option<u64>,
     pub cache_status: &'a str,
+    /// Where the response came from: `cache`, `peer` or `origin`.
+    pub upstream: &'a str,
     pub site: &'a str,
     pub started: SystemTime,
     pub duration: Duration,
@@ -87,18 +89,6 @@ impl AccessLog {
     }
 }
 
-/// Where the response came from, read off this node's `Cache-Status` member.
-fn upstream(cache_status: &str) -> &'static str {
-    let ours = cache_status.rsplit(',').next().unwrap_or_default();
-    if ours.contains("detail=not-owner") {
-        "peer"
-    } else if ours.contains("fwd=") {
-        "origin"
-    } else {
-        "cache"
-    }
-}
-
 fn json_line(e: &Entry<'_>) -> String {
     let value = serde_json::json!({
         "time": httpdate::fmt_http_date(e.started),
@@ -110,7 +100,7 @@ fn json_line(e: &Entry<'_>) -> String {
         "status": e.status.as_u16(),
         "bytes": e.bytes,
         "cache_status": e.cache_status,
-        "upstream": upstream(e.cache_status),
+        "upstream": e.upstream,
         "duration_ms": e.duration.as_secs_f64() * 1000.0,
         "user_agent": e.user_agent.and_then(|v| v.to_str().ok()),
         "referer": e.referer.and_then(|v| v.to_str().ok()),
@@ -140,7 +130,7 @@ fn combined_line(e: &Entry<'_>) -> String {
         text(e.referer),
         text(e.user_agent),
         e.cache_status.replace('"', "'"),
-        upstream(e.cache_status),
+        e.upstream,
         e.duration.as_secs_f64(),
     );
     line
@@ -150,7 +140,7 @@ fn combined_line(e: &Entry<'_>) -> String {
 mod tests {
     use super::*;
 
-    fn entry<'a>(cache_status: &'a str, ua: &'a HeaderValue) -> Entry<'a> {
+    fn entry<'a>(cache_status: &'a str, upstream: &'a str, ua: &'a HeaderValue) -> Entry<'a> {
         Entry {
             client: "192.0.2.7:5555".parse().unwrap(),
             method: &Method::GET,
@@ -159,6 +149,7 @@ mod tests {
             status: StatusCode::OK,
             bytes: Some(1234),
             cache_status,
+            upstream,
             site: "example",
             started: SystemTime::UNIX_EPOCH,
             duration: Duration::from_micros(1500),
@@ -170,7 +161,7 @@ mod tests {
     #[test]
     fn json_lines_are_one_object_per_line() {
         let ua = HeaderValue::from_static("curl/8 \"quoted\"");
-        let line = json_line(&entry("edge; hit; ttl=5", &ua));
+        let line = json_line(&entry("edge; hit; ttl=5", "cache", &ua));
         assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["status"], 200);
@@ -183,19 +174,12 @@ mod tests {
     #[test]
     fn combined_lines_quote_what_may_hold_spaces() {
         let ua = HeaderValue::from_static("Mozilla/5.0 (X11)");
-        let line = combined_line(&entry("a; hit, edge; fwd=uri-miss; detail=not-owner", &ua));
+        let line = combined_line(&entry(
+            "a; hit, edge; fwd=uri-miss; detail=not-owner",
+            "peer",
+            &ua,
+        ));
         assert!(line.starts_with("192.0.2.7 - - [Thu, 01 Jan 1970 00:00:00 GMT] \"GET /a?b=%22c%22 HTTP/1.1\" 200 1234 \"-\" \"Mozilla/5.0 (X11)\""), "{line}");
         assert!(line.trim_end().ends_with("peer 0.001500"), "{line}");
-    }
-
-    #[test]
-    fn upstream_is_read_from_this_nodes_member() {
-        assert_eq!(upstream("edge; hit"), "cache");
-        assert_eq!(upstream("edge; fwd=uri-miss; stored"), "origin");
-        assert_eq!(
-            upstream("owner; fwd=uri-miss, edge; fwd=uri-miss; detail=not-owner"),
-            "peer"
-        );
-        assert_eq!(upstream("owner; fwd=uri-miss, edge; hit"), "cache");
     }
 }

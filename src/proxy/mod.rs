@@ -16,6 +16,8 @@ pub mod fill;
 pub mod headers;
 mod internal;
 pub mod lookup;
+pub mod outcome;
+mod pass;
 pub mod purge;
 pub mod request;
 pub mod respond;
@@ -28,13 +30,12 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use http::uri::Scheme;
-use http::{Method, Request, Response, Uri};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
 use crate::cache::conditional::validators;
 use crate::cache::freshness::{HeuristicPolicy, may_serve_stale_if_error};
-use crate::cache::invalidation::same_origin_target;
-use crate::cache::status::{CacheStatus, Fwd, NoCacheReason};
+use crate::cache::status::Fwd;
 use crate::cache::vary::secondary_key;
 use crate::cluster::Cluster;
 use crate::cluster::hop::HOP_HEADER;
@@ -42,14 +43,15 @@ use crate::config::Config;
 use crate::error::ProxyError;
 use crate::listener::Handler;
 use crate::observability::access::{self, AccessLog};
-use crate::observability::metrics::{CacheResult, Metrics};
+use crate::observability::metrics::Metrics;
 use crate::origin::{OriginRequest, OriginSetupError};
 use crate::storage::budget::FillBudget;
-use crate::storage::coalesce::{Fill, Inflight, Join, Outcome, Publisher, Subscriber};
-use crate::storage::{Entry, PurgeMode, Store};
+use crate::storage::coalesce::{self, Fill, Inflight, Join, Publisher, Subscriber};
+use crate::storage::{Entry, Store};
 use body::ProxyBody;
 use fill::{FillHead, FillJob};
 use lookup::Lookup;
+use outcome::{Outcome, Served};
 use request::{ClientInfo, Forward, RequestContext, Sites};
 use respond::Node;
 
@@ -165,7 +167,7 @@ impl Proxy {
         let started = std::time::Instant::now();
         let ctx = match request::prepare(&self.sites, parts, &client, &self.node.name, hopped) {
             Ok(ctx) => ctx,
-            Err(e) => return respond::error(&self.node, &e, None),
+            Err(e) => return respond::error(&self.node, &e, None).response,
         };
         let site = ctx.site.clone();
         // Only what the access log needs, and only when it is on.
@@ -180,10 +182,11 @@ impl Proxy {
             )
         });
         let access = logged.is_some().then(|| self.access.clone());
-        let response = match ctx.method {
+        let Served { response, outcome } = match ctx.method {
             Method::GET | Method::HEAD => self.cacheable(ctx).await,
             _ => self.pass(ctx, body).await,
         };
+        site.metrics.request(outcome.result());
         let length = http_body::Body::size_hint(response.body()).exact();
         let elapsed = started.elapsed();
         site.metrics
@@ -197,11 +200,13 @@ impl Proxy {
                 path: path.as_str(),
                 status: response.status(),
                 bytes: length,
+                // The whole header: the members of the caches before this one too.
                 cache_status: response
                     .headers()
                     .get("cache-status")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default(),
+                upstream: outcome.upstream(),
                 site: &site.name,
                 started: SystemTime::now() - elapsed,
                 duration: elapsed,
@@ -212,38 +217,26 @@ impl Proxy {
         response
     }
 
-    async fn cacheable(self: Arc<Self>, ctx: RequestContext) -> Response<ProxyBody> {
+    async fn cacheable(self: Arc<Self>, ctx: RequestContext) -> Served {
         let now = SystemTime::now();
         let variants = self.store.get(&ctx.key).await;
         match lookup::decide(variants.as_deref(), &ctx.headers, &ctx.directives, now) {
             Lookup::Hit { entry, freshness } => {
-                ctx.site.metrics.request(CacheResult::Hit);
                 if entry.replica {
                     self.metrics.replica_hits.inc();
                 }
-                let status = CacheStatus {
-                    hit: true,
-                    ttl: Some(freshness.ttl_secs()),
-                    ..CacheStatus::default()
-                };
-                respond::from_entry(&self.node, &entry, &ctx, now, &status)
+                let outcome = Outcome::hit(freshness.ttl_secs());
+                respond::from_entry(&self.node, &entry, &ctx, now, outcome)
             }
             Lookup::StaleWhileRevalidate { entry, freshness } => {
                 self.revalidate_in_background(&ctx, entry.clone());
-                ctx.site.metrics.request(CacheResult::Stale);
-                let status = CacheStatus {
-                    hit: true,
-                    ttl: Some(freshness.ttl_secs()),
-                    detail: Some("stale-while-revalidate".to_owned()),
-                    ..CacheStatus::default()
-                };
-                respond::from_entry(&self.node, &entry, &ctx, now, &status)
+                let outcome = Outcome::stale_while_revalidate(freshness.ttl_secs());
+                respond::from_entry(&self.node, &entry, &ctx, now, outcome)
             }
             // RFC 9111 §5.2.1.7: only-if-cached never goes to the origin.
             Lookup::Revalidate { fwd, .. } | Lookup::Miss { fwd }
                 if ctx.directives.only_if_cached =>
             {
-                ctx.site.metrics.request(CacheResult::Error);
                 respond::error(&self.node, &ProxyError::NotCached, Some(fwd))
             }
             Lookup::Revalidate { entry, fwd } => self.fetch(ctx, fwd, Some(entry)).await,
@@ -258,7 +251,7 @@ impl Proxy {
         ctx: RequestContext,
         fwd: Fwd,
         stale: Option<Arc<Entry>>,
-    ) -> Response<ProxyBody> {
+    ) -> Served {
         let mut private = ctx.is_private() || self.store.is_uncacheable(&ctx.key);
         loop {
             let (subscriber, collapsed) = self.subscribe(&ctx, stale.clone(), private);
@@ -270,7 +263,7 @@ impl Proxy {
                 );
             };
             match subscriber.outcome().await {
-                Outcome::Stream(head, reader) => {
+                coalesce::Outcome::Stream(head, reader) => {
                     let foreign_variant = collapsed
                         && !head.vary.is_empty()
                         && secondary_key(&head.vary, &ctx.headers) != head.secondary;
@@ -285,13 +278,14 @@ impl Proxy {
                         {
                             return response;
                         }
-                        if let Some(response) = self.must_revalidate(&ctx, &stale, fwd, code) {
+                        if let Some(response) = self.must_revalidate(&stale, fwd, code) {
                             return response;
                         }
                     }
-                    return self.stream(&ctx, &head, reader, fwd, collapsed);
+                    let outcome = Outcome::fetched(fwd, &head, collapsed);
+                    return respond::from_fill(&self.node, &head, reader, &ctx, outcome);
                 }
-                Outcome::Entry(entry) => {
+                coalesce::Outcome::Entry(entry) => {
                     let foreign_variant = collapsed
                         && !entry.vary.is_empty()
                         && secondary_key(&entry.vary, &ctx.headers) != entry.secondary;
@@ -299,30 +293,22 @@ impl Proxy {
                         private = true;
                         continue;
                     }
-                    ctx.site.metrics.request(CacheResult::Revalidated);
                     let now = SystemTime::now();
-                    let status = CacheStatus {
-                        fwd: Some(fwd),
-                        fwd_status: Some(304),
-                        stored: true,
-                        collapsed,
-                        ttl: Some(entry.freshness(now).ttl_secs()),
-                        ..CacheStatus::default()
-                    };
-                    return respond::from_entry(&self.node, &entry, &ctx, now, &status);
+                    let ttl = entry.freshness(now).ttl_secs();
+                    let outcome = Outcome::revalidated(fwd, collapsed, ttl);
+                    return respond::from_entry(&self.node, &entry, &ctx, now, outcome);
                 }
-                Outcome::Failed(e) => {
+                coalesce::Outcome::Failed(e) => {
                     if let Some(response) = self.stale_if_error(&ctx, &stale, fwd, None, collapsed)
                     {
                         return response;
                     }
-                    if let Some(response) = self.must_revalidate(&ctx, &stale, fwd, None) {
+                    if let Some(response) = self.must_revalidate(&stale, fwd, None) {
                         return response;
                     }
-                    ctx.site.metrics.request(CacheResult::Error);
                     return respond::error(&self.node, &e, Some(fwd));
                 }
-                Outcome::Released => private = true,
+                coalesce::Outcome::Released => private = true,
             }
         }
     }
@@ -336,23 +322,15 @@ impl Proxy {
         fwd: Fwd,
         fwd_status: Option<u16>,
         collapsed: bool,
-    ) -> Option<Response<ProxyBody>> {
+    ) -> Option<Served> {
         let entry = stale.as_ref()?;
         let now = SystemTime::now();
         let freshness = entry.freshness(now);
         if !may_serve_stale_if_error(freshness, &ctx.directives, &entry.directives) {
             return None;
         }
-        ctx.site.metrics.request(CacheResult::Stale);
-        let status = CacheStatus {
-            fwd: Some(fwd),
-            fwd_status,
-            collapsed,
-            ttl: Some(freshness.ttl_secs()),
-            detail: Some("stale-if-error".to_owned()),
-            ..CacheStatus::default()
-        };
-        Some(respond::from_entry(&self.node, entry, ctx, now, &status))
+        let outcome = Outcome::stale_if_error(fwd, fwd_status, collapsed, freshness.ttl_secs());
+        Some(respond::from_entry(&self.node, entry, ctx, now, outcome))
     }
 
     /// RFC 9111 §5.2.2.2, §5.2.2.8, §5.2.2.10: a stale response that must be revalidated,
@@ -360,11 +338,10 @@ impl Proxy {
     /// the origin's error page in its place.
     fn must_revalidate(
         &self,
-        ctx: &RequestContext,
         stale: &Option<Arc<Entry>>,
         fwd: Fwd,
         fwd_status: Option<u16>,
-    ) -> Option<Response<ProxyBody>> {
+    ) -> Option<Served> {
         let entry = stale.as_ref()?;
         let d = &entry.directives;
         let strict = d.must_revalidate || d.proxy_revalidate || d.s_maxage.is_some();
@@ -375,7 +352,6 @@ impl Proxy {
         if !strict || !stale_now {
             return None;
         }
-        ctx.site.metrics.request(CacheResult::Error);
         let error = ProxyError::MustRevalidate;
         Some(respond::error_after(
             &self.node,
@@ -462,180 +438,7 @@ impl Proxy {
         tokio::spawn(fill::run(job, Publisher::new(fill)));
     }
 
-    fn stream(
-        &self,
-        ctx: &RequestContext,
-        head: &FillHead,
-        reader: Subscriber<FillHead>,
-        fwd: Fwd,
-        collapsed: bool,
-    ) -> Response<ProxyBody> {
-        let result = match head.not_stored {
-            None => CacheResult::Miss,
-            Some(NoCacheReason::NotOwner) => CacheResult::Peer,
-            Some(_) => CacheResult::Pass,
-        };
-        ctx.site.metrics.request(result);
-        let status = CacheStatus {
-            fwd: Some(fwd),
-            fwd_status: Some(head.status.as_u16()),
-            stored: head.storing,
-            collapsed,
-            ttl: head.storing.then_some(head.ttl),
-            detail: head.not_stored.map(|r| r.as_str().to_owned()),
-            ..CacheStatus::default()
-        };
-        respond::from_fill(&self.node, head, reader, ctx, &status)
-    }
-
-    /// Methods we never cache: forwarded once with the body streamed; a successful unsafe
-    /// method invalidates what is stored for the URI (RFC 9111 §4.4).
-    async fn pass(self: Arc<Self>, ctx: RequestContext, body: Incoming) -> Response<ProxyBody> {
-        let limit = ctx.site.max_request_body;
-        let announced = ctx
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if announced.is_some_and(|len| len > limit) {
-            ctx.site.metrics.request(CacheResult::Error);
-            return respond::error(&self.node, &ProxyError::BodyTooLarge, Some(Fwd::Method));
-        }
-        let body = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-        let request = OriginRequest {
-            method: ctx.method.clone(),
-            path_and_query: ctx.path_and_query.clone(),
-            headers: request::origin_headers(&ctx, &self.node.name, Forward::Pass),
-        };
-        match ctx.site.origin.send(&request, Some(body)).await {
-            Ok(response) => {
-                let status = response.status();
-                if !ctx.method.is_safe() && (status.is_success() || status.is_redirection()) {
-                    self.invalidate(&ctx.key).await;
-                    for key in related_keys(&ctx, response.headers()) {
-                        self.invalidate(&key).await;
-                    }
-                }
-                ctx.site.metrics.request(CacheResult::Pass);
-                respond::pass(
-                    &self.node,
-                    response,
-                    Fwd::Method,
-                    ctx.site.origin.first_byte_timeout(),
-                    &ctx.site.policy,
-                )
-            }
-            Err(e) => {
-                ctx.site.metrics.request(CacheResult::Error);
-                // The client's body failing mid-stream fails the origin request: that is the
-                // client's error (a body over the limit, or broken chunked framing).
-                let e = match &e {
-                    ProxyError::ClientBody(why) if why.contains("length limit exceeded") => {
-                        ProxyError::BodyTooLarge
-                    }
-                    _ => e,
-                };
-                respond::error(&self.node, &e, Some(Fwd::Method))
-            }
-        }
-    }
-
-    /// Remove what is stored for `key`, and keep a fill already in flight from storing it
-    /// again.
-    async fn invalidate(&self, key: &str) {
-        self.inflight.invalidate(key);
-        self.store.purge_key(key, PurgeMode::Hard).await;
-    }
-
     pub fn node_name(&self) -> &str {
         &self.node.name
     }
-
-    /// The cache keys of an absolute URL under both schemes (with the site's key rules), the
-    /// URL's own scheme first.
-    fn keys_of(&self, url: &str) -> Result<[String; 2], PurgeError> {
-        let invalid = || PurgeError::InvalidUrl(url.to_owned());
-        let uri: Uri = url.parse().map_err(|_| invalid())?;
-        let authority = uri.authority().ok_or_else(invalid)?;
-        let (host, port) = request::split_authority(authority.as_str()).ok_or_else(invalid)?;
-        let path = uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        let site = self.sites.find(&host);
-        let key = |scheme: &Scheme| match site {
-            Some(site) => site.key(scheme, &host, port, &path),
-            None => request::cache_key(scheme, &host, port, path.path(), path.query()),
-        };
-        Ok(if uri.scheme() == Some(&Scheme::HTTPS) {
-            [key(&Scheme::HTTPS), key(&Scheme::HTTP)]
-        } else {
-            [key(&Scheme::HTTP), key(&Scheme::HTTPS)]
-        })
-    }
-
-    /// The cache key of an absolute URL (for `/cluster/owner`).
-    pub fn key_of(&self, url: &str) -> Result<String, PurgeError> {
-        let [key, _] = self.keys_of(url)?;
-        Ok(key)
-    }
-
-    /// Purge every stored variant of an absolute URL, under both schemes, with the cache-key
-    /// rules of the site it belongs to. Returns how many entries it hit.
-    pub async fn purge_url(&self, url: &str, mode: PurgeMode) -> Result<usize, PurgeError> {
-        let mut purged = 0;
-        for key in self.keys_of(url)? {
-            // A fill in flight fetched before the purge: it must not store what it got.
-            self.inflight.invalidate(&key);
-            purged += self.store.purge_key(&key, mode).await;
-        }
-        self.metrics.purged.inc_by(purged as u64);
-        Ok(purged)
-    }
-
-    /// Purge every entry tagged `tag` (the site's tag field, `Surrogate-Key` by default).
-    pub async fn purge_tag(&self, tag: &str, mode: PurgeMode) -> usize {
-        let purged = self
-            .store
-            .purge_tags(Arc::from([tag.to_owned()]), mode)
-            .await;
-        self.metrics.purged.inc_by(purged as u64);
-        purged
-    }
-}
-
-/// RFC 9111 §4.4: after an unsafe method, the URIs in `Location` and `Content-Location` are
-/// invalidated too, but only when same-origin (a response must not purge another site's
-/// objects).
-fn related_keys(ctx: &RequestContext, headers: &http::HeaderMap) -> Vec<String> {
-    let Some((host, port)) = ctx
-        .authority
-        .to_str()
-        .ok()
-        .and_then(request::split_authority)
-    else {
-        return Vec::new();
-    };
-    let scheme = &ctx.client.scheme;
-    [http::header::LOCATION, http::header::CONTENT_LOCATION]
-        .iter()
-        .filter_map(|name| headers.get(name))
-        .filter_map(|value| {
-            same_origin_target(
-                scheme.as_str(),
-                &host,
-                port,
-                ctx.path_and_query.as_str(),
-                value.as_bytes(),
-            )
-        })
-        .map(|target| ctx.site.key(scheme, &host, port, &target))
-        .filter(|key| *key != ctx.key)
-        .collect()
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PurgeError {
-    #[error("not an absolute URL: {0:?}")]
-    InvalidUrl(String),
 }

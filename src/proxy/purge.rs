@@ -1,10 +1,16 @@
 //! Purge requests: what `POST /purge` on the admin listener asks, applied on this node.
 //! The admin handler fans the same request out to every peer (authenticated with the
-//! cluster secret), which apply it through [`Proxy::apply_purge`] too.
+//! cluster secret), which apply it through [`Proxy::apply_purge`] too. Unsafe methods passed
+//! through invalidate the same way ([`Proxy::invalidate`]).
 
 use serde::{Deserialize, Serialize};
 
-use super::Proxy;
+use std::sync::Arc;
+
+use http::Uri;
+use http::uri::Scheme;
+
+use super::{Proxy, request};
 use crate::storage::PurgeMode;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -52,4 +58,69 @@ impl Proxy {
         }
         serde_json::json!({ "purged": total, "soft": purge.soft, "urls": urls, "tags": tags })
     }
+
+    /// Remove what is stored for `key`, and keep a fill already in flight from storing it
+    /// again.
+    pub(super) async fn invalidate(&self, key: &str) {
+        self.inflight.invalidate(key);
+        self.store.purge_key(key, PurgeMode::Hard).await;
+    }
+
+    /// The cache keys of an absolute URL under both schemes (with the site's key rules), the
+    /// URL's own scheme first.
+    fn keys_of(&self, url: &str) -> Result<[String; 2], PurgeError> {
+        let invalid = || PurgeError::InvalidUrl(url.to_owned());
+        let uri: Uri = url.parse().map_err(|_| invalid())?;
+        let authority = uri.authority().ok_or_else(invalid)?;
+        let (host, port) = request::split_authority(authority.as_str()).ok_or_else(invalid)?;
+        let path = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let site = self.sites.find(&host);
+        let key = |scheme: &Scheme| match site {
+            Some(site) => site.key(scheme, &host, port, &path),
+            None => request::cache_key(scheme, &host, port, path.path(), path.query()),
+        };
+        Ok(if uri.scheme() == Some(&Scheme::HTTPS) {
+            [key(&Scheme::HTTPS), key(&Scheme::HTTP)]
+        } else {
+            [key(&Scheme::HTTP), key(&Scheme::HTTPS)]
+        })
+    }
+
+    /// The cache key of an absolute URL (for `/cluster/owner`).
+    pub fn key_of(&self, url: &str) -> Result<String, PurgeError> {
+        let [key, _] = self.keys_of(url)?;
+        Ok(key)
+    }
+
+    /// Purge every stored variant of an absolute URL, under both schemes, with the cache-key
+    /// rules of the site it belongs to. Returns how many entries it hit.
+    pub async fn purge_url(&self, url: &str, mode: PurgeMode) -> Result<usize, PurgeError> {
+        let mut purged = 0;
+        for key in self.keys_of(url)? {
+            // A fill in flight fetched before the purge: it must not store what it got.
+            self.inflight.invalidate(&key);
+            purged += self.store.purge_key(&key, mode).await;
+        }
+        self.metrics.purged.inc_by(purged as u64);
+        Ok(purged)
+    }
+
+    /// Purge every entry tagged `tag` (the site's tag field, `Surrogate-Key` by default).
+    pub async fn purge_tag(&self, tag: &str, mode: PurgeMode) -> usize {
+        let purged = self
+            .store
+            .purge_tags(Arc::from([tag.to_owned()]), mode)
+            .await;
+        self.metrics.purged.inc_by(purged as u64);
+        purged
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeError {
+    #[error("not an absolute URL: {0:?}")]
+    InvalidUrl(String),
 }

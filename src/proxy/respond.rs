@@ -16,11 +16,12 @@ use http::{Method, Response, StatusCode};
 use super::body::ProxyBody;
 use super::fill::FillHead;
 use super::headers::{append_list, strip_hop_by_hop};
+use super::outcome::{Outcome, Served};
 use super::request::RequestContext;
 use crate::cache::conditional::{not_modified, strong_etag_eq};
 use crate::cache::policy::Policy;
 use crate::cache::range::{RangeRequest, boundary, multipart_byteranges, parse_range};
-use crate::cache::status::{CacheStatus, Fwd, append};
+use crate::cache::status::{Fwd, append};
 use crate::error::ProxyError;
 use crate::storage::Entry;
 use crate::storage::coalesce::Subscriber;
@@ -51,8 +52,8 @@ pub fn from_entry(
     entry: &Entry,
     ctx: &RequestContext,
     now: SystemTime,
-    status: &CacheStatus,
-) -> Response<ProxyBody> {
+    outcome: Outcome,
+) -> Served {
     let mut headers = entry.headers.clone();
     ctx.site.policy.strip_targeted(&mut headers);
     let age = entry.current_age(now).as_secs();
@@ -68,7 +69,7 @@ pub fn from_entry(
     } else {
         (entry.status, ProxyBody::full(entry.body.clone()))
     };
-    finish(node, code, headers, body, status, Some(age))
+    finish(node, code, headers, body, outcome, Some(age))
 }
 
 /// RFC 9110 §14: one range from a stored full response; anything we do not handle is
@@ -165,8 +166,8 @@ pub fn from_fill(
     head: &FillHead,
     reader: Subscriber<FillHead>,
     ctx: &RequestContext,
-    status: &CacheStatus,
-) -> Response<ProxyBody> {
+    outcome: Outcome,
+) -> Served {
     let mut headers = head.headers.clone();
     ctx.site.policy.strip_downstream(&mut headers);
     if reader.is_leader() {
@@ -191,7 +192,7 @@ pub fn from_fill(
         };
         (head.status, body)
     };
-    finish(node, code, headers, body, status, Some(head.age))
+    finish(node, code, headers, body, outcome, Some(head.age))
 }
 
 /// A response passed through untouched but for hop-by-hop fields (methods we do not cache).
@@ -199,10 +200,9 @@ pub fn from_fill(
 pub fn pass(
     node: &Node,
     response: Response<UpstreamBody>,
-    fwd: Fwd,
     idle: Duration,
     policy: &Policy,
-) -> Response<ProxyBody> {
+) -> Served {
     let (parts, body) = response.into_parts();
     let len = body.size_hint().exact();
     let chunks = futures_util::stream::unfold(Some(body), move |body| async move {
@@ -222,21 +222,17 @@ pub fn pass(
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
     policy.strip_downstream(&mut headers);
-    let status = CacheStatus {
-        fwd: Some(fwd),
-        fwd_status: Some(parts.status.as_u16()),
-        ..CacheStatus::default()
-    };
+    let outcome = Outcome::passed(parts.status.as_u16());
     let body = ProxyBody::Stream {
         chunks: Box::pin(chunks),
         len,
     };
-    finish(node, parts.status, headers, body, &status, None)
+    finish(node, parts.status, headers, body, outcome, None)
 }
 
 /// The one place errors become responses: status from the error, its reason in
 /// `Cache-Status; detail`.
-pub fn error(node: &Node, error: &ProxyError, fwd: Option<Fwd>) -> Response<ProxyBody> {
+pub fn error(node: &Node, error: &ProxyError, fwd: Option<Fwd>) -> Served {
     error_after(node, error, fwd, None)
 }
 
@@ -246,13 +242,8 @@ pub fn error_after(
     error: &ProxyError,
     fwd: Option<Fwd>,
     fwd_status: Option<u16>,
-) -> Response<ProxyBody> {
-    let status = CacheStatus {
-        fwd,
-        fwd_status,
-        detail: Some(error.detail().to_owned()),
-        ..CacheStatus::default()
-    };
+) -> Served {
+    let outcome = Outcome::error(error, fwd, fwd_status);
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
@@ -274,7 +265,7 @@ pub fn error_after(
         code,
         headers,
         ProxyBody::full(text.into()),
-        &status,
+        outcome,
         None,
     )
 }
@@ -284,13 +275,13 @@ fn finish(
     code: StatusCode,
     mut headers: HeaderMap,
     body: ProxyBody,
-    status: &CacheStatus,
+    outcome: Outcome,
     age: Option<u64>,
-) -> Response<ProxyBody> {
+) -> Served {
     if let Some(age) = age {
         headers.insert(header::AGE, HeaderValue::from(age));
     }
-    let ours = status.render(&node.name);
+    let ours = outcome.cache_status().render(&node.name);
     let cache_status = match headers.get(&CACHE_STATUS) {
         None => ours,
         upstream => append(upstream, &ours),
@@ -308,7 +299,7 @@ fn finish(
     let mut response = Response::new(body);
     *response.status_mut() = code;
     *response.headers_mut() = headers;
-    response
+    Served { response, outcome }
 }
 
 /// Like [`header_value`] for a `String` we own: validated in place, not copied.

@@ -1,0 +1,96 @@
+//! Methods the cache does not handle (anything but GET and HEAD): forwarded once to the
+//! origin with the request body streamed, the response streamed back; a successful unsafe
+//! method invalidates what is stored for its URI and the same-origin URIs its response names
+//! (RFC 9111 §4.4).
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+
+use super::outcome::Served;
+use super::request::{self, Forward, RequestContext};
+use super::{Proxy, respond};
+use crate::cache::invalidation::same_origin_target;
+use crate::cache::status::Fwd;
+use crate::error::ProxyError;
+use crate::origin::OriginRequest;
+
+impl Proxy {
+    /// Methods we never cache: forwarded once with the body streamed; a successful unsafe
+    /// method invalidates what is stored for the URI (RFC 9111 §4.4).
+    pub(super) async fn pass(self: Arc<Self>, ctx: RequestContext, body: Incoming) -> Served {
+        let limit = ctx.site.max_request_body;
+        let announced = ctx
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if announced.is_some_and(|len| len > limit) {
+            return respond::error(&self.node, &ProxyError::BodyTooLarge, Some(Fwd::Method));
+        }
+        let body = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+        let request = OriginRequest {
+            method: ctx.method.clone(),
+            path_and_query: ctx.path_and_query.clone(),
+            headers: request::origin_headers(&ctx, &self.node.name, Forward::Pass),
+        };
+        match ctx.site.origin.send(&request, Some(body)).await {
+            Ok(response) => {
+                let status = response.status();
+                if !ctx.method.is_safe() && (status.is_success() || status.is_redirection()) {
+                    self.invalidate(&ctx.key).await;
+                    for key in related_keys(&ctx, response.headers()) {
+                        self.invalidate(&key).await;
+                    }
+                }
+                respond::pass(
+                    &self.node,
+                    response,
+                    ctx.site.origin.first_byte_timeout(),
+                    &ctx.site.policy,
+                )
+            }
+            Err(e) => {
+                // The client's body failing mid-stream fails the origin request: that is the
+                // client's error (a body over the limit, or broken chunked framing).
+                let e = match &e {
+                    ProxyError::ClientBody(why) if why.contains("length limit exceeded") => {
+                        ProxyError::BodyTooLarge
+                    }
+                    _ => e,
+                };
+                respond::error(&self.node, &e, Some(Fwd::Method))
+            }
+        }
+    }
+}
+
+/// RFC 9111 §4.4: after an unsafe method, the URIs in `Location` and `Content-Location` are
+/// invalidated too, but only when same-origin (a response must not purge another site's
+/// objects).
+fn related_keys(ctx: &RequestContext, headers: &http::HeaderMap) -> Vec<String> {
+    let Some((host, port)) = ctx
+        .authority
+        .to_str()
+        .ok()
+        .and_then(request::split_authority)
+    else {
+        return Vec::new();
+    };
+    let scheme = &ctx.client.scheme;
+    [http::header::LOCATION, http::header::CONTENT_LOCATION]
+        .iter()
+        .filter_map(|name| headers.get(name))
+        .filter_map(|value| {
+            same_origin_target(
+                scheme.as_str(),
+                &host,
+                port,
+                ctx.path_and_query.as_str(),
+                value.as_bytes(),
+            )
+        })
+        .map(|target| ctx.site.key(scheme, &host, port, &target))
+        .filter(|key| *key != ctx.key)
+        .collect()
+}
