@@ -17,9 +17,10 @@ use outpost::config::Config;
 use outpost::observability::metrics::Metrics;
 use outpost::proxy::lookup::{self, Lookup};
 use outpost::proxy::outcome::Outcome;
-use outpost::proxy::request::{self, ClientInfo, Sites};
+use outpost::proxy::request::{self, Sites};
 use outpost::proxy::respond::{self, Node};
 use outpost::proxy::store::{OriginHead, build_entry};
+use outpost::service::ClientInfo;
 use outpost::storage::{PurgeMode, Store};
 
 const CONFIG: &str = r#"

@@ -16,7 +16,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError};
-use crate::{Listeners, RunError};
+use crate::runtime::{Listeners, RunError};
 
 pub const CONFIG: &str = include_str!("../config/demo.toml");
 pub const ORIGIN_ADDR: &str = "127.0.0.1:8081";

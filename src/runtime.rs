@@ -10,25 +10,165 @@
 //! Not applied without a restart (logged): the admin listener and `listen.max_connections`.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use moka::notification::RemovalCause;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
-use tokio::sync::{Mutex, Semaphore, watch};
+use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::admin;
 use crate::cluster::Cluster;
 use crate::config::{Config, ConfigError};
 use crate::listener::{self, Acceptor, ConnSettings};
 use crate::observability::access::AccessLog;
 use crate::observability::metrics::Metrics;
 use crate::proxy::{Front, Proxy};
-use crate::storage::Store;
-use crate::{RunError, eviction_hook};
+use crate::storage::{self, Store};
+
+/// The sockets a node serves, bound by the caller (port 0 in tests).
+pub struct Listeners {
+    pub http: Vec<TcpListener>,
+    pub https: Vec<TcpListener>,
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Bind every address the configuration names.
+    pub async fn bind(config: &Config) -> Result<Self, RunError> {
+        let mut http = Vec::new();
+        for addr in &config.listen.http {
+            http.push(bind(*addr).await?);
+        }
+        let mut https = Vec::new();
+        for addr in &config.listen.https {
+            https.push(bind(*addr).await?);
+        }
+        let admin = match config.admin.listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Self { http, https, admin })
+    }
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| RunError::Bind(addr, e))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot listen on {0}: {1}")]
+    Bind(std::net::SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] listener::tls::TlsSetupError),
+    #[error(transparent)]
+    Origin(#[from] crate::origin::OriginSetupError),
+}
+
+/// Run a node until `shutdown` completes, then drain: stop accepting, turn `/readyz` to 503,
+/// let in-flight requests finish (up to 30 s) and return.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    run_with_reloads(config, listeners, shutdown, None, mpsc::channel(1).1).await
+}
+
+/// [`run`], re-reading `path` whenever `reloads` receives (the binary sends one per SIGHUP)
+/// and on the admin API's `POST /reload`.
+pub async fn run_with_reloads(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+    path: Option<std::path::PathBuf>,
+    mut reloads: mpsc::Receiver<()>,
+) -> Result<(), RunError> {
+    let (stop, stopped) = watch::channel(false);
+    let admin_listen = listeners.admin;
+    let runtime = Runtime::start(
+        config,
+        Listeners {
+            admin: None,
+            ..listeners
+        },
+        path,
+        stopped,
+    )
+    .await?;
+    let (admin_stop, admin_stopped) = watch::channel(false);
+    let mut admin_loop = None;
+    if let Some(socket) = admin_listen {
+        let admin = Arc::new(admin::Admin {
+            runtime: runtime.clone(),
+        });
+        // Stopped with the node's drain (below), never on its own.
+        let accepting = admin_stop.subscribe();
+        let acceptor = Acceptor {
+            handler: admin,
+            tls: None,
+            settings: Arc::new(arc_swap::ArcSwap::from_pointee(ConnSettings::from(
+                &runtime.listen_config().await,
+            ))),
+            connections: Arc::new(Semaphore::new(256)),
+            shutdown: admin_stopped,
+            accepting,
+            metrics: None,
+        };
+        admin_loop = Some(tokio::spawn(listener::accept_loop(socket, acceptor)));
+    }
+    // The admin listener outlives the drain so `/readyz` can say 503 while it runs.
+    let reloader = runtime.clone();
+    let reload_task = tokio::spawn(async move {
+        while reloads.recv().await.is_some() {
+            let _ = reloader.reload().await;
+        }
+    });
+    tracing::info!("serving");
+    shutdown.await;
+    tracing::info!("draining");
+    runtime.ready.store(false, Ordering::Relaxed);
+    let _ = stop.send(true);
+    reload_task.abort();
+    runtime.stop_accepting().await;
+    let (connections, max) = runtime.connections();
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let limit = runtime.listen_config().await.shutdown_timeout;
+    let drained = tokio::time::timeout(limit, connections.acquire_many(all)).await;
+    if drained.is_err() {
+        tracing::warn!("drain timed out; closing remaining connections");
+    }
+    let _ = admin_stop.send(true);
+    if let Some(admin_loop) = admin_loop {
+        let _ = admin_loop.await;
+    }
+    Ok(())
+}
+
+pub(crate) fn eviction_hook(metrics: &Metrics) -> storage::EvictionHook {
+    let size = metrics.eviction("size");
+    let expired = metrics.eviction("expired");
+    let purged = metrics.eviction("purged");
+    let replaced = metrics.eviction("replaced");
+    Arc::new(move |cause| {
+        match cause {
+            RemovalCause::Size => &size,
+            RemovalCause::Expired => &expired,
+            RemovalCause::Explicit => &purged,
+            RemovalCause::Replaced => &replaced,
+        }
+        .inc();
+    })
+}
 
 /// Why a reload was refused; the running configuration stays.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +217,7 @@ impl Runtime {
     /// Build the node for `config` and start accepting on `listeners`.
     pub async fn start(
         config: Config,
-        listeners: crate::Listeners,
+        listeners: Listeners,
         path: Option<PathBuf>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Self>, RunError> {

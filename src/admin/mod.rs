@@ -21,13 +21,11 @@ use hyper::body::Incoming;
 
 use crate::cluster::peer::{PURGE_MAC, PURGE_PATH, Peer};
 use crate::cluster::{Cluster, Route};
-use crate::listener::Handler;
 use crate::observability::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::proxy::body::ProxyBody;
 use crate::proxy::purge::PurgeRequest;
-use crate::proxy::request::ClientInfo;
 use crate::runtime::Runtime;
+use crate::service::{ClientInfo, Handler, ProxyBody, json, text};
 
 /// Largest purge request body accepted.
 const MAX_PURGE_BODY: usize = 1 << 20;
@@ -396,25 +394,4 @@ fn gauge(value: u64) -> i64 {
 /// Compare secrets without leaking, through timing, how much of a guess was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut response = Response::new(ProxyBody::text(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-/// A JSON answer (the admin API's, and the cluster's internal endpoints').
-pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
-    let mut response = Response::new(ProxyBody::full(Bytes::from(value.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }

@@ -5,7 +5,6 @@
 pub mod tls;
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,8 +12,7 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use http::uri::Scheme;
-use http::{Request, Response};
-use hyper::body::Incoming;
+
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -26,17 +24,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::ListenConfig;
 use crate::observability::metrics::Metrics;
-use crate::proxy::body::ProxyBody;
-use crate::proxy::request::ClientInfo;
-
-/// Something that answers requests: the proxy, or the admin API.
-pub trait Handler: Send + Sync + 'static {
-    fn call(
-        self: Arc<Self>,
-        request: Request<Incoming>,
-        client: ClientInfo,
-    ) -> impl Future<Output = Response<ProxyBody>> + Send;
-}
+use crate::service::{ClientInfo, Handler};
 
 /// Per-connection protocol settings, from `[listen]`.
 #[derive(Debug, Clone)]

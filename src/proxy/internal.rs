@@ -10,12 +10,11 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::Proxy;
-use super::body::ProxyBody;
 use super::purge::PurgeRequest;
-use crate::admin::json;
 use crate::cluster::Cluster;
 use crate::cluster::hop::{HOP_HEADER, Hop};
 use crate::cluster::peer::{PROBE_PATH, PURGE_MAC, PURGE_PATH};
+use crate::service::{ProxyBody, json};
 
 pub const PREFIX: &str = "/_outpost/";
 

@@ -11,7 +11,6 @@
 //! Methods other than GET and HEAD pass through to the origin with their bodies streamed, and
 //! a successful unsafe one invalidates the stored responses for its URI (RFC 9111 §4.4).
 
-pub mod body;
 pub mod fill;
 pub mod headers;
 mod internal;
@@ -41,18 +40,17 @@ use crate::cluster::Cluster;
 use crate::cluster::hop::HOP_HEADER;
 use crate::config::Config;
 use crate::error::ProxyError;
-use crate::listener::Handler;
 use crate::observability::access::{self, AccessLog};
 use crate::observability::metrics::Metrics;
 use crate::origin::{OriginRequest, OriginSetupError};
+use crate::service::{ClientInfo, Handler, ProxyBody};
 use crate::storage::budget::FillBudget;
 use crate::storage::coalesce::{self, Fill, Inflight, Join, Publisher, Subscriber};
 use crate::storage::{Entry, Store};
-use body::ProxyBody;
 use fill::{FillHead, FillJob};
 use lookup::Lookup;
 use outcome::{Outcome, Served};
-use request::{ClientInfo, Forward, RequestContext, Sites};
+use request::{Forward, RequestContext, Sites};
 use respond::Node;
 
 /// What the client-facing listeners call: the current [`Proxy`], replaced whole by a reload.

@@ -7,11 +7,11 @@
 
 use http::Response;
 
-use super::body::ProxyBody;
 use super::fill::FillHead;
 use crate::cache::status::{CacheStatus, Fwd, NoCacheReason};
 use crate::error::ProxyError;
 use crate::observability::metrics::CacheResult;
+use crate::service::ProxyBody;
 
 /// What happened to one client request.
 #[derive(Debug, Clone, PartialEq, Eq)]

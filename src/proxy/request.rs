@@ -3,7 +3,6 @@
 //! build the header set sent to the origin.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -21,6 +20,7 @@ use crate::config::{DnsConfig, HostPattern, SiteConfig};
 use crate::error::ProxyError;
 use crate::observability::metrics::{Metrics, SiteMetrics};
 use crate::origin::{Origin, OriginSetupError};
+use crate::service::ClientInfo;
 
 pub struct Site {
     pub name: String,
@@ -132,13 +132,6 @@ impl Sites {
                 .map(|(_, site)| site)
         })
     }
-}
-
-/// Where a request came from.
-#[derive(Debug, Clone)]
-pub struct ClientInfo {
-    pub addr: SocketAddr,
-    pub scheme: Scheme,
 }
 
 /// Everything later phases need about the client's request.

@@ -13,7 +13,6 @@ use crate::origin::UpstreamBody;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 
-use super::body::ProxyBody;
 use super::fill::FillHead;
 use super::headers::{append_list, strip_hop_by_hop};
 use super::outcome::{Outcome, Served};
@@ -23,6 +22,7 @@ use crate::cache::policy::Policy;
 use crate::cache::range::{RangeRequest, boundary, multipart_byteranges, parse_range};
 use crate::cache::status::{Fwd, append};
 use crate::error::ProxyError;
+use crate::service::ProxyBody;
 use crate::storage::Entry;
 use crate::storage::coalesce::Subscriber;
 

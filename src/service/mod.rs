@@ -1,0 +1,60 @@
+//! What every server side of the node shares: the [`Handler`] trait the accept loops call,
+//! who the client is ([`ClientInfo`]), the one response body type ([`ProxyBody`]) and small
+//! response builders.
+//!
+//! It sits below `listener`, `proxy` and `admin`, so none of them imports another for this
+//! plumbing: the listener knows only handlers, the proxy and the admin API are handlers.
+
+mod body;
+
+pub use body::{ChunkStream, ProxyBody};
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::Scheme;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+/// Something that answers requests: the proxy, or the admin API.
+pub trait Handler: Send + Sync + 'static {
+    fn call(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        client: ClientInfo,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send;
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub addr: SocketAddr,
+    pub scheme: Scheme,
+}
+
+/// A plain-text answer.
+pub fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    with_type(status, ProxyBody::text(body), "text/plain; charset=utf-8")
+}
+
+/// A JSON answer (the admin API's, and the cluster's internal endpoints').
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
+    let body = ProxyBody::full(Bytes::from(value.to_string()));
+    with_type(status, body, "application/json")
+}
+
+fn with_type(
+    status: StatusCode,
+    body: ProxyBody,
+    content_type: &'static str,
+) -> Response<ProxyBody> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
