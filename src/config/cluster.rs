@@ -5,12 +5,12 @@
 //! authenticates peer hops and purge fan-out. The member list may include this node; it is
 //! added when it does not, so every node computes the same ring from the same list.
 
+use crate::config::ctx::{Ctx, socket_addr, timeout};
 use crate::config::error::ConfigError;
 use crate::config::file::{
     ClusterFile, DEFAULT_DNS_MAX_TTL, DEFAULT_DNS_MIN_TTL, DEFAULT_PROBE_INTERVAL, DnsFile,
     MIN_SECRET_LEN,
 };
-use crate::config::validate::{Ctx, socket_addr, timeout};
 use crate::config::{ClusterConfig, DnsConfig, Members, Replicate};
 
 pub(crate) fn cluster(f: &ClusterFile, cx: &Ctx<'_>) -> Result<ClusterConfig, ConfigError> {

@@ -9,7 +9,7 @@
 //!   file structs (serde, deny_unknown_fields)      file.rs, units.rs
 //!        │  every key optional, values Spanned
 //!        ▼
-//!   validate                                       validate.rs, sites.rs, hosts.rs
+//!   validate                                       validate.rs, sites.rs, hosts.rs, ctx.rs
 //!        │  defaults applied, cross-checks, paths resolved, files exist
 //!        ▼
 //!   Config                                         (this file)
@@ -27,6 +27,7 @@
 //! prints. Loading never panics on any input.
 
 mod cluster;
+mod ctx;
 mod error;
 mod file;
 mod hosts;
@@ -338,6 +339,6 @@ impl Config {
         };
         let file: file::FileConfig =
             toml::from_str(text).map_err(|e| keypath::from_toml(&source, &e))?;
-        validate::validate(file, &validate::Ctx { source, base_dir })
+        validate::validate(file, &ctx::Ctx { source, base_dir })
     }
 }

@@ -11,11 +11,11 @@ use toml::Spanned;
 
 use crate::cache::key::{KeyRules, QueryRule};
 use crate::config::SiteCacheConfig;
+use crate::config::ctx::Ctx;
 use crate::config::error::ConfigError;
 use crate::config::file::{
     CacheKeyFile, DEFAULT_MAX_VARIANTS, MAX_MAX_VARIANTS, SiteCacheFile, SpannedList,
 };
-use crate::config::validate::Ctx;
 
 pub(crate) fn site_cache(
     f: &SiteCacheFile,

@@ -13,11 +13,11 @@ use http::Uri;
 use http::uri::Scheme;
 use toml::Spanned;
 
+use crate::config::ctx::{Ctx, check_name, timeout};
 use crate::config::error::ConfigError;
 use crate::config::file::*;
 use crate::config::hosts::HostPattern;
 use crate::config::site_cache::{cache_key, site_cache};
-use crate::config::validate::{Ctx, check_name, timeout};
 use std::time::Duration;
 
 use crate::config::{
