@@ -4,6 +4,7 @@
 //! initial age, parsed Cache-Control, validators), so serving it is arithmetic on `now`
 //! plus clones of an `Arc` and `Bytes`.
 
+use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,8 +20,19 @@ use crate::cache::vary::SecondaryKey;
 /// so resident memory tracks `cache.memory`.
 pub const ENTRY_OVERHEAD: u64 = 512;
 
+/// A stored response: its [`EntryParts`], read through `Deref` (`entry.status`), and its
+/// purge state.
 #[derive(Debug)]
 pub struct Entry {
+    parts: EntryParts,
+    /// When a soft purge made it stale (Unix seconds + 1; 0: never). The only mutable part of
+    /// an entry: a soft purge marks it in place, so readers holding it see it at once.
+    soft_purged: AtomicU64,
+}
+
+/// What an entry is made of, as stored; [`Entry::new`] adds the purge state.
+#[derive(Debug)]
+pub struct EntryParts {
     pub status: StatusCode,
     /// Headers as stored: hop-by-hop and `Age` removed, `Date` present, `Content-Length`
     /// equal to `body.len()`.
@@ -32,6 +44,7 @@ pub struct Entry {
     /// When the response that produced this entry was received (RFC 9111 §4.2.3).
     pub response_time: SystemTime,
     pub corrected_initial_age: Duration,
+    /// The freshness lifetime computed when stored; [`Entry::lifetime`] is the one in effect.
     pub lifetime: Duration,
     pub directives: ResponseDirectives,
     /// Whether a conditional request can revalidate it (has `ETag` or `Last-Modified`).
@@ -40,42 +53,22 @@ pub struct Entry {
     pub tags: Box<[Box<str>]>,
     /// A copy of an object another node of the cluster owns.
     pub replica: bool,
-    /// When a soft purge made it stale (Unix seconds + 1; 0: never). The only mutable part of
-    /// an entry: a soft purge marks it in place, so readers holding it see it at once.
-    soft_purged: AtomicU64,
 }
 
-/// What an entry is made of; [`Entry::new`] adds the purge state.
-pub struct EntryParts {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-    pub vary: Vec<HeaderName>,
-    pub secondary: SecondaryKey,
-    pub response_time: SystemTime,
-    pub corrected_initial_age: Duration,
-    pub lifetime: Duration,
-    pub directives: ResponseDirectives,
-    pub has_validators: bool,
-    pub tags: Box<[Box<str>]>,
-    pub replica: bool,
+/// The stored fields are read-only once built, so readers see them directly rather than
+/// through twelve accessors.
+impl Deref for Entry {
+    type Target = EntryParts;
+
+    fn deref(&self) -> &EntryParts {
+        &self.parts
+    }
 }
 
 impl Entry {
-    pub fn new(p: EntryParts) -> Self {
+    pub fn new(parts: EntryParts) -> Self {
         Self {
-            status: p.status,
-            headers: p.headers,
-            body: p.body,
-            vary: p.vary,
-            secondary: p.secondary,
-            response_time: p.response_time,
-            corrected_initial_age: p.corrected_initial_age,
-            lifetime: p.lifetime,
-            directives: p.directives,
-            has_validators: p.has_validators,
-            tags: p.tags,
-            replica: p.replica,
+            parts,
             soft_purged: AtomicU64::new(0),
         }
     }
@@ -89,10 +82,10 @@ impl Entry {
     /// windows (`stale-while-revalidate`, `stale-if-error`) still apply after it.
     pub fn lifetime(&self) -> Duration {
         match self.soft_purged.load(Ordering::Relaxed) {
-            0 => self.lifetime,
+            0 => self.parts.lifetime,
             at => {
                 let purged = UNIX_EPOCH + Duration::from_secs(at - 1);
-                self.lifetime.min(self.current_age(purged))
+                self.parts.lifetime.min(self.current_age(purged))
             }
         }
     }
@@ -150,7 +143,8 @@ impl Entry {
             0
         };
         let keep_stale = Duration::from_secs(stale_use.max(validatable));
-        self.lifetime
+        self.parts
+            .lifetime
             .saturating_sub(self.corrected_initial_age)
             .saturating_add(keep_stale)
     }
