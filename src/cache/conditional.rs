@@ -199,17 +199,7 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Header (name, raw value) lines of one test case.
-    type Pairs<'a> = &'a [(&'static str, &'a [u8])];
-
-    fn hm(pairs: &[(&'static str, &[u8])]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_bytes(v).unwrap());
-        }
-        h
-    }
+    use crate::cache::test_util::{Pairs, hm};
 
     #[test]
     fn etag_comparison_table() {

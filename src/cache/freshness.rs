@@ -305,10 +305,8 @@ pub fn may_serve_stale_if_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::test_util::{Pairs, hm};
     use std::time::UNIX_EPOCH;
-
-    /// Header (name, raw value) lines of one test case.
-    type Pairs<'a> = &'a [(&'static str, &'a [u8])];
 
     fn t(s: u64) -> SystemTime {
         UNIX_EPOCH + secs(1_700_000_000 + s)
@@ -318,15 +316,7 @@ mod tests {
         httpdate::fmt_http_date(t(s))
     }
 
-    fn hm(pairs: &[(&'static str, &[u8])]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_bytes(v).unwrap());
-        }
-        h
-    }
-
-    fn lifetime(status: u16, pairs: &[(&'static str, &[u8])]) -> u64 {
+    fn lifetime(status: u16, pairs: Pairs) -> u64 {
         let h = hm(pairs);
         let cc = ResponseDirectives::parse(&h);
         let status = StatusCode::from_u16(status).unwrap();

@@ -261,6 +261,7 @@ fn escape_into(bytes: &[u8], out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::test_util::{Pairs, hm};
     use http::HeaderValue;
     use std::collections::HashMap;
 
@@ -274,17 +275,6 @@ mod tests {
             sort_query,
             ..KeyRules::default()
         }
-    }
-
-    /// Header (name, raw value) lines of one test case.
-    type Pairs<'a> = &'a [(&'static str, &'a [u8])];
-
-    fn hm(pairs: Pairs) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_bytes(v).unwrap());
-        }
-        h
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub mod policy;
 pub mod range;
 pub mod status;
 pub mod storable;
+#[cfg(test)]
+mod test_util;
 pub mod vary;
 
 pub use control::{MaxStale, RequestDirectives, ResponseDirectives};

@@ -206,14 +206,7 @@ pub fn set_key_field(headers: &mut HeaderMap, extra: Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hm(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
+    use crate::cache::test_util::hm;
 
     fn own() -> Policy {
         Policy {
@@ -230,7 +223,7 @@ mod tests {
             // Plain Cache-Control.
             (
                 Policy::default(),
-                hm(&[("cache-control", "max-age=10, private")]),
+                hm(&[("cache-control", b"max-age=10, private")]),
                 Some(10),
                 true,
                 false,
@@ -239,8 +232,8 @@ mod tests {
             (
                 Policy::default(),
                 hm(&[
-                    ("cache-control", "private, max-age=10"),
-                    ("cdn-cache-control", "max-age=600"),
+                    ("cache-control", b"private, max-age=10"),
+                    ("cdn-cache-control", b"max-age=600"),
                 ]),
                 Some(600),
                 false,
@@ -250,8 +243,8 @@ mod tests {
             (
                 Policy::default(),
                 hm(&[
-                    ("cache-control", "max-age=10"),
-                    ("cdn-cache-control", " , "),
+                    ("cache-control", b"max-age=10"),
+                    ("cdn-cache-control", b" , "),
                 ]),
                 Some(10),
                 false,
@@ -264,8 +257,8 @@ mod tests {
                     ..Policy::default()
                 },
                 hm(&[
-                    ("cache-control", "max-age=10"),
-                    ("cdn-cache-control", "max-age=600"),
+                    ("cache-control", b"max-age=10"),
+                    ("cdn-cache-control", b"max-age=600"),
                 ]),
                 Some(10),
                 false,
@@ -275,8 +268,8 @@ mod tests {
             (
                 own(),
                 hm(&[
-                    ("cdn-cache-control", "max-age=600"),
-                    ("outpost-cache-control", "max-age=5"),
+                    ("cdn-cache-control", b"max-age=600"),
+                    ("outpost-cache-control", b"max-age=5"),
                 ]),
                 Some(5),
                 false,
@@ -294,8 +287,8 @@ mod tests {
     #[test]
     fn surrogate_control_only_when_enabled() {
         let headers = hm(&[
-            ("cache-control", "s-maxage=10, public"),
-            ("surrogate-control", "max-age=300"),
+            ("cache-control", b"s-maxage=10, public"),
+            ("surrogate-control", b"max-age=300"),
         ]);
         let off = Policy::default().directives(StatusCode::OK, &headers);
         assert_eq!((off.s_maxage, off.max_age), (Some(10), None));
@@ -306,8 +299,8 @@ mod tests {
         let d = on.directives(StatusCode::OK, &headers);
         assert_eq!((d.s_maxage, d.max_age, d.public), (None, Some(300), true));
         let no_store = hm(&[
-            ("cache-control", "max-age=60"),
-            ("surrogate-control", "no-store"),
+            ("cache-control", b"max-age=60"),
+            ("surrogate-control", b"no-store"),
         ]);
         assert!(on.directives(StatusCode::OK, &no_store).no_store);
     }
@@ -324,9 +317,9 @@ mod tests {
             Some(30)
         );
         let explicit = [
-            hm(&[("cache-control", "max-age=5")]),
-            hm(&[("cache-control", "s-maxage=5")]),
-            hm(&[("expires", "0")]),
+            hm(&[("cache-control", b"max-age=5")]),
+            hm(&[("cache-control", b"s-maxage=5")]),
+            hm(&[("expires", b"0")]),
         ];
         for headers in explicit {
             assert_eq!(
@@ -336,7 +329,7 @@ mod tests {
             );
         }
         // Expires is ignored next to a targeted field, so the default applies.
-        let targeted = hm(&[("expires", "0"), ("cdn-cache-control", "public")]);
+        let targeted = hm(&[("expires", b"0"), ("cdn-cache-control", b"public")]);
         assert_eq!(policy.directives(nf, &targeted).default_ttl, Some(30));
         assert_eq!(
             policy
@@ -353,12 +346,12 @@ mod tests {
             stale_if_error: Some(600),
             ..Policy::default()
         };
-        let d = policy.directives(StatusCode::OK, &hm(&[("cache-control", "max-age=1")]));
+        let d = policy.directives(StatusCode::OK, &hm(&[("cache-control", b"max-age=1")]));
         assert_eq!(
             (d.stale_while_revalidate, d.stale_if_error),
             (Some(30), Some(600))
         );
-        let own = hm(&[("cache-control", "max-age=1, stale-while-revalidate=2")]);
+        let own = hm(&[("cache-control", b"max-age=1, stale-while-revalidate=2")]);
         let d = policy.directives(StatusCode::OK, &own);
         assert_eq!(
             (d.stale_while_revalidate, d.stale_if_error),
@@ -369,10 +362,10 @@ mod tests {
     #[test]
     fn downstream_fields() {
         let mut h = hm(&[
-            ("cdn-cache-control", "max-age=1"),
-            ("outpost-cache-control", "max-age=1"),
-            ("surrogate-control", "max-age=1"),
-            ("surrogate-key", "a b"),
+            ("cdn-cache-control", b"max-age=1"),
+            ("outpost-cache-control", b"max-age=1"),
+            ("surrogate-control", b"max-age=1"),
+            ("surrogate-key", b"a b"),
         ]);
         own().strip_downstream(&mut h);
         assert!(h.contains_key("cdn-cache-control"));
@@ -387,14 +380,14 @@ mod tests {
     #[test]
     fn tags_are_split_and_deduplicated() {
         let h = hm(&[
-            ("surrogate-key", "  product-1 all\tcat:shoes "),
-            ("surrogate-key", "all,product-2"),
+            ("surrogate-key", b"  product-1 all\tcat:shoes "),
+            ("surrogate-key", b"all,product-2"),
         ]);
         let tags = Policy::default().tags(&h);
         let tags: Vec<&str> = tags.iter().map(|t| &**t).collect();
         assert_eq!(tags, ["product-1", "all", "cat:shoes", "product-2"]);
         let many = "t ".repeat(10) + &(0..1000).map(|i| format!("x{i} ")).collect::<String>();
-        let h = hm(&[("surrogate-key", &many)]);
+        let h = hm(&[("surrogate-key", many.as_bytes())]);
         assert_eq!(Policy::default().tags(&h).len(), MAX_TAGS);
     }
 
@@ -404,7 +397,7 @@ mod tests {
             key_fields: vec![KEY_FIELD],
             ..Policy::default()
         };
-        let h = hm(&[("vary", "Accept-Encoding, outpost-cache-key")]);
+        let h = hm(&[("vary", b"Accept-Encoding, outpost-cache-key")]);
         let names: Vec<String> = policy
             .vary_fields(&h)
             .iter()
@@ -416,7 +409,7 @@ mod tests {
 
     #[test]
     fn a_client_cannot_choose_its_key_field() {
-        let mut h = hm(&[("outpost-cache-key", "forged")]);
+        let mut h = hm(&[("outpost-cache-key", b"forged")]);
         set_key_field(&mut h, None);
         assert!(!h.contains_key(&KEY_FIELD));
         set_key_field(&mut h, Some("lang=fr".into()));

@@ -124,29 +124,21 @@ fn has_freshness_information(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-
-    fn hm(pairs: &[(&'static str, &[u8])]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_bytes(v).unwrap());
-        }
-        h
-    }
+    use crate::cache::test_util::{Pairs, hm};
 
     struct Case {
         method: Method,
-        req: &'static [(&'static str, &'static [u8])],
+        req: Pairs<'static>,
         status: u16,
-        resp: &'static [(&'static str, &'static [u8])],
+        resp: Pairs<'static>,
         want: Result<(), NoCacheReason>,
     }
 
     fn case(
         method: Method,
-        req: &'static [(&'static str, &'static [u8])],
+        req: Pairs<'static>,
         status: u16,
-        resp: &'static [(&'static str, &'static [u8])],
+        resp: Pairs<'static>,
         want: Result<(), NoCacheReason>,
     ) -> Case {
         Case {

@@ -272,18 +272,8 @@ fn collapse_whitespace(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::test_util::{Pairs, hm};
     use http::HeaderValue;
-
-    /// Header (name, raw value) lines of one test case.
-    type Pairs<'a> = &'a [(&'static str, &'a [u8])];
-
-    fn hm(pairs: &[(&'static str, &[u8])]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_bytes(v).unwrap());
-        }
-        h
-    }
 
     fn names(list: &[&'static str]) -> Vary {
         Vary::Fields(list.iter().map(|n| HeaderName::from_static(n)).collect())
