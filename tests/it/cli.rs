@@ -181,7 +181,7 @@ async fn run_serves_miss_then_hit_and_exits_0_on_sigterm() {
         "{}",
         miss.cache_status()
     );
-    util::wait_until("the miss is stored", Duration::from_secs(5), || async {
+    wait_until("the miss is stored", Duration::from_secs(5), || async {
         let text = util::admin_get(admin, "/metrics", &[]).await.text();
         util::sample(&text, "outpost_cache_entries") == Some(1.0)
     })
@@ -252,16 +252,15 @@ async fn readyz_is_503_while_draining() {
     let (_origin, mut node, admin, in_flight, _file) =
         draining_with_request_in_flight(Duration::from_secs(3), "slow").await;
     // Until the signal is handled /readyz may still say 200; then it must say 503.
-    let started = std::time::Instant::now();
-    loop {
+    wait_until("/readyz to say 503", Duration::from_secs(2), || async {
         match try_send(admin, Method::GET, "/readyz", "admin", &[], Bytes::new()).await {
-            Ok(r) if r.status == 503 => break,
-            Ok(r) if r.status == 200 && started.elapsed() < Duration::from_secs(2) => {}
+            Ok(r) if r.status == 503 => true,
+            Ok(r) if r.status == 200 => false,
             Ok(r) => panic!("/readyz while draining: {} {}", r.status, r.text()),
             Err(e) => panic!("/readyz while draining: no answer: {e}"),
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     let _ = in_flight.await;
     let status = node.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0));
@@ -362,11 +361,11 @@ async fn a_stored_object_costs_about_its_weight_in_rss() {
     // Warm up (allocator arenas, pools, the first connection), then measure 40 more objects,
     // all within the 64 MiB budget so nothing is evicted.
     fetch_objects(http, 0..8).await;
-    util::wait_until("8 stored", Duration::from_secs(5), || stored(8.0)).await;
+    wait_until("8 stored", Duration::from_secs(5), || stored(8.0)).await;
     let rss_before = node.rss_bytes();
     let bytes_before = must_sample(&metrics_text(admin).await, "outpost_cache_bytes");
     fetch_objects(http, 8..48).await;
-    util::wait_until("48 stored", Duration::from_secs(5), || stored(48.0)).await;
+    wait_until("48 stored", Duration::from_secs(5), || stored(48.0)).await;
     node.assert_running();
     let grew = node.rss_bytes().saturating_sub(rss_before) as f64;
     let weighed = must_sample(&metrics_text(admin).await, "outpost_cache_bytes") - bytes_before;
@@ -398,7 +397,7 @@ async fn demo_serves_caches_purges_and_stops() {
         "{}",
         first.cache_status()
     );
-    util::wait_until("the instructions", Duration::from_secs(5), || async {
+    wait_until("the instructions", Duration::from_secs(5), || async {
         demo.stdout.text().contains("Ctrl-C")
     })
     .await;
@@ -411,7 +410,7 @@ async fn demo_serves_caches_purges_and_stops() {
 
     let get_hello = |addr| send(addr, Method::GET, "/hello", "localhost", &[], Bytes::new());
     // Stored on its owner once the body is complete; then a hit through any node.
-    util::wait_until("/hello is stored", Duration::from_secs(5), || async {
+    wait_until("/hello is stored", Duration::from_secs(5), || async {
         get_hello(http).await.cache_status().contains("; hit")
     })
     .await;
@@ -497,7 +496,7 @@ async fn sighup_applies_a_new_member_list_and_refuses_a_broken_file() {
 
     std::fs::write(&file.0, format!("{text}\n{}", cluster(&others))).expect("write");
     hup();
-    util::wait_until("three members", Duration::from_secs(5), || async {
+    wait_until("three members", Duration::from_secs(5), || async {
         members().await == 3
     })
     .await;
@@ -512,7 +511,7 @@ async fn sighup_applies_a_new_member_list_and_refuses_a_broken_file() {
     );
     std::fs::write(&file.0, format!("{text}\n{}", cluster(&others[..1]))).expect("write");
     hup();
-    util::wait_until("two members again", Duration::from_secs(5), || async {
+    wait_until("two members again", Duration::from_secs(5), || async {
         members().await == 2
     })
     .await;
@@ -525,7 +524,7 @@ async fn sighup_applies_a_new_member_list_and_refuses_a_broken_file() {
 
     std::fs::write(&file.0, "[cluster\nbroken").expect("write");
     hup();
-    util::wait_until("the refusal is logged", Duration::from_secs(5), || async {
+    wait_until("the refusal is logged", Duration::from_secs(5), || async {
         node.stderr.text().contains("reload refused")
     })
     .await;
@@ -612,7 +611,7 @@ async fn ten_reloads_under_load_drop_no_request_and_keep_the_cache() {
     for i in 1..=10 {
         // Requests keep flowing between reloads, not only around the first.
         let before = served.load(std::sync::atomic::Ordering::Relaxed);
-        util::wait_until(
+        wait_until(
             "requests between reloads",
             Duration::from_secs(5),
             || async { served.load(std::sync::atomic::Ordering::Relaxed) >= before + 12 },
@@ -693,7 +692,7 @@ async fn access_log_writes_one_json_line_per_request_to_stdout() {
         if i == 1 {
             // The first response is stored once its body is complete: then the second is a hit
             // (not a request collapsed onto the first's fetch).
-            util::wait_until("the first is stored", Duration::from_secs(5), || async {
+            wait_until("the first is stored", Duration::from_secs(5), || async {
                 let text = util::admin_get(admin, "/metrics", &[]).await.text();
                 util::sample(&text, "outpost_cache_entries") == Some(1.0)
             })
@@ -709,7 +708,7 @@ async fn access_log_writes_one_json_line_per_request_to_stdout() {
         )
         .await;
     }
-    util::wait_until("two access lines", Duration::from_secs(5), || async {
+    wait_until("two access lines", Duration::from_secs(5), || async {
         node.stdout
             .text()
             .lines()

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::dns_server::{DnsServer, Record};
+use crate::harness::wait_until;
 use outpost::dns::{DiscoveryConfig, Members, Source, resolve, resolver_builder, spawn};
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
@@ -67,15 +68,11 @@ async fn wait_members(
 
 /// Poll a counter until it reaches `target` (counters have no change notification).
 async fn wait_counter(counter: &AtomicU64, target: u64, within: Duration) {
-    let deadline = Instant::now() + within;
-    while counter.load(Ordering::SeqCst) < target {
-        assert!(
-            Instant::now() < deadline,
-            "counter stuck at {} < {target}",
-            counter.load(Ordering::SeqCst)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("the counter to reach {target}");
+    wait_until(&what, within, || async {
+        counter.load(Ordering::SeqCst) >= target
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream;
@@ -561,20 +561,31 @@ impl tower_service::Service<http::Uri> for FixedAddr {
     }
 }
 
-/// Poll `check` until it holds (for effects that complete after a response was sent, such as
-/// a fill storing its entry). Bounded: fails after 5 s.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+/// Poll `check` every 10 ms until it holds, for effects that complete after a response was
+/// sent and have no event to await (a fill storing its entry, a metric, a peer probe). Panics
+/// naming `what` once `within` has passed.
+pub async fn wait_until<F, Fut>(what: &str, within: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..500 {
-        if check().await {
-            return;
-        }
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("timed out waiting for: {what}");
+}
+
+/// [`wait_until`] with the usual bound, 5 s.
+pub async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_until(what, Duration::from_secs(5), check).await;
 }
 
 pub fn count_map(items: impl IntoIterator<Item = String>) -> HashMap<String, usize> {

@@ -212,19 +212,6 @@ pub fn run_to_end(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-/// Poll `check` every 20 ms until it holds; panic after `limit`.
-pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Wait until a plain GET to `addr` for `host` gets an HTTP response, and return it.
 pub async fn wait_answering(child: &mut Outpost, addr: SocketAddr, path: &str, host: &str) -> Resp {
     let start = Instant::now();
