@@ -176,6 +176,15 @@ fn config(servers: &[String], origin_extra: &str, extra: &str) -> String {
     long_form_config(servers, origin_extra, extra)
 }
 
+/// Backend "O" on 127.0.0.1, its URL, and a node whose one origin server it is, with
+/// `origin_extra` in `[site.origin]`.
+async fn behind_one_backend(origin_extra: &str) -> (Backend, String, Node) {
+    let origin = Backend::start("O").await;
+    let server = origin.url("127.0.0.1");
+    let node = Node::start(&config(std::slice::from_ref(&server), origin_extra, "")).await;
+    (origin, server, node)
+}
+
 fn server_metric(name: &str, server: &str, more: &str) -> String {
     format!("outpost_{name}{{site=\"test\",server=\"{server}\"{more}}}")
 }
@@ -286,14 +295,7 @@ async fn an_origin_name_follows_dns_and_a_removed_address_is_drained() {
 
 #[tokio::test]
 async fn max_connections_bounds_the_connections_and_the_rest_wait_their_turn() {
-    let origin = Backend::start("O").await;
-    let server = origin.url("127.0.0.1");
-    let node = Node::start(&config(
-        std::slice::from_ref(&server),
-        "max_connections = 4",
-        "",
-    ))
-    .await;
+    let (origin, server, node) = behind_one_backend("max_connections = 4").await;
     let started = Instant::now();
     let responses = futures_util::future::join_all((0..24).map(|i| {
         let node = &node;
@@ -336,10 +338,8 @@ async fn max_connections_bounds_the_connections_and_the_rest_wait_their_turn() {
 
 /// An origin behind `max_connections = 1`, `queue = 1`; and the queue gauge's sample name.
 async fn one_slot_and_one_queued() -> (Backend, Node, String) {
-    let origin = Backend::start("O").await;
-    let server = origin.url("127.0.0.1");
     let extra = "max_connections = 1\nqueue = 1\nqueue_timeout = \"10s\"";
-    let node = Node::start(&config(std::slice::from_ref(&server), extra, "")).await;
+    let (origin, server, node) = behind_one_backend(extra).await;
     let authority = server.trim_start_matches("http://");
     let queued = server_metric("origin_server_queued_requests", authority, "");
     (origin, node, queued)
@@ -392,9 +392,8 @@ async fn a_full_queue_or_a_long_wait_answers_503_origin_busy() {
     node.stop().await;
 
     // A queued request waits at most queue_timeout.
-    let origin = Backend::start("O").await;
     let extra = "max_connections = 1\nqueue = 8\nqueue_timeout = \"300ms\"";
-    let node = Node::start(&config(&[origin.url("127.0.0.1")], extra, "")).await;
+    let (origin, _, node) = behind_one_backend(extra).await;
     let http = node.http;
     let held = tokio::spawn(async move {
         send(
@@ -423,14 +422,7 @@ async fn a_full_queue_or_a_long_wait_answers_503_origin_busy() {
 
 #[tokio::test]
 async fn idle_origin_connections_close_after_idle_timeout() {
-    let origin = Backend::start("O").await;
-    let server = origin.url("127.0.0.1");
-    let node = Node::start(&config(
-        std::slice::from_ref(&server),
-        "idle_timeout = \"300ms\"",
-        "",
-    ))
-    .await;
+    let (origin, server, node) = behind_one_backend("idle_timeout = \"300ms\"").await;
     assert_eq!(get(&node, "/x").await.status, 200);
     let started = Instant::now();
     tokio::time::timeout(Duration::from_secs(5), async {
@@ -462,13 +454,7 @@ async fn idle_origin_connections_close_after_idle_timeout() {
 
 #[tokio::test]
 async fn http2_always_multiplexes_requests_over_one_cleartext_connection() {
-    let origin = Backend::start("O").await;
-    let node = Node::start(&config(
-        &[origin.url("127.0.0.1")],
-        "http2 = \"always\"",
-        "",
-    ))
-    .await;
+    let (origin, _, node) = behind_one_backend("http2 = \"always\"").await;
     let responses = futures_util::future::join_all((0..20).map(|i| {
         let node = &node;
         async move { get(node, &format!("/slow/{i}")).await }
