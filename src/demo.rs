@@ -18,8 +18,8 @@ use tokio::net::TcpListener;
 use crate::config::{Config, ConfigError};
 use crate::runtime::{Listeners, RunError};
 
-pub const CONFIG: &str = include_str!("../config/demo.toml");
-pub const ORIGIN_ADDR: &str = "127.0.0.1:8081";
+pub(crate) const CONFIG: &str = include_str!("../config/demo.toml");
+pub(crate) const ORIGIN_ADDR: &str = "127.0.0.1:8081";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -31,12 +31,12 @@ pub enum DemoError {
     Origin(std::io::Error),
 }
 
-pub fn config() -> Result<Config, ConfigError> {
+pub(crate) fn config() -> Result<Config, ConfigError> {
     Config::parse(CONFIG, "<embedded demo.toml>", Path::new("."))
 }
 
 /// The demo's nodes: `(http, admin)` of demo-1, demo-2, demo-3.
-pub const NODES: [(&str, &str); 3] = [
+pub(crate) const NODES: [(&str, &str); 3] = [
     ("127.0.0.1:8080", "127.0.0.1:9090"),
     ("127.0.0.1:8082", "127.0.0.1:9091"),
     ("127.0.0.1:8083", "127.0.0.1:9092"),
@@ -44,7 +44,7 @@ pub const NODES: [(&str, &str); 3] = [
 
 /// The configuration of demo node `i` (0-based): the embedded one with its own name and
 /// addresses.
-pub fn node_config(i: usize) -> Result<Config, ConfigError> {
+pub(crate) fn node_config(i: usize) -> Result<Config, ConfigError> {
     let mut config = config()?;
     let (http, admin) = NODES[i % NODES.len()];
     // Constant, valid socket addresses.

@@ -36,15 +36,10 @@ use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 
 /// Re-export so callers use the exact hickory version this module was built against.
-pub use hickory_resolver;
+pub(crate) use hickory_resolver;
 
 /// The resolver type used by this module (hickory on tokio).
-pub type Resolver = hickory_resolver::TokioResolver;
-
-/// Default lower bound for the refresh interval.
-pub const DEFAULT_MIN_TTL: Duration = Duration::from_secs(5);
-/// Default upper bound for the refresh interval.
-pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(300);
+pub(crate) type Resolver = hickory_resolver::TokioResolver;
 
 /// Where the member list comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -161,18 +156,6 @@ pub struct DiscoveryConfig {
     pub max_ttl: Duration,
 }
 
-impl DiscoveryConfig {
-    /// System resolver, default TTL bounds (5 s, 300 s).
-    pub fn new(source: Source) -> Self {
-        Self {
-            source,
-            servers: None,
-            min_ttl: DEFAULT_MIN_TTL,
-            max_ttl: DEFAULT_MAX_TTL,
-        }
-    }
-}
-
 /// One resolution result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Members {
@@ -216,7 +199,7 @@ pub enum DiscoveryError {
 
 /// Clamp a record TTL to `[min_ttl, max_ttl]`. Never panics: if the bounds are inverted,
 /// `min_ttl` wins (never refresh faster than `min_ttl`).
-pub fn clamp_ttl(ttl: Duration, min_ttl: Duration, max_ttl: Duration) -> Duration {
+pub(crate) fn clamp_ttl(ttl: Duration, min_ttl: Duration, max_ttl: Duration) -> Duration {
     ttl.min(max_ttl).max(min_ttl)
 }
 
@@ -431,7 +414,7 @@ pub fn spawn(config: DiscoveryConfig) -> Result<DiscoveryHandle, DiscoveryError>
 }
 
 /// Like [`spawn`], counting refreshes and failures on the caller's (exported) counters.
-pub fn spawn_counting(
+pub(crate) fn spawn_counting(
     config: DiscoveryConfig,
     refreshes: Counter,
     failures: Counter,
@@ -534,7 +517,7 @@ mod tests {
 
     #[test]
     fn clamp_ttl_bounds() {
-        let (min, max) = (DEFAULT_MIN_TTL, DEFAULT_MAX_TTL);
+        let (min, max) = (S(5), S(300));
         assert_eq!(
             clamp_ttl(S(0), min, max),
             S(5),
@@ -678,10 +661,15 @@ mod tests {
 
     #[test]
     fn spawn_outside_runtime_is_an_error_not_a_panic() {
-        let config = DiscoveryConfig::new(Source::Dns {
-            name: "edge.internal".into(),
-            port: 8080,
-        });
+        let config = DiscoveryConfig {
+            source: Source::Dns {
+                name: "edge.internal".into(),
+                port: 8080,
+            },
+            servers: None,
+            min_ttl: S(5),
+            max_ttl: S(300),
+        };
         assert!(matches!(spawn(config), Err(DiscoveryError::NoRuntime)));
     }
 

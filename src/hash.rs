@@ -13,17 +13,17 @@
 //! Changing either function is a cluster-wide re-shard: the golden tests fail.
 
 /// FNV-1a 64 then `fmix64` of `bytes`. Compute it once per request and pass it on.
-pub fn stable(bytes: &[u8]) -> u64 {
+pub(crate) fn stable(bytes: &[u8]) -> u64 {
     fmix64(fnv1a64(bytes))
 }
 
 /// [`stable`] of a cache key (its UTF-8 bytes).
-pub fn key(key: &str) -> u64 {
+pub(crate) fn key(key: &str) -> u64 {
     stable(key.as_bytes())
 }
 
 /// The rendezvous score mixer: `mix(a ^ b)` for a key hash `a` and a candidate's hash `b`.
-pub fn mix(k: u64) -> u64 {
+pub(crate) fn mix(k: u64) -> u64 {
     fmix64(k)
 }
 

@@ -172,7 +172,7 @@ pub(crate) fn eviction_hook(metrics: &Metrics) -> storage::EvictionHook {
 
 /// Why a reload was refused; the running configuration stays.
 #[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
+pub(crate) enum ReloadError {
     #[error("the node was started without a configuration file to re-read")]
     NoFile,
     #[error(transparent)]
@@ -195,13 +195,13 @@ struct Applied {
     loops: HashMap<(bool, SocketAddr), Running>,
 }
 
-pub struct Runtime {
+pub(crate) struct Runtime {
     path: Option<PathBuf>,
-    pub front: Arc<Front>,
-    pub metrics: Arc<Metrics>,
-    pub ready: Arc<AtomicBool>,
+    pub(crate) front: Arc<Front>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) ready: Arc<AtomicBool>,
     /// The admin bearer token, reloadable.
-    pub token: ArcSwap<Option<String>>,
+    pub(crate) token: ArcSwap<Option<String>>,
     access: Arc<AccessLog>,
     /// `None` while no certificate is configured (no https listener then).
     tls: Arc<ArcSwapOption<ServerConfig>>,
@@ -215,7 +215,7 @@ pub struct Runtime {
 
 impl Runtime {
     /// Build the node for `config` and start accepting on `listeners`.
-    pub async fn start(
+    pub(crate) async fn start(
         config: Config,
         listeners: Listeners,
         path: Option<PathBuf>,
@@ -287,12 +287,12 @@ impl Runtime {
     }
 
     /// The connection limit, for the drain.
-    pub fn connections(&self) -> (&Arc<Semaphore>, usize) {
+    pub(crate) fn connections(&self) -> (&Arc<Semaphore>, usize) {
         (&self.connections, self.max_connections)
     }
 
     /// Stop every accept loop and background task and wait for the loops to end.
-    pub async fn stop_accepting(&self) {
+    pub(crate) async fn stop_accepting(&self) {
         let mut applied = self.applied.lock().await;
         for (_, running) in applied.loops.drain() {
             let _ = running.stop.send(true);
@@ -302,7 +302,7 @@ impl Runtime {
     }
 
     /// Re-read the file and apply it (SIGHUP, `POST /reload`). Counted and logged either way.
-    pub async fn reload(&self) -> Result<(), ReloadError> {
+    pub(crate) async fn reload(&self) -> Result<(), ReloadError> {
         let result = self.try_reload().await;
         match &result {
             Ok(()) => {
@@ -404,11 +404,11 @@ impl Runtime {
         Ok(())
     }
 
-    pub async fn listen_config(&self) -> crate::config::ListenConfig {
+    pub(crate) async fn listen_config(&self) -> crate::config::ListenConfig {
         self.applied.lock().await.config.listen.clone()
     }
 
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
 }

@@ -32,8 +32,8 @@ const MAX_PURGE_BODY: usize = 1 << 20;
 
 /// The admin API of a running node: reads the node's current state on every request, so it
 /// follows reloads (proxy, cluster, token).
-pub struct Admin {
-    pub runtime: Arc<Runtime>,
+pub(crate) struct Admin {
+    pub(crate) runtime: Arc<Runtime>,
 }
 
 /// How long a purge waits for each peer's answer.

@@ -25,12 +25,12 @@ fn parse_etag(s: &str) -> Option<(bool, &str)> {
 }
 
 /// RFC 9110 §8.8.3.2 strong comparison: both strong, same opaque tag.
-pub fn strong_etag_eq(a: &str, b: &str) -> bool {
+pub(crate) fn strong_etag_eq(a: &str, b: &str) -> bool {
     matches!((parse_etag(a), parse_etag(b)), (Some((false, x)), Some((false, y))) if x == y)
 }
 
 /// RFC 9110 §8.8.3.2 weak comparison: same opaque tag, weakness ignored.
-pub fn weak_etag_eq(a: &str, b: &str) -> bool {
+pub(crate) fn weak_etag_eq(a: &str, b: &str) -> bool {
     matches!((parse_etag(a), parse_etag(b)), (Some((_, x)), Some((_, y))) if x == y)
 }
 
@@ -49,7 +49,7 @@ fn etag_list(s: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Should the stored response answer this request with 304 Not Modified?
-pub fn not_modified(
+pub(crate) fn not_modified(
     method: &Method,
     request_headers: &HeaderMap,
     stored_headers: &HeaderMap,
@@ -102,7 +102,7 @@ fn modified_since_hit(request_headers: &HeaderMap, stored_headers: &HeaderMap) -
 /// RFC 9111 §4.3.1: preconditions for revalidating a stored response — its
 /// ETag in If-None-Match, its Last-Modified in If-Modified-Since. Invalid
 /// validators are not sent: the origin could not match them either.
-pub fn validators(stored_headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+pub(crate) fn validators(stored_headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::new();
     if let Some(etag) = stored_headers.get(header::ETAG)
         && etag.to_str().ok().and_then(parse_etag).is_some()
@@ -144,7 +144,7 @@ const NOT_UPDATED: &[&str] = &[
 /// strongly, a weak one weakly; without an entity tag, a `Last-Modified` must be the stored
 /// one. A 304 without validators selects it (Outpost only ever revalidates one response at a
 /// time, with that response's own validators).
-pub fn selects(stored: &HeaderMap, not_modified: &HeaderMap) -> bool {
+pub(crate) fn selects(stored: &HeaderMap, not_modified: &HeaderMap) -> bool {
     let text = |h: &HeaderMap, name| {
         h.get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
@@ -171,7 +171,7 @@ pub fn selects(stored: &HeaderMap, not_modified: &HeaderMap) -> bool {
     }
 }
 
-pub fn merge_304(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
+pub(crate) fn merge_304(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
     let listed = connection_listed(not_modified);
     let mut merged = stored.clone();
     for name in not_modified.keys() {

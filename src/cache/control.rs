@@ -9,46 +9,46 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 /// RFC 9111 §1.2.2: a delta-seconds value too large to represent, or an
 /// overflowing calculation, is taken as 2^31 seconds.
-pub const DELTA_SECONDS_MAX: u64 = 1 << 31;
+pub(crate) const DELTA_SECONDS_MAX: u64 = 1 << 31;
 
 /// Directives of a response's `Cache-Control` fields (RFC 9111 §5.2.2,
 /// RFC 5861 for the two `stale-*` extensions).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ResponseDirectives {
-    pub max_age: Option<u64>,
-    pub s_maxage: Option<u64>,
-    pub no_store: bool,
+pub(crate) struct ResponseDirectives {
+    pub(crate) max_age: Option<u64>,
+    pub(crate) s_maxage: Option<u64>,
+    pub(crate) no_store: bool,
     /// True for both the bare and the qualified form; the bare form wins
     /// (see `no_cache_fields`).
-    pub no_cache: bool,
+    pub(crate) no_cache: bool,
     /// Lowercase field names of a qualified `no-cache="a, b"` (§5.2.2.4).
     /// Empty when any bare `no-cache` is present, because the unqualified
     /// directive is the more restrictive one (§4.2.1): `no_cache` with empty
     /// fields therefore always means "revalidate every time".
-    pub no_cache_fields: Vec<String>,
-    pub private: bool,
+    pub(crate) no_cache_fields: Vec<String>,
+    pub(crate) private: bool,
     /// Lowercase field names of a qualified `private="a"` (§5.2.2.7); empty
     /// when a bare `private` is present, for the same reason as above.
-    pub private_fields: Vec<String>,
-    pub public: bool,
-    pub must_revalidate: bool,
-    pub proxy_revalidate: bool,
-    pub must_understand: bool,
-    pub no_transform: bool,
-    pub immutable: bool,
-    pub stale_while_revalidate: Option<u64>,
-    pub stale_if_error: Option<u64>,
+    pub(crate) private_fields: Vec<String>,
+    pub(crate) public: bool,
+    pub(crate) must_revalidate: bool,
+    pub(crate) proxy_revalidate: bool,
+    pub(crate) must_understand: bool,
+    pub(crate) no_transform: bool,
+    pub(crate) immutable: bool,
+    pub(crate) stale_while_revalidate: Option<u64>,
+    pub(crate) stale_if_error: Option<u64>,
     /// The directives came from a targeted field (RFC 9213 §2.1): `Expires` is ignored.
-    pub targeted: bool,
+    pub(crate) targeted: bool,
     /// The site's lifetime for this status when the response gives none (negative caching);
     /// explicit freshness always wins (see `cache::policy`).
-    pub default_ttl: Option<u64>,
+    pub(crate) default_ttl: Option<u64>,
 }
 
 /// Request `max-stale` (RFC 9111 §5.2.1.2): with no value any staleness is
 /// acceptable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MaxStale {
+pub(crate) enum MaxStale {
     Any,
     Seconds(u64),
 }
@@ -57,25 +57,25 @@ pub enum MaxStale {
 /// `Pragma: no-cache` folded in (§5.4).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestDirectives {
-    pub max_age: Option<u64>,
-    pub max_stale: Option<MaxStale>,
-    pub min_fresh: Option<u64>,
-    pub no_cache: bool,
-    pub no_store: bool,
-    pub only_if_cached: bool,
-    pub stale_if_error: Option<u64>,
+    pub(crate) max_age: Option<u64>,
+    pub(crate) max_stale: Option<MaxStale>,
+    pub(crate) min_fresh: Option<u64>,
+    pub(crate) no_cache: bool,
+    pub(crate) no_store: bool,
+    pub(crate) only_if_cached: bool,
+    pub(crate) stale_if_error: Option<u64>,
 }
 
 impl ResponseDirectives {
     /// Parses every `Cache-Control` line of a response. Unknown directives
     /// are ignored (RFC 9111 §5.2.3).
-    pub fn parse(headers: &HeaderMap) -> Self {
+    pub(crate) fn parse(headers: &HeaderMap) -> Self {
         Self::parse_lines(headers.get_all(header::CACHE_CONTROL))
     }
 
     /// Parses the lines of one Cache-Control-like field (`Cache-Control`, or a targeted field
     /// such as `CDN-Cache-Control`, whose members use the same names and values).
-    pub fn parse_lines<'a>(lines: impl IntoIterator<Item = &'a HeaderValue>) -> Self {
+    pub(crate) fn parse_lines<'a>(lines: impl IntoIterator<Item = &'a HeaderValue>) -> Self {
         let mut d = Self::default();
         let mut bare = Bare::default();
         for dir in directives(lines) {
@@ -144,7 +144,7 @@ struct Bare {
 impl RequestDirectives {
     /// Parses every `Cache-Control` line of a request; `Pragma: no-cache`
     /// counts only when the request has no `Cache-Control` at all (§5.4).
-    pub fn parse(headers: &HeaderMap) -> Self {
+    pub(crate) fn parse(headers: &HeaderMap) -> Self {
         let mut d = Self::default();
         for dir in directives(headers.get_all(header::CACHE_CONTROL)) {
             d.apply(&dir);
@@ -187,8 +187,8 @@ impl RequestDirectives {
 /// One `name[=value]` list member: name ASCII-lowercased, value unquoted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Directive {
-    pub name: String,
-    pub value: Option<String>,
+    pub(crate) name: String,
+    pub(crate) value: Option<String>,
 }
 
 /// All members of every line of a list-valued field (RFC 9110 §5.6.1), in

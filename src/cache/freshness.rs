@@ -18,9 +18,9 @@ use crate::cache::control::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeuristicPolicy {
     /// Share of the time since Last-Modified, in percent.
-    pub fraction_percent: u32,
+    pub(crate) fraction_percent: u32,
     /// Upper bound of any heuristic lifetime.
-    pub max: Duration,
+    pub(crate) max: Duration,
 }
 
 impl Default for HeuristicPolicy {
@@ -62,7 +62,7 @@ fn clamp(d: Duration) -> Duration {
 
 /// Freshness lifetime of a response as seen by a shared cache
 /// (RFC 9111 §4.2.1), `Duration::ZERO` when nothing grants freshness.
-pub fn freshness_lifetime(
+pub(crate) fn freshness_lifetime(
     status: StatusCode,
     headers: &HeaderMap,
     cc: &ResponseDirectives,
@@ -119,7 +119,7 @@ fn age_value(headers: &HeaderMap) -> Duration {
 }
 
 /// RFC 9111 §4.2.3 `corrected_initial_age`, never negative, saturating.
-pub fn corrected_initial_age(
+pub(crate) fn corrected_initial_age(
     headers: &HeaderMap,
     request_time: SystemTime,
     response_time: SystemTime,
@@ -137,7 +137,7 @@ pub fn corrected_initial_age(
 
 /// RFC 9111 §4.2.3: current_age = corrected_initial_age + resident_time.
 /// A clock that went backwards counts as zero resident time.
-pub fn current_age(
+pub(crate) fn current_age(
     corrected_initial_age: Duration,
     response_time: SystemTime,
     now: SystemTime,
@@ -147,7 +147,7 @@ pub fn current_age(
 }
 
 /// RFC 9110 §15.1: status codes defined as heuristically cacheable.
-pub fn is_heuristically_cacheable(status: StatusCode) -> bool {
+pub(crate) fn is_heuristically_cacheable(status: StatusCode) -> bool {
     matches!(
         status.as_u16(),
         200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
@@ -163,7 +163,7 @@ pub enum Freshness {
 
 /// RFC 9111 §4.2: fresh iff freshness_lifetime > current_age; at equality
 /// the response is stale by zero.
-pub fn freshness(lifetime: Duration, current_age: Duration) -> Freshness {
+pub(crate) fn freshness(lifetime: Duration, current_age: Duration) -> Freshness {
     match lifetime.checked_sub(current_age) {
         Some(remaining) if !remaining.is_zero() => Freshness::Fresh { remaining },
         _ => Freshness::Stale {
@@ -193,7 +193,7 @@ impl Freshness {
 
 /// What a cache may do with a stored response for this request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reuse {
+pub(crate) enum Reuse {
     /// Serve it as is (RFC 9111 §4.2).
     Fresh,
     /// Serve it although stale, because the client allowed it (§4.2.4).
@@ -204,7 +204,7 @@ pub enum Reuse {
 
 /// RFC 9111 §4, §4.2.4, §5.2.1, §5.2.2: may the stored response be reused
 /// for this request without contacting the origin?
-pub fn reuse(
+pub(crate) fn reuse(
     freshness: Freshness,
     current_age: Duration,
     req: &RequestDirectives,
@@ -268,7 +268,7 @@ fn stale_forbidden(resp: &ResponseDirectives) -> bool {
 /// stale-while-revalidate=30` is the origin asking for exactly this — but not
 /// an explicit must-revalidate / proxy-revalidate / no-cache (§4.2.4). The
 /// client's own no-cache, max-age and min-fresh still win (§5.2.1).
-pub fn may_serve_stale_while_revalidate(
+pub(crate) fn may_serve_stale_while_revalidate(
     freshness: Freshness,
     current_age: Duration,
     req: &RequestDirectives,
@@ -290,7 +290,7 @@ pub fn may_serve_stale_while_revalidate(
 /// `stale-if-error` grants it (RFC 9111 §4.2.4 "permitted by the client or
 /// origin server"); the larger window applies. Like above, s-maxage alone
 /// does not forbid it, must-revalidate does (§5.2.2.2 requires an error).
-pub fn may_serve_stale_if_error(
+pub(crate) fn may_serve_stale_if_error(
     freshness: Freshness,
     req: &RequestDirectives,
     resp: &ResponseDirectives,

@@ -5,7 +5,7 @@ pub(crate) struct Rng(pub u64);
 
 impl Rng {
     /// A number below `bound` (which must not be 0).
-    pub fn next(&mut self, bound: usize) -> usize {
+    pub(crate) fn next(&mut self, bound: usize) -> usize {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -13,7 +13,7 @@ impl Rng {
     }
 
     /// Up to `max - 1` fragments picked at random, concatenated.
-    pub fn bytes(&mut self, fragments: &[&[u8]], max: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, fragments: &[&[u8]], max: usize) -> Vec<u8> {
         let mut raw = Vec::new();
         for _ in 0..self.next(max) {
             raw.extend_from_slice(fragments[self.next(fragments.len())]);

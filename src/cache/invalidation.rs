@@ -12,7 +12,7 @@ use http::uri::PathAndQuery;
 
 /// Longer references are not worth resolving (and are not what a sane
 /// origin sends in `Location` / `Content-Location`).
-pub const MAX_REFERENCE_LEN: usize = 8 * 1024;
+pub(crate) const MAX_REFERENCE_LEN: usize = 8 * 1024;
 
 /// The path-and-query (no fragment) named by `reference` — the raw value of
 /// a response's `Location` or `Content-Location` — resolved against the
@@ -29,7 +29,7 @@ pub const MAX_REFERENCE_LEN: usize = 8 * 1024;
 /// compare. Leading/trailing SP and HTAB are not part of a field value
 /// (RFC 9110 §5.5) and are trimmed; any other whitespace or control byte
 /// makes the reference invalid.
-pub fn same_origin_target(
+pub(crate) fn same_origin_target(
     scheme: &str,
     host: &str,
     port: Option<u16>,

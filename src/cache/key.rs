@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderName, header};
 
 /// What the query contributes to the key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum QueryRule {
+pub(crate) enum QueryRule {
     /// The whole query as sent.
     #[default]
     Keep,
@@ -29,16 +29,16 @@ pub enum QueryRule {
 
 /// One site's cache-key rules; `Default` is the plain RFC 9111 key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyRules {
-    pub query: QueryRule,
+pub(crate) struct KeyRules {
+    pub(crate) query: QueryRule,
     /// Stable-sort parameters by name, so `?b=1&a=2` and `?a=2&b=1` share a
     /// key while repeated names keep their relative order.
-    pub sort_query: bool,
+    pub(crate) sort_query: bool,
     /// Request headers added to the key.
-    pub headers: Vec<HeaderName>,
+    pub(crate) headers: Vec<HeaderName>,
     /// Request cookies added to the key (names are case-sensitive, RFC 6265
     /// §5.4 compares them exactly).
-    pub cookies: Vec<String>,
+    pub(crate) cookies: Vec<String>,
 }
 
 impl KeyRules {
@@ -64,7 +64,7 @@ impl KeyRules {
     ///   `;`-separated piece (legacy `;` separators). Otherwise
     ///   `?i%64=evil` would share the key of `/p` while the origin read
     ///   `id=evil` — a poisoned entry.
-    pub fn query<'a>(&self, query: Option<&'a str>) -> Option<Cow<'a, str>> {
+    pub(crate) fn query<'a>(&self, query: Option<&'a str>) -> Option<Cow<'a, str>> {
         let query = query?;
         match &self.query {
             QueryRule::Ignore => return None,
@@ -127,7 +127,7 @@ impl KeyRules {
     /// as "first one wins", and with duplicates (`a=1; a=2`) the key
     /// differs from both single-cookie keys, so an origin that takes the
     /// last occurrence cannot be used to poison the entry of the first.
-    pub fn extra(&self, headers: &HeaderMap) -> Option<String> {
+    pub(crate) fn extra(&self, headers: &HeaderMap) -> Option<String> {
         if self.headers.is_empty() && self.cookies.is_empty() {
             return None;
         }
@@ -167,14 +167,6 @@ impl KeyRules {
             }
         }
         Some(out)
-    }
-
-    /// The plain key: whole query, no sorting, no headers, no cookies.
-    pub fn is_default(&self) -> bool {
-        self.query == QueryRule::Keep
-            && !self.sort_query
-            && self.headers.is_empty()
-            && self.cookies.is_empty()
     }
 }
 
@@ -393,35 +385,6 @@ mod tests {
                 *borrowed,
                 "{input:?} {got:?}"
             );
-        }
-    }
-
-    #[test]
-    fn is_default_table() {
-        let h = vec![header::ACCEPT_LANGUAGE];
-        let cases = [
-            (KeyRules::default(), true),
-            (rules(QueryRule::Keep, true), false),
-            (rules(QueryRule::Ignore, false), false),
-            (rules(QueryRule::Drop(Vec::new()), false), false),
-            (rules(QueryRule::Only(Vec::new()), false), false),
-            (
-                KeyRules {
-                    headers: h,
-                    ..KeyRules::default()
-                },
-                false,
-            ),
-            (
-                KeyRules {
-                    cookies: strings(&["s"]),
-                    ..KeyRules::default()
-                },
-                false,
-            ),
-        ];
-        for (rules, want) in cases {
-            assert_eq!(rules.is_default(), want, "{rules:?}");
         }
     }
 

@@ -5,26 +5,22 @@
 //! in — so every rule can be unit-tested without sockets and the async proxy
 //! only has to ask questions and act on the answers.
 
-pub mod conditional;
-pub mod control;
+pub(crate) mod conditional;
+pub(crate) mod control;
 pub mod freshness;
 #[cfg(test)]
 mod fuzz;
-pub mod invalidation;
-pub mod key;
+pub(crate) mod invalidation;
+pub(crate) mod key;
 pub mod policy;
-pub mod range;
-pub mod status;
-pub mod storable;
+pub(crate) mod range;
+pub(crate) mod status;
+pub(crate) mod storable;
 #[cfg(test)]
 mod test_util;
-pub mod vary;
+pub(crate) mod vary;
 
-pub use control::{MaxStale, RequestDirectives, ResponseDirectives};
-pub use freshness::{Freshness, HeuristicPolicy, Reuse};
-pub use range::RangeRequest;
-pub use status::{CacheStatus, Fwd, NoCacheReason};
-pub use vary::{SecondaryKey, Vary};
+pub(crate) use freshness::Freshness;
 
 #[cfg(test)]
 mod tests {
@@ -37,6 +33,10 @@ mod tests {
     use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
     use super::*;
+    use control::{RequestDirectives, ResponseDirectives};
+    use freshness::HeuristicPolicy;
+    use status::CacheStatus;
+    use vary::Vary;
 
     const FRAGMENTS: &[&[u8]] = &[
         b"max-age",

@@ -23,14 +23,14 @@ use crate::cache::storable::SetCookie;
 use crate::cache::vary::{Vary, parse_vary};
 
 /// RFC 9213 §3.
-pub const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+pub(crate) const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
 /// Edge Architecture Specification 1.0 (W3C note), as CDNs implement it.
-pub const SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
+pub(crate) const SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
 /// The default tag field (Fastly's and Varnish's convention).
-pub const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
+pub(crate) const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
 /// Request field Outpost sets itself to carry the site's extra key material (listed request
 /// headers and cookies); a client's value is always replaced, and the origin never sees it.
-pub const KEY_FIELD: HeaderName = HeaderName::from_static("outpost-cache-key");
+pub(crate) const KEY_FIELD: HeaderName = HeaderName::from_static("outpost-cache-key");
 
 /// Most tags one response can carry, and the longest tag kept; the rest are ignored so a
 /// hostile origin cannot make one entry's index arbitrarily large.
@@ -40,24 +40,24 @@ const MAX_TAG_LEN: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct Policy {
     /// The site's own targeted field (e.g. `Outpost-Cache-Control`), highest precedence.
-    pub own_field: Option<HeaderName>,
+    pub(crate) own_field: Option<HeaderName>,
     /// Honour `CDN-Cache-Control` (RFC 9213 §3).
-    pub cdn_cache_control: bool,
+    pub(crate) cdn_cache_control: bool,
     /// Honour `Surrogate-Control` `max-age` and `no-store` over `Cache-Control`.
-    pub surrogate_control: bool,
-    pub heuristic: HeuristicPolicy,
+    pub(crate) surrogate_control: bool,
+    pub(crate) heuristic: HeuristicPolicy,
     /// Lifetime (seconds) by status for responses without explicit freshness.
-    pub status_ttl: Vec<(StatusCode, u64)>,
+    pub(crate) status_ttl: Vec<(StatusCode, u64)>,
     /// Grace windows (seconds) for responses that do not set their own.
-    pub stale_while_revalidate: Option<u64>,
-    pub stale_if_error: Option<u64>,
-    pub set_cookie: SetCookie,
-    pub max_variants: usize,
+    pub(crate) stale_while_revalidate: Option<u64>,
+    pub(crate) stale_if_error: Option<u64>,
+    pub(crate) set_cookie: SetCookie,
+    pub(crate) max_variants: usize,
     /// Response field listing the entry's tags (space-separated).
-    pub tag_header: HeaderName,
+    pub(crate) tag_header: HeaderName,
     /// Request fields added to every key of the site (kept sorted); `KEY_FIELD` when the site
     /// keys on request headers or cookies.
-    pub key_fields: Vec<HeaderName>,
+    pub(crate) key_fields: Vec<HeaderName>,
 }
 
 impl Default for Policy {
@@ -85,7 +85,7 @@ impl Policy {
     /// `CDN-Cache-Control`) with a valid, non-empty value replaces `Cache-Control` and
     /// `Expires`. Without one, `Cache-Control` applies, with `Surrogate-Control`'s `max-age`
     /// and `no-store` over it when the site enables that field.
-    pub fn directives(&self, status: StatusCode, headers: &HeaderMap) -> ResponseDirectives {
+    pub(crate) fn directives(&self, status: StatusCode, headers: &HeaderMap) -> ResponseDirectives {
         let mut d = self
             .targeted(headers)
             .unwrap_or_else(|| self.cache_control(headers));
@@ -138,7 +138,7 @@ impl Policy {
     /// Fields that stop at this node: the site's own targeted field, `Surrogate-Control` when
     /// the site uses it, and the tag field. `CDN-Cache-Control` goes on: a CDN further down
     /// may be one of its targets too.
-    pub fn strip_downstream(&self, headers: &mut HeaderMap) {
+    pub(crate) fn strip_downstream(&self, headers: &mut HeaderMap) {
         self.strip_targeted(headers);
         headers.remove(&self.tag_header);
     }
@@ -146,7 +146,7 @@ impl Policy {
     /// The targeted fields of [`strip_downstream`](Self::strip_downstream) only: stored
     /// entries keep them (a 304 may update them) but not the tag field, which is read into
     /// the entry once. Costs nothing on a hit unless the site uses such a field.
-    pub fn strip_targeted(&self, headers: &mut HeaderMap) {
+    pub(crate) fn strip_targeted(&self, headers: &mut HeaderMap) {
         if let Some(own) = &self.own_field {
             headers.remove(own);
         }
@@ -157,7 +157,7 @@ impl Policy {
 
     /// The request fields that select a stored variant: the response's `Vary` plus the
     /// site's key fields, sorted and deduplicated.
-    pub fn vary_fields(&self, headers: &HeaderMap) -> Vec<HeaderName> {
+    pub(crate) fn vary_fields(&self, headers: &HeaderMap) -> Vec<HeaderName> {
         let mut fields = match parse_vary(headers) {
             Vary::Fields(fields) => fields,
             // `Vary: *` is never stored; nothing selects it.
@@ -173,7 +173,7 @@ impl Policy {
 
     /// Tags of a response: the members of every line of the tag field, split on whitespace
     /// (and commas, which some origins use), deduplicated.
-    pub fn tags(&self, headers: &HeaderMap) -> Box<[Box<str>]> {
+    pub(crate) fn tags(&self, headers: &HeaderMap) -> Box<[Box<str>]> {
         let mut tags: Vec<Box<str>> = Vec::new();
         for line in headers.get_all(&self.tag_header) {
             let Ok(line) = line.to_str() else { continue };
@@ -191,7 +191,7 @@ impl Policy {
 }
 
 /// Replace any client-sent [`KEY_FIELD`] with the site's key material for this request.
-pub fn set_key_field(headers: &mut HeaderMap, extra: Option<String>) {
+pub(crate) fn set_key_field(headers: &mut HeaderMap, extra: Option<String>) {
     headers.remove(&KEY_FIELD);
     if let Some(extra) = extra {
         let value = HeaderValue::from_str(&extra).unwrap_or_else(|_| {

@@ -16,11 +16,11 @@ use http::HeaderValue;
 /// RFC 9110 §14.2 lets a server ignore a Range "with many small ranges";
 /// past this many members we do, which bounds the work and the part-header
 /// overhead one request can cause.
-pub const MAX_RANGES: usize = 32;
+pub(crate) const MAX_RANGES: usize = 32;
 
 /// How to answer a GET that may carry a `Range` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RangeRequest {
+pub(crate) enum RangeRequest {
     /// 200 with the whole representation.
     Full,
     /// 206 with bytes `start..=end_inclusive` (already clamped to the length).
@@ -34,13 +34,13 @@ pub enum RangeRequest {
 
 /// Bytes `start..=end_inclusive` of a representation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSpan {
-    pub start: u64,
-    pub end_inclusive: u64,
+pub(crate) struct ByteSpan {
+    pub(crate) start: u64,
+    pub(crate) end_inclusive: u64,
 }
 
 /// Interprets `Range` for a representation of `len` bytes.
-pub fn parse_range(header: Option<&HeaderValue>, len: u64) -> RangeRequest {
+pub(crate) fn parse_range(header: Option<&HeaderValue>, len: u64) -> RangeRequest {
     let Some(specs) = header.and_then(byte_range_set) else {
         // RFC 9110 §14.2: a server MAY ignore Range; doing so for anything we
         // do not handle is always correct.
@@ -176,7 +176,7 @@ fn resolve(spec: Spec, len: u64, last_byte: u64) -> Option<ByteSpan> {
 /// `outpost-` and the seed as 16 hex digits. Only a seed the client cannot
 /// guess makes the boundary unlikely to occur in a (possibly
 /// attacker-supplied) stored body, so pass a random one per response.
-pub fn boundary(seed: u64) -> String {
+pub(crate) fn boundary(seed: u64) -> String {
     format!("outpost-{seed:016x}")
 }
 
@@ -194,7 +194,7 @@ pub fn boundary(seed: u64) -> String {
 /// not are clamped, or skipped when they start past the end, rather than
 /// panicking. If no span survives there are no parts and the result is only
 /// the close delimiter, which the caller should not send.
-pub fn multipart_byteranges(
+pub(crate) fn multipart_byteranges(
     spans: &[ByteSpan],
     body: &Bytes,
     content_type: Option<&HeaderValue>,

@@ -30,7 +30,7 @@ pub enum Fwd {
 
 impl Fwd {
     /// The RFC 9211 §2.2 token.
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             Fwd::Bypass => "bypass",
             Fwd::Method => "method",
@@ -46,7 +46,7 @@ impl Fwd {
 /// Why a response was not stored; rendered in the RFC 9211 §2.8 `detail`
 /// parameter, which is free for implementation-specific tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NoCacheReason {
+pub(crate) enum NoCacheReason {
     Method,
     Status,
     NoStore,
@@ -60,13 +60,11 @@ pub enum NoCacheReason {
     TooLarge,
     /// Fetched from the owner node, and not kept as a replica here.
     NotOwner,
-    Truncated,
-    OriginError,
 }
 
 impl NoCacheReason {
     /// Kebab-case token, valid as an sf-token (RFC 8941 §3.3.4).
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             NoCacheReason::Method => "method",
             NoCacheReason::Status => "status",
@@ -79,23 +77,21 @@ impl NoCacheReason {
             NoCacheReason::NoFreshness => "no-freshness",
             NoCacheReason::TooLarge => "too-large",
             NoCacheReason::NotOwner => "not-owner",
-            NoCacheReason::Truncated => "truncated",
-            NoCacheReason::OriginError => "origin-error",
         }
     }
 }
 
 /// One Cache-Status list member (RFC 9211 §2).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CacheStatus {
-    pub hit: bool,
-    pub fwd: Option<Fwd>,
-    pub fwd_status: Option<u16>,
-    pub stored: bool,
-    pub collapsed: bool,
-    pub ttl: Option<i64>,
-    pub key: Option<String>,
-    pub detail: Option<String>,
+pub(crate) struct CacheStatus {
+    pub(crate) hit: bool,
+    pub(crate) fwd: Option<Fwd>,
+    pub(crate) fwd_status: Option<u16>,
+    pub(crate) stored: bool,
+    pub(crate) collapsed: bool,
+    pub(crate) ttl: Option<i64>,
+    pub(crate) key: Option<String>,
+    pub(crate) detail: Option<String>,
 }
 
 /// RFC 8941 §3.3.1: sf-integer has at most 15 digits.
@@ -106,7 +102,7 @@ impl CacheStatus {
     /// `<name>; fwd=uri-miss; fwd-status=200; stored; ttl=60; collapsed; key="…"; detail=…`
     /// Parameter order is fixed (RFC 8941 parameters are unordered for
     /// meaning) so logs and tests can compare strings.
-    pub fn render(&self, name: &str) -> String {
+    pub(crate) fn render(&self, name: &str) -> String {
         let mut out = token_or_string(name);
         // RFC 9211 §2.1–§2.6; boolean true parameters are bare keys
         // (RFC 8941 §4.1.1.2).
@@ -181,7 +177,7 @@ fn sf_string(s: &str) -> String {
 /// origin-most cache to the one closest to the user. An unreadable
 /// (non-visible-ASCII) upstream value cannot be a valid sf-list and is
 /// replaced by ours.
-pub fn append(existing: Option<&HeaderValue>, ours: &str) -> String {
+pub(crate) fn append(existing: Option<&HeaderValue>, ours: &str) -> String {
     match existing.and_then(|v| v.to_str().ok()).map(str::trim) {
         Some(prev) if !prev.is_empty() => format!("{prev}, {ours}"),
         _ => ours.to_owned(),
@@ -223,8 +219,6 @@ mod tests {
             (SetCookie, "set-cookie"),
             (NoFreshness, "no-freshness"),
             (TooLarge, "too-large"),
-            (Truncated, "truncated"),
-            (OriginError, "origin-error"),
         ];
         for (reason, want) in cases {
             assert_eq!(reason.as_str(), want);

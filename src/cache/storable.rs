@@ -17,7 +17,7 @@ use crate::cache::vary::{Vary, known_content_encoding, parse_vary};
 /// A qualified `private="x"` or `no-cache="x"` does not prevent storage; the
 /// caller must drop the named fields before storing (`private`, §5.2.2.7) or
 /// before serving without revalidation (`no-cache`, §5.2.2.4).
-pub fn storable(
+pub(crate) fn storable(
     method: &Method,
     request_headers: &HeaderMap,
     request_cc: &RequestDirectives,
@@ -76,7 +76,7 @@ pub fn storable(
 
 /// What a site does with responses that set cookies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SetCookie {
+pub(crate) enum SetCookie {
     /// Never stored (the default).
     #[default]
     Refuse,

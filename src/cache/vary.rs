@@ -16,7 +16,7 @@ use crate::cache::control::trim_ows;
 
 /// The parsed `Vary` of a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Vary {
+pub(crate) enum Vary {
     /// No (usable) Vary: one variant per URI.
     None,
     /// `Vary: *` — the response never matches a later request (§4.1).
@@ -28,7 +28,7 @@ pub enum Vary {
 
 /// Parses every `Vary` line (RFC 9110 §12.5.5: `*` / #field-name).
 /// A `*` anywhere wins; names that are not valid field names are skipped.
-pub fn parse_vary(response_headers: &HeaderMap) -> Vary {
+pub(crate) fn parse_vary(response_headers: &HeaderMap) -> Vary {
     let mut fields: Vec<HeaderName> = Vec::new();
     for line in response_headers.get_all(header::VARY) {
         for member in line.as_bytes().split(|&b| b == b',') {
@@ -54,10 +54,10 @@ pub fn parse_vary(response_headers: &HeaderMap) -> Vary {
 /// order of `fields`. `None` = the field is absent, which differs from an
 /// empty value (RFC 9111 §4.1: absent fields match only absent fields).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-pub struct SecondaryKey(pub Vec<Option<String>>);
+pub(crate) struct SecondaryKey(pub Vec<Option<String>>);
 
 /// Builds the secondary key of a request for the given Vary fields.
-pub fn secondary_key(fields: &[HeaderName], request_headers: &HeaderMap) -> SecondaryKey {
+pub(crate) fn secondary_key(fields: &[HeaderName], request_headers: &HeaderMap) -> SecondaryKey {
     SecondaryKey(
         fields
             .iter()
@@ -103,7 +103,7 @@ const CODINGS: [(&str, &str); 5] = [
 /// Whether every coding of a response's `Content-Encoding` is one the `Accept-Encoding` key
 /// knows (or identity): only such a response may be stored under that key, since requests
 /// differing only in unknown codings share it.
-pub fn known_content_encoding(response_headers: &HeaderMap) -> bool {
+pub(crate) fn known_content_encoding(response_headers: &HeaderMap) -> bool {
     response_headers
         .get_all(header::CONTENT_ENCODING)
         .iter()

@@ -11,7 +11,7 @@ use crate::config::{Config, Members};
 use crate::dns::{DiscoveryConfig, Source, spawn};
 
 /// The task that follows DNS, if the cluster's members come from it.
-pub fn start(
+pub(crate) fn start(
     config: &Config,
     cluster: Arc<Cluster>,
 ) -> Option<impl Future<Output = ()> + Send + 'static> {

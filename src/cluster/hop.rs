@@ -15,18 +15,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_lc_rs::hmac;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-pub const HOP_HEADER: HeaderName = HeaderName::from_static("outpost-hop");
+pub(crate) const HOP_HEADER: HeaderName = HeaderName::from_static("outpost-hop");
 
 /// How far a hop's timestamp may be from this node's clock.
 const MAX_SKEW: Duration = Duration::from_secs(300);
 
 /// A verified hop.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hop {
+pub(crate) struct Hop {
     /// The sender's advertised address.
-    pub from: String,
+    pub(crate) from: String,
     /// The scheme the client used at the sender (the owner keys the object with it).
-    pub https: bool,
+    pub(crate) https: bool,
 }
 
 /// The cluster secret as an HMAC key.
@@ -55,7 +55,7 @@ impl Secret {
     }
 
     /// The hop of a request, if it carries one that verifies for this request now.
-    pub fn verify(
+    pub(crate) fn verify(
         &self,
         headers: &HeaderMap,
         method: &Method,
@@ -89,16 +89,16 @@ impl Secret {
     }
 
     /// A MAC over an arbitrary body (purge fan-out), hex.
-    pub fn mac(&self, message: &str) -> String {
+    pub(crate) fn mac(&self, message: &str) -> String {
         self.mac_bytes(message.as_bytes())
     }
 
-    pub fn mac_bytes(&self, message: &[u8]) -> String {
+    pub(crate) fn mac_bytes(&self, message: &[u8]) -> String {
         hex(hmac::sign(&self.0, message).as_ref())
     }
 
     /// Verify [`mac`](Self::mac) in constant time.
-    pub fn verify_mac(&self, message: &[u8], mac: &str) -> bool {
+    pub(crate) fn verify_mac(&self, message: &[u8], mac: &str) -> bool {
         hex_decode(mac).is_some_and(|tag| hmac::verify(&self.0, message, &tag).is_ok())
     }
 }

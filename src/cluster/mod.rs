@@ -23,11 +23,11 @@
 //! Peer health is an atomic flag per peer, so ejecting a dead peer needs no rebuild: its keys
 //! go to the next live node of their preference order at once.
 
-pub mod discovery;
+pub(crate) mod discovery;
 pub mod hop;
-pub mod peer;
-pub mod ring;
-pub mod sketch;
+pub(crate) mod peer;
+pub(crate) mod ring;
+pub(crate) mod sketch;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -51,7 +51,7 @@ const HOT_THRESHOLD: u32 = 8;
 const SKETCH_CAPACITY: usize = 1 << 16;
 
 /// Where a request goes.
-pub enum Route {
+pub(crate) enum Route {
     /// This node owns the key (or no live peer does).
     Local,
     /// Ask this peer, once.
@@ -59,28 +59,28 @@ pub enum Route {
 }
 
 /// The members as this node sees them now.
-pub struct View {
-    pub ring: Ring,
+pub(crate) struct View {
+    pub(crate) ring: Ring,
     /// Every member but this node.
-    pub peers: HashMap<NodeId, Arc<Peer>>,
-    pub changed: SystemTime,
+    pub(crate) peers: HashMap<NodeId, Arc<Peer>>,
+    pub(crate) changed: SystemTime,
 }
 
-pub struct Cluster {
+pub(crate) struct Cluster {
     /// This node as peers know it (its advertised address).
-    pub me: NodeId,
-    pub name: String,
-    pub secret: Secret,
-    pub replicate: Replicate,
-    pub probe_interval: std::time::Duration,
+    pub(crate) me: NodeId,
+    pub(crate) name: String,
+    pub(crate) secret: Secret,
+    pub(crate) replicate: Replicate,
+    pub(crate) probe_interval: std::time::Duration,
     view: ArcSwap<View>,
     sketch: Sketch,
-    pub client: PeerClient,
+    pub(crate) client: PeerClient,
     metrics: Arc<Metrics>,
 }
 
 impl Cluster {
-    pub fn new(config: &ClusterConfig, name: &str, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub(crate) fn new(config: &ClusterConfig, name: &str, metrics: Arc<Metrics>) -> Arc<Self> {
         let me = NodeId(config.advertise.to_string());
         let cluster = Arc::new(Self {
             view: ArcSwap::from_pointee(View {
@@ -103,18 +103,18 @@ impl Cluster {
         cluster
     }
 
-    pub fn view(&self) -> arc_swap::Guard<Arc<View>> {
+    pub(crate) fn view(&self) -> arc_swap::Guard<Arc<View>> {
         self.view.load()
     }
 
     /// The view, held across awaits.
-    pub fn view_full(&self) -> Arc<View> {
+    pub(crate) fn view_full(&self) -> Arc<View> {
         self.view.load_full()
     }
 
     /// Replace the member list (this node is always a member). Peers that stay keep their
     /// state; new ones start alive, so traffic reaches them at once and a failure ejects them.
-    pub fn set_members(&self, addrs: &[SocketAddr]) {
+    pub(crate) fn set_members(&self, addrs: &[SocketAddr]) {
         let old = self.view.load();
         let mut ids: Vec<NodeId> = addrs.iter().map(|a| NodeId(a.to_string())).collect();
         ids.push(self.me.clone());
@@ -149,7 +149,7 @@ impl Cluster {
     }
 
     /// The owner of `key` among live members.
-    pub fn route(&self, key_hash: u64) -> Route {
+    pub(crate) fn route(&self, key_hash: u64) -> Route {
         let view = self.view.load();
         let owner = view.ring.owner_where(key_hash, |id| {
             *id == self.me || view.peers.get(id).is_some_and(|p| p.is_alive())
@@ -161,7 +161,7 @@ impl Cluster {
     }
 
     /// Whether this node should keep its own copy of a non-owned object it is fetching now.
-    pub fn keep_replica(&self, key_hash: u64) -> bool {
+    pub(crate) fn keep_replica(&self, key_hash: u64) -> bool {
         match self.replicate {
             Replicate::None => false,
             Replicate::All => true,
@@ -171,7 +171,7 @@ impl Cluster {
 
     /// Probe every peer each `probe_interval`: a dead peer that answers comes back, a live one
     /// that does not is ejected. Runs until the node stops.
-    pub async fn probe_forever(self: Arc<Self>) {
+    pub(crate) async fn probe_forever(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.probe_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -24,24 +24,24 @@ use crate::observability::metrics::{Metrics, PeerMetrics, PeerOutcome};
 use crate::origin::{OriginRequest, error_chain};
 
 /// Path on a node's http listener that answers probes with its name.
-pub const PROBE_PATH: &str = "/_outpost/peer";
+pub(crate) const PROBE_PATH: &str = "/_outpost/peer";
 /// Path on a node's http listener that applies a purge fanned out by a peer.
-pub const PURGE_PATH: &str = "/_outpost/purge";
+pub(crate) const PURGE_PATH: &str = "/_outpost/purge";
 /// Header carrying the MAC of a fanned-out purge body.
-pub const PURGE_MAC: &str = "outpost-purge-mac";
+pub(crate) const PURGE_MAC: &str = "outpost-purge-mac";
 
-pub struct Peer {
-    pub id: NodeId,
-    pub addr: SocketAddr,
+pub(crate) struct Peer {
+    pub(crate) id: NodeId,
+    pub(crate) addr: SocketAddr,
     alive: AtomicBool,
     /// The node name it reports in probes.
     name: Mutex<Option<String>>,
     last_change: Mutex<SystemTime>,
-    pub metrics: PeerMetrics,
+    pub(crate) metrics: PeerMetrics,
 }
 
 impl Peer {
-    pub fn new(id: NodeId, addr: SocketAddr, metrics: &Metrics) -> Self {
+    pub(crate) fn new(id: NodeId, addr: SocketAddr, metrics: &Metrics) -> Self {
         let metrics = metrics.peer(&id.0);
         metrics.up.set(1);
         Self {
@@ -54,20 +54,20 @@ impl Peer {
         }
     }
 
-    pub fn is_alive(&self) -> bool {
+    pub(crate) fn is_alive(&self) -> bool {
         self.alive.load(Ordering::Relaxed)
     }
 
-    pub fn name(&self) -> Option<String> {
+    pub(crate) fn name(&self) -> Option<String> {
         lock(&self.name).clone()
     }
 
-    pub fn last_change(&self) -> SystemTime {
+    pub(crate) fn last_change(&self) -> SystemTime {
         *lock(&self.last_change)
     }
 
     /// Take it out of the ring's live set; its keys move to the next live node.
-    pub fn eject(&self, why: &str) {
+    pub(crate) fn eject(&self, why: &str) {
         if self.alive.swap(false, Ordering::Relaxed) {
             tracing::warn!(peer = %self.id.0, why, "peer ejected");
             self.metrics.ejections.inc();
@@ -87,7 +87,7 @@ impl Peer {
 
 /// Why a forwarded request got no response.
 #[derive(Debug, thiserror::Error)]
-pub enum PeerError {
+pub(crate) enum PeerError {
     /// Refused, reset or closed before the response head: ask someone else.
     #[error("peer unreachable: {0}")]
     Unreachable(String),
@@ -98,7 +98,7 @@ pub enum PeerError {
 
 type PeerBody = Full<Bytes>;
 
-pub struct PeerClient {
+pub(crate) struct PeerClient {
     client: Client<HttpConnector, PeerBody>,
 }
 
@@ -109,7 +109,7 @@ impl Default for PeerClient {
 }
 
 impl PeerClient {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(1)));
@@ -124,7 +124,7 @@ impl PeerClient {
 
     /// Forward a GET/HEAD to `peer` with the hop header, and wait up to `timeout` for the
     /// response head. An unreachable peer is ejected before this returns.
-    pub async fn forward(
+    pub(crate) async fn forward(
         &self,
         peer: &Peer,
         request: &OriginRequest,
@@ -162,7 +162,7 @@ impl PeerClient {
     }
 
     /// One health probe: alive if the peer answers its probe path in time.
-    pub async fn probe(&self, peer: &Peer, timeout: Duration) {
+    pub(crate) async fn probe(&self, peer: &Peer, timeout: Duration) {
         let answer = self
             .exchange(
                 peer.addr,
@@ -189,7 +189,7 @@ impl PeerClient {
     }
 
     /// A small request with a whole body each way (probes, purge fan-out).
-    pub async fn exchange(
+    pub(crate) async fn exchange(
         &self,
         addr: SocketAddr,
         method: Method,

@@ -42,7 +42,7 @@ const MAX_WIDTH: usize = 1 << 22;
 /// Records between agings, per counter of a row.
 const SAMPLE_PER_COUNTER: usize = 10;
 
-pub struct Sketch {
+pub(crate) struct Sketch {
     /// `ROWS` rows of `width` counters, row after row.
     counters: Box<[AtomicU8]>,
     /// `width - 1`; `width` is a power of two.
@@ -56,7 +56,7 @@ pub struct Sketch {
 impl Sketch {
     /// A sketch for about `capacity` distinct hot keys. Any capacity is accepted: it is
     /// clamped to `64..=4 194 304` and rounded up to a power of two.
-    pub fn new(capacity: usize) -> Sketch {
+    pub(crate) fn new(capacity: usize) -> Sketch {
         // Clamp before rounding: `next_power_of_two` overflows for capacities above 2^63.
         let width = capacity.clamp(MIN_WIDTH, MAX_WIDTH).next_power_of_two();
         Sketch {
@@ -69,7 +69,7 @@ impl Sketch {
 
     /// Counts one request for the key and returns its estimate including this request
     /// (before any aging this record triggers).
-    pub fn record(&self, key_hash: u64) -> u32 {
+    pub(crate) fn record(&self, key_hash: u64) -> u32 {
         let slots = self.slots(key_hash);
         let values = slots.map(|slot| self.counters[slot].load(Relaxed));
         let min = values.into_iter().fold(u8::MAX, u8::min);
@@ -93,8 +93,10 @@ impl Sketch {
     }
 
     /// The key's estimated request count, aged: never below the true count except by
-    /// increments lost to races, above it by collisions.
-    pub fn estimate(&self, key_hash: u64) -> u32 {
+    /// increments lost to races, above it by collisions. What `record` returns, read without
+    /// recording; only tests need that.
+    #[cfg(test)]
+    pub(crate) fn estimate(&self, key_hash: u64) -> u32 {
         let min = self
             .slots(key_hash)
             .into_iter()

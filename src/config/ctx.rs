@@ -16,12 +16,12 @@ use crate::config::units::HumanDuration;
 
 /// What validation needs besides the file structs.
 pub(crate) struct Ctx<'a> {
-    pub source: Source<'a>,
-    pub base_dir: &'a Path,
+    pub(crate) source: Source<'a>,
+    pub(crate) base_dir: &'a Path,
 }
 
 impl Ctx<'_> {
-    pub fn invalid(
+    pub(crate) fn invalid(
         &self,
         span: Range<usize>,
         key: &str,
@@ -32,7 +32,7 @@ impl Ctx<'_> {
 
     /// `path` resolved against the config file's directory; must exist and
     /// be a file. Contents are left to the node.
-    pub fn existing_file(
+    pub(crate) fn existing_file(
         &self,
         path: &Spanned<PathBuf>,
         key: &str,

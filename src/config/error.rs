@@ -30,13 +30,13 @@ pub enum ConfigError {
 /// The text being loaded and the label used for it in messages.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Source<'a> {
-    pub text: &'a str,
-    pub file: &'a str,
+    pub(crate) text: &'a str,
+    pub(crate) file: &'a str,
 }
 
 impl Source<'_> {
     /// An [`ConfigError::Invalid`] pointing at the start of `span`.
-    pub fn invalid(
+    pub(crate) fn invalid(
         &self,
         span: Range<usize>,
         key: impl Into<String>,

@@ -14,7 +14,7 @@ const MAX_LABEL: usize = 63;
 
 /// A validated, lowercase host pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum HostPattern {
+pub(crate) enum HostPattern {
     /// Matches this host only, e.g. `example.com`.
     Exact(String),
     /// From `*.example.com`: holds `.example.com` and matches any host that
@@ -27,7 +27,7 @@ impl HostPattern {
     /// bracketed IPv6 address (`[::1]`). Rejects empty names, a bare `*`,
     /// wildcards anywhere but the first label, ports, spaces and non-ASCII
     /// names (write IDNs in their `xn--` form).
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
         let lower = s.to_ascii_lowercase();
         if let Some(inner) = lower.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
             return match inner.parse::<Ipv6Addr>() {
@@ -42,7 +42,7 @@ impl HostPattern {
     }
 
     /// `host` must already be lowercase and without a port.
-    pub fn matches(&self, host: &str) -> bool {
+    pub(crate) fn matches(&self, host: &str) -> bool {
         match self {
             Self::Exact(name) => host == name,
             Self::Suffix(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
@@ -50,7 +50,7 @@ impl HostPattern {
     }
 
     /// The pattern as an operator would write it (`*.example.com`).
-    pub fn as_written(&self) -> String {
+    pub(crate) fn as_written(&self) -> String {
         match self {
             Self::Exact(name) => name.clone(),
             Self::Suffix(suffix) => format!("*{suffix}"),

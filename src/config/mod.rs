@@ -46,24 +46,23 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use error::ConfigError;
-pub use hosts::HostPattern;
-pub use units::{ByteSize, HumanDuration, parse_duration, parse_size};
+pub(crate) use error::ConfigError;
+pub(crate) use hosts::HostPattern;
 
 use error::Source;
 
 /// The validated configuration of one node.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub node: NodeConfig,
-    pub listen: ListenConfig,
-    pub tls: TlsConfig,
-    pub admin: AdminConfig,
-    pub cache: CacheConfig,
+    pub(crate) node: NodeConfig,
+    pub(crate) listen: ListenConfig,
+    pub(crate) tls: TlsConfig,
+    pub(crate) admin: AdminConfig,
+    pub(crate) cache: CacheConfig,
     /// From `[[site]]`; never empty.
     pub sites: Vec<SiteConfig>,
     /// `[cluster]`; `None`: a single node that owns every key.
-    pub cluster: Option<ClusterConfig>,
+    pub(crate) cluster: Option<ClusterConfig>,
     pub dns: DnsConfig,
     pub log: LogConfig,
 }
@@ -73,7 +72,7 @@ pub struct Config {
 pub struct LogConfig {
     /// A tracing filter (`info`, `warn,outpost=debug`, ...); `RUST_LOG` overrides it.
     pub level: String,
-    pub access: AccessLog,
+    pub(crate) access: AccessLog,
 }
 
 /// One line per request on stdout, or none.
@@ -87,20 +86,20 @@ pub enum AccessLog {
 
 /// `[cluster]`.
 #[derive(Debug, Clone)]
-pub struct ClusterConfig {
+pub(crate) struct ClusterConfig {
     /// This node's http listener as peers reach it; always one of the members.
-    pub advertise: SocketAddr,
-    pub members: Members,
+    pub(crate) advertise: SocketAddr,
+    pub(crate) members: Members,
     /// Shared by every node: authenticates peer hops and purge fan-out.
-    pub secret: String,
-    pub replicate: Replicate,
+    pub(crate) secret: String,
+    pub(crate) replicate: Replicate,
     /// How often peers are probed.
-    pub probe_interval: Duration,
+    pub(crate) probe_interval: Duration,
 }
 
 /// Where the member list comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Members {
+pub(crate) enum Members {
     /// Sorted, deduplicated, `advertise` included.
     Static(Vec<SocketAddr>),
     /// `dns:NAME:PORT` or `dns+srv:NAME`, re-resolved on the records' TTL.
@@ -109,7 +108,7 @@ pub enum Members {
 
 /// Which objects a node keeps that another node owns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Replicate {
+pub(crate) enum Replicate {
     None,
     /// Objects this node serves often (a frequency sketch decides).
     Hot,
@@ -120,140 +119,140 @@ pub enum Replicate {
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
     /// `None`: the system resolver configuration.
-    pub servers: Option<Vec<SocketAddr>>,
-    pub min_ttl: Duration,
-    pub max_ttl: Duration,
+    pub(crate) servers: Option<Vec<SocketAddr>>,
+    pub(crate) min_ttl: Duration,
+    pub(crate) max_ttl: Duration,
 }
 
 /// `[node]`.
 #[derive(Debug, Clone)]
-pub struct NodeConfig {
+pub(crate) struct NodeConfig {
     /// Non-empty printable ASCII without spaces; default `"outpost"`.
-    pub name: String,
+    pub(crate) name: String,
 }
 
 /// `[listen]`: client-facing sockets and per-connection limits.
 #[derive(Debug, Clone)]
-pub struct ListenConfig {
-    pub http: Vec<SocketAddr>,
-    pub https: Vec<SocketAddr>,
-    pub header_read_timeout: Duration,
+pub(crate) struct ListenConfig {
+    pub(crate) http: Vec<SocketAddr>,
+    pub(crate) https: Vec<SocketAddr>,
+    pub(crate) header_read_timeout: Duration,
     /// Keep-alive idle timeout.
-    pub idle_timeout: Duration,
-    pub max_header_bytes: usize,
-    pub max_headers: usize,
-    pub max_connections: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_headers: usize,
+    pub(crate) max_connections: usize,
     /// How long a drain waits for in-flight requests.
-    pub shutdown_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
 }
 
 /// `[tls]`: certificates served on the HTTPS listeners.
 #[derive(Debug, Clone)]
-pub struct TlsConfig {
-    pub certificates: Vec<CertificateFiles>,
+pub(crate) struct TlsConfig {
+    pub(crate) certificates: Vec<CertificateFiles>,
 }
 
 /// One certificate chain and its key; paths are resolved against the
 /// config file's directory and were checked to exist at load time.
 #[derive(Debug, Clone)]
-pub struct CertificateFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
+pub(crate) struct CertificateFiles {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 /// `[admin]`.
 #[derive(Debug, Clone)]
-pub struct AdminConfig {
+pub(crate) struct AdminConfig {
     /// `None`: no admin listener.
-    pub listen: Option<SocketAddr>,
+    pub(crate) listen: Option<SocketAddr>,
     /// Bearer token for mutating endpoints; `None`: they are refused.
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 /// `[cache]`.
 #[derive(Debug, Clone)]
-pub struct CacheConfig {
+pub(crate) struct CacheConfig {
     /// Bytes of memory for cached objects (≥ 1MiB).
-    pub memory: u64,
+    pub(crate) memory: u64,
     /// Largest cacheable object in bytes (≤ `memory`, ≤ 4GiB−1).
-    pub max_object: u64,
+    pub(crate) max_object: u64,
     /// How long a key that answered uncacheable skips request coalescing.
-    pub uncacheable_ttl: Duration,
+    pub(crate) uncacheable_ttl: Duration,
     /// Heuristic freshness as a percentage of the age since
     /// `Last-Modified`, 0..=100.
-    pub heuristic_fraction: u32,
+    pub(crate) heuristic_fraction: u32,
     /// Upper bound on heuristic freshness.
-    pub heuristic_max: Duration,
+    pub(crate) heuristic_max: Duration,
 }
 
 /// One `[[site]]`.
 #[derive(Debug, Clone)]
 pub struct SiteConfig {
     /// `name` key, default the first host as written.
-    pub name: String,
+    pub(crate) name: String,
     /// Never empty; no pattern appears twice across all sites.
-    pub hosts: Vec<HostPattern>,
-    pub origin: OriginConfig,
+    pub(crate) hosts: Vec<HostPattern>,
+    pub(crate) origin: OriginConfig,
     /// Largest request body forwarded (413 beyond).
-    pub max_request_body: u64,
-    pub cache: SiteCacheConfig,
-    pub cache_key: crate::cache::key::KeyRules,
+    pub(crate) max_request_body: u64,
+    pub(crate) cache: SiteCacheConfig,
+    pub(crate) cache_key: crate::cache::key::KeyRules,
 }
 
 /// `[site.cache]`: the site's caching policy.
 #[derive(Debug, Clone)]
-pub struct SiteCacheConfig {
+pub(crate) struct SiteCacheConfig {
     /// Obey `CDN-Cache-Control` (RFC 9213); default `true`.
-    pub cdn_cache_control: bool,
+    pub(crate) cdn_cache_control: bool,
     /// The site's own targeted field, first in precedence, removed before clients.
-    pub targeted_field: Option<http::HeaderName>,
+    pub(crate) targeted_field: Option<http::HeaderName>,
     /// Obey `Surrogate-Control` `max-age` / `no-store`; default `false`.
-    pub surrogate_control: bool,
+    pub(crate) surrogate_control: bool,
     /// Grace for responses that set no `stale-while-revalidate` (zero: none).
-    pub stale_while_revalidate: Duration,
+    pub(crate) stale_while_revalidate: Duration,
     /// Grace for responses that set no `stale-if-error` (zero: none).
-    pub stale_if_error: Duration,
+    pub(crate) stale_if_error: Duration,
     /// Store responses with `Set-Cookie` (without the cookies); default `false`.
-    pub store_set_cookie: bool,
+    pub(crate) store_set_cookie: bool,
     /// Variants kept per URL, 1..=1024; default 16.
-    pub max_variants: usize,
+    pub(crate) max_variants: usize,
     /// Response field listing tags; default `Surrogate-Key`.
-    pub tag_header: http::HeaderName,
+    pub(crate) tag_header: http::HeaderName,
     /// Lifetimes by status for responses without explicit freshness.
-    pub status_ttl: Vec<(http::StatusCode, Duration)>,
+    pub(crate) status_ttl: Vec<(http::StatusCode, Duration)>,
 }
 
 /// Where a site's misses go.
 #[derive(Debug, Clone)]
 pub struct OriginConfig {
     /// Never empty.
-    pub servers: Vec<OriginServer>,
-    pub connect_timeout: Duration,
-    pub first_byte_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub max_idle_per_server: usize,
+    pub(crate) servers: Vec<OriginServer>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) first_byte_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_idle_per_server: usize,
     /// Requests in flight per server (`http2 = "always"`: times
     /// [`H2_STREAMS_PER_CONNECTION`]), and open connections per address of it.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Requests that may wait for a free connection per server; more get 503.
-    pub queue: usize,
+    pub(crate) queue: usize,
     /// Longest wait for a free connection; then 503.
-    pub queue_timeout: Duration,
-    pub http2: Http2,
-    pub balance: Balance,
+    pub(crate) queue_timeout: Duration,
+    pub(crate) http2: Http2,
+    pub(crate) balance: Balance,
     /// Further attempts on other servers for requests without a body (within a budget).
-    pub retries: u32,
+    pub(crate) retries: u32,
     /// Active probes; `None`: passive health only.
-    pub health: Option<HealthCheck>,
-    pub tls: OriginTls,
+    pub(crate) health: Option<HealthCheck>,
+    pub(crate) tls: OriginTls,
 }
 
 /// Requests one HTTP/2 origin connection may carry at once, for the in-flight bound.
-pub const H2_STREAMS_PER_CONNECTION: usize = 100;
+pub(crate) const H2_STREAMS_PER_CONNECTION: usize = 100;
 
 /// `[site.origin] http2`: which HTTP version origin connections speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Http2 {
+pub(crate) enum Http2 {
     /// HTTP/2 where TLS negotiates it (ALPN), HTTP/1.1 otherwise (cleartext included).
     Auto,
     /// HTTP/2 only: ALPN `h2` over TLS, prior knowledge (h2c) over cleartext.
@@ -264,7 +263,7 @@ pub enum Http2 {
 
 /// How a request picks among the servers in rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Balance {
+pub(crate) enum Balance {
     RoundRobin,
     /// The server with the fewest requests in flight.
     LeastRequests,
@@ -275,33 +274,33 @@ pub enum Balance {
 
 /// `[site.origin] health`.
 #[derive(Debug, Clone)]
-pub struct HealthCheck {
+pub(crate) struct HealthCheck {
     /// Path asked with GET; a 2xx or 3xx answer is healthy.
-    pub path: http::uri::PathAndQuery,
-    pub interval: Duration,
-    pub timeout: Duration,
+    pub(crate) path: http::uri::PathAndQuery,
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
     /// Consecutive good probes that bring a server back.
-    pub rise: u32,
+    pub(crate) rise: u32,
     /// Consecutive bad probes that take it out.
-    pub fall: u32,
+    pub(crate) fall: u32,
 }
 
 /// `http` or `https` plus a host and optional port; no path or query.
 #[derive(Debug, Clone)]
-pub struct OriginServer {
-    pub scheme: http::uri::Scheme,
-    pub authority: http::uri::Authority,
+pub(crate) struct OriginServer {
+    pub(crate) scheme: http::uri::Scheme,
+    pub(crate) authority: http::uri::Authority,
 }
 
 /// TLS settings towards the origin (used for `https` servers).
 #[derive(Debug, Clone)]
-pub struct OriginTls {
+pub(crate) struct OriginTls {
     /// Extra CA bundle, resolved against the config file's directory.
-    pub ca: Option<PathBuf>,
+    pub(crate) ca: Option<PathBuf>,
     /// SNI/verification name to use instead of the server's host.
-    pub sni: Option<String>,
+    pub(crate) sni: Option<String>,
     /// Verify the origin's certificate; default `true`.
-    pub verify: bool,
+    pub(crate) verify: bool,
 }
 
 /// Hand-written so that the default is the safe one (`verify: true`),

@@ -26,7 +26,7 @@ const DURATION_FORMS: &str = "use an integer number of seconds or a string like 
 
 /// Longest accepted duration (100 years). Far beyond any sane timeout, yet
 /// small enough that `Instant::now() + d` can never overflow in the node.
-pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
 
 /// Size units and their multipliers, matched case-sensitively.
 const SIZE_UNITS: &[(&str, u64)] = &[
@@ -55,11 +55,11 @@ const MAX_FRACTION_DIGITS: usize = 18;
 
 /// A number of bytes, written in the file as an integer or `"64MiB"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ByteSize(pub u64);
+pub(crate) struct ByteSize(pub u64);
 
 /// A duration, written in the file as integer seconds or `"30s"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct HumanDuration(pub Duration);
+pub(crate) struct HumanDuration(pub Duration);
 
 impl fmt::Display for ByteSize {
     /// Largest binary unit that divides the value exactly, so messages echo
@@ -83,7 +83,7 @@ impl fmt::Display for ByteSize {
 
 /// Parses `"<number>[ ]<unit>"`; decimals allowed except for `B`, rounded
 /// down to whole bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let bad = || format!("{s:?} is not a size; {SIZE_FORMS}");
     let (number, unit) = split_number(s).ok_or_else(bad)?;
     let &(_, multiplier) = SIZE_UNITS
@@ -104,7 +104,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// Parses `"<integer>[ ]<unit>"` with units ms, s, m, h, d.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("{s:?} is not a duration; {DURATION_FORMS}");
     let (number, unit) = split_number(s).ok_or_else(bad)?;
     let &(_, millis) = DURATION_UNITS

@@ -2,7 +2,7 @@
 //! and HTTP/2 on each (h2 by ALPN on TLS, by prior knowledge on cleartext), a connection limit,
 //! header-read timeouts against slowloris, and a graceful drain on shutdown.
 
-pub mod tls;
+pub(crate) mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,12 +28,12 @@ use crate::service::{ClientInfo, Handler};
 
 /// Per-connection protocol settings, from `[listen]`.
 #[derive(Debug, Clone)]
-pub struct ConnSettings {
-    pub header_read_timeout: Duration,
+pub(crate) struct ConnSettings {
+    pub(crate) header_read_timeout: Duration,
     /// Keep-alive connections with no request for this long are closed.
-    pub idle_timeout: Duration,
-    pub max_header_bytes: usize,
-    pub max_headers: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_headers: usize,
 }
 
 impl From<&ListenConfig> for ConnSettings {
@@ -73,18 +73,18 @@ fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
 
 /// Everything an accept loop needs besides its socket. TLS certificates and connection
 /// settings are read per connection, so a reload changes them for the next connection.
-pub struct Acceptor<H> {
-    pub handler: Arc<H>,
-    pub tls: Option<Arc<ArcSwapOption<ServerConfig>>>,
-    pub settings: Arc<ArcSwap<ConnSettings>>,
+pub(crate) struct Acceptor<H> {
+    pub(crate) handler: Arc<H>,
+    pub(crate) tls: Option<Arc<ArcSwapOption<ServerConfig>>>,
+    pub(crate) settings: Arc<ArcSwap<ConnSettings>>,
     /// One permit per open connection: the limit, and the drain's way to know when every
     /// connection has closed.
-    pub connections: Arc<Semaphore>,
+    pub(crate) connections: Arc<Semaphore>,
     /// The node drains: stop accepting, finish and close every connection.
-    pub shutdown: watch::Receiver<bool>,
+    pub(crate) shutdown: watch::Receiver<bool>,
     /// This listener alone stops accepting (a reload removed it); its connections carry on.
-    pub accepting: watch::Receiver<bool>,
-    pub metrics: Option<Arc<Metrics>>,
+    pub(crate) accepting: watch::Receiver<bool>,
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 impl<H> Clone for Acceptor<H> {
@@ -103,7 +103,7 @@ impl<H> Clone for Acceptor<H> {
 
 /// Accept until shutdown (or this listener's stop) is signalled. Connections are served on
 /// their own tasks.
-pub async fn accept_loop<H: Handler>(listener: TcpListener, acceptor: Acceptor<H>) {
+pub(crate) async fn accept_loop<H: Handler>(listener: TcpListener, acceptor: Acceptor<H>) {
     let mut shutdown = acceptor.shutdown.clone();
     let mut accepting = acceptor.accepting.clone();
     loop {

@@ -24,7 +24,9 @@ pub enum TlsSetupError {
     Rustls(#[from] rustls::Error),
 }
 
-pub fn server_config(files: &[CertificateFiles]) -> Result<Arc<ServerConfig>, TlsSetupError> {
+pub(crate) fn server_config(
+    files: &[CertificateFiles],
+) -> Result<Arc<ServerConfig>, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let resolver = SniResolver::load(files, &provider)?;
     let mut config = ServerConfig::builder_with_provider(provider)

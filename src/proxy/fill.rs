@@ -34,39 +34,39 @@ const PASS_WINDOW: usize = 1 << 20;
 
 /// What subscribers learn when the origin's response head arrives.
 #[derive(Debug)]
-pub struct FillHead {
-    pub status: StatusCode,
+pub(crate) struct FillHead {
+    pub(crate) status: StatusCode,
     /// The origin's headers, hop-by-hop fields removed.
-    pub headers: HeaderMap,
+    pub(crate) headers: HeaderMap,
     /// `Vary` fields and the leader's values for them: a follower whose values differ must
     /// not take this response.
-    pub vary: Vec<HeaderName>,
-    pub secondary: SecondaryKey,
+    pub(crate) vary: Vec<HeaderName>,
+    pub(crate) secondary: SecondaryKey,
     /// Whether the response will be stored if its body completes.
-    pub storing: bool,
-    pub ttl: i64,
-    pub age: u64,
-    pub not_stored: Option<NoCacheReason>,
-    pub content_length: Option<u64>,
+    pub(crate) storing: bool,
+    pub(crate) ttl: i64,
+    pub(crate) age: u64,
+    pub(crate) not_stored: Option<NoCacheReason>,
+    pub(crate) content_length: Option<u64>,
     /// The origin's `Set-Cookie` fields, kept out of `headers`: they go to the client whose
     /// request fetched the response, never to others sharing it or to the store.
-    pub set_cookie: Vec<HeaderValue>,
+    pub(crate) set_cookie: Vec<HeaderValue>,
 }
 
-pub struct FillJob {
-    pub proxy: Arc<Proxy>,
-    pub site: Arc<Site>,
-    pub key: String,
-    pub request: OriginRequest,
+pub(crate) struct FillJob {
+    pub(crate) proxy: Arc<Proxy>,
+    pub(crate) site: Arc<Site>,
+    pub(crate) key: String,
+    pub(crate) request: OriginRequest,
     /// The leading client's request headers (secondary key and §3.5 storability).
-    pub request_headers: HeaderMap,
-    pub request_cc: RequestDirectives,
+    pub(crate) request_headers: HeaderMap,
+    pub(crate) request_cc: RequestDirectives,
     /// The stored entry being revalidated, if any.
-    pub stale: Option<Arc<Entry>>,
+    pub(crate) stale: Option<Arc<Entry>>,
     /// Registered in the in-flight map (a shared fill) rather than private to one client.
-    pub registered: bool,
+    pub(crate) registered: bool,
     /// Where the response is asked for, decided by the route phase.
-    pub upstream: Upstream,
+    pub(crate) upstream: Upstream,
 }
 
 impl FillJob {
@@ -114,7 +114,7 @@ impl FillJob {
     }
 }
 
-pub async fn run(mut job: FillJob, publisher: Publisher<FillHead>) {
+pub(crate) async fn run(mut job: FillJob, publisher: Publisher<FillHead>) {
     let gauge = &job.proxy.metrics.fills_in_flight.clone();
     gauge.inc();
     let mut request_time = SystemTime::now();

@@ -17,7 +17,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// Remove hop-by-hop fields, including every field the `Connection` header names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -33,7 +33,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Append `value` to a list-valued field (`Via`, `X-Forwarded-For`, `Cache-Status`), keeping
 /// what earlier hops wrote.
-pub fn append_list(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+pub(crate) fn append_list(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     let combined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
         Some(existing) if !existing.trim().is_empty() => format!("{existing}, {value}"),
         _ => value.to_owned(),

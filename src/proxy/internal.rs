@@ -16,13 +16,13 @@ use crate::cluster::hop::{HOP_HEADER, Hop};
 use crate::cluster::peer::{PROBE_PATH, PURGE_MAC, PURGE_PATH};
 use crate::service::{ProxyBody, json};
 
-pub const PREFIX: &str = "/_outpost/";
+pub(crate) const PREFIX: &str = "/_outpost/";
 
 /// Largest fanned-out purge body accepted.
 const MAX_PURGE_BODY: usize = 1 << 20;
 
 /// The hop of a request, if it carries one that verifies (for this method, host and path).
-pub fn verify_hop(cluster: &Cluster, parts: &Parts) -> Option<Hop> {
+pub(crate) fn verify_hop(cluster: &Cluster, parts: &Parts) -> Option<Hop> {
     if !parts.headers.contains_key(&HOP_HEADER) {
         return None;
     }
@@ -37,7 +37,7 @@ pub fn verify_hop(cluster: &Cluster, parts: &Parts) -> Option<Hop> {
         .verify(&parts.headers, &parts.method, &target, SystemTime::now())
 }
 
-pub async fn handle(
+pub(crate) async fn handle(
     proxy: &Proxy,
     cluster: &Cluster,
     parts: Parts,

@@ -11,16 +11,16 @@
 //! Methods other than GET and HEAD pass through to the origin with their bodies streamed, and
 //! a successful unsafe one invalidates the stored responses for its URI (RFC 9111 §4.4).
 
-pub mod fill;
-pub mod headers;
+pub(crate) mod fill;
+pub(crate) mod headers;
 mod internal;
 pub mod lookup;
 pub mod outcome;
 mod pass;
-pub mod purge;
+pub(crate) mod purge;
 pub mod request;
 pub mod respond;
-pub mod route;
+pub(crate) mod route;
 pub mod store;
 
 use std::sync::Arc;
@@ -55,22 +55,22 @@ use respond::Node;
 
 /// What the client-facing listeners call: the current [`Proxy`], replaced whole by a reload.
 /// A request keeps the proxy it started with until it ends.
-pub struct Front {
+pub(crate) struct Front {
     current: ArcSwap<Proxy>,
 }
 
 impl Front {
-    pub fn new(proxy: Proxy) -> Arc<Self> {
+    pub(crate) fn new(proxy: Proxy) -> Arc<Self> {
         Arc::new(Self {
             current: ArcSwap::from_pointee(proxy),
         })
     }
 
-    pub fn proxy(&self) -> Arc<Proxy> {
+    pub(crate) fn proxy(&self) -> Arc<Proxy> {
         self.current.load_full()
     }
 
-    pub fn replace(&self, proxy: Proxy) {
+    pub(crate) fn replace(&self, proxy: Proxy) {
         self.current.store(Arc::new(proxy));
     }
 }
@@ -85,12 +85,12 @@ impl Handler for Front {
     }
 }
 
-pub struct Proxy {
+pub(crate) struct Proxy {
     node: Node,
     /// `None`: a single node owning every key.
-    pub cluster: Option<Arc<Cluster>>,
+    pub(crate) cluster: Option<Arc<Cluster>>,
     /// False while draining: peers' probes are answered 503 so they stop routing here.
-    pub ready: Arc<AtomicBool>,
+    pub(crate) ready: Arc<AtomicBool>,
     access: Arc<AccessLog>,
     sites: Sites,
     store: Arc<Store>,
@@ -103,7 +103,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(
+    pub(crate) fn new(
         config: &Config,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
@@ -133,12 +133,12 @@ impl Proxy {
         })
     }
 
-    pub fn store(&self) -> &Arc<Store> {
+    pub(crate) fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
     /// Serve one client request.
-    pub async fn handle(
+    pub(crate) async fn handle(
         self: Arc<Self>,
         request: Request<Incoming>,
         client: ClientInfo,
@@ -436,7 +436,7 @@ impl Proxy {
         tokio::spawn(fill::run(job, Publisher::new(fill)));
     }
 
-    pub fn node_name(&self) -> &str {
+    pub(crate) fn node_name(&self) -> &str {
         &self.node.name
     }
 }

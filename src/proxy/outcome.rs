@@ -22,8 +22,8 @@ pub struct Outcome {
 
 /// A response and how it was served.
 pub struct Served {
-    pub response: Response<ProxyBody>,
-    pub outcome: Outcome,
+    pub(crate) response: Response<ProxyBody>,
+    pub(crate) outcome: Outcome,
 }
 
 impl Outcome {
@@ -40,7 +40,7 @@ impl Outcome {
     }
 
     /// RFC 5861 §3: a stale stored response, served while a background fill renews it.
-    pub fn stale_while_revalidate(ttl: i64) -> Self {
+    pub(crate) fn stale_while_revalidate(ttl: i64) -> Self {
         Self {
             result: CacheResult::Stale,
             status: CacheStatus {
@@ -54,7 +54,12 @@ impl Outcome {
 
     /// RFC 5861 §4: a stale stored response in place of an origin failure (`fwd_status` when
     /// the origin answered with a 5xx).
-    pub fn stale_if_error(fwd: Fwd, fwd_status: Option<u16>, collapsed: bool, ttl: i64) -> Self {
+    pub(crate) fn stale_if_error(
+        fwd: Fwd,
+        fwd_status: Option<u16>,
+        collapsed: bool,
+        ttl: i64,
+    ) -> Self {
         Self {
             result: CacheResult::Stale,
             status: CacheStatus {
@@ -69,7 +74,7 @@ impl Outcome {
     }
 
     /// RFC 9111 §4.3.4: a 304 freshened the stored response.
-    pub fn revalidated(fwd: Fwd, collapsed: bool, ttl: i64) -> Self {
+    pub(crate) fn revalidated(fwd: Fwd, collapsed: bool, ttl: i64) -> Self {
         Self {
             result: CacheResult::Revalidated,
             status: CacheStatus {
@@ -85,7 +90,7 @@ impl Outcome {
 
     /// A response streamed from a fill: stored (a miss), fetched through the owner node
     /// (peer), or not storable (pass).
-    pub fn fetched(fwd: Fwd, head: &FillHead, collapsed: bool) -> Self {
+    pub(crate) fn fetched(fwd: Fwd, head: &FillHead, collapsed: bool) -> Self {
         let result = match head.not_stored {
             None => CacheResult::Miss,
             Some(NoCacheReason::NotOwner) => CacheResult::Peer,
@@ -106,7 +111,7 @@ impl Outcome {
     }
 
     /// A method the cache does not handle, passed through to the origin.
-    pub fn passed(fwd_status: u16) -> Self {
+    pub(crate) fn passed(fwd_status: u16) -> Self {
         Self {
             result: CacheResult::Pass,
             status: CacheStatus {
@@ -118,7 +123,7 @@ impl Outcome {
     }
 
     /// An error answered by this node, after the origin answered `fwd_status` if it did.
-    pub fn error(error: &ProxyError, fwd: Option<Fwd>, fwd_status: Option<u16>) -> Self {
+    pub(crate) fn error(error: &ProxyError, fwd: Option<Fwd>, fwd_status: Option<u16>) -> Self {
         Self {
             result: CacheResult::Error,
             status: CacheStatus {
@@ -131,18 +136,18 @@ impl Outcome {
     }
 
     /// The `cache` label of `outpost_requests_total`.
-    pub fn result(&self) -> CacheResult {
+    pub(crate) fn result(&self) -> CacheResult {
         self.result
     }
 
     /// This node's `Cache-Status` member.
-    pub fn cache_status(&self) -> &CacheStatus {
+    pub(crate) fn cache_status(&self) -> &CacheStatus {
         &self.status
     }
 
     /// Where the response came from, for the access log: a peer (the key's owner), the origin
     /// (anything forwarded), or this node's cache.
-    pub fn upstream(&self) -> &'static str {
+    pub(crate) fn upstream(&self) -> &'static str {
         if self.result == CacheResult::Peer {
             "peer"
         } else if self.status.fwd.is_some() {

@@ -15,25 +15,25 @@ use crate::storage::PurgeMode;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct PurgeRequest {
+pub(crate) struct PurgeRequest {
     #[serde(default)]
-    pub urls: Vec<String>,
+    pub(crate) urls: Vec<String>,
     #[serde(default)]
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     /// Mark stale instead of removing (revalidation and stale serving can still use them).
     #[serde(default)]
-    pub soft: bool,
+    pub(crate) soft: bool,
 }
 
 impl PurgeRequest {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.urls.is_empty() && self.tags.is_empty()
     }
 }
 
 impl Proxy {
     /// Apply a purge here: `{"purged": n, "soft": .., "urls": [...], "tags": [...]}`.
-    pub async fn apply_purge(&self, purge: &PurgeRequest) -> serde_json::Value {
+    pub(crate) async fn apply_purge(&self, purge: &PurgeRequest) -> serde_json::Value {
         let mode = if purge.soft {
             PurgeMode::Soft
         } else {
@@ -90,14 +90,14 @@ impl Proxy {
     }
 
     /// The cache key of an absolute URL (for `/cluster/owner`).
-    pub fn key_of(&self, url: &str) -> Result<String, PurgeError> {
+    pub(crate) fn key_of(&self, url: &str) -> Result<String, PurgeError> {
         let [key, _] = self.keys_of(url)?;
         Ok(key)
     }
 
     /// Purge every stored variant of an absolute URL, under both schemes, with the cache-key
     /// rules of the site it belongs to. Returns how many entries it hit.
-    pub async fn purge_url(&self, url: &str, mode: PurgeMode) -> Result<usize, PurgeError> {
+    pub(crate) async fn purge_url(&self, url: &str, mode: PurgeMode) -> Result<usize, PurgeError> {
         let mut purged = 0;
         for key in self.keys_of(url)? {
             // A fill in flight fetched before the purge: it must not store what it got.
@@ -109,7 +109,7 @@ impl Proxy {
     }
 
     /// Purge every entry tagged `tag` (the site's tag field, `Surrogate-Key` by default).
-    pub async fn purge_tag(&self, tag: &str, mode: PurgeMode) -> usize {
+    pub(crate) async fn purge_tag(&self, tag: &str, mode: PurgeMode) -> usize {
         let purged = self
             .store
             .purge_tags(Arc::from([tag.to_owned()]), mode)
@@ -120,7 +120,7 @@ impl Proxy {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum PurgeError {
+pub(crate) enum PurgeError {
     #[error("not an absolute URL: {0:?}")]
     InvalidUrl(String),
 }

@@ -22,13 +22,13 @@ use crate::observability::metrics::{Metrics, SiteMetrics};
 use crate::origin::{Origin, OriginSetupError};
 use crate::service::ClientInfo;
 
-pub struct Site {
-    pub name: String,
-    pub origin: Origin,
-    pub metrics: SiteMetrics,
-    pub policy: Policy,
-    pub key_rules: KeyRules,
-    pub max_request_body: u64,
+pub(crate) struct Site {
+    pub(crate) name: String,
+    pub(crate) origin: Origin,
+    pub(crate) metrics: SiteMetrics,
+    pub(crate) policy: Policy,
+    pub(crate) key_rules: KeyRules,
+    pub(crate) max_request_body: u64,
 }
 
 impl Site {
@@ -78,7 +78,7 @@ impl Site {
     }
 
     /// The primary cache key of a request for this site.
-    pub fn key(
+    pub(crate) fn key(
         &self,
         scheme: &Scheme,
         host: &str,
@@ -94,7 +94,7 @@ impl Site {
 #[derive(Default)]
 pub struct Sites {
     exact: HashMap<String, Arc<Site>>,
-    suffixes: Vec<(String, Arc<Site>)>,
+    suffixes: Vec<(HostPattern, Arc<Site>)>,
 }
 
 impl Sites {
@@ -112,23 +112,21 @@ impl Sites {
                     HostPattern::Exact(host) => {
                         sites.exact.insert(host.clone(), site.clone());
                     }
-                    HostPattern::Suffix(suffix) => {
-                        sites.suffixes.push((suffix.clone(), site.clone()))
-                    }
+                    HostPattern::Suffix(_) => sites.suffixes.push((pattern.clone(), site.clone())),
                 }
             }
         }
-        sites
-            .suffixes
-            .sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
+        sites.suffixes.sort_by_key(|(pattern, _)| match pattern {
+            HostPattern::Exact(name) | HostPattern::Suffix(name) => std::cmp::Reverse(name.len()),
+        });
         Ok(sites)
     }
 
-    pub fn find(&self, host: &str) -> Option<&Arc<Site>> {
+    pub(crate) fn find(&self, host: &str) -> Option<&Arc<Site>> {
         self.exact.get(host).or_else(|| {
             self.suffixes
                 .iter()
-                .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
+                .find(|(pattern, _)| pattern.matches(host))
                 .map(|(_, site)| site)
         })
     }
@@ -136,24 +134,24 @@ impl Sites {
 
 /// Everything later phases need about the client's request.
 pub struct RequestContext {
-    pub site: Arc<Site>,
-    pub method: Method,
-    pub version: Version,
+    pub(crate) site: Arc<Site>,
+    pub(crate) method: Method,
+    pub(crate) version: Version,
     /// `scheme://host/path?query`: the primary cache key (RFC 9111 §2).
     pub key: String,
     /// The `Host` as the client sent it (port included), forwarded to the origin.
-    pub authority: HeaderValue,
-    pub path_and_query: PathAndQuery,
+    pub(crate) authority: HeaderValue,
+    pub(crate) path_and_query: PathAndQuery,
     pub headers: HeaderMap,
     pub directives: RequestDirectives,
-    pub client: ClientInfo,
+    pub(crate) client: ClientInfo,
     /// Forwarded by a peer (verified hop): served here, never forwarded again.
-    pub hopped: bool,
+    pub(crate) hopped: bool,
 }
 
 impl RequestContext {
     /// Requests whose responses must not be shared with other clients while in flight.
-    pub fn is_private(&self) -> bool {
+    pub(crate) fn is_private(&self) -> bool {
         self.headers.contains_key(header::AUTHORIZATION) || self.directives.no_store
     }
 }
@@ -214,7 +212,7 @@ fn request_authority(parts: &Parts) -> Option<HeaderValue> {
 /// Host (lowercase, no trailing dot) and port of an authority; `None` unless the host is
 /// made of host characters and the port, if any, of digits. The validated authority is what
 /// reaches the origin in `Host` and `Forwarded`, so nothing else can be smuggled in.
-pub fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
+pub(crate) fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
     let authority = authority.trim();
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let end = rest.find(']')? + 2;
@@ -241,15 +239,10 @@ pub fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
     valid.then_some((host, port))
 }
 
-/// The host of an authority, as sites are matched.
-pub fn normalize_host(authority: &str) -> Option<String> {
-    split_authority(authority).map(|(host, _)| host)
-}
-
 /// `scheme://host[:port]/path?query`. The port is part of the key unless it is the scheme's
 /// default: the origin sees the client's `Host`, port included, and may answer differently
 /// for another port (a redirect naming it, say), so two ports must not share a response.
-pub fn cache_key(
+pub(crate) fn cache_key(
     scheme: &Scheme,
     host: &str,
     port: Option<u16>,
@@ -290,7 +283,7 @@ const NOT_FOR_FILLS: [HeaderName; 6] = [
 
 /// What the origin request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Forward {
+pub(crate) enum Forward {
     /// A method passed through as the client sent it.
     Pass,
     /// A fill others may join: it fetches the whole representation, ranges are cut from it.
@@ -302,7 +295,7 @@ pub enum Forward {
 
 /// Headers for the origin: the client's, minus hop-by-hop fields, with `Host` kept and `Via`,
 /// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded` added (RFC 9110 §7.6.3, RFC 7239).
-pub fn origin_headers(ctx: &RequestContext, node: &str, forward: Forward) -> HeaderMap {
+pub(crate) fn origin_headers(ctx: &RequestContext, node: &str, forward: Forward) -> HeaderMap {
     let mut headers = ctx.headers.clone();
     strip_hop_by_hop(&mut headers);
     headers.remove(&KEY_FIELD);
@@ -386,7 +379,8 @@ mod tests {
             ("example.com:\",for=6.6.6.6", None),
         ];
         for (input, want) in cases {
-            assert_eq!(normalize_host(input).as_deref(), want, "{input:?}");
+            let host = split_authority(input).map(|(host, _)| host);
+            assert_eq!(host.as_deref(), want, "{input:?}");
         }
     }
 

@@ -30,7 +30,7 @@ const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 /// This node as responses name it.
 pub struct Node {
-    pub name: String,
+    pub(crate) name: String,
     /// `1.1 <name>`, built once: most responses carry no upstream `Via`, and then this is
     /// inserted as is (a reference-count bump, no formatting).
     via: HeaderValue,
@@ -161,7 +161,7 @@ fn if_range_holds(request: &HeaderMap, stored: &HeaderMap) -> bool {
 }
 
 /// Stream a fill to this client.
-pub fn from_fill(
+pub(crate) fn from_fill(
     node: &Node,
     head: &FillHead,
     reader: Subscriber<FillHead>,
@@ -197,7 +197,7 @@ pub fn from_fill(
 
 /// A response passed through untouched but for hop-by-hop fields (methods we do not cache).
 /// The body is streamed; an origin that stalls for `idle` mid-body aborts it.
-pub fn pass(
+pub(crate) fn pass(
     node: &Node,
     response: Response<UpstreamBody>,
     idle: Duration,
@@ -232,12 +232,12 @@ pub fn pass(
 
 /// The one place errors become responses: status from the error, its reason in
 /// `Cache-Status; detail`.
-pub fn error(node: &Node, error: &ProxyError, fwd: Option<Fwd>) -> Served {
+pub(crate) fn error(node: &Node, error: &ProxyError, fwd: Option<Fwd>) -> Served {
     error_after(node, error, fwd, None)
 }
 
 /// [`error`] after the origin answered `fwd_status` (RFC 9211 §2.3).
-pub fn error_after(
+pub(crate) fn error_after(
     node: &Node,
     error: &ProxyError,
     fwd: Option<Fwd>,

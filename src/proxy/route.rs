@@ -15,7 +15,7 @@ use crate::cluster::{Cluster, Route};
 use crate::hash;
 
 /// Where one fill asks for the response.
-pub enum Upstream {
+pub(crate) enum Upstream {
     /// The site's origin servers: this node owns the key, no live peer does, the request came
     /// from a peer already, or the owner could not be reached.
     Origin,
@@ -24,19 +24,19 @@ pub enum Upstream {
 }
 
 /// A fill that asks the key's owner, once.
-pub struct OwnerHop {
-    pub peer: Arc<Peer>,
-    pub cluster: Arc<Cluster>,
+pub(crate) struct OwnerHop {
+    pub(crate) peer: Arc<Peer>,
+    pub(crate) cluster: Arc<Cluster>,
     /// Keep the response as a replica here although the owner holds it.
-    pub keep_replica: bool,
+    pub(crate) keep_replica: bool,
     /// The client's scheme (the owner keys the object with it).
-    pub https: bool,
+    pub(crate) https: bool,
     /// `authority` + `path?query`, what the hop's MAC covers.
-    pub target: String,
+    pub(crate) target: String,
 }
 
 /// The upstream of a fill for this request.
-pub fn route(cluster: Option<&Arc<Cluster>>, ctx: &RequestContext) -> Upstream {
+pub(crate) fn route(cluster: Option<&Arc<Cluster>>, ctx: &RequestContext) -> Upstream {
     let Some(cluster) = cluster else {
         return Upstream::Origin;
     };
@@ -65,12 +65,12 @@ impl Upstream {
     /// Where the fill goes after the owner could not be reached. The owner has been ejected
     /// by then; the origin is asked from here, and the response is stored here: with the owner
     /// gone, this node or its successor owns the key.
-    pub fn owner_unreachable(&mut self) {
+    pub(crate) fn owner_unreachable(&mut self) {
         *self = Upstream::Origin;
     }
 
     /// Whether a storable response is stored on this node.
-    pub fn stores_here(&self) -> bool {
+    pub(crate) fn stores_here(&self) -> bool {
         match self {
             Upstream::Origin => true,
             Upstream::Owner(hop) => hop.keep_replica,
@@ -78,7 +78,7 @@ impl Upstream {
     }
 
     /// Whether the response comes from another node (what is stored of it is a replica).
-    pub fn is_owner(&self) -> bool {
+    pub(crate) fn is_owner(&self) -> bool {
         matches!(self, Upstream::Owner(_))
     }
 }

@@ -24,7 +24,7 @@ pub struct OriginHead<'a> {
     pub response_time: SystemTime,
 }
 
-pub fn storability(
+pub(crate) fn storability(
     request_headers: &HeaderMap,
     request_cc: &RequestDirectives,
     head: &OriginHead<'_>,
@@ -48,7 +48,11 @@ pub fn storability(
 /// a fresh one that the cache could reuse without asking the origin: storable (or too large
 /// to store), with freshness left, and with no `no-cache` or `private` restriction, qualified
 /// or not (RFC 9111 §5.2.2.4, §5.2.2.7). Anything else goes to its own client only.
-pub fn shareable(not_stored: Option<NoCacheReason>, ttl: i64, cc: &ResponseDirectives) -> bool {
+pub(crate) fn shareable(
+    not_stored: Option<NoCacheReason>,
+    ttl: i64,
+    cc: &ResponseDirectives,
+) -> bool {
     not_stored.is_none_or(|r| matches!(r, NoCacheReason::TooLarge | NoCacheReason::NotOwner))
         && ttl > 0
         && !cc.no_cache
@@ -119,7 +123,7 @@ pub fn build_entry(
 
 /// RFC 9111 §4.3.4: a 304 freshens the stored response: its fields replace the stored ones,
 /// the body stays, and age and freshness restart from the 304.
-pub fn refreshed(
+pub(crate) fn refreshed(
     stale: &Entry,
     head: &OriginHead<'_>,
     not_modified: &HeaderMap,
@@ -202,7 +206,7 @@ fn has_validators(headers: &HeaderMap) -> bool {
 }
 
 /// `Content-Length` of a response head, if present and valid.
-pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
         .to_str()

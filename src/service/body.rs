@@ -12,9 +12,9 @@ use http_body::{Body, Frame, SizeHint};
 
 use crate::error::{BodyError, ProxyError};
 
-pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Bytes, ProxyError>> + Send>>;
+pub(crate) type ChunkStream = Pin<Box<dyn Stream<Item = Result<Bytes, ProxyError>> + Send>>;
 
-pub enum ProxyBody {
+pub(crate) enum ProxyBody {
     Empty,
     Full(Option<Bytes>),
     /// Several stored slices in order (a `multipart/byteranges` answer).
@@ -27,11 +27,11 @@ pub enum ProxyBody {
 }
 
 impl ProxyBody {
-    pub fn full(bytes: Bytes) -> Self {
+    pub(crate) fn full(bytes: Bytes) -> Self {
         Self::Full(Some(bytes))
     }
 
-    pub fn text(text: &'static str) -> Self {
+    pub(crate) fn text(text: &'static str) -> Self {
         Self::Full(Some(Bytes::from_static(text.as_bytes())))
     }
 }

@@ -7,7 +7,7 @@
 
 mod body;
 
-pub use body::{ChunkStream, ProxyBody};
+pub(crate) use body::ProxyBody;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,7 +20,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 /// Something that answers requests: the proxy, or the admin API.
-pub trait Handler: Send + Sync + 'static {
+pub(crate) trait Handler: Send + Sync + 'static {
     fn call(
         self: Arc<Self>,
         request: Request<Incoming>,
@@ -36,12 +36,12 @@ pub struct ClientInfo {
 }
 
 /// A plain-text answer.
-pub fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
     with_type(status, ProxyBody::text(body), "text/plain; charset=utf-8")
 }
 
 /// A JSON answer (the admin API's, and the cluster's internal endpoints').
-pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
     let body = ProxyBody::full(Bytes::from(value.to_string()));
     with_type(status, body, "application/json")
 }

@@ -9,38 +9,39 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug)]
-pub struct FillBudget {
+pub(crate) struct FillBudget {
     limit: u64,
     used: AtomicU64,
 }
 
 impl FillBudget {
-    pub fn new(limit: u64) -> Arc<Self> {
+    pub(crate) fn new(limit: u64) -> Arc<Self> {
         Arc::new(Self {
             limit,
             used: AtomicU64::new(0),
         })
     }
 
-    pub fn used(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
     }
 }
 
 /// Bytes one fill holds against the budget; released when dropped.
 #[derive(Debug)]
-pub struct Reservation {
+pub(crate) struct Reservation {
     budget: Arc<FillBudget>,
     held: u64,
 }
 
 impl Reservation {
-    pub fn new(budget: Arc<FillBudget>) -> Self {
+    pub(crate) fn new(budget: Arc<FillBudget>) -> Self {
         Self { budget, held: 0 }
     }
 
     /// Reserve `bytes` more; false (and nothing reserved) if that would pass the limit.
-    pub fn grow(&mut self, bytes: u64) -> bool {
+    pub(crate) fn grow(&mut self, bytes: u64) -> bool {
         let budget = &self.budget;
         let reserved = budget
             .used

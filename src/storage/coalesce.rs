@@ -35,12 +35,12 @@ const SHARDS: usize = 64;
 
 type Shard<H> = Mutex<HashMap<String, Arc<Fill<H>>>>;
 
-pub struct Inflight<H> {
+pub(crate) struct Inflight<H> {
     shards: Box<[Shard<H>]>,
     hasher: RandomState,
 }
 
-pub enum Join<H> {
+pub(crate) enum Join<H> {
     /// The caller must start the fill task with a [`Publisher`] for this fill. It already holds
     /// the leader's subscription, taken before any other request could see the fill.
     Leader(Arc<Fill<H>>, Option<Subscriber<H>>),
@@ -64,7 +64,7 @@ impl<H> Inflight<H> {
 
     /// Join the fill in flight for `key`, or register a new one and lead it. A fill that has
     /// already ended (its task died before leaving the map) is replaced, never joined.
-    pub fn join(&self, key: &str) -> Join<H> {
+    pub(crate) fn join(&self, key: &str) -> Join<H> {
         let mut shard = self.shard(key);
         if let Some(fill) = shard.get(key).filter(|f| !f.has_ended()) {
             return Join::Follower(fill.clone());
@@ -79,7 +79,7 @@ impl<H> Inflight<H> {
     }
 
     /// Unregister `fill` (and only that fill: a newer one may have taken the key since).
-    pub fn leave(&self, key: &str, fill: &Arc<Fill<H>>) {
+    pub(crate) fn leave(&self, key: &str, fill: &Arc<Fill<H>>) {
         let mut shard = self.shard(key);
         if shard.get(key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
             shard.remove(key);
@@ -88,7 +88,7 @@ impl<H> Inflight<H> {
 
     /// A purge or an unsafe method changed `key`: the fill in flight (if any) must not store
     /// what it fetched, and later requests must not join it.
-    pub fn invalidate(&self, key: &str) {
+    pub(crate) fn invalidate(&self, key: &str) {
         if let Some(fill) = self.shard(key).remove(key) {
             fill.discarded.store(true, Ordering::Release);
         }
@@ -97,7 +97,7 @@ impl<H> Inflight<H> {
 
 /// Who may use a fill's response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Share {
+pub(crate) enum Share {
     /// Every subscriber (a storable response).
     All,
     /// Exactly one subscriber; the others are released to fetch on their own.
@@ -125,7 +125,7 @@ struct Inner<H> {
 
 /// One fetch in flight, shared by its subscribers. `H` is the response head the proxy
 /// publishes (status, headers and what it knows about storing).
-pub struct Fill<H> {
+pub(crate) struct Fill<H> {
     inner: Mutex<Inner<H>>,
     /// Bumped on every change a subscriber may wait for.
     changed: watch::Sender<u64>,
@@ -141,7 +141,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-pub enum Outcome<H> {
+pub(crate) enum Outcome<H> {
     Stream(Arc<H>, Subscriber<H>),
     Entry(Arc<Entry>),
     Failed(ProxyError),
@@ -168,7 +168,7 @@ impl<H> Fill<H> {
     }
 
     /// Whether a purge invalidated the key while this fill was in flight.
-    pub fn discarded(&self) -> bool {
+    pub(crate) fn discarded(&self) -> bool {
         self.discarded.load(Ordering::Acquire)
     }
 
@@ -178,7 +178,7 @@ impl<H> Fill<H> {
     }
 
     /// A fill for one client only, not registered for others to join.
-    pub fn detached() -> Arc<Self> {
+    pub(crate) fn detached() -> Arc<Self> {
         Arc::new(Self::new())
     }
 
@@ -188,7 +188,7 @@ impl<H> Fill<H> {
 
     /// Subscribe to this fill. `None` when it is too late to read it from the start (the
     /// buffer is already being trimmed): the caller fetches on its own.
-    pub fn subscribe(self: &Arc<Self>) -> Option<Subscriber<H>> {
+    pub(crate) fn subscribe(self: &Arc<Self>) -> Option<Subscriber<H>> {
         let mut inner = lock(&self.inner);
         if inner.trimming || inner.first > 0 {
             return None;
@@ -209,7 +209,7 @@ impl<H> Fill<H> {
 }
 
 /// A client's view of a fill: first the outcome, then (for `Stream`) the body.
-pub struct Subscriber<H> {
+pub(crate) struct Subscriber<H> {
     fill: Arc<Fill<H>>,
     changed: watch::Receiver<u64>,
     /// `None` only while dropping (released before waking the publisher).
@@ -219,12 +219,12 @@ pub struct Subscriber<H> {
 
 impl<H> Subscriber<H> {
     /// Whether this is the client whose request the fill sends.
-    pub fn is_leader(&self) -> bool {
+    pub(crate) fn is_leader(&self) -> bool {
         self.leader
     }
 
     /// Wait for the response head (or the failure) of the fill.
-    pub async fn outcome(mut self) -> Outcome<H> {
+    pub(crate) async fn outcome(mut self) -> Outcome<H> {
         loop {
             self.changed.borrow_and_update();
             {
@@ -252,7 +252,7 @@ impl<H> Subscriber<H> {
     }
 
     /// Next body chunk; `None` at the end, `Some(Err)` if the origin body failed.
-    pub async fn next_chunk(&mut self) -> Option<Result<Bytes, ProxyError>> {
+    pub(crate) async fn next_chunk(&mut self) -> Option<Result<Bytes, ProxyError>> {
         let cursor = self.cursor.clone()?;
         loop {
             self.changed.borrow_and_update();
@@ -299,24 +299,24 @@ impl<H> Drop for Subscriber<H> {
 
 /// The fill task's handle. Dropping it without finishing fails the fill, so no subscriber can
 /// wait forever even if the task dies.
-pub struct Publisher<H> {
+pub(crate) struct Publisher<H> {
     fill: Arc<Fill<H>>,
     finished: bool,
 }
 
 impl<H> Publisher<H> {
-    pub fn new(fill: Arc<Fill<H>>) -> Self {
+    pub(crate) fn new(fill: Arc<Fill<H>>) -> Self {
         Self {
             fill,
             finished: false,
         }
     }
 
-    pub fn fill(&self) -> &Arc<Fill<H>> {
+    pub(crate) fn fill(&self) -> &Arc<Fill<H>> {
         &self.fill
     }
 
-    pub fn head(&self, head: H, share: Share) {
+    pub(crate) fn head(&self, head: H, share: Share) {
         let mut inner = lock(&self.fill.inner);
         inner.head = Head::Ready(Arc::new(head), share);
         if share == Share::One {
@@ -326,7 +326,7 @@ impl<H> Publisher<H> {
         self.fill.bump();
     }
 
-    pub fn push(&self, chunk: Bytes) {
+    pub(crate) fn push(&self, chunk: Bytes) {
         let mut inner = lock(&self.fill.inner);
         inner.buffered += chunk.len();
         inner.chunks.push_back(chunk);
@@ -335,14 +335,14 @@ impl<H> Publisher<H> {
     }
 
     /// From now on the body will not be stored: drop what every reader has read.
-    pub fn start_trimming(&self) {
+    pub(crate) fn start_trimming(&self) {
         lock(&self.fill.inner).trimming = true;
     }
 
     /// Trimming mode backpressure: wait until readers are within `window` bytes of the
     /// newest chunk. Returns false when no reader is left, or none made progress for `stall`
     /// (a client that stopped reading must not hold the fill and its origin connection).
-    pub async fn wait_for_readers(&self, window: usize, stall: Duration) -> bool {
+    pub(crate) async fn wait_for_readers(&self, window: usize, stall: Duration) -> bool {
         loop {
             let notified = self.fill.progress.notified();
             tokio::pin!(notified);
@@ -365,14 +365,14 @@ impl<H> Publisher<H> {
 
     /// The fill produced a complete entry (revalidated): subscribers serve it as a hit
     /// (only the leader when `share` is `One`).
-    pub fn entry(mut self, entry: Arc<Entry>, share: Share) {
+    pub(crate) fn entry(mut self, entry: Arc<Entry>, share: Share) {
         self.publish_final(Head::Entry(entry, share), Ok(()));
     }
 
     /// The body was stored as `body`: serve the chunks still buffered from it, so the origin
     /// connection's read buffers they are slices of can be freed now rather than when the
     /// slowest reader finishes.
-    pub fn rebase(&self, body: &Bytes) {
+    pub(crate) fn rebase(&self, body: &Bytes) {
         let mut inner = lock(&self.fill.inner);
         if inner.first != 0 {
             return;
@@ -388,12 +388,12 @@ impl<H> Publisher<H> {
         }
     }
 
-    pub fn fail(mut self, error: ProxyError) {
+    pub(crate) fn fail(mut self, error: ProxyError) {
         self.publish_final(Head::Failed(error.clone()), Err(error));
     }
 
     /// End of body (after `head`).
-    pub fn finish(mut self, result: Result<(), ProxyError>) {
+    pub(crate) fn finish(mut self, result: Result<(), ProxyError>) {
         let mut inner = lock(&self.fill.inner);
         inner.end = Some(result);
         drop(inner);

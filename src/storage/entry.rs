@@ -18,7 +18,7 @@ use crate::cache::vary::SecondaryKey;
 /// Bytes counted for an entry beyond its body and headers: the `Entry` struct itself, the
 /// moka node and its key, the `Arc`s. Measured order of magnitude, kept deliberately generous
 /// so resident memory tracks `cache.memory`.
-pub const ENTRY_OVERHEAD: u64 = 512;
+pub(crate) const ENTRY_OVERHEAD: u64 = 512;
 
 /// A stored response: its [`EntryParts`], read through `Deref` (`entry.status`), and its
 /// purge state.
@@ -33,26 +33,26 @@ pub struct Entry {
 /// What an entry is made of, as stored; [`Entry::new`] adds the purge state.
 #[derive(Debug)]
 pub struct EntryParts {
-    pub status: StatusCode,
+    pub(crate) status: StatusCode,
     /// Headers as stored: hop-by-hop and `Age` removed, `Date` present, `Content-Length`
     /// equal to `body.len()`.
-    pub headers: HeaderMap,
-    pub body: Bytes,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
     /// Fields named by the response's `Vary`, and the request's values for them.
-    pub vary: Vec<HeaderName>,
-    pub secondary: SecondaryKey,
+    pub(crate) vary: Vec<HeaderName>,
+    pub(crate) secondary: SecondaryKey,
     /// When the response that produced this entry was received (RFC 9111 §4.2.3).
-    pub response_time: SystemTime,
-    pub corrected_initial_age: Duration,
+    pub(crate) response_time: SystemTime,
+    pub(crate) corrected_initial_age: Duration,
     /// The freshness lifetime computed when stored; [`Entry::lifetime`] is the one in effect.
-    pub lifetime: Duration,
-    pub directives: ResponseDirectives,
+    pub(crate) lifetime: Duration,
+    pub(crate) directives: ResponseDirectives,
     /// Whether a conditional request can revalidate it (has `ETag` or `Last-Modified`).
-    pub has_validators: bool,
+    pub(crate) has_validators: bool,
     /// Tags from the site's tag field (`Surrogate-Key`), for purges by tag.
-    pub tags: Box<[Box<str>]>,
+    pub(crate) tags: Box<[Box<str>]>,
     /// A copy of an object another node of the cluster owns.
-    pub replica: bool,
+    pub(crate) replica: bool,
 }
 
 /// The stored fields are read-only once built, so readers see them directly rather than
@@ -66,21 +66,21 @@ impl Deref for Entry {
 }
 
 impl Entry {
-    pub fn new(parts: EntryParts) -> Self {
+    pub(crate) fn new(parts: EntryParts) -> Self {
         Self {
             parts,
             soft_purged: AtomicU64::new(0),
         }
     }
 
-    pub fn current_age(&self, now: SystemTime) -> Duration {
+    pub(crate) fn current_age(&self, now: SystemTime) -> Duration {
         freshness::current_age(self.corrected_initial_age, self.response_time, now)
     }
 
     /// The freshness lifetime in effect: the stored one, cut short by a soft purge at the age
     /// the entry had then. Staleness therefore counts from the purge, and the RFC 5861
     /// windows (`stale-while-revalidate`, `stale-if-error`) still apply after it.
-    pub fn lifetime(&self) -> Duration {
+    pub(crate) fn lifetime(&self) -> Duration {
         match self.soft_purged.load(Ordering::Relaxed) {
             0 => self.parts.lifetime,
             at => {
@@ -90,12 +90,12 @@ impl Entry {
         }
     }
 
-    pub fn freshness(&self, now: SystemTime) -> Freshness {
+    pub(crate) fn freshness(&self, now: SystemTime) -> Freshness {
         freshness::freshness(self.lifetime(), self.current_age(now))
     }
 
     /// Soft purge: stale from `now` on, kept for revalidation and stale serving.
-    pub fn mark_stale(&self, now: SystemTime) {
+    pub(crate) fn mark_stale(&self, now: SystemTime) {
         let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         // The first soft purge counts; a later one cannot make it fresher.
         let _ = self.soft_purged.compare_exchange(
@@ -106,13 +106,13 @@ impl Entry {
         );
     }
 
-    pub fn has_tag(&self, tag: &str) -> bool {
+    pub(crate) fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| &**t == tag)
     }
 
     /// Weight in bytes for the store's budget: body, every header name and value, the
     /// secondary key, and a fixed overhead.
-    pub fn weight(&self) -> u64 {
+    pub(crate) fn weight(&self) -> u64 {
         let headers: usize = self
             .headers
             .iter()
@@ -131,7 +131,7 @@ impl Entry {
     /// How long the store keeps the entry: while fresh, and past that only while it can still
     /// be useful: renewed by a conditional request, or served stale within the RFC 5861
     /// `stale-while-revalidate` / `stale-if-error` windows.
-    pub fn retention(&self) -> Duration {
+    pub(crate) fn retention(&self) -> Duration {
         let stale_use = self
             .directives
             .stale_while_revalidate

@@ -5,10 +5,10 @@
 //! overhead, so `cache.memory` bounds what the process actually holds for the cache. moka's
 //! TinyLFU admission keeps one-hit wonders from flushing popular objects (scan resistance).
 
-pub mod budget;
-pub mod coalesce;
-pub mod entry;
-pub mod variants;
+pub(crate) mod budget;
+pub(crate) mod coalesce;
+pub(crate) mod entry;
+pub(crate) mod variants;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,11 +20,11 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 use moka::ops::compute::Op;
 
-pub use entry::{Entry, EntryParts};
+pub(crate) use entry::{Entry, EntryParts};
 pub use variants::Variants;
 
 /// Called for every entry the store drops, with why (size, expiry, purge, replacement).
-pub type EvictionHook = Arc<dyn Fn(RemovalCause) + Send + Sync>;
+pub(crate) type EvictionHook = Arc<dyn Fn(RemovalCause) + Send + Sync>;
 
 pub struct Store {
     cache: Cache<String, Arc<Variants>>,
@@ -127,12 +127,12 @@ impl Store {
     }
 
     /// Remove every variant of `key`; true if something was stored.
-    pub async fn purge(&self, key: &str) -> bool {
+    pub(crate) async fn purge(&self, key: &str) -> bool {
         self.cache.remove(key).await.is_some()
     }
 
     /// Purge `key` the given way; how many variants it held.
-    pub async fn purge_key(&self, key: &str, mode: PurgeMode) -> usize {
+    pub(crate) async fn purge_key(&self, key: &str, mode: PurgeMode) -> usize {
         match mode {
             PurgeMode::Hard => self
                 .cache
@@ -249,7 +249,7 @@ impl Store {
 
     /// Whether a tag purge since `since` names one of `tags`: a fill that fetched before it
     /// must not store.
-    pub fn tag_purged_since(&self, since: SystemTime, tags: &[Box<str>]) -> bool {
+    pub(crate) fn tag_purged_since(&self, since: SystemTime, tags: &[Box<str>]) -> bool {
         if tags.is_empty() {
             return false;
         }
@@ -263,7 +263,7 @@ impl Store {
     /// Carry every entry of `old` over (a reload that changed the cache size): entries are
     /// shared `Arc`s, nothing is copied, and what does not fit the new size is evicted as
     /// usual.
-    pub async fn take_from(&self, old: &Store) {
+    pub(crate) async fn take_from(&self, old: &Store) {
         let entries: Vec<(Arc<String>, Arc<Variants>)> = old.cache.iter().collect();
         for (key, variants) in entries {
             self.cache.insert(key.as_ref().clone(), variants).await;
@@ -271,21 +271,21 @@ impl Store {
         self.cache.run_pending_tasks().await;
     }
 
-    pub fn mark_uncacheable(&self, key: &str) {
+    pub(crate) fn mark_uncacheable(&self, key: &str) {
         self.uncacheable.insert(key.to_owned(), ());
     }
 
-    pub fn is_uncacheable(&self, key: &str) -> bool {
+    pub(crate) fn is_uncacheable(&self, key: &str) -> bool {
         self.uncacheable.contains_key(key)
     }
 
     /// Bytes currently held, as the weigher counts them (approximate until pending
     /// maintenance runs).
-    pub fn weighted_size(&self) -> u64 {
+    pub(crate) fn weighted_size(&self) -> u64 {
         self.cache.weighted_size()
     }
 
-    pub fn entry_count(&self) -> u64 {
+    pub(crate) fn entry_count(&self) -> u64 {
         self.cache.entry_count()
     }
 

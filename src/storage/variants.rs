@@ -10,10 +10,6 @@ use http::{HeaderMap, HeaderName};
 use super::entry::Entry;
 use crate::cache::vary::{SecondaryKey, secondary_key};
 
-/// Default bound on the variants kept per URL (`max_variants` per site): a hostile `Vary`
-/// cannot multiply memory per key beyond it.
-pub const MAX_VARIANTS: usize = 16;
-
 #[derive(Debug, Clone, Default)]
 pub struct Variants {
     /// Newest first, so the most recent matching response is chosen (RFC 9111 §4.1 allows
@@ -22,7 +18,7 @@ pub struct Variants {
 }
 
 impl Variants {
-    pub fn single(entry: Arc<Entry>) -> Self {
+    pub(crate) fn single(entry: Arc<Entry>) -> Self {
         Self {
             entries: vec![entry],
         }
@@ -69,16 +65,16 @@ impl Variants {
     }
 
     /// The set without the variants `drop` selects; `None` when nothing is left.
-    pub fn without(&self, drop: impl Fn(&Entry) -> bool) -> Option<Self> {
+    pub(crate) fn without(&self, drop: impl Fn(&Entry) -> bool) -> Option<Self> {
         let entries: Vec<_> = self.entries.iter().filter(|e| !drop(e)).cloned().collect();
         (!entries.is_empty()).then_some(Self { entries })
     }
 
-    pub fn weight(&self) -> u64 {
+    pub(crate) fn weight(&self) -> u64 {
         self.entries.iter().map(|e| e.weight()).sum()
     }
 
-    pub fn entries(&self) -> &[Arc<Entry>] {
+    pub(crate) fn entries(&self) -> &[Arc<Entry>] {
         &self.entries
     }
 }
