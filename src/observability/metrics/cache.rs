@@ -1,0 +1,141 @@
+//! Cache: the cache result of each client request, the store's size and evictions, fills in
+//! flight, coalesced requests and purges.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+use super::{Registrar, names};
+
+/// The cache result of one client request: the `cache` label of `outpost_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    Hit,
+    Miss,
+    Stale,
+    Revalidated,
+    Pass,
+    Error,
+    /// Served by the owner node of the key, through one hop.
+    Peer,
+}
+
+impl CacheResult {
+    pub(super) const ALL: [CacheResult; 7] = [
+        Self::Hit,
+        Self::Miss,
+        Self::Stale,
+        Self::Revalidated,
+        Self::Pass,
+        Self::Error,
+        Self::Peer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Stale => "stale",
+            Self::Revalidated => "revalidated",
+            Self::Pass => "pass",
+            Self::Error => "error",
+            Self::Peer => "peer",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    site: String,
+    cache: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// The node-wide cache handles (public fields of [`super::Metrics`]).
+pub(super) struct Store {
+    pub cache_bytes: Gauge,
+    pub cache_capacity: Gauge,
+    pub cache_entries: Gauge,
+    pub coalesced: Counter,
+    pub fills_in_flight: Gauge,
+    pub purged: Counter,
+}
+
+impl Store {
+    pub(super) fn register(reg: &mut Registrar) -> Self {
+        Self {
+            cache_bytes: reg.register(
+                names::CACHE_BYTES,
+                "Bytes held by the cache",
+                Gauge::default(),
+            ),
+            cache_capacity: reg.register(
+                names::CACHE_CAPACITY,
+                "Configured cache memory",
+                Gauge::default(),
+            ),
+            cache_entries: reg.register(
+                names::CACHE_ENTRIES,
+                "URLs held by the cache",
+                Gauge::default(),
+            ),
+            coalesced: reg.register(
+                names::COALESCED,
+                "Requests that waited on another request's origin fetch",
+                Counter::default(),
+            ),
+            fills_in_flight: reg.register(
+                names::FILLS_IN_FLIGHT,
+                "Origin fetches in flight",
+                Gauge::default(),
+            ),
+            purged: reg.register(
+                names::PURGED,
+                "Entries removed or marked stale by purge requests",
+                Counter::default(),
+            ),
+        }
+    }
+}
+
+/// The cache's labelled families.
+pub(super) struct CacheFamilies {
+    requests: Family<RequestLabels, Counter>,
+    evictions: Family<ReasonLabel, Counter>,
+}
+
+impl CacheFamilies {
+    pub(super) fn register(reg: &mut Registrar) -> Self {
+        Self {
+            requests: reg.register(
+                names::REQUESTS,
+                "Client requests by site and cache result",
+                Family::default(),
+            ),
+            evictions: reg.register(
+                names::CACHE_EVICTIONS,
+                "Objects removed from the cache by reason (size, expired, purged, replaced)",
+                Family::default(),
+            ),
+        }
+    }
+
+    /// A site's request counters, indexed by [`CacheResult`].
+    pub(super) fn site(&self, site: &str) -> [Counter; CacheResult::ALL.len()] {
+        CacheResult::ALL.map(|r| {
+            self.requests.get_or_create_owned(&RequestLabels {
+                site: site.to_owned(),
+                cache: r.as_str(),
+            })
+        })
+    }
+
+    pub(super) fn eviction(&self, reason: &'static str) -> Counter {
+        self.evictions.get_or_create_owned(&ReasonLabel { reason })
+    }
+}

@@ -1,0 +1,105 @@
+//! The text formats of `/metrics`: OpenMetrics as encoded, and the classic Prometheus format
+//! rewritten from it.
+
+/// Rewrite OpenMetrics text into the classic format: a counter family `x` is exposed as
+/// samples `x_total`, so its HELP/TYPE must name `x_total`; `info` becomes a gauge named
+/// `x_info`; `# UNIT` and `# EOF` do not exist there.
+pub fn openmetrics_to_prometheus(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut pending_help: Option<(&str, &str)> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            pending_help = Some((name, help));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "info" => (format!("{name}_info"), "gauge"),
+                other => (name.to_owned(), other),
+            };
+            if let Some((_, help)) = pending_help.take() {
+                out.push_str(&format!("# HELP {name} {help}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{CacheResult, Metrics, OriginError, OriginOutcome, PeerOutcome};
+
+    #[test]
+    fn classic_format_names_counter_families_by_their_samples() {
+        let m = Metrics::new();
+        m.site("a").request(CacheResult::Hit);
+        let text = m.encode_prometheus();
+        assert!(
+            text.contains("# TYPE outpost_requests_total counter"),
+            "{text}"
+        );
+        assert!(text.contains("# HELP outpost_requests_total "), "{text}");
+        assert!(text.contains("outpost_requests_total{site=\"a\",cache=\"hit\"} 1"));
+        assert!(text.contains("# TYPE outpost_build_info gauge"));
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+    }
+
+    #[test]
+    fn openmetrics_ends_with_eof() {
+        assert!(Metrics::new().encode_openmetrics().ends_with("# EOF\n"));
+    }
+
+    /// Dashboards and alerts (deploy/) read these names, labels and help texts: the families
+    /// in order and every sample must match `golden.openmetrics`. Samples are compared sorted,
+    /// since a family lists its label sets in hash order.
+    #[test]
+    fn exposition_matches_golden() {
+        let m = Metrics::new();
+        let site = m.site("a");
+        site.request(CacheResult::Hit);
+        site.origin(OriginOutcome::Response);
+        site.origin_duration.observe(0.003);
+        site.response(http::StatusCode::OK, 0.004, Some(10));
+        site.origin_bytes.inc_by(10);
+        let server = m.origin_server("a", "origin.example:80");
+        server.error(OriginError::Timeout);
+        server.requests.inc();
+        server.duration.observe(0.002);
+        let peer = m.peer("10.0.0.2:8080");
+        peer.request(PeerOutcome::Timeout);
+        peer.duration.observe(0.001);
+        m.eviction("size").inc();
+        m.purged.inc();
+        m.connections_open.inc();
+        let text = m.encode_openmetrics();
+        let golden =
+            include_str!("golden.openmetrics").replace("{version}", env!("CARGO_PKG_VERSION"));
+        let families = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| l.starts_with('#'))
+                .map(str::to_owned)
+                .collect()
+        };
+        let samples = |t: &str| -> Vec<String> {
+            let mut lines: Vec<String> = t
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect();
+            lines.sort();
+            lines
+        };
+        assert_eq!(families(&text), families(&golden));
+        assert_eq!(samples(&text), samples(&golden));
+    }
+}

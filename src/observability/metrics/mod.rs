@@ -1,0 +1,221 @@
+//! Every metric Outpost exports, named in one place ([`names`]), with handles resolved up
+//! front.
+//!
+//! The request path never looks a label set up: per-site handles are created when the site is
+//! built ([`SiteMetrics`]) and cloned into it, so counting is one atomic add.
+//!
+//! By area: `front` (client connections, responses, TLS, reloads), `cache` (cache results,
+//! store, evictions, fills, coalescing, purges), `origin` (per-site origin requests,
+//! per-server health, connections and DNS), `cluster` (peers, hops, replicas). Each registers
+//! its metrics through `Registrar`; `exposition` turns them into text.
+
+mod cache;
+mod cluster;
+mod exposition;
+mod front;
+pub mod names;
+mod origin;
+
+pub use cache::CacheResult;
+pub use cluster::{PeerMetrics, PeerOutcome};
+pub use exposition::openmetrics_to_prometheus;
+pub use origin::{OriginError, OriginOutcome, OriginServerMetrics};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Metric, Registry};
+
+/// The one way a metric is registered. Every area hands its metrics in here; [`Self::finish`]
+/// registers them in [`names::ORDER`], so the exposition order does not depend on which file
+/// defines a metric.
+#[derive(Default)]
+struct Registrar(Vec<(&'static str, Registration)>);
+
+/// One metric's `Registry::register` call, made by [`Registrar::finish`].
+type Registration = Box<dyn FnOnce(&mut Registry)>;
+
+impl Registrar {
+    /// Register `metric` as `name` and hand back the handle to count with.
+    fn register<M: Metric + Clone>(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        metric: M,
+    ) -> M {
+        let registered = metric.clone();
+        self.0.push((
+            name,
+            Box::new(move |registry: &mut Registry| registry.register(name, help, registered)),
+        ));
+        metric
+    }
+
+    fn finish(mut self, registry: &mut Registry) {
+        // A name missing from the order goes last (the exposition test lists every family).
+        let rank = |name: &str| names::ORDER.iter().position(|n| *n == name);
+        self.0
+            .sort_by_key(|(name, _)| rank(name).unwrap_or(names::ORDER.len()));
+        for (_, register) in self.0 {
+            register(registry);
+        }
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~16 s, doubling.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SiteLabel {
+    site: String,
+}
+
+/// Handles for one site, resolved once.
+#[derive(Clone, Debug)]
+pub struct SiteMetrics {
+    requests: [Counter; CacheResult::ALL.len()],
+    origin: [Counter; OriginOutcome::ALL.len()],
+    pub origin_duration: Histogram,
+    pub origin_bytes: Counter,
+    responses: front::SiteResponses,
+}
+
+impl SiteMetrics {
+    /// One response sent: its status class, the time to its head, and its announced length.
+    pub fn response(&self, status: http::StatusCode, seconds: f64, bytes: Option<u64>) {
+        self.responses.response(status, seconds, bytes);
+    }
+
+    pub fn request(&self, result: CacheResult) {
+        self.requests[result as usize].inc();
+    }
+
+    pub fn origin(&self, outcome: OriginOutcome) {
+        self.origin[outcome as usize].inc();
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    // Front door.
+    pub connections_open: Gauge,
+    pub connections_accepted: Counter,
+    pub connections_refused: Counter,
+    pub tls_handshakes: Counter,
+    pub tls_handshake_failures: Counter,
+    pub config_reloads: Counter,
+    pub config_reload_failures: Counter,
+    pub access_log_dropped: Counter,
+    responses: front::ResponseFamilies,
+    // Cache.
+    pub cache_bytes: Gauge,
+    pub cache_capacity: Gauge,
+    pub cache_entries: Gauge,
+    pub coalesced: Counter,
+    pub fills_in_flight: Gauge,
+    pub purged: Counter,
+    cache: cache::CacheFamilies,
+    // Origins.
+    site_origins: origin::SiteOriginFamilies,
+    origin_servers: origin::ServerFamilies,
+    // Cluster.
+    pub cluster_members: Gauge,
+    pub replica_hits: Counter,
+    peers: cluster::PeerFamilies,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut reg = Registrar::default();
+        let front = front::FrontDoor::register(&mut reg);
+        let responses = front::ResponseFamilies::register(&mut reg);
+        let store = cache::Store::register(&mut reg);
+        let cache = cache::CacheFamilies::register(&mut reg);
+        let site_origins = origin::SiteOriginFamilies::register(&mut reg);
+        let origin_servers = origin::ServerFamilies::register(&mut reg);
+        let membership = cluster::Membership::register(&mut reg);
+        let peers = cluster::PeerFamilies::register(&mut reg);
+        let mut registry = Registry::default();
+        let prefixed = registry.sub_registry_with_prefix(names::PREFIX);
+        reg.finish(prefixed);
+        // Last, and directly: an `Info` is set once and has no handle to keep.
+        let info = Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]);
+        prefixed.register(names::BUILD, "Build information", info);
+        Self {
+            registry,
+            connections_open: front.connections_open,
+            connections_accepted: front.connections_accepted,
+            connections_refused: front.connections_refused,
+            tls_handshakes: front.tls_handshakes,
+            tls_handshake_failures: front.tls_handshake_failures,
+            config_reloads: front.config_reloads,
+            config_reload_failures: front.config_reload_failures,
+            access_log_dropped: front.access_log_dropped,
+            responses,
+            cache_bytes: store.cache_bytes,
+            cache_capacity: store.cache_capacity,
+            cache_entries: store.cache_entries,
+            coalesced: store.coalesced,
+            fills_in_flight: store.fills_in_flight,
+            purged: store.purged,
+            cache,
+            site_origins,
+            origin_servers,
+            cluster_members: membership.cluster_members,
+            replica_hits: membership.replica_hits,
+            peers,
+        }
+    }
+
+    pub fn peer(&self, peer: &str) -> PeerMetrics {
+        self.peers.peer(peer)
+    }
+
+    /// Drop a peer's series when it leaves the cluster (pods come and go with new addresses;
+    /// a departed peer must not stay "down" forever).
+    pub fn remove_peer(&self, peer: &str) {
+        self.peers.remove(peer);
+    }
+
+    pub fn origin_server(&self, site: &str, server: &str) -> OriginServerMetrics {
+        self.origin_servers.server(site, server)
+    }
+
+    pub fn site(&self, site: &str) -> SiteMetrics {
+        let origin = self.site_origins.site(site);
+        SiteMetrics {
+            requests: self.cache.site(site),
+            origin: origin.outcomes,
+            origin_duration: origin.duration,
+            origin_bytes: origin.bytes,
+            responses: self.responses.site(site),
+        }
+    }
+
+    pub fn eviction(&self, reason: &'static str) -> Counter {
+        self.cache.eviction(reason)
+    }
+
+    /// OpenMetrics text exposition (what Prometheus asks for).
+    pub fn encode_openmetrics(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Classic Prometheus text format 0.0.4 (for tools that predate OpenMetrics).
+    pub fn encode_prometheus(&self) -> String {
+        openmetrics_to_prometheus(&self.encode_openmetrics())
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,281 @@
+//! Origins: requests each site sends to its origin, and per origin server its requests,
+//! errors, latency, connections, queue, health and DNS.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+
+use super::{Registrar, SiteLabel, latency_histogram, names};
+
+/// Outcome of one request to an origin: the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginOutcome {
+    Response,
+    Connect,
+    Timeout,
+    Protocol,
+}
+
+impl OriginOutcome {
+    pub(super) const ALL: [OriginOutcome; 4] =
+        [Self::Response, Self::Connect, Self::Timeout, Self::Protocol];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Response => "response",
+            Self::Connect => "connect_error",
+            Self::Timeout => "timeout",
+            Self::Protocol => "protocol_error",
+        }
+    }
+}
+
+/// Why a request to one origin server failed: the `kind` label of
+/// `outpost_origin_server_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginError {
+    /// No TCP connection (refused, unreachable, connect timeout, no address from DNS).
+    Connect,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    /// No response head within `first_byte_timeout`.
+    Timeout,
+    /// The connection was reset or closed before a response head.
+    Reset,
+    /// A response that is not HTTP.
+    Protocol,
+    /// No free connection: the queue was full or the wait too long.
+    Overload,
+}
+
+impl OriginError {
+    pub const ALL: [OriginError; 6] = [
+        Self::Connect,
+        Self::Tls,
+        Self::Timeout,
+        Self::Reset,
+        Self::Protocol,
+        Self::Overload,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Tls => "tls",
+            Self::Timeout => "timeout",
+            Self::Reset => "reset",
+            Self::Protocol => "protocol",
+            Self::Overload => "overload",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OriginLabels {
+    site: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerLabels {
+    site: String,
+    server: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerErrorLabels {
+    site: String,
+    server: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerStateLabels {
+    site: String,
+    server: String,
+    state: &'static str,
+}
+
+/// Handles for one origin server.
+#[derive(Clone, Debug)]
+pub struct OriginServerMetrics {
+    pub up: Gauge,
+    pub ejections: Counter,
+    /// Requests sent (probes excluded), whatever came of them.
+    pub requests: Counter,
+    errors: [Counter; OriginError::ALL.len()],
+    /// Time to the response head of answered requests.
+    pub duration: Histogram,
+    pub open: Gauge,
+    pub idle: Gauge,
+    pub queued: Gauge,
+    pub addresses: Gauge,
+    pub dns_refreshes: Counter,
+    pub dns_failures: Counter,
+}
+
+impl OriginServerMetrics {
+    pub fn error(&self, kind: OriginError) {
+        self.errors[kind as usize].inc();
+    }
+}
+
+/// The per-site origin families.
+pub(super) struct SiteOriginFamilies {
+    requests: Family<OriginLabels, Counter>,
+    duration: Family<SiteLabel, Histogram>,
+    bytes: Family<SiteLabel, Counter>,
+}
+
+/// One site's origin handles, for [`super::SiteMetrics`].
+pub(super) struct SiteOrigin {
+    pub outcomes: [Counter; OriginOutcome::ALL.len()],
+    pub duration: Histogram,
+    pub bytes: Counter,
+}
+
+impl SiteOriginFamilies {
+    pub(super) fn register(reg: &mut Registrar) -> Self {
+        Self {
+            requests: reg.register(
+                names::ORIGIN_REQUESTS,
+                "Requests sent to origins by site and outcome",
+                Family::default(),
+            ),
+            duration: reg.register(
+                names::ORIGIN_DURATION,
+                "Time from sending a request to an origin to its response headers",
+                Family::new_with_constructor(latency_histogram as fn() -> _),
+            ),
+            bytes: reg.register(
+                names::ORIGIN_BYTES,
+                "Body bytes received from origins (and owner peers) by fills",
+                Family::default(),
+            ),
+        }
+    }
+
+    pub(super) fn site(&self, site: &str) -> SiteOrigin {
+        let label = SiteLabel {
+            site: site.to_owned(),
+        };
+        SiteOrigin {
+            outcomes: OriginOutcome::ALL.map(|o| {
+                self.requests.get_or_create_owned(&OriginLabels {
+                    site: site.to_owned(),
+                    outcome: o.as_str(),
+                })
+            }),
+            duration: self.duration.get_or_create_owned(&label),
+            bytes: self.bytes.get_or_create_owned(&label),
+        }
+    }
+}
+
+/// The per-origin-server families.
+pub(super) struct ServerFamilies {
+    up: Family<ServerLabels, Gauge>,
+    ejections: Family<ServerLabels, Counter>,
+    requests: Family<ServerLabels, Counter>,
+    errors: Family<ServerErrorLabels, Counter>,
+    duration: Family<ServerLabels, Histogram>,
+    connections: Family<ServerStateLabels, Gauge>,
+    queued: Family<ServerLabels, Gauge>,
+    addresses: Family<ServerLabels, Gauge>,
+    dns_refreshes: Family<ServerLabels, Counter>,
+    dns_failures: Family<ServerLabels, Counter>,
+}
+
+impl ServerFamilies {
+    pub(super) fn register(reg: &mut Registrar) -> Self {
+        Self {
+            up: reg.register(
+                names::ORIGIN_SERVER_UP,
+                "1 while an origin server is in rotation, 0 while failures keep it out",
+                Family::default(),
+            ),
+            ejections: reg.register(
+                names::ORIGIN_EJECTIONS,
+                "Times an origin server was taken out of rotation after consecutive failures",
+                Family::default(),
+            ),
+            requests: reg.register(
+                names::ORIGIN_SERVER_REQUESTS,
+                "Requests sent to an origin server (health probes excluded)",
+                Family::default(),
+            ),
+            errors: reg.register(
+                names::ORIGIN_SERVER_ERRORS,
+                "Requests to an origin server that failed, by kind (connect, tls, timeout, reset, protocol, overload)",
+                Family::default(),
+            ),
+            duration: reg.register(
+                names::ORIGIN_SERVER_DURATION,
+                "Time from sending a request to an origin server to its response headers",
+                Family::new_with_constructor(latency_histogram as fn() -> _),
+            ),
+            connections: reg.register(
+                names::ORIGIN_SERVER_CONNECTIONS,
+                "Connections to an origin server: open, and idle among them",
+                Family::default(),
+            ),
+            queued: reg.register(
+                names::ORIGIN_SERVER_QUEUED,
+                "Requests waiting for a free connection to an origin server (max_connections reached)",
+                Family::default(),
+            ),
+            addresses: reg.register(
+                names::ORIGIN_SERVER_ADDRESSES,
+                "Addresses an origin server's name resolves to (1 for an IP literal)",
+                Family::default(),
+            ),
+            dns_refreshes: reg.register(
+                names::ORIGIN_DNS_REFRESHES,
+                "Successful DNS resolutions of an origin server's name",
+                Family::default(),
+            ),
+            dns_failures: reg.register(
+                names::ORIGIN_DNS_FAILURES,
+                "Failed DNS resolutions of an origin server's name (the last good addresses stay in use)",
+                Family::default(),
+            ),
+        }
+    }
+
+    pub(super) fn server(&self, site: &str, server: &str) -> OriginServerMetrics {
+        let labels = ServerLabels {
+            site: site.to_owned(),
+            server: server.to_owned(),
+        };
+        let up = self.up.get_or_create_owned(&labels);
+        up.set(1);
+        let state = |state| {
+            self.connections.get_or_create_owned(&ServerStateLabels {
+                site: site.to_owned(),
+                server: server.to_owned(),
+                state,
+            })
+        };
+        OriginServerMetrics {
+            up,
+            ejections: self.ejections.get_or_create_owned(&labels),
+            requests: self.requests.get_or_create_owned(&labels),
+            errors: OriginError::ALL.map(|kind| {
+                self.errors.get_or_create_owned(&ServerErrorLabels {
+                    site: site.to_owned(),
+                    server: server.to_owned(),
+                    kind: kind.as_str(),
+                })
+            }),
+            duration: self.duration.get_or_create_owned(&labels),
+            open: state("open"),
+            idle: state("idle"),
+            queued: self.queued.get_or_create_owned(&labels),
+            addresses: self.addresses.get_or_create_owned(&labels),
+            dns_refreshes: self.dns_refreshes.get_or_create_owned(&labels),
+            dns_failures: self.dns_failures.get_or_create_owned(&labels),
+        }
+    }
+}
