@@ -6,6 +6,8 @@
 
 use http::StatusCode;
 
+use crate::origin::OriginFailure;
+
 /// Whose fault a failure is: decides the status class and what an operator should look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -128,12 +130,44 @@ impl ProxyError {
     }
 
     /// Whether the request may be sent again to another origin server: only failures that
-    /// happened before the origin could have acted on it.
+    /// happened before the origin could have acted on it ([`OriginFailure::retryable`]).
     pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::OriginConnect(_) | Self::OriginReset(_) | Self::OriginBusy
-        )
+        self.origin_failure().is_some_and(OriginFailure::retryable)
+    }
+
+    /// The error for a failed request to an origin server; `why` says what went wrong, where
+    /// the variant has room for it.
+    pub(crate) fn origin(failure: OriginFailure, why: String) -> Self {
+        match failure {
+            OriginFailure::Connect => Self::OriginConnect(why),
+            OriginFailure::Tls => Self::OriginTls(why),
+            OriginFailure::Timeout => Self::OriginTimeout,
+            OriginFailure::Reset => Self::OriginReset(why),
+            OriginFailure::Protocol => Self::OriginProtocol(why),
+            OriginFailure::Overload => Self::OriginBusy,
+        }
+    }
+
+    /// The failure of a request to an origin server this error stands for, if it is one.
+    pub(crate) fn origin_failure(&self) -> Option<OriginFailure> {
+        match self {
+            Self::OriginConnect(_) => Some(OriginFailure::Connect),
+            Self::OriginTls(_) => Some(OriginFailure::Tls),
+            Self::OriginTimeout => Some(OriginFailure::Timeout),
+            Self::OriginReset(_) => Some(OriginFailure::Reset),
+            Self::OriginProtocol(_) => Some(OriginFailure::Protocol),
+            Self::OriginBusy => Some(OriginFailure::Overload),
+            Self::MissingHost
+            | Self::UnknownHost(_)
+            | Self::Loop
+            | Self::NotCached
+            | Self::OriginDown
+            | Self::MustRevalidate
+            | Self::OriginBody(_)
+            | Self::ClientBody(_)
+            | Self::BodyTooLarge
+            | Self::Internal(_) => None,
+        }
     }
 }
 

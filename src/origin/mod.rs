@@ -7,15 +7,19 @@
 //! - [`health`]: a failing server leaves rotation, and with every server out a request fails
 //!   at once (503, or stale content where allowed) instead of waiting out a timeout; active
 //!   probes where configured.
+//! - [`failure`]: why a request to a server failed, classified once for the error, the
+//!   metrics, passive health and the retry decision.
 //! - Here: the balance policy across servers in rotation, timeouts, and retries on another
 //!   server of requests without a body that failed before the origin could act on them,
 //!   within a budget.
 
+mod failure;
 pub mod health;
 mod pool;
 mod resolve;
 mod tls;
 
+pub(crate) use failure::OriginFailure;
 pub use pool::UpstreamBody;
 
 use std::sync::Arc;
@@ -31,9 +35,7 @@ use rustls::pki_types::ServerName;
 
 use crate::config::{Balance, DnsConfig, HealthCheck, OriginConfig, OriginServer};
 use crate::error::ProxyError;
-use crate::observability::metrics::{
-    Metrics, OriginError, OriginOutcome, OriginServerMetrics, SiteMetrics,
-};
+use crate::observability::metrics::{Metrics, OriginOutcome, OriginServerMetrics, SiteMetrics};
 
 /// Milliseconds on a monotonic clock (since the first call), for [`health`].
 fn now_ms() -> u64 {
@@ -273,7 +275,7 @@ impl Origin {
                 Ok(slot) => slot,
                 // The server is busy, not failing: no mark against its health.
                 Err(e) => {
-                    server.metrics.error(OriginError::Overload);
+                    server.metrics.error(OriginFailure::Overload);
                     busy = Some(server);
                     last = Some(e);
                     continue;
@@ -301,8 +303,11 @@ impl Origin {
                     return Ok(response.map(|b| UpstreamBody::with_slot(b, slot)));
                 }
                 Err(e) => {
-                    // Busy is not failing; a broken client body is not the origin's fault.
-                    if !matches!(e, ProxyError::OriginBusy | ProxyError::ClientBody(_)) {
+                    // Only the origin's failures count against it: not a busy server, not a
+                    // broken client body.
+                    if e.origin_failure()
+                        .is_some_and(OriginFailure::counts_against_health)
+                    {
                         self.failed(server);
                     }
                     if !e.retryable() {
@@ -324,6 +329,8 @@ impl Origin {
         }
     }
 
+    /// One attempt on one server. Each failure is classified here, once: its metrics and
+    /// its error, and so (in [`Self::send`]) passive health and the retry, follow from it.
     async fn send_to(
         &self,
         server: &Server,
@@ -332,11 +339,9 @@ impl Origin {
     ) -> Result<Response<Incoming>, ProxyError> {
         let Some(endpoint) = server.pool.endpoint().await else {
             server.metrics.requests.inc();
-            server.metrics.error(OriginError::Connect);
-            self.metrics.origin(OriginOutcome::Connect);
             let why = format!("no address for {} (DNS)", server.config.authority);
             tracing::warn!(origin = %server.config.authority, "origin request failed: {why}");
-            return Err(ProxyError::OriginConnect(why));
+            return Err(self.count_failure(server, OriginFailure::Connect, why));
         };
         // The URI's authority is hyper's pool key, and HTTP/2's `:authority`.
         let host = request
@@ -356,65 +361,48 @@ impl Origin {
             tokio::time::timeout(self.first_byte_timeout, endpoint.client().request(outgoing))
                 .await;
         server.pool.settle(&endpoint);
-        let (kind, result) = match result {
-            Err(_) => (Some(OriginError::Timeout), Err(ProxyError::OriginTimeout)),
-            Ok(Ok(response)) => (None, Ok(response)),
+        let (failure, why) = match result {
+            Ok(Ok(response)) => {
+                let elapsed = started.elapsed().as_secs_f64();
+                self.metrics.origin(OriginOutcome::Response);
+                self.metrics.origin_duration.observe(elapsed);
+                server.metrics.duration.observe(elapsed);
+                return Ok(response);
+            }
             // The client's request body failed (cut, bad framing, over the limit): its error.
             Ok(Err(e)) if is_client_body(&e) => {
                 return Err(ProxyError::ClientBody(error_chain(&e)));
             }
-            Ok(Err(e)) => {
-                let kind = classify(&e);
-                let chain = error_chain(&e);
-                let error = match kind {
-                    OriginError::Overload => ProxyError::OriginBusy,
-                    OriginError::Tls => ProxyError::OriginTls(chain),
-                    OriginError::Connect => ProxyError::OriginConnect(chain),
-                    OriginError::Reset => ProxyError::OriginReset(chain),
-                    OriginError::Timeout | OriginError::Protocol => {
-                        ProxyError::OriginProtocol(chain)
-                    }
-                };
-                (Some(kind), Err(error))
-            }
+            Ok(Err(e)) => (classify(&e), error_chain(&e)),
+            // `OriginTimeout` carries no text.
+            Err(_) => (OriginFailure::Timeout, String::new()),
         };
-        let elapsed = started.elapsed().as_secs_f64();
-        match kind {
-            None => {
-                self.metrics.origin(OriginOutcome::Response);
-                self.metrics.origin_duration.observe(elapsed);
-                server.metrics.duration.observe(elapsed);
-            }
-            Some(kind) => {
-                server.metrics.error(kind);
-                self.metrics.origin(match kind {
-                    OriginError::Timeout => OriginOutcome::Timeout,
-                    OriginError::Connect | OriginError::Tls | OriginError::Overload => {
-                        OriginOutcome::Connect
-                    }
-                    OriginError::Reset | OriginError::Protocol => OriginOutcome::Protocol,
-                });
-                if let Err(e) = &result {
-                    tracing::warn!(origin = %server.config.authority, address = %endpoint.addr, error = %e, "origin request failed");
-                }
-            }
-        }
-        result
+        let error = self.count_failure(server, failure, why);
+        tracing::warn!(origin = %server.config.authority, address = %endpoint.addr, error = %error, "origin request failed");
+        Err(error)
+    }
+
+    /// Count a failed request against the server (its `kind`) and the site (its outcome),
+    /// and make its error.
+    fn count_failure(&self, server: &Server, failure: OriginFailure, why: String) -> ProxyError {
+        server.metrics.error(failure);
+        self.metrics.origin(OriginOutcome::of(failure));
+        ProxyError::origin(failure, why)
     }
 }
 
-/// What kind of failure a client error is, for metrics and the retry decision.
-fn classify(e: &hyper_util::client::legacy::Error) -> OriginError {
+/// Which failure an error of the client is (a timeout is the caller's to see: never one).
+fn classify(e: &hyper_util::client::legacy::Error) -> OriginFailure {
     if find::<pool::NoFreeConnection>(e) {
-        OriginError::Overload
+        OriginFailure::Overload
     } else if e.is_connect() && is_tls_failure(e) {
-        OriginError::Tls
+        OriginFailure::Tls
     } else if e.is_connect() {
-        OriginError::Connect
+        OriginFailure::Connect
     } else if is_reset(e) {
-        OriginError::Reset
+        OriginFailure::Reset
     } else {
-        OriginError::Protocol
+        OriginFailure::Protocol
     }
 }
 

@@ -37,7 +37,8 @@ pub fn openmetrics_to_prometheus(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{CacheResult, Metrics, OriginError, OriginOutcome, PeerOutcome};
+    use super::super::{CacheResult, Metrics, OriginOutcome, PeerOutcome};
+    use crate::origin::OriginFailure;
 
     #[test]
     fn classic_format_names_counter_families_by_their_samples() {
@@ -72,7 +73,7 @@ mod tests {
         site.response(http::StatusCode::OK, 0.004, Some(10));
         site.origin_bytes.inc_by(10);
         let server = m.origin_server("a", "origin.example:80");
-        server.error(OriginError::Timeout);
+        server.error(OriginFailure::Timeout);
         server.requests.inc();
         server.duration.observe(0.002);
         let peer = m.peer("10.0.0.2:8080");

@@ -19,7 +19,7 @@ mod origin;
 pub use cache::CacheResult;
 pub use cluster::{PeerMetrics, PeerOutcome};
 pub use exposition::openmetrics_to_prometheus;
-pub use origin::{OriginError, OriginOutcome, OriginServerMetrics};
+pub use origin::{OriginOutcome, OriginServerMetrics};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -8,6 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::{Registrar, SiteLabel, latency_histogram, names};
+use crate::origin::OriginFailure;
 
 /// Outcome of one request to an origin: the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,44 +31,13 @@ impl OriginOutcome {
             Self::Protocol => "protocol_error",
         }
     }
-}
 
-/// Why a request to one origin server failed: the `kind` label of
-/// `outpost_origin_server_errors_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OriginError {
-    /// No TCP connection (refused, unreachable, connect timeout, no address from DNS).
-    Connect,
-    /// The TLS handshake failed (certificate, protocol).
-    Tls,
-    /// No response head within `first_byte_timeout`.
-    Timeout,
-    /// The connection was reset or closed before a response head.
-    Reset,
-    /// A response that is not HTTP.
-    Protocol,
-    /// No free connection: the queue was full or the wait too long.
-    Overload,
-}
-
-impl OriginError {
-    pub const ALL: [OriginError; 6] = [
-        Self::Connect,
-        Self::Tls,
-        Self::Timeout,
-        Self::Reset,
-        Self::Protocol,
-        Self::Overload,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Connect => "connect",
-            Self::Tls => "tls",
-            Self::Timeout => "timeout",
-            Self::Reset => "reset",
-            Self::Protocol => "protocol",
-            Self::Overload => "overload",
+    /// The outcome a failed request counts as.
+    pub(crate) fn of(failure: OriginFailure) -> Self {
+        match failure {
+            OriginFailure::Timeout => Self::Timeout,
+            OriginFailure::Connect | OriginFailure::Tls | OriginFailure::Overload => Self::Connect,
+            OriginFailure::Reset | OriginFailure::Protocol => Self::Protocol,
         }
     }
 }
@@ -105,7 +75,7 @@ pub struct OriginServerMetrics {
     pub ejections: Counter,
     /// Requests sent (probes excluded), whatever came of them.
     pub requests: Counter,
-    errors: [Counter; OriginError::ALL.len()],
+    errors: [Counter; OriginFailure::ALL.len()],
     /// Time to the response head of answered requests.
     pub duration: Histogram,
     pub open: Gauge,
@@ -117,8 +87,9 @@ pub struct OriginServerMetrics {
 }
 
 impl OriginServerMetrics {
-    pub fn error(&self, kind: OriginError) {
-        self.errors[kind as usize].inc();
+    /// One failed request, under the failure's `kind` label.
+    pub(crate) fn error(&self, failure: OriginFailure) {
+        self.errors[failure as usize].inc();
     }
 }
 
@@ -262,7 +233,7 @@ impl ServerFamilies {
             up,
             ejections: self.ejections.get_or_create_owned(&labels),
             requests: self.requests.get_or_create_owned(&labels),
-            errors: OriginError::ALL.map(|kind| {
+            errors: OriginFailure::ALL.map(|kind| {
                 self.errors.get_or_create_owned(&ServerErrorLabels {
                     site: site.to_owned(),
                     server: server.to_owned(),
