@@ -10,7 +10,7 @@ use crate::origin::OriginFailure;
 
 /// Whose fault a failure is: decides the status class and what an operator should look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
+pub(crate) enum Fault {
     Client,
     Origin,
     Internal,
@@ -65,7 +65,7 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    pub fn fault(&self) -> Fault {
+    pub(crate) fn fault(&self) -> Fault {
         match self {
             Self::MissingHost
             | Self::UnknownHost(_)
@@ -87,7 +87,7 @@ impl ProxyError {
     }
 
     /// The one error → status mapping (DESIGN: 502 bad origin, 503 no upstream, 504 timeout).
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::MissingHost | Self::ClientBody(_) => StatusCode::BAD_REQUEST,
             Self::OriginDown | Self::OriginBusy => StatusCode::SERVICE_UNAVAILABLE,
@@ -108,7 +108,7 @@ impl ProxyError {
     }
 
     /// Token for `Cache-Status; detail=` and logs.
-    pub fn detail(&self) -> &'static str {
+    pub(crate) fn detail(&self) -> &'static str {
         match self {
             Self::MissingHost => "missing-host",
             Self::BodyTooLarge => "body-too-large",
@@ -131,7 +131,7 @@ impl ProxyError {
 
     /// Whether the request may be sent again to another origin server: only failures that
     /// happened before the origin could have acted on it ([`OriginFailure::retryable`]).
-    pub fn retryable(&self) -> bool {
+    pub(crate) fn retryable(&self) -> bool {
         self.origin_failure().is_some_and(OriginFailure::retryable)
     }
 
@@ -175,4 +175,4 @@ impl ProxyError {
 /// sees a truncated response rather than a short "complete" one.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("response body aborted: {0}")]
-pub struct BodyError(pub ProxyError);
+pub(crate) struct BodyError(pub ProxyError);

@@ -77,7 +77,7 @@ pub struct LogConfig {
 
 /// One line per request on stdout, or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccessLog {
+pub(crate) enum AccessLog {
     Off,
     Json,
     /// The Apache/nginx "combined" format, plus cache status and time taken.
@@ -224,7 +224,7 @@ pub(crate) struct SiteCacheConfig {
 
 /// Where a site's misses go.
 #[derive(Debug, Clone)]
-pub struct OriginConfig {
+pub(crate) struct OriginConfig {
     /// Never empty.
     pub(crate) servers: Vec<OriginServer>,
     pub(crate) connect_timeout: Duration,

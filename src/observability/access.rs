@@ -19,33 +19,33 @@ use crate::config::AccessLog as Format;
 /// Lines waiting for the writer before new ones are dropped.
 const BACKLOG: usize = 65_536;
 
-pub struct AccessLog {
+pub(crate) struct AccessLog {
     format: Format,
     lines: Option<SyncSender<String>>,
     dropped: Counter,
 }
 
 /// What a line says about one request.
-pub struct Entry<'a> {
-    pub client: SocketAddr,
-    pub method: &'a Method,
-    pub host: &'a str,
-    pub path: &'a str,
-    pub status: StatusCode,
+pub(crate) struct Entry<'a> {
+    pub(crate) client: SocketAddr,
+    pub(crate) method: &'a Method,
+    pub(crate) host: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) status: StatusCode,
     /// The body length when the response announced one.
-    pub bytes: Option<u64>,
-    pub cache_status: &'a str,
+    pub(crate) bytes: Option<u64>,
+    pub(crate) cache_status: &'a str,
     /// Where the response came from: `cache`, `peer` or `origin`.
-    pub upstream: &'a str,
-    pub site: &'a str,
-    pub started: SystemTime,
-    pub duration: Duration,
-    pub user_agent: Option<&'a HeaderValue>,
-    pub referer: Option<&'a HeaderValue>,
+    pub(crate) upstream: &'a str,
+    pub(crate) site: &'a str,
+    pub(crate) started: SystemTime,
+    pub(crate) duration: Duration,
+    pub(crate) user_agent: Option<&'a HeaderValue>,
+    pub(crate) referer: Option<&'a HeaderValue>,
 }
 
 impl AccessLog {
-    pub fn new(format: Format, dropped: Counter) -> Self {
+    pub(crate) fn new(format: Format, dropped: Counter) -> Self {
         let lines = (format != Format::Off).then(|| {
             let (tx, rx) = sync_channel::<String>(BACKLOG);
             std::thread::Builder::new()
@@ -72,11 +72,11 @@ impl AccessLog {
         }
     }
 
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.lines.is_some()
     }
 
-    pub fn record(&self, entry: &Entry<'_>) {
+    pub(crate) fn record(&self, entry: &Entry<'_>) {
         let Some(lines) = &self.lines else { return };
         let line = match self.format {
             Format::Off => return,

@@ -1,6 +1,6 @@
 //! What Outpost tells operators: metrics ([`metrics`]) and logs (tracing setup here).
 
-pub mod access;
+pub(crate) mod access;
 pub mod metrics;
 
 /// Install the tracing subscriber: `RUST_LOG` wins, then `default_level`.

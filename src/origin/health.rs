@@ -11,12 +11,12 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Consecutive failures that eject a server.
-pub const FALL: u32 = 3;
+pub(crate) const FALL: u32 = 3;
 const FIRST_BACKOFF_MS: u64 = 1_000;
 const MAX_BACKOFF_MS: u64 = 30_000;
 
 #[derive(Debug, Default)]
-pub struct Health {
+pub(crate) struct Health {
     failures: AtomicU32,
     /// Ejections in a row (for the backoff), reset by a success.
     ejections: AtomicU32,
@@ -26,30 +26,30 @@ pub struct Health {
 
 /// What a failure did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     Counted,
     /// The server just left rotation, for this many milliseconds.
     Ejected(u64),
 }
 
 impl Health {
-    pub fn available(&self, now_ms: u64) -> bool {
+    pub(crate) fn available(&self, now_ms: u64) -> bool {
         now_ms >= self.until_ms.load(Ordering::Relaxed)
     }
 
     /// Whether it is in rotation and not on trial.
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         self.until_ms.load(Ordering::Relaxed) == 0
     }
 
     /// Returns whether the server came back (it was ejected before).
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.failures.store(0, Ordering::Relaxed);
         self.ejections.store(0, Ordering::Relaxed);
         self.until_ms.swap(0, Ordering::Relaxed) != 0
     }
 
-    pub fn failure(&self, now_ms: u64) -> Failure {
+    pub(crate) fn failure(&self, now_ms: u64) -> Failure {
         let on_trial = self.until_ms.load(Ordering::Relaxed) != 0;
         let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures < FALL && !on_trial {
@@ -70,7 +70,7 @@ impl Health {
 /// retries banked. A failing origin therefore sees at most about 10% extra requests from
 /// retries, however many requests fail.
 #[derive(Debug)]
-pub struct RetryBudget {
+pub(crate) struct RetryBudget {
     /// In tenths of a retry.
     tenths: AtomicU64,
 }
@@ -86,7 +86,7 @@ impl Default for RetryBudget {
 }
 
 impl RetryBudget {
-    pub fn deposit(&self) {
+    pub(crate) fn deposit(&self) {
         let _ = self
             .tenths
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
@@ -94,7 +94,7 @@ impl RetryBudget {
             });
     }
 
-    pub fn withdraw(&self) -> bool {
+    pub(crate) fn withdraw(&self) -> bool {
         self.tenths
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| t.checked_sub(10))
             .is_ok()

@@ -14,13 +14,13 @@
 //!   within a budget.
 
 mod failure;
-pub mod health;
+pub(crate) mod health;
 mod pool;
 mod resolve;
 mod tls;
 
 pub(crate) use failure::OriginFailure;
-pub use pool::UpstreamBody;
+pub(crate) use pool::UpstreamBody;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -46,14 +46,14 @@ fn now_ms() -> u64 {
 
 /// A fill sends no body; a passed-through method streams the client's, up to the site's
 /// `max_request_body`.
-pub type OriginBody = Either<Empty<Bytes>, Limited<Incoming>>;
+pub(crate) type OriginBody = Either<Empty<Bytes>, Limited<Incoming>>;
 
 /// What to ask an origin, independent of which server answers.
 #[derive(Debug, Clone)]
-pub struct OriginRequest {
-    pub method: Method,
-    pub path_and_query: PathAndQuery,
-    pub headers: HeaderMap,
+pub(crate) struct OriginRequest {
+    pub(crate) method: Method,
+    pub(crate) path_and_query: PathAndQuery,
+    pub(crate) headers: HeaderMap,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +89,7 @@ impl Server {
     }
 }
 
-pub struct Origin {
+pub(crate) struct Origin {
     servers: Vec<Arc<Server>>,
     next: AtomicUsize,
     first_byte_timeout: Duration,
@@ -154,7 +154,7 @@ fn host_of(server: &OriginServer) -> &str {
 
 impl Origin {
     /// Must run inside the tokio runtime (servers given by name are resolved by a task).
-    pub fn new(
+    pub(crate) fn new(
         config: &OriginConfig,
         dns: &DnsConfig,
         site: &str,
@@ -239,14 +239,14 @@ impl Origin {
     }
 
     /// Longest wait for the response head, and between two chunks of a body.
-    pub fn first_byte_timeout(&self) -> Duration {
+    pub(crate) fn first_byte_timeout(&self) -> Duration {
         self.first_byte_timeout
     }
 
     /// Send `request` and wait for the response head. A request with a body is sent once; one
     /// without is retried on the next server if it failed before the origin could act on it
     /// (no connection, reset before a response, no free connection).
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         request: &OriginRequest,
         body: Option<Limited<Incoming>>,
@@ -479,7 +479,7 @@ fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// "outer: inner: innermost" — hyper's errors hide the useful part (refused, reset, bad
 /// certificate) in their sources.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

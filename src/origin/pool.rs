@@ -46,16 +46,16 @@ use crate::observability::metrics::OriginServerMetrics;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The client for one address.
-pub type AddressClient = Client<Limited, OriginBody>;
+pub(crate) type AddressClient = Client<Limited, OriginBody>;
 
 /// One address of a server, with its pool.
-pub struct Endpoint {
-    pub addr: SocketAddr,
+pub(crate) struct Endpoint {
+    pub(crate) addr: SocketAddr,
     /// Replaced once when ALPN first says HTTP/1.1 (see [`Pool::settle`]).
     client: ArcSwap<AddressClient>,
     /// Health probes: their own connection, outside the limit, so a probe neither waits
     /// behind requests nor takes a connection from them.
-    pub probe: AddressClient,
+    pub(crate) probe: AddressClient,
     /// What its connections speak, once known: [`UNKNOWN`], [`HTTP1`] or [`HTTP2`].
     speaks: Arc<AtomicU8>,
     /// Open connections to this address (`max_connections` each): a bound per address, so
@@ -74,11 +74,11 @@ impl Endpoint {
     /// (`:authority` must match `Host`), which gives each host its own connection. Over
     /// HTTP/1.1 the authority is only hyper's pool key: one shared by every host keeps a
     /// wildcard site's many hosts from each pinning idle connections.
-    pub fn keys_by_host(&self) -> bool {
+    pub(crate) fn keys_by_host(&self) -> bool {
         self.speaks.load(Ordering::Relaxed) != HTTP1
     }
 
-    pub fn client(&self) -> Arc<AddressClient> {
+    pub(crate) fn client(&self) -> Arc<AddressClient> {
         self.client.load_full()
     }
 }
@@ -98,7 +98,7 @@ struct Template {
 }
 
 /// The connections of one origin server.
-pub struct Pool {
+pub(crate) struct Pool {
     template: Template,
     endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
     /// Signalled when the first addresses arrive.
@@ -133,7 +133,7 @@ impl Usage {
 }
 
 impl Pool {
-    pub fn new(
+    pub(crate) fn new(
         config: &OriginConfig,
         https: bool,
         tls: rustls::ClientConfig,
@@ -173,7 +173,7 @@ impl Pool {
 
     /// Follow a new address list: addresses kept keep their pools, new ones get one, and
     /// removed ones drain (see the module doc).
-    pub fn set_addresses(&self, addrs: &[SocketAddr]) {
+    pub(crate) fn set_addresses(&self, addrs: &[SocketAddr]) {
         let current = self.endpoints.load();
         let next: Vec<Arc<Endpoint>> = addrs
             .iter()
@@ -218,7 +218,7 @@ impl Pool {
     /// connections by host; the connections opened while that was unknown would sit idle
     /// under keys no request uses, holding connection slots. A fresh client drops them
     /// (those carrying requests finish first).
-    pub fn settle(&self, endpoint: &Endpoint) {
+    pub(crate) fn settle(&self, endpoint: &Endpoint) {
         if endpoint.rekey.swap(false, Ordering::Relaxed) {
             let limits = Limits {
                 slots: Arc::clone(&endpoint.connections),
@@ -271,7 +271,7 @@ impl Pool {
     }
 
     /// The next address in turn; waits (up to the connect timeout) for the first resolution.
-    pub async fn endpoint(&self) -> Option<Arc<Endpoint>> {
+    pub(crate) async fn endpoint(&self) -> Option<Arc<Endpoint>> {
         if let Some(endpoint) = self.endpoint_now() {
             return Some(endpoint);
         }
@@ -285,11 +285,11 @@ impl Pool {
         self.endpoint_now()
     }
 
-    pub fn addresses(&self) -> usize {
+    pub(crate) fn addresses(&self) -> usize {
         self.endpoints.load().len()
     }
 
-    pub fn endpoint_now(&self) -> Option<Arc<Endpoint>> {
+    pub(crate) fn endpoint_now(&self) -> Option<Arc<Endpoint>> {
         let list = self.endpoints.load();
         if list.is_empty() {
             return None;
@@ -300,7 +300,7 @@ impl Pool {
 
     /// A request slot: at once, after waiting in the queue, or `OriginBusy` when the queue
     /// is full or the wait exceeds `queue_timeout`.
-    pub async fn admit(&self) -> Result<Slot, ProxyError> {
+    pub(crate) async fn admit(&self) -> Result<Slot, ProxyError> {
         let permit = match Arc::clone(&self.requests).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -350,7 +350,7 @@ impl Drop for Queued<'_> {
 
 /// A request's place among the server's `max_connections`, released when its response body
 /// ends (or is dropped).
-pub struct Slot {
+pub(crate) struct Slot {
     _permit: OwnedSemaphorePermit,
     usage: Arc<Usage>,
 }
@@ -364,11 +364,11 @@ impl Drop for Slot {
 /// No connection slot came free within the queue timeout.
 #[derive(Debug, thiserror::Error)]
 #[error("no free connection within {0:?} (max_connections reached)")]
-pub struct NoFreeConnection(Duration);
+pub(crate) struct NoFreeConnection(Duration);
 
 /// Dials one address whatever the URI's host (see the module doc).
 #[derive(Clone)]
-pub struct FixedAddress {
+pub(crate) struct FixedAddress {
     addr: SocketAddr,
     inner: HttpConnector,
 }
@@ -396,7 +396,7 @@ impl tower_service::Service<Uri> for FixedAddress {
 /// The TLS-or-plain connector of one address; with [`Limits`], holding a connection slot
 /// per connection.
 #[derive(Clone)]
-pub struct Limited {
+pub(crate) struct Limited {
     inner: HttpsConnector<FixedAddress>,
     wait: Duration,
     limits: Option<Limits>,
@@ -463,7 +463,7 @@ impl tower_service::Service<Uri> for Limited {
 }
 
 /// An open connection, counted until it closes (probes' are not).
-pub struct Counted<T> {
+pub(crate) struct Counted<T> {
     io: T,
     _slot: Option<OwnedSemaphorePermit>,
     usage: Option<Arc<Usage>>,
@@ -525,13 +525,13 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Counted<T> {
 
 /// A response body from an origin server or an owner peer. An origin's holds the request's
 /// [`Slot`] until the body ends.
-pub struct UpstreamBody {
+pub(crate) struct UpstreamBody {
     inner: Incoming,
     slot: Option<Slot>,
 }
 
 impl UpstreamBody {
-    pub fn with_slot(inner: Incoming, slot: Slot) -> Self {
+    pub(crate) fn with_slot(inner: Incoming, slot: Slot) -> Self {
         Self {
             inner,
             slot: Some(slot),

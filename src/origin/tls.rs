@@ -22,7 +22,7 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
 }
 
-pub fn client_config(tls: &OriginTls) -> Result<ClientConfig, OriginSetupError> {
+pub(crate) fn client_config(tls: &OriginTls) -> Result<ClientConfig, OriginSetupError> {
     let err = |e: rustls::Error| OriginSetupError::Tls(e.to_string());
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()

@@ -253,7 +253,7 @@ pub(crate) fn error_after(
     let code = error.status();
     // Only the status and the detail token: the error itself can name origin addresses and
     // certificate names, which go to the log, never to clients.
-    tracing::debug!(%error, status = code.as_u16(), "request failed");
+    tracing::debug!(%error, fault = ?error.fault(), status = code.as_u16(), "request failed");
     let text = format!(
         "{} {} ({})\n",
         code.as_u16(),

@@ -10,7 +10,7 @@ use super::{Registrar, names};
 
 /// The cache result of one client request: the `cache` label of `outpost_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheResult {
+pub(crate) enum CacheResult {
     Hit,
     Miss,
     Stale,
@@ -32,7 +32,7 @@ impl CacheResult {
         Self::Peer,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Hit => "hit",
             Self::Miss => "miss",
@@ -58,12 +58,12 @@ struct ReasonLabel {
 
 /// The node-wide cache handles (public fields of [`super::Metrics`]).
 pub(super) struct Store {
-    pub cache_bytes: Gauge,
-    pub cache_capacity: Gauge,
-    pub cache_entries: Gauge,
-    pub coalesced: Counter,
-    pub fills_in_flight: Gauge,
-    pub purged: Counter,
+    pub(crate) cache_bytes: Gauge,
+    pub(crate) cache_capacity: Gauge,
+    pub(crate) cache_entries: Gauge,
+    pub(crate) coalesced: Counter,
+    pub(crate) fills_in_flight: Gauge,
+    pub(crate) purged: Counter,
 }
 
 impl Store {

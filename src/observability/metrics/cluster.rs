@@ -11,7 +11,7 @@ use super::{Registrar, latency_histogram, names};
 
 /// Outcome of one request to a peer: the `outcome` label of `outpost_peer_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeerOutcome {
+pub(crate) enum PeerOutcome {
     Response,
     /// Refused, reset or closed before a response: the peer is ejected.
     Unreachable,
@@ -21,7 +21,7 @@ pub enum PeerOutcome {
 impl PeerOutcome {
     const ALL: [PeerOutcome; 3] = [Self::Response, Self::Unreachable, Self::Timeout];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Response => "response",
             Self::Unreachable => "unreachable",
@@ -43,23 +43,23 @@ struct PeerLabel {
 
 /// Handles for one peer, resolved when it joins.
 #[derive(Clone, Debug)]
-pub struct PeerMetrics {
+pub(crate) struct PeerMetrics {
     requests: [Counter; PeerOutcome::ALL.len()],
-    pub duration: Histogram,
-    pub ejections: Counter,
-    pub up: Gauge,
+    pub(crate) duration: Histogram,
+    pub(crate) ejections: Counter,
+    pub(crate) up: Gauge,
 }
 
 impl PeerMetrics {
-    pub fn request(&self, outcome: PeerOutcome) {
+    pub(crate) fn request(&self, outcome: PeerOutcome) {
         self.requests[outcome as usize].inc();
     }
 }
 
 /// The node-wide cluster handles (public fields of [`super::Metrics`]).
 pub(super) struct Membership {
-    pub cluster_members: Gauge,
-    pub replica_hits: Counter,
+    pub(crate) cluster_members: Gauge,
+    pub(crate) replica_hits: Counter,
 }
 
 impl Membership {

@@ -4,7 +4,7 @@
 /// Rewrite OpenMetrics text into the classic format: a counter family `x` is exposed as
 /// samples `x_total`, so its HELP/TYPE must name `x_total`; `info` becomes a gauge named
 /// `x_info`; `# UNIT` and `# EOF` do not exist there.
-pub fn openmetrics_to_prometheus(text: &str) -> String {
+pub(crate) fn openmetrics_to_prometheus(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut pending_help: Option<(&str, &str)> = None;
     for line in text.lines() {

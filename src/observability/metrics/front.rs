@@ -20,14 +20,14 @@ struct ClassLabels {
 
 /// The node-wide front-door handles (public fields of [`super::Metrics`]).
 pub(super) struct FrontDoor {
-    pub connections_open: Gauge,
-    pub connections_accepted: Counter,
-    pub connections_refused: Counter,
-    pub tls_handshakes: Counter,
-    pub tls_handshake_failures: Counter,
-    pub config_reloads: Counter,
-    pub config_reload_failures: Counter,
-    pub access_log_dropped: Counter,
+    pub(crate) connections_open: Gauge,
+    pub(crate) connections_accepted: Counter,
+    pub(crate) connections_refused: Counter,
+    pub(crate) tls_handshakes: Counter,
+    pub(crate) tls_handshake_failures: Counter,
+    pub(crate) config_reloads: Counter,
+    pub(crate) config_reload_failures: Counter,
+    pub(crate) access_log_dropped: Counter,
 }
 
 impl FrontDoor {

@@ -13,13 +13,13 @@ mod cache;
 mod cluster;
 mod exposition;
 mod front;
-pub mod names;
+pub(crate) mod names;
 mod origin;
 
-pub use cache::CacheResult;
-pub use cluster::{PeerMetrics, PeerOutcome};
-pub use exposition::openmetrics_to_prometheus;
-pub use origin::{OriginOutcome, OriginServerMetrics};
+pub(crate) use cache::CacheResult;
+pub(crate) use cluster::{PeerMetrics, PeerOutcome};
+pub(crate) use exposition::openmetrics_to_prometheus;
+pub(crate) use origin::{OriginOutcome, OriginServerMetrics};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -76,25 +76,25 @@ struct SiteLabel {
 
 /// Handles for one site, resolved once.
 #[derive(Clone, Debug)]
-pub struct SiteMetrics {
+pub(crate) struct SiteMetrics {
     requests: [Counter; CacheResult::ALL.len()],
     origin: [Counter; OriginOutcome::ALL.len()],
-    pub origin_duration: Histogram,
-    pub origin_bytes: Counter,
+    pub(crate) origin_duration: Histogram,
+    pub(crate) origin_bytes: Counter,
     responses: front::SiteResponses,
 }
 
 impl SiteMetrics {
     /// One response sent: its status class, the time to its head, and its announced length.
-    pub fn response(&self, status: http::StatusCode, seconds: f64, bytes: Option<u64>) {
+    pub(crate) fn response(&self, status: http::StatusCode, seconds: f64, bytes: Option<u64>) {
         self.responses.response(status, seconds, bytes);
     }
 
-    pub fn request(&self, result: CacheResult) {
+    pub(crate) fn request(&self, result: CacheResult) {
         self.requests[result as usize].inc();
     }
 
-    pub fn origin(&self, outcome: OriginOutcome) {
+    pub(crate) fn origin(&self, outcome: OriginOutcome) {
         self.origin[outcome as usize].inc();
     }
 }
@@ -102,29 +102,29 @@ impl SiteMetrics {
 pub struct Metrics {
     registry: Registry,
     // Front door.
-    pub connections_open: Gauge,
-    pub connections_accepted: Counter,
-    pub connections_refused: Counter,
-    pub tls_handshakes: Counter,
-    pub tls_handshake_failures: Counter,
-    pub config_reloads: Counter,
-    pub config_reload_failures: Counter,
-    pub access_log_dropped: Counter,
+    pub(crate) connections_open: Gauge,
+    pub(crate) connections_accepted: Counter,
+    pub(crate) connections_refused: Counter,
+    pub(crate) tls_handshakes: Counter,
+    pub(crate) tls_handshake_failures: Counter,
+    pub(crate) config_reloads: Counter,
+    pub(crate) config_reload_failures: Counter,
+    pub(crate) access_log_dropped: Counter,
     responses: front::ResponseFamilies,
     // Cache.
-    pub cache_bytes: Gauge,
-    pub cache_capacity: Gauge,
-    pub cache_entries: Gauge,
-    pub coalesced: Counter,
-    pub fills_in_flight: Gauge,
-    pub purged: Counter,
+    pub(crate) cache_bytes: Gauge,
+    pub(crate) cache_capacity: Gauge,
+    pub(crate) cache_entries: Gauge,
+    pub(crate) coalesced: Counter,
+    pub(crate) fills_in_flight: Gauge,
+    pub(crate) purged: Counter,
     cache: cache::CacheFamilies,
     // Origins.
     site_origins: origin::SiteOriginFamilies,
     origin_servers: origin::ServerFamilies,
     // Cluster.
-    pub cluster_members: Gauge,
-    pub replica_hits: Counter,
+    pub(crate) cluster_members: Gauge,
+    pub(crate) replica_hits: Counter,
     peers: cluster::PeerFamilies,
 }
 
@@ -171,21 +171,21 @@ impl Metrics {
         }
     }
 
-    pub fn peer(&self, peer: &str) -> PeerMetrics {
+    pub(crate) fn peer(&self, peer: &str) -> PeerMetrics {
         self.peers.peer(peer)
     }
 
     /// Drop a peer's series when it leaves the cluster (pods come and go with new addresses;
     /// a departed peer must not stay "down" forever).
-    pub fn remove_peer(&self, peer: &str) {
+    pub(crate) fn remove_peer(&self, peer: &str) {
         self.peers.remove(peer);
     }
 
-    pub fn origin_server(&self, site: &str, server: &str) -> OriginServerMetrics {
+    pub(crate) fn origin_server(&self, site: &str, server: &str) -> OriginServerMetrics {
         self.origin_servers.server(site, server)
     }
 
-    pub fn site(&self, site: &str) -> SiteMetrics {
+    pub(crate) fn site(&self, site: &str) -> SiteMetrics {
         let origin = self.site_origins.site(site);
         SiteMetrics {
             requests: self.cache.site(site),
@@ -196,12 +196,12 @@ impl Metrics {
         }
     }
 
-    pub fn eviction(&self, reason: &'static str) -> Counter {
+    pub(crate) fn eviction(&self, reason: &'static str) -> Counter {
         self.cache.eviction(reason)
     }
 
     /// OpenMetrics text exposition (what Prometheus asks for).
-    pub fn encode_openmetrics(&self) -> String {
+    pub(crate) fn encode_openmetrics(&self) -> String {
         let mut out = String::with_capacity(8192);
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -209,7 +209,7 @@ impl Metrics {
     }
 
     /// Classic Prometheus text format 0.0.4 (for tools that predate OpenMetrics).
-    pub fn encode_prometheus(&self) -> String {
+    pub(crate) fn encode_prometheus(&self) -> String {
         openmetrics_to_prometheus(&self.encode_openmetrics())
     }
 }

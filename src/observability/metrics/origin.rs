@@ -12,7 +12,7 @@ use crate::origin::OriginFailure;
 
 /// Outcome of one request to an origin: the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OriginOutcome {
+pub(crate) enum OriginOutcome {
     Response,
     Connect,
     Timeout,
@@ -23,7 +23,7 @@ impl OriginOutcome {
     pub(super) const ALL: [OriginOutcome; 4] =
         [Self::Response, Self::Connect, Self::Timeout, Self::Protocol];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Response => "response",
             Self::Connect => "connect_error",
@@ -70,20 +70,20 @@ struct ServerStateLabels {
 
 /// Handles for one origin server.
 #[derive(Clone, Debug)]
-pub struct OriginServerMetrics {
-    pub up: Gauge,
-    pub ejections: Counter,
+pub(crate) struct OriginServerMetrics {
+    pub(crate) up: Gauge,
+    pub(crate) ejections: Counter,
     /// Requests sent (probes excluded), whatever came of them.
-    pub requests: Counter,
+    pub(crate) requests: Counter,
     errors: [Counter; OriginFailure::ALL.len()],
     /// Time to the response head of answered requests.
-    pub duration: Histogram,
-    pub open: Gauge,
-    pub idle: Gauge,
-    pub queued: Gauge,
-    pub addresses: Gauge,
-    pub dns_refreshes: Counter,
-    pub dns_failures: Counter,
+    pub(crate) duration: Histogram,
+    pub(crate) open: Gauge,
+    pub(crate) idle: Gauge,
+    pub(crate) queued: Gauge,
+    pub(crate) addresses: Gauge,
+    pub(crate) dns_refreshes: Counter,
+    pub(crate) dns_failures: Counter,
 }
 
 impl OriginServerMetrics {
@@ -102,9 +102,9 @@ pub(super) struct SiteOriginFamilies {
 
 /// One site's origin handles, for [`super::SiteMetrics`].
 pub(super) struct SiteOrigin {
-    pub outcomes: [Counter; OriginOutcome::ALL.len()],
-    pub duration: Histogram,
-    pub bytes: Counter,
+    pub(crate) outcomes: [Counter; OriginOutcome::ALL.len()],
+    pub(crate) duration: Histogram,
+    pub(crate) bytes: Counter,
 }
 
 impl SiteOriginFamilies {
