@@ -74,7 +74,7 @@ pub async fn run(shutdown: impl std::future::Future<Output = ()> + Send) -> Resu
         let config = node_config(i)?;
         let listeners = Listeners::bind(&config).await?;
         let mut stopped = stopped.clone();
-        nodes.spawn(crate::run(config, listeners, async move {
+        nodes.spawn(crate::runtime::run(config, listeners, async move {
             let _ = stopped.wait_for(|s| *s).await;
         }));
     }

@@ -1,6 +1,6 @@
 //! Stable 64-bit hashes: the same value on every node, platform and Rust release.
 //!
-//! Cluster ownership ([`crate::cluster::ring`]) and origin balancing by hash both need every
+//! Cluster ownership (the ring) and origin balancing by hash both need every
 //! node to compute the same number for the same bytes, and golden vectors pin it, so the hash
 //! is written out here rather than taken from `std::hash` (whose `DefaultHasher` algorithm is
 //! unspecified and `RandomState` is seeded per process). It is FNV-1a 64 over the bytes followed

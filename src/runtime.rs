@@ -109,7 +109,7 @@ pub async fn run_with_reloads(
     let mut admin_loop = None;
     if let Some(socket) = admin_listen {
         let admin = Arc::new(admin::Admin {
-            runtime: runtime.clone(),
+            node: runtime.clone(),
         });
         // Stopped with the node's drain (below), never on its own.
         let accepting = admin_stop.subscribe();
@@ -479,5 +479,27 @@ fn same_cluster(old: &Config, new: &Config) -> bool {
                 && old.dns.servers == new.dns.servers
         }
         _ => false,
+    }
+}
+
+impl admin::Node for Runtime {
+    fn proxy(&self) -> Arc<Proxy> {
+        self.front.proxy()
+    }
+
+    fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    fn is_ready(&self) -> bool {
+        Runtime::is_ready(self)
+    }
+
+    fn token(&self) -> Arc<Option<String>> {
+        self.token.load_full()
+    }
+
+    async fn reload(&self) -> Result<(), String> {
+        Runtime::reload(self).await.map_err(|e| e.to_string())
     }
 }

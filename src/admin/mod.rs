@@ -24,7 +24,6 @@ use crate::cluster::{Cluster, Route};
 use crate::observability::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::proxy::purge::PurgeRequest;
-use crate::runtime::Runtime;
 use crate::service::{ClientInfo, Handler, ProxyBody, json, text};
 
 /// Largest purge request body accepted.
@@ -32,29 +31,43 @@ const MAX_PURGE_BODY: usize = 1 << 20;
 
 /// The admin API of a running node: reads the node's current state on every request, so it
 /// follows reloads (proxy, cluster, token).
-pub(crate) struct Admin {
-    pub(crate) runtime: Arc<Runtime>,
+pub(crate) struct Admin<N> {
+    pub(crate) node: Arc<N>,
+}
+
+/// What the admin API needs of the running node. The runtime implements it, so the admin API
+/// sits below the runtime that starts it and follows its reloads (proxy, cluster, token).
+pub(crate) trait Node: Send + Sync + 'static {
+    /// The proxy serving now (replaced whole by a reload).
+    fn proxy(&self) -> Arc<Proxy>;
+    fn metrics(&self) -> &Arc<Metrics>;
+    /// False while draining.
+    fn is_ready(&self) -> bool;
+    /// The bearer token mutations need; `None` refuses them all.
+    fn token(&self) -> Arc<Option<String>>;
+    /// Re-read the configuration file; the error says why it was refused.
+    fn reload(&self) -> impl std::future::Future<Output = Result<(), String>> + Send;
 }
 
 /// How long a purge waits for each peer's answer.
 const FAN_OUT_TIMEOUT: Duration = Duration::from_secs(5);
 
-impl Handler for Admin {
+impl<N: Node> Handler for Admin<N> {
     async fn call(
         self: Arc<Self>,
         request: Request<Incoming>,
         _client: ClientInfo,
     ) -> Response<ProxyBody> {
-        let proxy = self.runtime.front.proxy();
+        let proxy = self.node.proxy();
         let view = View {
             proxy: &proxy,
             cluster: proxy.cluster.as_ref(),
-            metrics: &self.runtime.metrics,
+            metrics: self.node.metrics(),
         };
         match (request.method(), request.uri().path()) {
             (&Method::GET, "/metrics") => view.metrics_page(&request).await,
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-            (&Method::GET, "/readyz") if self.runtime.is_ready() => text(StatusCode::OK, "ready\n"),
+            (&Method::GET, "/readyz") if self.node.is_ready() => text(StatusCode::OK, "ready\n"),
             (&Method::GET, "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
             (&Method::GET, "/cluster") => view.cluster_page(),
             (&Method::GET, "/cluster/owner") => view.owner(request.uri().query()),
@@ -63,7 +76,7 @@ impl Handler for Admin {
                 Err(refusal) => refusal.response(),
             },
             (&Method::POST, "/reload") => match self.authorize(&request) {
-                Ok(()) => match self.runtime.reload().await {
+                Ok(()) => match self.node.reload().await {
                     Ok(()) => json(StatusCode::OK, &serde_json::json!({ "reloaded": true })),
                     Err(e) => json(
                         StatusCode::UNPROCESSABLE_ENTITY,
@@ -89,9 +102,9 @@ struct View<'a> {
     metrics: &'a Arc<Metrics>,
 }
 
-impl Admin {
+impl<N: Node> Admin<N> {
     fn authorize(&self, request: &Request<Incoming>) -> Result<(), Refusal> {
-        let token = self.runtime.token.load();
+        let token = self.node.token();
         let Some(token) = token.as_deref() else {
             return Err(Refusal::NoToken);
         };

@@ -13,13 +13,12 @@
 //!   server of requests without a body that failed before the origin could act on them,
 //!   within a budget.
 
-mod failure;
 pub(crate) mod health;
 mod pool;
 mod resolve;
 mod tls;
 
-pub(crate) use failure::OriginFailure;
+pub(crate) use crate::error::OriginFailure;
 pub(crate) use pool::UpstreamBody;
 
 use std::sync::Arc;

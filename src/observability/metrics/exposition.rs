@@ -38,7 +38,7 @@ pub(crate) fn openmetrics_to_prometheus(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::{CacheResult, Metrics, OriginOutcome, PeerOutcome};
-    use crate::origin::OriginFailure;
+    use crate::error::OriginFailure;
 
     #[test]
     fn classic_format_names_counter_families_by_their_samples() {

@@ -8,7 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::{Registrar, SiteLabel, latency_histogram, names};
-use crate::origin::OriginFailure;
+use crate::error::OriginFailure;
 
 /// Outcome of one request to an origin: the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

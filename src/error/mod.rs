@@ -6,7 +6,9 @@
 
 use http::StatusCode;
 
-use crate::origin::OriginFailure;
+mod origin;
+
+pub(crate) use origin::OriginFailure;
 
 /// Whose fault a failure is: decides the status class and what an operator should look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
