@@ -6,35 +6,51 @@
 //! ## The request path
 //!
 //! ```text
-//! client ──TLS/h1/h2──▶ listener ──▶ request ──▶ lookup ──hit──────────────────▶ respond
+//! client ──TLS/h1/h2──▶ listener ──▶ request ──▶ lookup ──hit──────────────────────────▶ respond
 //!                                      │           │ miss / stale
 //!                                      │           ▼
-//!                                      │        fill (coalesced) ──▶ origin
-//!                                      │           │
-//!                                      │        store ──────────────────────────▶ respond
+//!                                      │        route: owner = ring(key)
+//!                                      │           ├─ self ──▶ fill (coalesced) ──▶ origin
+//!                                      │           └─ peer ──▶ peer hop (1 hop max) ──▶ owner node
+//!                                      │                           │
+//!                                      │        store (on the owner; replicas if hot) ──▶ respond
 //!                                      ▼
 //!                               (site by Host; unknown Host refused)
 //! ```
 //!
-//! ## Modules
+//! Every response carries one [`proxy::outcome::Outcome`]: the `cache` metric label, this
+//! node's `Cache-Status` member and the access log's `upstream` are all read from it.
+//!
+//! ## Modules, from the bottom up
+//!
+//! No module imports one above it in this table, except `demo`, which runs a whole node.
 //!
 //! | module | owns |
 //! |---|---|
-//! | `main.rs` | CLI (`outpost [run] --config`, `check`, `demo`), runtime, signals; wiring only |
+//! | [`cache`] | RFC 9111/5861/9211/9213 policy, pure (no I/O, no clock: `now` is a parameter) |
+//! | [`hash`] | stable 64-bit hashes shared by the cluster ring and origin balancing |
+//! | [`dns`] | hickory-resolver lookups re-resolved on the records' TTL (cluster members, origins) |
+//! | [`error`] | every way a request fails, whose fault it is, and the one error → HTTP status mapping |
 //! | [`config`] | TOML → file structs → validated [`config::Config`]; errors with file:line:col |
-//! | [`listener`] | TCP and TLS accept loops, SNI, ALPN, connection limit, drain |
+//! | [`storage`] | the moka store weighed in bytes, variants, tag index, coalescing of fills |
+//! | [`observability`] | metrics by area (front door, cache, origin, cluster), access log, logging |
+//! | [`service`] | what listeners call and answer: `Handler`, `ClientInfo`, `ProxyBody`, text/json |
+//! | [`origin`] | origin pools per site: DNS, balancing, health, retries, limits, TLS, HTTP/2 |
+//! | [`cluster`] | the rendezvous ring, membership and peer health, the signed peer hop, purge fan-out |
+//! | [`listener`] | TCP and TLS accept loops, SNI, ALPN, connection limit, timeouts, drain |
 //! | [`proxy`] | the phases of the request path, one file each, in call order |
-//! | [`cache`] | RFC 9111 policy, pure (no I/O, no clock: `now` is a parameter) |
-//! | [`storage`] | the moka store weighed in bytes, variants, request coalescing |
-//! | [`origin`] | origin connection pools, timeouts, retries, TLS to origins |
-//! | [`admin`] | the admin listener: metrics, health, readiness, purge |
-//! | [`observability`] | metric names and handles, logging setup |
-//! | [`demo`] | `outpost demo`: a built-in origin and node on loopback |
+//! | [`admin`] | the admin listener: metrics, health, readiness, purge, reload, cluster pages |
+//! | [`runtime`] | a running node: listeners, admin, reloads, drain; [`run`] |
+//! | [`demo`] | `outpost demo`: a built-in origin and a 3-node cluster on loopback |
+//! | `main.rs` | CLI (`outpost [run] --config`, `check`, `demo`), signals; wiring only |
 //!
-//! Rules of the house: `cache/` imports nothing async; a cache hit clones an `Arc` and
-//! `Bytes`, never copies a body; no global lock on the request path.
+//! Rules of the house: `cache/` and `cluster/ring` import nothing async; a cache hit clones an
+//! `Arc` and `Bytes`, never copies a body; no global lock on the request path.
 //!
 //! Tests start a node in-process with [`run`] on listeners bound to port 0.
+
+// The module docs are the maintainers' map and link to crate-private items on purpose.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod admin;
 pub mod cache;

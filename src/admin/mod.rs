@@ -5,7 +5,10 @@
 //! | GET    | `/metrics` | none   | Prometheus metrics: OpenMetrics if the scraper accepts it, else text 0.0.4 |
 //! | GET    | `/healthz` | none   | 200 while the process runs |
 //! | GET    | `/readyz`  | none   | 200 when serving, 503 while draining |
-//! | POST   | `/purge`   | bearer | `{"urls": [..], "tags": [..], "soft": false}`: remove (or, soft, mark stale) every variant of each URL and every entry with each tag |
+//! | POST   | `/purge`   | bearer | `{"urls": [..], "tags": [..], "soft": false}`: remove (or, soft, mark stale) every variant of each URL and every entry with each tag, here and on every cluster member |
+//! | POST   | `/reload`  | bearer | re-read the configuration file, as SIGHUP does: `{"reloaded": true}`, or 422 with the reason (the running configuration stays) |
+//! | GET    | `/cluster` | none   | this node, the members with their health and ring shares, when the membership last changed |
+//! | GET    | `/cluster/owner?url=…` | none | the cache key of an absolute URL and the node that owns it |
 //!
 //! Mutations need `Authorization: Bearer <[admin] token>`; without a configured token they are
 //! refused, so an admin port exposed by mistake cannot wipe the cache.

@@ -7,8 +7,8 @@
 //! - [`health`]: a failing server leaves rotation, and with every server out a request fails
 //!   at once (503, or stale content where allowed) instead of waiting out a timeout; active
 //!   probes where configured.
-//! - [`failure`]: why a request to a server failed, classified once for the error, the
-//!   metrics, passive health and the retry decision.
+//! - [`OriginFailure`] (kept in `error/`, below the metrics that count it): why a request to
+//!   a server failed, classified once for the error, the metrics, passive health and retries.
 //! - Here: the balance policy across servers in rotation, timeouts, and retries on another
 //!   server of requests without a body that failed before the origin could act on them,
 //!   within a budget.

@@ -6,10 +6,13 @@
 //! 4. [`fill`] — one origin fetch per key at a time, streamed to every waiting client;
 //! 5. [`store`] — storability, freshness and age, the immutable entry;
 //! 6. [`respond`] — conditionals, ranges, HEAD, `Age`, `Cache-Status`, `Via`; errors mapped
-//!    to HTTP in one place.
+//!    to HTTP in one place. Every response leaves with its [`outcome`], which [`Proxy::handle`]
+//!    counts and logs.
 //!
-//! Methods other than GET and HEAD pass through to the origin with their bodies streamed, and
-//! a successful unsafe one invalidates the stored responses for its URI (RFC 9111 §4.4).
+//! Beside the phases: `pass` forwards methods other than GET and HEAD with their bodies
+//! streamed (a successful unsafe one invalidates the stored responses for its URI, RFC 9111
+//! §4.4); [`purge`] removes what the admin API or a peer asks; `internal` answers peers' probes
+//! and fanned-out purges under `/_outpost/`.
 
 pub(crate) mod fill;
 pub(crate) mod headers;
