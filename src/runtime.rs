@@ -227,7 +227,7 @@ impl Runtime {
         let (cluster, background) = start_cluster(&config, &metrics, None);
         let access = Arc::new(AccessLog::new(
             config.log.access,
-            metrics.access_log_dropped.clone(),
+            metrics.front.access_log_dropped.clone(),
         ));
         let proxy = Proxy::new(
             &config,
@@ -306,11 +306,11 @@ impl Runtime {
         let result = self.try_reload().await;
         match &result {
             Ok(()) => {
-                self.metrics.config_reloads.inc();
+                self.metrics.front.config_reloads.inc();
                 tracing::info!("configuration reloaded");
             }
             Err(e) => {
-                self.metrics.config_reload_failures.inc();
+                self.metrics.front.config_reload_failures.inc();
                 tracing::error!("reload refused, keeping the running configuration: {e}");
             }
         }
@@ -415,6 +415,7 @@ impl Runtime {
 
 fn new_store(config: &Config, metrics: &Metrics) -> Arc<Store> {
     metrics
+        .store
         .cache_capacity
         .set(i64::try_from(config.cache.memory).unwrap_or(i64::MAX));
     Arc::new(Store::new(

@@ -127,8 +127,14 @@ impl View<'_> {
     async fn metrics_page(&self, request: &Request<Incoming>) -> Response<ProxyBody> {
         let store = self.proxy.store();
         store.run_pending_tasks().await;
-        self.metrics.cache_bytes.set(gauge(store.weighted_size()));
-        self.metrics.cache_entries.set(gauge(store.entry_count()));
+        self.metrics
+            .store
+            .cache_bytes
+            .set(gauge(store.weighted_size()));
+        self.metrics
+            .store
+            .cache_entries
+            .set(gauge(store.entry_count()));
         let openmetrics = request
             .headers()
             .get(header::ACCEPT)

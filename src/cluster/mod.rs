@@ -144,6 +144,7 @@ impl Cluster {
             changed: SystemTime::now(),
         }));
         self.metrics
+            .membership
             .cluster_members
             .set(self.view.load().ring.len() as i64);
     }

@@ -125,13 +125,13 @@ pub(crate) async fn accept_loop<H: Handler>(listener: TcpListener, acceptor: Acc
         let Ok(permit) = acceptor.connections.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "connection limit reached; closing");
             if let Some(m) = &metrics {
-                m.connections_refused.inc();
+                m.front.connections_refused.inc();
             }
             continue;
         };
         if let Some(m) = &metrics {
-            m.connections_accepted.inc();
-            m.connections_open.inc();
+            m.front.connections_accepted.inc();
+            m.front.connections_open.inc();
         }
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
@@ -146,9 +146,9 @@ pub(crate) async fn accept_loop<H: Handler>(listener: TcpListener, acceptor: Acc
                     let handshake = tokio::time::timeout(timeout, tls.accept(stream)).await;
                     let ok = matches!(handshake, Ok(Ok(_)));
                     if let Some(m) = &metrics {
-                        m.tls_handshakes.inc();
+                        m.front.tls_handshakes.inc();
                         if !ok {
-                            m.tls_handshake_failures.inc();
+                            m.front.tls_handshake_failures.inc();
                         }
                     }
                     match handshake {
@@ -159,7 +159,7 @@ pub(crate) async fn accept_loop<H: Handler>(listener: TcpListener, acceptor: Acc
                 }
             }
             if let Some(m) = &metrics {
-                m.connections_open.dec();
+                m.front.connections_open.dec();
             }
             drop(permit);
         });

@@ -115,7 +115,7 @@ impl FillJob {
 }
 
 pub(crate) async fn run(mut job: FillJob, publisher: Publisher<FillHead>) {
-    let gauge = &job.proxy.metrics.fills_in_flight.clone();
+    let gauge = &job.proxy.metrics.store.fills_in_flight.clone();
     gauge.inc();
     let mut request_time = SystemTime::now();
     let mut sent = job.send().await;

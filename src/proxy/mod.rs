@@ -224,7 +224,7 @@ impl Proxy {
         match lookup::decide(variants.as_deref(), &ctx.headers, &ctx.directives, now) {
             Lookup::Hit { entry, freshness } => {
                 if entry.replica {
-                    self.metrics.replica_hits.inc();
+                    self.metrics.membership.replica_hits.inc();
                 }
                 let outcome = Outcome::hit(freshness.ttl_secs());
                 respond::from_entry(&self.node, &entry, &ctx, now, outcome)
@@ -395,7 +395,7 @@ impl Proxy {
             }
             Join::Follower(fill) => match fill.subscribe() {
                 Some(subscriber) => {
-                    self.metrics.coalesced.inc();
+                    self.metrics.store.coalesced.inc();
                     (Some(subscriber), true)
                 }
                 // Too late to read it from the start: fetch alone.

@@ -104,7 +104,7 @@ impl Proxy {
             self.inflight.invalidate(&key);
             purged += self.store.purge_key(&key, mode).await;
         }
-        self.metrics.purged.inc_by(purged as u64);
+        self.metrics.store.purged.inc_by(purged as u64);
         Ok(purged)
     }
 
@@ -114,7 +114,7 @@ impl Proxy {
             .store
             .purge_tags(Arc::from([tag.to_owned()]), mode)
             .await;
-        self.metrics.purged.inc_by(purged as u64);
+        self.metrics.store.purged.inc_by(purged as u64);
         purged
     }
 }

@@ -57,7 +57,7 @@ struct ReasonLabel {
 }
 
 /// The node-wide cache handles (public fields of [`super::Metrics`]).
-pub(super) struct Store {
+pub(crate) struct Store {
     pub(crate) cache_bytes: Gauge,
     pub(crate) cache_capacity: Gauge,
     pub(crate) cache_entries: Gauge,

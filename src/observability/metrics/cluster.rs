@@ -57,7 +57,7 @@ impl PeerMetrics {
 }
 
 /// The node-wide cluster handles (public fields of [`super::Metrics`]).
-pub(super) struct Membership {
+pub(crate) struct Membership {
     pub(crate) cluster_members: Gauge,
     pub(crate) replica_hits: Counter,
 }

@@ -80,8 +80,8 @@ mod tests {
         peer.request(PeerOutcome::Timeout);
         peer.duration.observe(0.001);
         m.eviction("size").inc();
-        m.purged.inc();
-        m.connections_open.inc();
+        m.store.purged.inc();
+        m.front.connections_open.inc();
         let text = m.encode_openmetrics();
         let golden =
             include_str!("golden.openmetrics").replace("{version}", env!("CARGO_PKG_VERSION"));

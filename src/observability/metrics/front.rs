@@ -19,7 +19,7 @@ struct ClassLabels {
 }
 
 /// The node-wide front-door handles (public fields of [`super::Metrics`]).
-pub(super) struct FrontDoor {
+pub(crate) struct FrontDoor {
     pub(crate) connections_open: Gauge,
     pub(crate) connections_accepted: Counter,
     pub(crate) connections_refused: Counter,

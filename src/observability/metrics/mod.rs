@@ -23,7 +23,6 @@ pub(crate) use origin::{OriginOutcome, OriginServerMetrics};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry};
@@ -101,30 +100,17 @@ impl SiteMetrics {
 
 pub struct Metrics {
     registry: Registry,
-    // Front door.
-    pub(crate) connections_open: Gauge,
-    pub(crate) connections_accepted: Counter,
-    pub(crate) connections_refused: Counter,
-    pub(crate) tls_handshakes: Counter,
-    pub(crate) tls_handshake_failures: Counter,
-    pub(crate) config_reloads: Counter,
-    pub(crate) config_reload_failures: Counter,
-    pub(crate) access_log_dropped: Counter,
+    /// Connections, TLS handshakes, reloads, the access log.
+    pub(crate) front: front::FrontDoor,
     responses: front::ResponseFamilies,
-    // Cache.
-    pub(crate) cache_bytes: Gauge,
-    pub(crate) cache_capacity: Gauge,
-    pub(crate) cache_entries: Gauge,
-    pub(crate) coalesced: Counter,
-    pub(crate) fills_in_flight: Gauge,
-    pub(crate) purged: Counter,
+    /// The store's size, fills, coalescing and purges.
+    pub(crate) store: cache::Store,
     cache: cache::CacheFamilies,
     // Origins.
     site_origins: origin::SiteOriginFamilies,
     origin_servers: origin::ServerFamilies,
-    // Cluster.
-    pub(crate) cluster_members: Gauge,
-    pub(crate) replica_hits: Counter,
+    /// Members and replica hits.
+    pub(crate) membership: cluster::Membership,
     peers: cluster::PeerFamilies,
 }
 
@@ -147,26 +133,13 @@ impl Metrics {
         prefixed.register(names::BUILD, "Build information", info);
         Self {
             registry,
-            connections_open: front.connections_open,
-            connections_accepted: front.connections_accepted,
-            connections_refused: front.connections_refused,
-            tls_handshakes: front.tls_handshakes,
-            tls_handshake_failures: front.tls_handshake_failures,
-            config_reloads: front.config_reloads,
-            config_reload_failures: front.config_reload_failures,
-            access_log_dropped: front.access_log_dropped,
+            front,
             responses,
-            cache_bytes: store.cache_bytes,
-            cache_capacity: store.cache_capacity,
-            cache_entries: store.cache_entries,
-            coalesced: store.coalesced,
-            fills_in_flight: store.fills_in_flight,
-            purged: store.purged,
+            store,
             cache,
             site_origins,
             origin_servers,
-            cluster_members: membership.cluster_members,
-            replica_hits: membership.replica_hits,
+            membership,
             peers,
         }
     }
