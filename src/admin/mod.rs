@@ -353,7 +353,7 @@ async fn fan_out(
                     "{status}: {}",
                     String::from_utf8_lossy(&bytes).trim()
                 )),
-                Err(e) => Err(e),
+                Err(e) => Err(e.to_string()),
             };
             (peer, result)
         }

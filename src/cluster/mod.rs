@@ -47,6 +47,11 @@ use sketch::Sketch;
 /// own replica (`replicate = "hot"`); well above the estimate a never-seen key can reach from
 /// collisions (3-7 in the worst case).
 const HOT_THRESHOLD: u32 = 8;
+/// The shortest wait for a probe's answer. A node busy with a burst answers its probe after
+/// the requests queued before it; a short `probe_interval` (fast detection of a node that
+/// refuses connections, which needs no wait) must not turn that into ejections. A hung peer is
+/// out after three such waits.
+const PROBE_TIMEOUT_MIN: std::time::Duration = std::time::Duration::from_secs(1);
 /// Distinct objects the hot sketch tracks well.
 const SKETCH_CAPACITY: usize = 1 << 16;
 
@@ -170,6 +175,11 @@ impl Cluster {
         }
     }
 
+    /// How long a probe waits: the probe interval, but never less than [`PROBE_TIMEOUT_MIN`].
+    fn probe_timeout(&self) -> std::time::Duration {
+        self.probe_interval.max(PROBE_TIMEOUT_MIN)
+    }
+
     /// Probe every peer each `probe_interval`: a dead peer that answers comes back, a live one
     /// that does not is ejected. Runs until the node stops.
     pub(crate) async fn probe_forever(self: Arc<Self>) {
@@ -181,7 +191,7 @@ impl Cluster {
             let probes = view
                 .peers
                 .values()
-                .map(|peer| self.client.probe(peer, self.probe_interval));
+                .map(|peer| self.client.probe(peer, self.probe_timeout()));
             futures_util::future::join_all(probes).await;
         }
     }

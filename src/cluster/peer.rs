@@ -3,11 +3,15 @@
 //!
 //! A peer that refuses or resets a connection is ejected at once (its keys go to the next
 //! live node of their preference order); probes every `probe_interval` bring it back when it
-//! answers again. A slow owner is not ejected: it is alive, just waiting on its origin.
+//! answers again. A slow owner is not ejected: it is alive, just waiting on its origin. Nor is
+//! a peer whose probe answer is late once: a node busy with a burst answers its probe after
+//! the requests queued before it, and ejecting it then would send its keys to the origin a
+//! second time. Only [`PROBE_FALL`] late probes in a row eject it; a refusal, a reset or a
+//! non-200 answer ejects at once.
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -25,6 +29,8 @@ use crate::origin::{OriginRequest, error_chain};
 
 /// Path on a node's http listener that answers probes with its name.
 pub(crate) const PROBE_PATH: &str = "/_outpost/peer";
+/// Late probes in a row that eject a peer (a hung peer is out after this many intervals).
+pub(crate) const PROBE_FALL: u32 = 3;
 /// Path on a node's http listener that applies a purge fanned out by a peer.
 pub(crate) const PURGE_PATH: &str = "/_outpost/purge";
 /// Header carrying the MAC of a fanned-out purge body.
@@ -34,6 +40,8 @@ pub(crate) struct Peer {
     pub(crate) id: NodeId,
     pub(crate) addr: SocketAddr,
     alive: AtomicBool,
+    /// Probes in a row that got no answer in time; reset by any answer.
+    late_probes: AtomicU32,
     /// The node name it reports in probes.
     name: Mutex<Option<String>>,
     last_change: Mutex<SystemTime>,
@@ -48,6 +56,7 @@ impl Peer {
             id,
             addr,
             alive: AtomicBool::new(true),
+            late_probes: AtomicU32::new(0),
             name: Mutex::new(None),
             last_change: Mutex::new(SystemTime::now()),
             metrics,
@@ -76,6 +85,20 @@ impl Peer {
         }
     }
 
+    /// A probe got no answer in time: ejected only after [`PROBE_FALL`] in a row.
+    fn probe_late(&self) {
+        let late = self.late_probes.fetch_add(1, Ordering::Relaxed) + 1;
+        if late >= PROBE_FALL {
+            self.eject(&format!("{late} probes in a row timed out"));
+        }
+    }
+
+    /// It answered: alive, with no late probes counted against it.
+    fn answered(&self) {
+        self.late_probes.store(0, Ordering::Relaxed);
+        self.revive();
+    }
+
     fn revive(&self) {
         if !self.alive.swap(true, Ordering::Relaxed) {
             tracing::info!(peer = %self.id.0, "peer is back");
@@ -94,6 +117,15 @@ pub(crate) enum PeerError {
     /// Connected, but no response head in time: the owner is slow (its origin is).
     #[error("peer did not answer in time")]
     Timeout,
+}
+
+/// Why a small exchange with a peer (probe, purge fan-out) got no answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ExchangeError {
+    #[error("timed out")]
+    TimedOut,
+    #[error("{0}")]
+    Failed(String),
 }
 
 type PeerBody = Full<Bytes>;
@@ -143,6 +175,8 @@ impl PeerClient {
         match tokio::time::timeout(timeout, self.client.request(outgoing)).await {
             Ok(Ok(response)) => {
                 peer.metrics.request(PeerOutcome::Response);
+                // Answering requests: a late probe before this one says nothing.
+                peer.late_probes.store(0, Ordering::Relaxed);
                 peer.metrics
                     .duration
                     .observe(started.elapsed().as_secs_f64());
@@ -181,10 +215,11 @@ impl PeerClient {
                 if name.is_some() {
                     *lock(&peer.name) = name;
                 }
-                peer.revive();
+                peer.answered();
             }
             Ok((status, _)) => peer.eject(&format!("probe answered {status}")),
-            Err(why) => peer.eject(&why),
+            Err(ExchangeError::TimedOut) => peer.probe_late(),
+            Err(ExchangeError::Failed(why)) => peer.eject(&why),
         }
     }
 
@@ -197,8 +232,9 @@ impl PeerClient {
         headers: HeaderMap,
         body: Bytes,
         timeout: Duration,
-    ) -> Result<(StatusCode, Bytes), String> {
-        let uri = peer_uri(addr, path).ok_or("bad peer URI")?;
+    ) -> Result<(StatusCode, Bytes), ExchangeError> {
+        let failed = ExchangeError::Failed;
+        let uri = peer_uri(addr, path).ok_or_else(|| failed("bad peer URI".to_owned()))?;
         let mut outgoing = Request::new(Full::new(body));
         *outgoing.method_mut() = method;
         *outgoing.uri_mut() = uri;
@@ -208,19 +244,19 @@ impl PeerClient {
                 .client
                 .request(outgoing)
                 .await
-                .map_err(|e| error_chain(&e))?;
+                .map_err(|e| failed(error_chain(&e)))?;
             let status = response.status();
             let body = response
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| failed(e.to_string()))?
                 .to_bytes();
             Ok((status, body))
         };
         tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|_| "timed out".to_owned())?
+            .map_err(|_| ExchangeError::TimedOut)?
     }
 }
 

@@ -532,3 +532,53 @@ origin = ["{origin}"]
     assert!(answers.iter().all(|r| r.status == 200));
     assert_eq!(origin.total(), 30);
 }
+
+/// A node busy with a burst answers its probe after the requests queued before it. One late
+/// answer must not eject it (its keys would go to the origin a second time, which made
+/// `each_object_is_fetched_once_across_the_cluster` fail under load); a peer whose probes
+/// keep timing out is ejected all the same.
+#[tokio::test]
+async fn one_late_probe_keeps_a_peer_and_a_hung_peer_is_ejected() {
+    let origin = Origin::start(cacheable_origin()).await;
+    // Stand-ins for two peers on the probe path: late the first time, or always.
+    let slow = Origin::start(|_, n| {
+        let reply = Reply::ok(r#"{"name":"slow"}"#);
+        match n {
+            1 => reply.delay(Duration::from_millis(1500)),
+            _ => reply,
+        }
+    })
+    .await;
+    let hung = Origin::start(|_, _| Reply::ok("{}").delay(Duration::from_secs(30))).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addrs = [listener.local_addr().expect("addr"), slow.addr, hung.addr];
+    let toml = config(0, &addrs, &[0, 1, 2], &origin, "");
+    let node = Node::start_on(&toml, false, listener).await;
+    let ejections = |addr: SocketAddr| format!("outpost_peer_ejections_total{{peer=\"{addr}\"}}");
+    let (node, ejections) = (&node, &ejections);
+    wait_until(
+        "the hung peer ejected",
+        Duration::from_secs(10),
+        || async move { node.metric(&ejections(hung.addr)).await == 1.0 },
+    )
+    .await;
+    // Three probes of the hung peer timed out, so the slow one has been asked at least as
+    // often, and answered late only the first time.
+    assert!(
+        slow.count("/_outpost/peer") >= 3,
+        "{}",
+        slow.count("/_outpost/peer")
+    );
+    assert!(hung.count("/_outpost/peer") >= 3);
+    assert_eq!(node.metric(&ejections(slow.addr)).await, 0.0);
+    let page = admin_get(node.admin, "/cluster", &[]).await;
+    let json: serde_json::Value = serde_json::from_slice(&page.body).expect("json");
+    let alive = |addr: SocketAddr| {
+        json["members"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["address"] == addr.to_string()))
+            .and_then(|m| m["alive"].as_bool())
+    };
+    assert_eq!(alive(slow.addr), Some(true), "{json}");
+    assert_eq!(alive(hung.addr), Some(false), "{json}");
+}
