@@ -67,7 +67,7 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    pub(super) fn register(reg: &mut Registrar) -> Self {
+    pub(super) fn register(reg: &mut Registrar<'_>) -> Self {
         Self {
             cache_bytes: reg.register(
                 names::CACHE_BYTES,
@@ -110,7 +110,7 @@ pub(super) struct CacheFamilies {
 }
 
 impl CacheFamilies {
-    pub(super) fn register(reg: &mut Registrar) -> Self {
+    pub(super) fn register(reg: &mut Registrar<'_>) -> Self {
         Self {
             requests: reg.register(
                 names::REQUESTS,

@@ -63,7 +63,7 @@ pub(crate) struct Membership {
 }
 
 impl Membership {
-    pub(super) fn register(reg: &mut Registrar) -> Self {
+    pub(super) fn register(reg: &mut Registrar<'_>) -> Self {
         Self {
             cluster_members: reg.register(
                 names::CLUSTER_MEMBERS,
@@ -88,7 +88,7 @@ pub(super) struct PeerFamilies {
 }
 
 impl PeerFamilies {
-    pub(super) fn register(reg: &mut Registrar) -> Self {
+    pub(super) fn register(reg: &mut Registrar<'_>) -> Self {
         Self {
             requests: reg.register(
                 names::PEER_REQUESTS,

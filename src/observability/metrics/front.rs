@@ -31,7 +31,7 @@ pub(crate) struct FrontDoor {
 }
 
 impl FrontDoor {
-    pub(super) fn register(reg: &mut Registrar) -> Self {
+    pub(super) fn register(reg: &mut Registrar<'_>) -> Self {
         Self {
             connections_open: reg.register(
                 names::CONNECTIONS_OPEN,
@@ -85,7 +85,7 @@ pub(super) struct ResponseFamilies {
 }
 
 impl ResponseFamilies {
-    pub(super) fn register(reg: &mut Registrar) -> Self {
+    pub(super) fn register(reg: &mut Registrar<'_>) -> Self {
         Self {
             responses: reg.register(
                 names::RESPONSES,

@@ -27,16 +27,11 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry};
 
-/// The one way a metric is registered. Every area hands its metrics in here; [`Self::finish`]
-/// registers them in [`names::ORDER`], so the exposition order does not depend on which file
-/// defines a metric.
-#[derive(Default)]
-struct Registrar(Vec<(&'static str, Registration)>);
+/// The one way a metric is registered: every area hands its metrics to the prefixed registry
+/// through here and keeps the handle it gets back.
+struct Registrar<'a>(&'a mut Registry);
 
-/// One metric's `Registry::register` call, made by [`Registrar::finish`].
-type Registration = Box<dyn FnOnce(&mut Registry)>;
-
-impl Registrar {
+impl Registrar<'_> {
     /// Register `metric` as `name` and hand back the handle to count with.
     fn register<M: Metric + Clone>(
         &mut self,
@@ -44,22 +39,8 @@ impl Registrar {
         help: &'static str,
         metric: M,
     ) -> M {
-        let registered = metric.clone();
-        self.0.push((
-            name,
-            Box::new(move |registry: &mut Registry| registry.register(name, help, registered)),
-        ));
+        self.0.register(name, help, metric.clone());
         metric
-    }
-
-    fn finish(mut self, registry: &mut Registry) {
-        // A name missing from the order goes last (the exposition test lists every family).
-        let rank = |name: &str| names::ORDER.iter().position(|n| *n == name);
-        self.0
-            .sort_by_key(|(name, _)| rank(name).unwrap_or(names::ORDER.len()));
-        for (_, register) in self.0 {
-            register(registry);
-        }
     }
 }
 
@@ -116,7 +97,9 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut reg = Registrar::default();
+        let mut registry = Registry::default();
+        let prefixed = registry.sub_registry_with_prefix(names::PREFIX);
+        let mut reg = Registrar(prefixed);
         let front = front::FrontDoor::register(&mut reg);
         let responses = front::ResponseFamilies::register(&mut reg);
         let store = cache::Store::register(&mut reg);
@@ -125,12 +108,9 @@ impl Metrics {
         let origin_servers = origin::ServerFamilies::register(&mut reg);
         let membership = cluster::Membership::register(&mut reg);
         let peers = cluster::PeerFamilies::register(&mut reg);
-        let mut registry = Registry::default();
-        let prefixed = registry.sub_registry_with_prefix(names::PREFIX);
-        reg.finish(prefixed);
-        // Last, and directly: an `Info` is set once and has no handle to keep.
+        // An `Info` is set once and has no handle to keep.
         let info = Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]);
-        prefixed.register(names::BUILD, "Build information", info);
+        reg.0.register(names::BUILD, "Build information", info);
         Self {
             registry,
             front,

@@ -108,7 +108,7 @@ pub(super) struct SiteOrigin {
 }
 
 impl SiteOriginFamilies {
-    pub(super) fn register(reg: &mut Registrar) -> Self {
+    pub(super) fn register(reg: &mut Registrar<'_>) -> Self {
         Self {
             requests: reg.register(
                 names::ORIGIN_REQUESTS,
@@ -160,7 +160,7 @@ pub(super) struct ServerFamilies {
 }
 
 impl ServerFamilies {
-    pub(super) fn register(reg: &mut Registrar) -> Self {
+    pub(super) fn register(reg: &mut Registrar<'_>) -> Self {
         Self {
             up: reg.register(
                 names::ORIGIN_SERVER_UP,
