@@ -8,7 +8,7 @@ use http::StatusCode;
 
 mod origin;
 
-pub(crate) use origin::OriginFailure;
+pub use origin::OriginFailure;
 
 /// Whose fault a failure is: decides the status class and what an operator should look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,25 +26,16 @@ pub enum ProxyError {
     /// The host names no configured site: refused so the node is never an open proxy.
     #[error("no site is configured for host {0:?}")]
     UnknownHost(String),
-    /// `only-if-cached` (RFC 9111 §5.2.1.7) and nothing usable is stored.
     /// The request already went through this node (`Via` names it): the origin points back.
     #[error("request loops through this node")]
     Loop,
+    /// `only-if-cached` (RFC 9111 §5.2.1.7) and nothing usable is stored.
     #[error("only-if-cached and nothing stored")]
     NotCached,
-    #[error("origin connection failed: {0}")]
-    OriginConnect(String),
-    /// The TLS handshake with the origin failed (untrusted or mismatched certificate, ...).
-    #[error("origin TLS failed: {0}")]
-    OriginTls(String),
-    #[error("origin did not answer in time")]
-    OriginTimeout,
-    /// The connection closed or was reset before a response head.
-    #[error("origin connection reset: {0}")]
-    OriginReset(String),
-    /// Every connection to the server is busy and its queue is full (or waited too long).
-    #[error("origin server busy: max_connections reached")]
-    OriginBusy,
+    /// A request to an origin server (or to the owner peer, for a timeout) failed, and why,
+    /// where there is more to say than the failure's own words.
+    #[error("{}{}{}", .0.describe(), if .1.is_empty() { "" } else { ": " }, .1)]
+    Origin(OriginFailure, String),
     /// Every server of the site is out of rotation after failing (passive health).
     #[error("every origin server is out of rotation")]
     OriginDown,
@@ -52,8 +43,6 @@ pub enum ProxyError {
     /// s-maxage) and revalidating it failed: RFC 9111 §5.2.2.2 requires an error, 504.
     #[error("stored response must be revalidated and the origin failed")]
     MustRevalidate,
-    #[error("origin sent an invalid response: {0}")]
-    OriginProtocol(String),
     #[error("origin response body failed: {0}")]
     OriginBody(String),
     /// The client's request body broke while it was forwarded (bad chunked framing, cut).
@@ -75,15 +64,9 @@ impl ProxyError {
             | Self::Loop
             | Self::BodyTooLarge
             | Self::ClientBody(_) => Fault::Client,
-            Self::OriginConnect(_)
-            | Self::OriginTls(_)
-            | Self::OriginTimeout
-            | Self::OriginDown
-            | Self::OriginBusy
-            | Self::OriginReset(_)
-            | Self::MustRevalidate
-            | Self::OriginProtocol(_)
-            | Self::OriginBody(_) => Fault::Origin,
+            Self::Origin(..) | Self::OriginDown | Self::MustRevalidate | Self::OriginBody(_) => {
+                Fault::Origin
+            }
             Self::Internal(_) => Fault::Internal,
         }
     }
@@ -92,19 +75,14 @@ impl ProxyError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::MissingHost | Self::ClientBody(_) => StatusCode::BAD_REQUEST,
-            Self::OriginDown | Self::OriginBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Origin(failure, _) => failure.status(),
+            Self::OriginDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             Self::Loop => StatusCode::LOOP_DETECTED,
             // RFC 9111 §5.2.1.7: "respond ... with a 504 (Gateway Timeout)".
-            Self::NotCached | Self::OriginTimeout | Self::MustRevalidate => {
-                StatusCode::GATEWAY_TIMEOUT
-            }
-            Self::OriginConnect(_)
-            | Self::OriginTls(_)
-            | Self::OriginReset(_)
-            | Self::OriginProtocol(_)
-            | Self::OriginBody(_) => StatusCode::BAD_GATEWAY,
+            Self::NotCached | Self::MustRevalidate => StatusCode::GATEWAY_TIMEOUT,
+            Self::OriginBody(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -118,14 +96,9 @@ impl ProxyError {
             Self::UnknownHost(_) => "unknown-host",
             Self::NotCached => "only-if-cached",
             Self::Loop => "loop",
-            Self::OriginConnect(_) => "origin-connect",
-            Self::OriginTls(_) => "origin-tls",
-            Self::OriginTimeout => "origin-timeout",
+            Self::Origin(failure, _) => failure.detail(),
             Self::OriginDown => "origin-down",
-            Self::OriginBusy => "origin-busy",
-            Self::OriginReset(_) => "origin-reset",
             Self::MustRevalidate => "must-revalidate",
-            Self::OriginProtocol(_) => "origin-protocol",
             Self::OriginBody(_) => "origin-body",
             Self::Internal(_) => "internal",
         }
@@ -137,39 +110,22 @@ impl ProxyError {
         self.origin_failure().is_some_and(OriginFailure::retryable)
     }
 
-    /// The error for a failed request to an origin server; `why` says what went wrong, where
-    /// the variant has room for it.
-    pub(crate) fn origin(failure: OriginFailure, why: String) -> Self {
-        match failure {
-            OriginFailure::Connect => Self::OriginConnect(why),
-            OriginFailure::Tls => Self::OriginTls(why),
-            OriginFailure::Timeout => Self::OriginTimeout,
-            OriginFailure::Reset => Self::OriginReset(why),
-            OriginFailure::Protocol => Self::OriginProtocol(why),
-            OriginFailure::Overload => Self::OriginBusy,
-        }
-    }
-
     /// The failure of a request to an origin server this error stands for, if it is one.
     pub(crate) fn origin_failure(&self) -> Option<OriginFailure> {
         match self {
-            Self::OriginConnect(_) => Some(OriginFailure::Connect),
-            Self::OriginTls(_) => Some(OriginFailure::Tls),
-            Self::OriginTimeout => Some(OriginFailure::Timeout),
-            Self::OriginReset(_) => Some(OriginFailure::Reset),
-            Self::OriginProtocol(_) => Some(OriginFailure::Protocol),
-            Self::OriginBusy => Some(OriginFailure::Overload),
-            Self::MissingHost
-            | Self::UnknownHost(_)
-            | Self::Loop
-            | Self::NotCached
-            | Self::OriginDown
-            | Self::MustRevalidate
-            | Self::OriginBody(_)
-            | Self::ClientBody(_)
-            | Self::BodyTooLarge
-            | Self::Internal(_) => None,
+            Self::Origin(failure, _) => Some(*failure),
+            _ => None,
         }
+    }
+
+    /// An origin server has no free connection and its queue is full (or waited too long).
+    pub(crate) fn busy() -> Self {
+        Self::Origin(OriginFailure::Overload, String::new())
+    }
+
+    /// The owner peer or the origin gave no response head, or no body chunk, in time.
+    pub(crate) fn timeout() -> Self {
+        Self::Origin(OriginFailure::Timeout, String::new())
     }
 }
 

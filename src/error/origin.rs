@@ -1,10 +1,12 @@
-//! Why a request to an origin server failed, classified once: the error it becomes
-//! ([`ProxyError::origin`](crate::error::ProxyError::origin)), the metric label it counts
-//! under, whether it counts against the server's health, and whether the request may go to
-//! another server all follow from it.
+//! Why a request to an origin server failed, classified once: the error's status and
+//! `Cache-Status` detail ([`ProxyError::Origin`](crate::error::ProxyError::Origin)), the metric
+//! label it counts under, whether it counts against the server's health, and whether the
+//! request may go to another server all follow from it.
+
+use http::StatusCode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OriginFailure {
+pub enum OriginFailure {
     /// No TCP connection (refused, unreachable, connect timeout, no address from DNS).
     Connect,
     /// The TLS handshake failed (certificate, protocol).
@@ -41,6 +43,39 @@ impl OriginFailure {
         }
     }
 
+    /// How the error says it, before any detail.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Self::Connect => "origin connection failed",
+            Self::Tls => "origin TLS failed",
+            Self::Timeout => "origin did not answer in time",
+            Self::Reset => "origin connection reset",
+            Self::Protocol => "origin sent an invalid response",
+            Self::Overload => "origin server busy: max_connections reached",
+        }
+    }
+
+    /// The status a client gets (DESIGN: 502 bad origin, 503 no upstream, 504 timeout).
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Overload => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Connect | Self::Tls | Self::Reset | Self::Protocol => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The token for `Cache-Status; detail=`.
+    pub(crate) fn detail(self) -> &'static str {
+        match self {
+            Self::Connect => "origin-connect",
+            Self::Tls => "origin-tls",
+            Self::Timeout => "origin-timeout",
+            Self::Reset => "origin-reset",
+            Self::Protocol => "origin-protocol",
+            Self::Overload => "origin-busy",
+        }
+    }
+
     /// Whether it marks the server as failing (passive health). A busy server is not failing.
     pub(crate) fn counts_against_health(self) -> bool {
         self != Self::Overload
@@ -58,13 +93,19 @@ mod tests {
     use super::OriginFailure;
     use crate::error::ProxyError;
 
-    /// Each failure becomes the error that names it, and back.
+    /// Each failure's error names it, and reads as before the variants were one.
     #[test]
-    fn errors_map_back_to_their_failure() {
+    fn errors_name_their_failure() {
         for failure in OriginFailure::ALL {
-            let error = ProxyError::origin(failure, "why".to_owned());
+            let error = ProxyError::Origin(failure, "why".to_owned());
             assert_eq!(error.origin_failure(), Some(failure), "{error:?}");
         }
+        let refused = ProxyError::Origin(OriginFailure::Connect, "refused".to_owned());
+        assert_eq!(refused.to_string(), "origin connection failed: refused");
+        assert_eq!(
+            ProxyError::timeout().to_string(),
+            "origin did not answer in time"
+        );
     }
 
     /// Per failure: passive health, retry, status and `Cache-Status` detail.
@@ -80,7 +121,7 @@ mod tests {
             (Overload, false, true, 503, "origin-busy"),
         ];
         for (failure, health, retry, status, detail) in table {
-            let error = ProxyError::origin(failure, String::new());
+            let error = ProxyError::Origin(failure, String::new());
             assert_eq!(failure.counts_against_health(), health, "{failure:?}");
             assert_eq!(failure.retryable(), retry, "{failure:?}");
             assert_eq!(error.retryable(), retry, "{failure:?}");

@@ -373,7 +373,6 @@ impl Origin {
                 return Err(ProxyError::ClientBody(error_chain(&e)));
             }
             Ok(Err(e)) => (classify(&e), error_chain(&e)),
-            // `OriginTimeout` carries no text.
             Err(_) => (OriginFailure::Timeout, String::new()),
         };
         let error = self.count_failure(server, failure, why);
@@ -386,7 +385,7 @@ impl Origin {
     fn count_failure(&self, server: &Server, failure: OriginFailure, why: String) -> ProxyError {
         server.metrics.error(failure);
         self.metrics.origin(OriginOutcome::of(failure));
-        ProxyError::origin(failure, why)
+        ProxyError::Origin(failure, why)
     }
 }
 

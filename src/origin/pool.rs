@@ -298,7 +298,7 @@ impl Pool {
         Some(Arc::clone(&list[turn % list.len()]))
     }
 
-    /// A request slot: at once, after waiting in the queue, or `OriginBusy` when the queue
+    /// A request slot: at once, after waiting in the queue, or an overload error when the queue
     /// is full or the wait exceeds `queue_timeout`.
     pub(crate) async fn admit(&self) -> Result<Slot, ProxyError> {
         let permit = match Arc::clone(&self.requests).try_acquire_owned() {
@@ -307,7 +307,7 @@ impl Pool {
                 // Leaves the queue when dropped: also when the client goes away meanwhile.
                 let (_queued, waiting) = Queued::join(self);
                 if waiting >= self.queue {
-                    return Err(ProxyError::OriginBusy);
+                    return Err(ProxyError::busy());
                 }
                 let acquired = tokio::time::timeout(
                     self.template.queue_timeout,
@@ -317,7 +317,7 @@ impl Pool {
                 match acquired {
                     Ok(Ok(permit)) => permit,
                     // Timed out, or (never) closed.
-                    _ => return Err(ProxyError::OriginBusy),
+                    _ => return Err(ProxyError::busy()),
                 }
             }
         };
@@ -625,7 +625,7 @@ mod tests {
         let first = pool.admit().await.expect("slot 1");
         let _second = pool.admit().await.expect("slot 2");
         // Full: one may wait, and it times out.
-        assert_eq!(pool.admit().await.err(), Some(ProxyError::OriginBusy));
+        assert_eq!(pool.admit().await.err(), Some(ProxyError::busy()));
         assert_eq!(pool.requests.available_permits(), 0);
         // A freed slot goes to the one waiting.
         let waiting = pool.admit();

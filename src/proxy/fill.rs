@@ -103,7 +103,7 @@ impl FillJob {
                 .await
             {
                 Ok(response) => return Ok(response.map(UpstreamBody::from)),
-                Err(PeerError::Timeout) => return Err(ProxyError::OriginTimeout),
+                Err(PeerError::Timeout) => return Err(ProxyError::timeout()),
                 Err(PeerError::Unreachable(why)) => {
                     tracing::debug!(peer = %hop.peer.id.0, %why, "owner unreachable; asking the origin");
                     self.upstream.owner_unreachable();
@@ -303,7 +303,7 @@ async fn stream_body(
     let mut total: u64 = 0;
     let result = loop {
         let data = match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => break Err(ProxyError::OriginTimeout),
+            Err(_) => break Err(ProxyError::timeout()),
             Ok(None) => break Ok(()),
             Ok(Some(Err(e))) => break Err(ProxyError::OriginBody(e.to_string())),
             Ok(Some(Ok(frame))) => match frame.into_data() {

@@ -209,7 +209,7 @@ pub(crate) fn pass(
         let mut body = body?;
         loop {
             return match tokio::time::timeout(idle, body.frame()).await {
-                Err(_) => Some((Err(ProxyError::OriginTimeout), None)),
+                Err(_) => Some((Err(ProxyError::timeout()), None)),
                 Ok(None) => None,
                 Ok(Some(Err(e))) => Some((Err(ProxyError::OriginBody(e.to_string())), None)),
                 Ok(Some(Ok(frame))) => match frame.into_data() {
