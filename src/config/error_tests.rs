@@ -362,6 +362,22 @@ const ORIGIN_HEALTH: &[Case] = &[
         "at least 1",
     ),
     (
+        "passive status not a server error",
+        "[[site]]\nhosts = [\"a.test\"]\n[site.origin]\nservers = [\"http://127.0.0.1:1\"]\nhealth = { passive_statuses = [502, 404] }\n",
+        5,
+        37,
+        "site[0].origin.health.passive_statuses",
+        "404 is not a server error status (500-599)",
+    ),
+    (
+        "probe timing without a probe path",
+        "[[site]]\nhosts = [\"a.test\"]\n[site.origin]\nservers = [\"http://127.0.0.1:1\"]\nhealth = { interval = \"1s\", passive_statuses = [503] }\n",
+        5,
+        23,
+        "site[0].origin.health.interval",
+        "applies to active probes only",
+    ),
+    (
         "unknown http2",
         "[[site]]\nhosts = [\"a.test\"]\n[site.origin]\nservers = [\"http://127.0.0.1:1\"]\nhttp2 = \"yes\"\n",
         5,

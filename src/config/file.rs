@@ -225,11 +225,13 @@ pub(crate) struct OriginTableFile {
     pub(crate) tls: OriginTlsFile,
 }
 
-/// `health = { path = "/health", interval = "5s", timeout = "1s", rise = 2, fall = 3 }`.
+/// `health = { path = "/health", interval = "5s", timeout = "1s", rise = 2, fall = 3,
+/// passive_statuses = [502, 503, 504] }`; without `path`, no active probes.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HealthFile {
-    pub(crate) path: Spanned<String>,
+    pub(crate) path: Option<Spanned<String>>,
+    pub(crate) passive_statuses: Option<Vec<Spanned<u16>>>,
     pub(crate) interval: Option<Spanned<HumanDuration>>,
     pub(crate) timeout: Option<Spanned<HumanDuration>>,
     pub(crate) rise: Option<Spanned<u32>>,

@@ -244,6 +244,9 @@ pub(crate) struct OriginConfig {
     pub(crate) retries: u32,
     /// Active probes; `None`: passive health only.
     pub(crate) health: Option<HealthCheck>,
+    /// Response statuses that count as passive failures (`health.passive_statuses`); by
+    /// default none: a server that answers, with any status, is reachable.
+    pub(crate) passive_statuses: Vec<http::StatusCode>,
     pub(crate) tls: OriginTls,
 }
 

@@ -164,8 +164,12 @@ fn origin(i: usize, f: &Spanned<OriginFile>, cx: &Ctx<'_>) -> Result<OriginConfi
         balance: balance(&table.balance, &key("balance"), cx)?,
         retries: table.retries.as_ref().map_or(1, |r| *r.get_ref()),
         health: match &table.health {
-            Some(h) => Some(health(h, &key("health"), cx)?),
+            Some(h) => health(h, &key("health"), cx)?,
             None => None,
+        },
+        passive_statuses: match &table.health {
+            Some(h) => passive_statuses(h, &key("health.passive_statuses"), cx)?,
+            None => Vec::new(),
         },
         tls: origin_tls(&table.tls, &key("tls"), cx)?,
     })
@@ -185,6 +189,7 @@ fn defaults(servers: Vec<OriginServer>) -> OriginConfig {
         balance: Balance::RoundRobin,
         retries: 1,
         health: None,
+        passive_statuses: Vec::new(),
         tls: OriginTls::default(),
     }
 }
@@ -280,30 +285,66 @@ fn http2(f: &Option<Spanned<String>>, key: &str, cx: &Ctx<'_>) -> Result<Http2, 
     })
 }
 
-fn health(f: &HealthFile, prefix: &str, cx: &Ctx<'_>) -> Result<HealthCheck, ConfigError> {
+/// The active probe of `health`; `None` without a `path` (passive health only).
+fn health(f: &HealthFile, prefix: &str, cx: &Ctx<'_>) -> Result<Option<HealthCheck>, ConfigError> {
     let key = |name: &str| format!("{prefix}.{name}");
-    let path = f
-        .path
+    let Some(path) = &f.path else {
+        let probe_keys = [
+            (f.interval.as_ref().map(Spanned::span), "interval"),
+            (f.timeout.as_ref().map(Spanned::span), "timeout"),
+            (f.rise.as_ref().map(Spanned::span), "rise"),
+            (f.fall.as_ref().map(Spanned::span), "fall"),
+        ];
+        if let Some((Some(span), name)) = probe_keys.into_iter().find(|(span, _)| span.is_some()) {
+            let message = "applies to active probes only: set `path` too";
+            return Err(cx.invalid(span, &key(name), message));
+        }
+        return Ok(None);
+    };
+    let parsed = path
         .get_ref()
         .parse::<http::uri::PathAndQuery>()
         .ok()
         .filter(|p| p.as_str().starts_with('/'))
         .ok_or_else(|| {
-            let message = format!("{:?} is not a path like \"/health\"", f.path.get_ref());
-            cx.invalid(f.path.span(), &key("path"), message)
+            let message = format!("{:?} is not a path like \"/health\"", path.get_ref());
+            cx.invalid(path.span(), &key("path"), message)
         })?;
     let count = |v: &Option<Spanned<u32>>, default: u32, name: &str| match v {
         Some(v) if *v.get_ref() == 0 => Err(cx.invalid(v.span(), &key(name), "must be at least 1")),
         Some(v) => Ok(*v.get_ref()),
         None => Ok(default),
     };
-    Ok(HealthCheck {
-        path,
+    Ok(Some(HealthCheck {
+        path: parsed,
         interval: timeout(&f.interval, Duration::from_secs(5), &key("interval"), cx)?,
         timeout: timeout(&f.timeout, Duration::from_secs(1), &key("timeout"), cx)?,
         rise: count(&f.rise, 2, "rise")?,
         fall: count(&f.fall, 3, "fall")?,
-    })
+    }))
+}
+
+/// `health.passive_statuses`: server errors (500-599) that count against a server like a
+/// connect failure.
+fn passive_statuses(
+    f: &HealthFile,
+    key: &str,
+    cx: &Ctx<'_>,
+) -> Result<Vec<http::StatusCode>, ConfigError> {
+    let mut statuses = Vec::new();
+    for v in f.passive_statuses.iter().flatten() {
+        let status = http::StatusCode::from_u16(*v.get_ref())
+            .ok()
+            .filter(http::StatusCode::is_server_error)
+            .ok_or_else(|| {
+                let message = format!("{} is not a server error status (500-599)", v.get_ref());
+                cx.invalid(v.span(), key, message)
+            })?;
+        if !statuses.contains(&status) {
+            statuses.push(status);
+        }
+    }
+    Ok(statuses)
 }
 
 fn origin_tls(f: &OriginTlsFile, prefix: &str, cx: &Ctx<'_>) -> Result<OriginTls, ConfigError> {

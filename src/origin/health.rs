@@ -2,8 +2,8 @@
 //! rotation for a while, so a dead or struggling server costs one timeout per backoff period
 //! instead of one per request.
 //!
-//! `FALL` consecutive failures (connect errors, timeouts, broken responses, 502-504) eject the
-//! server for a backoff that doubles with each ejection in a row (1 s up to 30 s). When the
+//! `FALL` consecutive failures (connect errors, resets, timeouts, broken responses, and the
+//! statuses of `health.passive_statuses`, none by default) eject the server for a backoff that doubles with each ejection in a row (1 s up to 30 s). When the
 //! backoff ends, the next request is a trial: a success brings the server back and resets
 //! the backoff; a failure ejects it again, for longer. Time is a parameter (milliseconds on a
 //! monotonic clock), so the rules are tested without sleeping.

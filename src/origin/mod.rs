@@ -4,9 +4,12 @@
 //!   TTL, in the background); an address that leaves DNS is drained.
 //! - [`pool`]: per address, pooled keep-alive connections over HTTP/1.1 or HTTP/2, plain or
 //!   TLS; `max_connections` per server with a bounded queue in front (then 503).
-//! - [`health`]: a failing server leaves rotation, and with every server out a request fails
-//!   at once (503, or stale content where allowed) instead of waiting out a timeout; active
-//!   probes where configured.
+//! - [`health`]: a failing server leaves rotation (passive: connect failures, resets,
+//!   timeouts, broken responses, and the statuses a site opts into; active probes where
+//!   configured). An origin that answers, with any status, is reachable. With every server
+//!   out, the origin is in *panic mode*: requests go to all of them again, round-robin, as
+//!   Envoy's panic threshold and nginx's lone server do, because a guess of dead is worse than
+//!   a try: health must never be what takes a site down.
 //! - [`OriginFailure`] (kept in `error/`, below the metrics that count it): why a request to
 //!   a server failed, classified once for the error, the metrics, passive health and retries.
 //! - Here: the balance policy across servers in rotation, timeouts, and retries on another
@@ -96,6 +99,10 @@ pub(crate) struct Origin {
     balance: Balance,
     retries: u32,
     budget: health::RetryBudget,
+    /// Statuses that count as passive failures (none by default).
+    passive_statuses: Vec<http::StatusCode>,
+    /// Every server is out of rotation (for the log line once per episode and the gauge).
+    panicking: AtomicBool,
     /// Health probes and DNS followers, stopped with the origin (a reload replaces it).
     _tasks: Tasks,
 }
@@ -197,11 +204,14 @@ impl Origin {
             balance: config.balance,
             retries: config.retries,
             budget: health::RetryBudget::default(),
+            passive_statuses: config.passive_statuses.clone(),
+            panicking: AtomicBool::new(false),
             _tasks: tasks,
         })
     }
 
-    /// The servers in rotation, in the order this request tries them.
+    /// The servers in rotation, in the order this request tries them; all of them in panic
+    /// mode (none in rotation).
     fn order(&self, request: &OriginRequest, now_ms: u64) -> Vec<&Arc<Server>> {
         let count = self.servers.len();
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
@@ -210,10 +220,16 @@ impl Origin {
             Balance::Random => (turn as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) as usize >> 7,
             _ => turn,
         };
-        let mut order: Vec<&Arc<Server>> = (0..count)
-            .map(|i| &self.servers[(start + i) % count])
+        let all = (0..count).map(|i| &self.servers[(start + i) % count]);
+        let mut order: Vec<&Arc<Server>> = all
+            .clone()
             .filter(|server| server.in_rotation(now_ms))
             .collect();
+        self.set_panic(order.is_empty() && count > 0);
+        if order.is_empty() {
+            self.metrics.origin_panic_requests.inc();
+            order = all.collect();
+        }
         match self.balance {
             Balance::RoundRobin | Balance::Random => {}
             // Stable: ties keep the round-robin order.
@@ -235,6 +251,24 @@ impl Origin {
             order.push(order[0]);
         }
         order
+    }
+
+    /// Enter or leave panic mode: said once per episode, in the log and the gauge.
+    fn set_panic(&self, panic: bool) {
+        if self.panicking.load(Ordering::Relaxed) == panic
+            || self.panicking.swap(panic, Ordering::Relaxed) == panic
+        {
+            return;
+        }
+        self.metrics.origin_panic.set(i64::from(panic));
+        if panic {
+            tracing::warn!(
+                servers = self.servers.len(),
+                "every origin server is out of rotation: panic mode, sending to all of them"
+            );
+        } else {
+            tracing::info!("an origin server is back in rotation: panic mode over");
+        }
     }
 
     /// Longest wait for the response head, and between two chunks of a body.
@@ -288,9 +322,9 @@ impl Origin {
             let sent = self.send_to(server, request, body).await;
             drop(counted);
             match sent {
-                // A gateway error says the server (or what is behind it) is in trouble; a 500
-                // is usually one broken page, and must not take a whole site out.
-                Ok(response) if matches!(response.status().as_u16(), 502..=504) => {
+                // The server answered: reachable, whatever the status, unless the site opted
+                // into counting this one (a gateway error may mean what is behind it died).
+                Ok(response) if self.passive_statuses.contains(&response.status()) => {
                     self.failed(server);
                     return Ok(response.map(|b| UpstreamBody::with_slot(b, slot)));
                 }
@@ -298,6 +332,9 @@ impl Origin {
                     if server.health.success() {
                         tracing::info!(origin = %server.config.authority, "origin server back in rotation");
                         server.update_up();
+                        if server.in_rotation(now_ms()) {
+                            self.set_panic(false);
+                        }
                     }
                     return Ok(response.map(|b| UpstreamBody::with_slot(b, slot)));
                 }
@@ -316,7 +353,7 @@ impl Origin {
                 }
             }
         }
-        // Every server is out of rotation: fail now rather than wait on a dead one.
+        // Only without servers (panic mode sends to all of them), or every try failed.
         Err(last.unwrap_or(ProxyError::OriginDown))
     }
 

@@ -529,7 +529,7 @@ async fn answers_once_then_hangs(first: &'static str) -> std::net::SocketAddr {
 }
 
 #[tokio::test]
-async fn with_every_server_out_of_rotation_requests_fail_fast_or_get_stale_content() {
+async fn with_every_server_out_of_rotation_requests_still_go_to_it_and_stale_if_error_serves() {
     let addr = answers_once_then_hangs(
         "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\ncache-control: max-age=1, stale-if-error=600\r\nage: 5\r\netag: \"s\"\r\n\r\nstale",
     )
@@ -545,14 +545,9 @@ async fn with_every_server_out_of_rotation_requests_fail_fast_or_get_stale_conte
         let r = get(&node, &format!("/t{i}")).await;
         assert_eq!(r.status, 504, "{}", r.cache_status());
     }
-    let started = Instant::now();
+    // Panic mode: the server is still asked (and times out again), never skipped with a 503.
     let down = get(&node, "/u").await;
-    assert_eq!(down.status, 503, "{}", down.cache_status());
-    assert!(
-        down.cache_status().contains("detail=origin-down"),
-        "{}",
-        down.cache_status()
-    );
+    assert_error(&down, 504, "origin-timeout");
     let stale = get(&node, "/s").await;
     assert_eq!(stale.text(), "stale");
     assert!(
@@ -560,11 +555,164 @@ async fn with_every_server_out_of_rotation_requests_fail_fast_or_get_stale_conte
         "{}",
         stale.cache_status()
     );
-    assert!(
-        started.elapsed() < Duration::from_millis(250),
-        "waited on a dead server: {:?}",
-        started.elapsed()
+    assert_eq!(
+        node.metric(r#"outpost_origin_panic{site="test"}"#).await,
+        1.0
     );
+    assert_eq!(
+        node.metric(r#"outpost_origin_panic_requests_total{site="test"}"#)
+            .await,
+        2.0
+    );
+    node.stop().await;
+}
+
+/// What a [`scripted_origin`] does with one connection.
+#[derive(Clone, Copy)]
+enum Act {
+    /// `503` with `x-from: origin`.
+    Unavailable,
+    /// Read the request, close without a byte.
+    Close,
+    /// `200` with the path as the body.
+    Serve,
+}
+
+/// A single-server origin that acts out `script` one connection at a time (each answer
+/// closes its connection), then serves normally; counts connections.
+async fn scripted_origin(
+    script: Vec<Act>,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let turn = count.fetch_add(1, Ordering::SeqCst);
+            let act = script.get(turn).copied().unwrap_or(Act::Serve);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let path = text.split(' ').nth(1).unwrap_or("?").to_owned();
+                let response = match act {
+                    Act::Close => return,
+                    Act::Unavailable => "HTTP/1.1 503 Service Unavailable\r\nx-from: origin\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbusy".to_owned(),
+                    Act::Serve => format!(
+                        "HTTP/1.1 200 OK\r\ncache-control: no-store\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{path}",
+                        path.len()
+                    ),
+                };
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_flaky_lone_origin_never_becomes_outpost_503s() {
+    let mut script = vec![Act::Unavailable; 5];
+    script.extend([Act::Close; 3]);
+    let (addr, connections) = scripted_origin(script).await;
+    let node = Node::start(&long_form(&[url_of(addr)], "retries = 0")).await;
+    for i in 0..5 {
+        let r = get(&node, &format!("/a{i}")).await;
+        assert_eq!(r.status, 503, "{}", r.cache_status());
+        assert_eq!(
+            r.header("x-from"),
+            "origin",
+            "the origin's own 503, passed on"
+        );
+        assert_eq!(r.text(), "busy");
+    }
+    // Answers are not failures: still in rotation.
+    assert_eq!(
+        node.metric(&format!(
+            r#"outpost_origin_server_up{{site="test",server="{addr}"}}"#
+        ))
+        .await,
+        1.0
+    );
+    for i in 0..3 {
+        let r = get(&node, &format!("/b{i}")).await;
+        assert_error(&r, 502, "origin-reset");
+    }
+    // Three resets took the only server out; panic mode still sends to it, and its answer
+    // brings it back.
+    let r = get(&node, "/c").await;
+    assert_eq!(
+        (r.status.as_u16(), r.text().as_str()),
+        (200, "/c"),
+        "{}",
+        r.cache_status()
+    );
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 9);
+    let text = node.metrics().await;
+    let server = format!(r#"{{site="test",server="{addr}"}}"#);
+    assert_eq!(
+        util::must_sample(&text, &format!("outpost_origin_ejections_total{server}")),
+        1.0
+    );
+    assert_eq!(
+        util::must_sample(&text, &format!("outpost_origin_server_up{server}")),
+        1.0
+    );
+    assert_eq!(
+        util::must_sample(&text, r#"outpost_origin_panic{site="test"}"#),
+        0.0,
+        "panic mode ends with the answer"
+    );
+    assert_eq!(
+        util::must_sample(&text, r#"outpost_origin_panic_requests_total{site="test"}"#),
+        1.0
+    );
+    let r = get(&node, "/d").await;
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "/d"));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn passive_statuses_opt_into_counting_gateway_errors() {
+    let (addr, connections) = scripted_origin(vec![Act::Unavailable; 4]).await;
+    let node = Node::start(&long_form(
+        &[url_of(addr)],
+        "health = { passive_statuses = [502, 503, 504] }",
+    ))
+    .await;
+    for i in 0..4 {
+        let r = get(&node, &format!("/a{i}")).await;
+        assert_eq!(r.header("x-from"), "origin", "{}", r.cache_status());
+    }
+    let text = node.metrics().await;
+    let server = format!(r#"{{site="test",server="{addr}"}}"#);
+    assert_eq!(
+        util::must_sample(&text, &format!("outpost_origin_ejections_total{server}")),
+        2.0,
+        "out after three 503s, and again after the trial in panic mode"
+    );
+    assert_eq!(
+        util::must_sample(&text, r#"outpost_origin_panic{site="test"}"#),
+        1.0
+    );
+    let r = get(&node, "/b").await;
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "/b"));
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 5);
     node.stop().await;
 }
 

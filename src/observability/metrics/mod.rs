@@ -23,6 +23,7 @@ pub(crate) use origin::{OriginOutcome, OriginServerMetrics};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry};
@@ -61,6 +62,8 @@ pub(crate) struct SiteMetrics {
     origin: [Counter; OriginOutcome::ALL.len()],
     pub(crate) origin_duration: Histogram,
     pub(crate) origin_bytes: Counter,
+    pub(crate) origin_panic: Gauge,
+    pub(crate) origin_panic_requests: Counter,
     responses: front::SiteResponses,
 }
 
@@ -145,6 +148,8 @@ impl Metrics {
             origin: origin.outcomes,
             origin_duration: origin.duration,
             origin_bytes: origin.bytes,
+            origin_panic: origin.panic,
+            origin_panic_requests: origin.panic_requests,
             responses: self.responses.site(site),
         }
     }

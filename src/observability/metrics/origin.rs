@@ -98,6 +98,8 @@ pub(super) struct SiteOriginFamilies {
     requests: Family<OriginLabels, Counter>,
     duration: Family<SiteLabel, Histogram>,
     bytes: Family<SiteLabel, Counter>,
+    panic: Family<SiteLabel, Gauge>,
+    panic_requests: Family<SiteLabel, Counter>,
 }
 
 /// One site's origin handles, for [`super::SiteMetrics`].
@@ -105,6 +107,8 @@ pub(super) struct SiteOrigin {
     pub(crate) outcomes: [Counter; OriginOutcome::ALL.len()],
     pub(crate) duration: Histogram,
     pub(crate) bytes: Counter,
+    pub(crate) panic: Gauge,
+    pub(crate) panic_requests: Counter,
 }
 
 impl SiteOriginFamilies {
@@ -125,6 +129,16 @@ impl SiteOriginFamilies {
                 "Body bytes received from origins (and owner peers) by fills",
                 Family::default(),
             ),
+            panic: reg.register(
+                names::ORIGIN_PANIC,
+                "1 while every server of a site's origin is out of rotation and requests go to all of them (panic mode)",
+                Family::default(),
+            ),
+            panic_requests: reg.register(
+                names::ORIGIN_PANIC_REQUESTS,
+                "Requests sent to an origin in panic mode (every server out of rotation)",
+                Family::default(),
+            ),
         }
     }
 
@@ -141,6 +155,8 @@ impl SiteOriginFamilies {
             }),
             duration: self.duration.get_or_create_owned(&label),
             bytes: self.bytes.get_or_create_owned(&label),
+            panic: self.panic.get_or_create_owned(&label),
+            panic_requests: self.panic_requests.get_or_create_owned(&label),
         }
     }
 }
