@@ -279,21 +279,34 @@ fn lookup_error(name: &str, record_type: RecordType, source: NetError) -> Discov
     }
 }
 
-/// A and AAAA of `name`. "No records"/NXDOMAIN gives an empty result; any other error fails.
+/// A and AAAA of `name`. "No records"/NXDOMAIN gives an empty result. One family failing
+/// (a server that refuses AAAA queries, say) leaves the other's answers standing; only when
+/// both fail does the lookup fail.
 async fn lookup_addrs(resolver: &Resolver, name: &str) -> Result<Found, DiscoveryError> {
     let (v4, v6) = tokio::join!(
         resolver.lookup(name, RecordType::A),
         resolver.lookup(name, RecordType::AAAA)
     );
     let mut found = Found::default();
+    let mut failed = None;
+    let mut answered = false;
     for (record_type, result) in [(RecordType::A, v4), (RecordType::AAAA, v6)] {
         match result {
-            Ok(lookup) => found.add_answers(lookup.answers()),
-            Err(e) if e.is_no_records_found() => {}
-            Err(e) => return Err(lookup_error(name, record_type, e)),
+            Ok(lookup) => {
+                answered = true;
+                found.add_answers(lookup.answers());
+            }
+            Err(e) if e.is_no_records_found() => answered = true,
+            Err(e) => {
+                tracing::debug!(name, %record_type, error = %e, "DNS lookup of one address family failed");
+                failed.get_or_insert_with(|| lookup_error(name, record_type, e));
+            }
         }
     }
-    Ok(found)
+    match failed {
+        Some(e) if !answered => Err(e),
+        _ => Ok(found),
+    }
 }
 
 async fn resolve_srv(

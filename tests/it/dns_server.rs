@@ -68,6 +68,9 @@ pub struct DnsServer {
     pub answering: Arc<AtomicBool>,
     /// Queries received (answered or not).
     pub queries: Arc<AtomicU64>,
+    /// Query types answered with REFUSED (as dnsmasq does for AAAA of a hosts-file name with
+    /// no upstream).
+    refused: Arc<Mutex<Vec<u16>>>,
     task: JoinHandle<()>,
 }
 
@@ -97,11 +100,13 @@ impl DnsServer {
         let ttl = Arc::new(AtomicU32::new(ttl));
         let answering = Arc::new(AtomicBool::new(true));
         let queries = Arc::new(AtomicU64::new(0));
-        let (z, t, a, q) = (
+        let refused: Arc<Mutex<Vec<u16>>> = Arc::default();
+        let (z, t, a, q, r) = (
             zone.clone(),
             ttl.clone(),
             answering.clone(),
             queries.clone(),
+            refused.clone(),
         );
         let task = tokio::spawn(async move {
             let mut buf = [0u8; 1500];
@@ -110,7 +115,9 @@ impl DnsServer {
                     continue;
                 };
                 q.fetch_add(1, Ordering::SeqCst);
-                if let Some(resp) = respond(&buf[..n], &z, &a, t.load(Ordering::SeqCst)) {
+                let refused = r.lock().map(|r| r.clone()).unwrap_or_default();
+                let ttl = t.load(Ordering::SeqCst);
+                if let Some(resp) = respond(&buf[..n], &z, &a, ttl, &refused) {
                     let _ = socket.send_to(&resp, peer).await;
                 }
             }
@@ -121,8 +128,14 @@ impl DnsServer {
             ttl,
             answering,
             queries,
+            refused,
             task,
         }
+    }
+
+    /// Answer queries of `qtype` with REFUSED from now on.
+    pub fn refuse(&self, qtype: u16) {
+        self.refused.lock().expect("refused lock").push(qtype);
     }
 
     /// Replace all records of `name` (every type) with `records`.
@@ -144,7 +157,13 @@ impl DnsServer {
 }
 
 /// Parse the header and the single question; build the response.
-fn respond(query: &[u8], zone: &Zone, answering: &AtomicBool, ttl: u32) -> Option<Vec<u8>> {
+fn respond(
+    query: &[u8],
+    zone: &Zone,
+    answering: &AtomicBool,
+    ttl: u32,
+    refused: &[u16],
+) -> Option<Vec<u8>> {
     let header = query.get(..12)?;
     let flags = u16::from_be_bytes([header[2], header[3]]);
     let qdcount = u16::from_be_bytes([header[4], header[5]]);
@@ -176,10 +195,17 @@ fn respond(query: &[u8], zone: &Zone, answering: &AtomicBool, ttl: u32) -> Optio
         return None; // simulated outage: drop the query
     }
     let known = zone.keys().any(|(n, _)| *n == name);
-    let answers = zone.get(&(name, qtype)).cloned().unwrap_or_default();
+    let mut answers = zone.get(&(name, qtype)).cloned().unwrap_or_default();
     drop(zone);
 
-    let rcode: u16 = if known { 0 } else { 3 }; // NOERROR / NXDOMAIN
+    let rcode: u16 = if refused.contains(&qtype) {
+        answers.clear();
+        5 // REFUSED
+    } else if known {
+        0 // NOERROR
+    } else {
+        3 // NXDOMAIN
+    };
     // QR | opcode (copied) | AA | RD (copied) | rcode
     let resp_flags = 0x8000 | (flags & 0x7800) | 0x0400 | (flags & 0x0100) | rcode;
     let mut out = Vec::with_capacity(512);

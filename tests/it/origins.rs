@@ -20,7 +20,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
-use crate::dns_server::{DnsServer, Record};
+use crate::dns_server::{DnsServer, Record, TYPE_AAAA};
 use crate::harness::*;
 
 /// An origin that counts its connections and requests, can hold requests until released
@@ -595,6 +595,127 @@ async fn a_reset_before_the_response_is_retried_elsewhere_but_never_for_a_post()
     assert_eq!(seen.load(Ordering::SeqCst), 2);
     assert_eq!(good.requests(), 3);
     node.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_aaaa_query_keeps_the_a_addresses() {
+    let dns = DnsServer::start(1).await;
+    dns.set(
+        "origin.test",
+        vec![Record::A("127.0.0.1".parse().expect("ip"))],
+    );
+    dns.refuse(TYPE_AAAA);
+    let origin = Backend::start("by name").await;
+    let server = format!("http://origin.test:{}", origin.addr.port());
+    let dns_table = format!(
+        "[dns]\nservers = [\"{}\"]\nmin_ttl = \"1s\"\nmax_ttl = \"1s\"\n",
+        dns.addr
+    );
+    let node = Node::start(&config(std::slice::from_ref(&server), "", &dns_table)).await;
+    let answered = get(&node, "/a").await;
+    assert_eq!(answered.status, 200, "{}", answered.cache_status());
+    assert_eq!(answered.text(), "by name");
+    // Refreshes keep succeeding on the A answer alone.
+    let refreshes = server_metric("origin_dns_refreshes_total", &server[7..], "");
+    wait_until("a second DNS refresh", Duration::from_secs(10), || async {
+        node.metric(&refreshes).await >= 2.0
+    })
+    .await;
+    let failures = server_metric("origin_dns_failures_total", &server[7..], "");
+    assert_eq!(node.metric(&failures).await, 0.0);
+    assert_eq!(get(&node, "/b").await.text(), "by name");
+    node.stop().await;
+}
+
+/// Whether a DNS server at `addr` answers an A query for `name` (any rcode) within 200 ms.
+async fn dns_answers(addr: SocketAddr, name: &str) -> bool {
+    let Ok(socket) = tokio::net::UdpSocket::bind("127.0.0.1:0").await else {
+        return false;
+    };
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    if socket.send_to(&query, addr).await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 512];
+    let answer = tokio::time::timeout(Duration::from_millis(200), socket.recv(&mut buf)).await;
+    matches!(answer, Ok(Ok(n)) if n >= 12 && buf[..2] == [0x12, 0x34])
+}
+
+/// dnsmasq serving a hosts file with no upstream answers A and refuses AAAA: the A
+/// addresses must carry the origin.
+#[tokio::test]
+async fn a_real_dnsmasq_that_refuses_aaaa_still_gives_the_a_addresses() {
+    let Some(dnsmasq) = crate::util::tool("dnsmasq") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("outpost-dnsmasq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 origin.test\n").expect("hosts file");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port();
+    let mut command = tokio::process::Command::new(dnsmasq);
+    if is_root() {
+        // It would drop to `nobody`, who may not read the hosts file.
+        command.arg("--user=root");
+    }
+    let mut child = command
+        .arg("--keep-in-foreground")
+        .args([
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--pid-file=",
+        ])
+        .arg(format!("--addn-hosts={}", hosts.display()))
+        .args(["--listen-address=127.0.0.1", &format!("--port={port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start dnsmasq");
+    let dns_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_until("dnsmasq answers", Duration::from_secs(10), || async {
+        dns_answers(dns_addr, "origin.test").await
+    })
+    .await;
+    let origin = Backend::start("via dnsmasq").await;
+    let server = format!("http://origin.test:{}", origin.addr.port());
+    let dns_table =
+        format!("[dns]\nservers = [\"{dns_addr}\"]\nmin_ttl = \"1s\"\nmax_ttl = \"1s\"\n");
+    let node = Node::start(&config(std::slice::from_ref(&server), "", &dns_table)).await;
+    let answered = get(&node, "/a").await;
+    assert_eq!(answered.status, 200, "{}", answered.cache_status());
+    assert_eq!(answered.text(), "via dnsmasq");
+    let refreshes = server_metric("origin_dns_refreshes_total", &server[7..], "");
+    wait_until("a second DNS refresh", Duration::from_secs(10), || async {
+        node.metric(&refreshes).await >= 2.0
+    })
+    .await;
+    let failures = server_metric("origin_dns_failures_total", &server[7..], "");
+    assert_eq!(node.metric(&failures).await, 0.0);
+    node.stop().await;
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether the tests run as root (dnsmasq then must be told to stay root).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
 }
 
 #[tokio::test]

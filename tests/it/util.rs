@@ -272,18 +272,24 @@ pub fn must_sample(text: &str, name: &str) -> f64 {
 /// The path of `promtool`, or `None` (with a note) when it is missing outside CI. In CI a
 /// missing promtool fails the test.
 pub fn promtool() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("promtool"))
-            .find(|p| p.is_file())
-    });
-    match found {
+    tool("promtool")
+}
+
+/// The path of an installed program (on PATH, or in the sbin directories where Debian puts
+/// daemons such as dnsmasq), or `None` (with a note) when it is missing outside CI. In CI
+/// (`CI` set) a missing program fails the test: `.ci/run` installs it.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/sbin"].map(PathBuf::from));
+    match dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file()) {
         Some(p) => Some(p),
         None if std::env::var_os("CI").is_some() => {
-            panic!("promtool is required in CI (CI is set) but is not on PATH")
+            panic!("{name} is required in CI (CI is set) but is not installed")
         }
         None => {
-            eprintln!("note: promtool not found on PATH; skipping the promtool check");
+            eprintln!("note: {name} not found; skipping the test that needs it");
             None
         }
     }
