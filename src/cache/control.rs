@@ -43,6 +43,9 @@ pub(crate) struct ResponseDirectives {
     /// The site's lifetime for this status when the response gives none (negative caching);
     /// explicit freshness always wins (see `cache::policy`).
     pub(crate) default_ttl: Option<u64>,
+    /// The site's most staleness when the origin cannot be reached (RFC 9111 §4.2.4), in
+    /// seconds; not a directive (see `cache::policy`).
+    pub(crate) stale_when_disconnected: Option<u64>,
 }
 
 /// Request `max-stale` (RFC 9111 §5.2.1.2): with no value any staleness is

@@ -302,6 +302,28 @@ pub(crate) fn may_serve_stale_if_error(
     !stale_forbidden(resp) && window.is_some_and(|w| by <= secs(w))
 }
 
+/// RFC 9111 §4.2.4: may this stale response be served because the origin cannot be reached
+/// at all (refused, reset, timed out), though nothing granted stale content? Only within
+/// the site's window, and never where the origin forbade it: `must-revalidate`,
+/// `proxy-revalidate`, `no-cache`, or `s-maxage` (which implies proxy-revalidate for shared
+/// caches, §5.2.2.10).
+pub(crate) fn may_serve_stale_when_disconnected(
+    freshness: Freshness,
+    resp: &ResponseDirectives,
+) -> bool {
+    let Freshness::Stale { by } = freshness else {
+        return false;
+    };
+    disconnected_window(resp).is_some_and(|w| by <= secs(w))
+}
+
+/// The staleness (seconds) [`may_serve_stale_when_disconnected`] allows this response, if
+/// any: also how long past its lifetime the store keeps it.
+pub(crate) fn disconnected_window(resp: &ResponseDirectives) -> Option<u64> {
+    let allowed = !stale_forbidden(resp) && resp.s_maxage.is_none();
+    resp.stale_when_disconnected.filter(|_| allowed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -696,6 +718,38 @@ mod tests {
         for (f, req_cc, resp_cc, want) in cases {
             let got = may_serve_stale_if_error(*f, &rq(req_cc), &rs(resp_cc));
             assert_eq!(got, *want, "req {req_cc:?} resp {resp_cc:?}");
+        }
+    }
+
+    #[test]
+    fn stale_when_disconnected_table() {
+        let fresh = Freshness::Fresh { remaining: secs(1) };
+        let stale = Freshness::Stale { by: secs(100) };
+        // (freshness, response Cache-Control, the site's window, allowed)
+        let cases: &[(Freshness, &str, Option<u64>, bool)] = &[
+            (stale, "max-age=1", Some(100), true),
+            (stale, "max-age=1", Some(99), false),
+            (stale, "max-age=1", None, false),
+            (fresh, "max-age=1", Some(100), false),
+            (stale, "max-age=1, must-revalidate", Some(86_400), false),
+            (stale, "max-age=1, proxy-revalidate", Some(86_400), false),
+            (stale, "s-maxage=1", Some(86_400), false),
+            (stale, "max-age=1, no-cache", Some(86_400), false),
+            (
+                stale,
+                "max-age=1, no-cache=\"set-cookie\"",
+                Some(86_400),
+                true,
+            ),
+        ];
+        for (f, resp_cc, window, want) in cases {
+            let mut d = rs(resp_cc);
+            d.stale_when_disconnected = *window;
+            assert_eq!(
+                may_serve_stale_when_disconnected(*f, &d),
+                *want,
+                "{resp_cc:?} {window:?}"
+            );
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct Policy {
     /// Grace windows (seconds) for responses that do not set their own.
     pub(crate) stale_while_revalidate: Option<u64>,
     pub(crate) stale_if_error: Option<u64>,
+    /// Most staleness (seconds) served when the origin cannot be reached (RFC 9111 §4.2.4).
+    pub(crate) stale_when_disconnected: Option<u64>,
     pub(crate) set_cookie: SetCookie,
     pub(crate) max_variants: usize,
     /// Response field listing the entry's tags (space-separated).
@@ -70,6 +72,7 @@ impl Default for Policy {
             status_ttl: Vec::new(),
             stale_while_revalidate: None,
             stale_if_error: None,
+            stale_when_disconnected: None,
             set_cookie: SetCookie::Refuse,
             max_variants: 16,
             tag_header: SURROGATE_KEY,
@@ -105,6 +108,7 @@ impl Policy {
         if d.stale_if_error.is_none() {
             d.stale_if_error = self.stale_if_error;
         }
+        d.stale_when_disconnected = self.stale_when_disconnected;
         d
     }
 

@@ -46,6 +46,9 @@ pub(crate) const DEFAULT_ORIGIN_MAX_CONNECTIONS: usize = 256;
 pub(crate) const DEFAULT_QUEUE: usize = 1024;
 pub(crate) const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_MAX_VARIANTS: usize = 16;
+/// `[site.cache] serve_stale_when_disconnected`: one day.
+pub(crate) const DEFAULT_STALE_WHEN_DISCONNECTED: std::time::Duration =
+    std::time::Duration::from_secs(86_400);
 pub(crate) const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_DNS_MIN_TTL: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_DNS_MAX_TTL: Duration = Duration::from_secs(300);
@@ -180,6 +183,7 @@ pub(crate) struct SiteCacheFile {
     pub(crate) surrogate_control: Option<bool>,
     pub(crate) serve_stale_while_revalidate: Option<HumanDuration>,
     pub(crate) serve_stale_if_error: Option<HumanDuration>,
+    pub(crate) serve_stale_when_disconnected: Option<HumanDuration>,
     pub(crate) store_set_cookie: Option<bool>,
     pub(crate) max_variants: Option<Spanned<usize>>,
     pub(crate) tag_header: Option<Spanned<String>>,

@@ -212,6 +212,9 @@ pub(crate) struct SiteCacheConfig {
     pub(crate) stale_while_revalidate: Duration,
     /// Grace for responses that set no `stale-if-error` (zero: none).
     pub(crate) stale_if_error: Duration,
+    /// Most staleness served when the origin cannot be reached (RFC 9111 §4.2.4; zero:
+    /// never); default one day.
+    pub(crate) stale_when_disconnected: Duration,
     /// Store responses with `Set-Cookie` (without the cookies); default `false`.
     pub(crate) store_set_cookie: bool,
     /// Variants kept per URL, 1..=1024; default 16.

@@ -14,7 +14,8 @@ use crate::config::SiteCacheConfig;
 use crate::config::ctx::Ctx;
 use crate::config::error::ConfigError;
 use crate::config::file::{
-    CacheKeyFile, DEFAULT_MAX_VARIANTS, MAX_MAX_VARIANTS, SiteCacheFile, SpannedList,
+    CacheKeyFile, DEFAULT_MAX_VARIANTS, DEFAULT_STALE_WHEN_DISCONNECTED, MAX_MAX_VARIANTS,
+    SiteCacheFile, SpannedList,
 };
 
 pub(crate) fn site_cache(
@@ -64,6 +65,9 @@ pub(crate) fn site_cache(
             .serve_stale_while_revalidate
             .map_or(Duration::ZERO, |d| d.0),
         stale_if_error: f.serve_stale_if_error.map_or(Duration::ZERO, |d| d.0),
+        stale_when_disconnected: f
+            .serve_stale_when_disconnected
+            .map_or(DEFAULT_STALE_WHEN_DISCONNECTED, |d| d.0),
         store_set_cookie: f.store_set_cookie.unwrap_or(false),
         max_variants,
         tag_header,

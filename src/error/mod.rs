@@ -104,6 +104,15 @@ impl ProxyError {
         }
     }
 
+    /// Whether the origin could not be reached (see [`OriginFailure::disconnected`]).
+    pub(crate) fn is_disconnected(&self) -> bool {
+        match self {
+            Self::Origin(failure, _) => failure.disconnected(),
+            Self::OriginDown => true,
+            _ => false,
+        }
+    }
+
     /// Whether the request may be sent again to another origin server: only failures that
     /// happened before the origin could have acted on it ([`OriginFailure::retryable`]).
     pub(crate) fn retryable(&self) -> bool {

@@ -81,6 +81,16 @@ impl OriginFailure {
         self != Self::Overload
     }
 
+    /// Whether the origin could not be reached at all (no response came), so RFC 9111 §4.2.4
+    /// lets a stale response stand in: not a busy server (ours to queue), not a broken
+    /// response (the origin answered).
+    pub(crate) fn disconnected(self) -> bool {
+        matches!(
+            self,
+            Self::Connect | Self::Tls | Self::Timeout | Self::Reset
+        )
+    }
+
     /// Whether a request without a body may be sent again to another server: only failures
     /// that happened before the origin could have acted on it.
     pub(crate) fn retryable(self) -> bool {

@@ -36,7 +36,9 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
 use crate::cache::conditional::validators;
-use crate::cache::freshness::{HeuristicPolicy, may_serve_stale_if_error};
+use crate::cache::freshness::{
+    HeuristicPolicy, may_serve_stale_if_error, may_serve_stale_when_disconnected,
+};
 use crate::cache::status::Fwd;
 use crate::cache::vary::secondary_key;
 use crate::cluster::Cluster;
@@ -304,6 +306,12 @@ impl Proxy {
                     {
                         return response;
                     }
+                    if e.is_disconnected()
+                        && let Some(response) =
+                            self.stale_disconnected(&ctx, &stale, fwd, collapsed)
+                    {
+                        return response;
+                    }
                     if let Some(response) = self.must_revalidate(&stale, fwd, None) {
                         return response;
                     }
@@ -331,6 +339,25 @@ impl Proxy {
             return None;
         }
         let outcome = Outcome::stale_if_error(fwd, fwd_status, collapsed, freshness.ttl_secs());
+        Some(respond::from_entry(&self.node, entry, ctx, now, outcome))
+    }
+
+    /// RFC 9111 §4.2.4: the stored response when the origin cannot be reached at all, within
+    /// the site's `serve_stale_when_disconnected`, unless the origin forbade stale content.
+    fn stale_disconnected(
+        &self,
+        ctx: &RequestContext,
+        stale: &Option<Arc<Entry>>,
+        fwd: Fwd,
+        collapsed: bool,
+    ) -> Option<Served> {
+        let entry = stale.as_ref()?;
+        let now = SystemTime::now();
+        let freshness = entry.freshness(now);
+        if !may_serve_stale_when_disconnected(freshness, &entry.directives) {
+            return None;
+        }
+        let outcome = Outcome::stale_disconnected(fwd, collapsed, freshness.ttl_secs());
         Some(respond::from_entry(&self.node, entry, ctx, now, outcome))
     }
 

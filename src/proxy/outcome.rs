@@ -73,6 +73,21 @@ impl Outcome {
         }
     }
 
+    /// RFC 9111 §4.2.4: a stale stored response because the origin could not be reached at
+    /// all (no response, so no `fwd-status`).
+    pub(crate) fn stale_disconnected(fwd: Fwd, collapsed: bool, ttl: i64) -> Self {
+        Self {
+            result: CacheResult::Stale,
+            status: CacheStatus {
+                fwd: Some(fwd),
+                collapsed,
+                ttl: Some(ttl),
+                detail: Some("stale-disconnected".to_owned()),
+                ..CacheStatus::default()
+            },
+        }
+    }
+
     /// RFC 9111 §4.3.4: a 304 freshened the stored response.
     pub(crate) fn revalidated(fwd: Fwd, collapsed: bool, ttl: i64) -> Self {
         Self {
@@ -175,6 +190,11 @@ mod tests {
                 Outcome::stale_if_error(Fwd::Stale, Some(503), false, -1),
                 "origin",
                 "n; fwd=stale; fwd-status=503; ttl=-1; detail=stale-if-error",
+            ),
+            (
+                Outcome::stale_disconnected(Fwd::Stale, false, -30),
+                "origin",
+                "n; fwd=stale; ttl=-30; detail=stale-disconnected",
             ),
             (
                 Outcome::revalidated(Fwd::Stale, true, 60),

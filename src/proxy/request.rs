@@ -58,6 +58,7 @@ impl Site {
                 .collect(),
             stale_while_revalidate: grace(cache.stale_while_revalidate),
             stale_if_error: grace(cache.stale_if_error),
+            stale_when_disconnected: grace(cache.stale_when_disconnected),
             set_cookie: if cache.store_set_cookie {
                 SetCookie::StoreWithout
             } else {

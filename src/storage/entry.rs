@@ -130,12 +130,17 @@ impl Entry {
 
     /// How long the store keeps the entry: while fresh, and past that only while it can still
     /// be useful: renewed by a conditional request, or served stale within the RFC 5861
-    /// `stale-while-revalidate` / `stale-if-error` windows.
+    /// `stale-while-revalidate` / `stale-if-error` windows or the site's window for an
+    /// unreachable origin (RFC 9111 §4.2.4). The byte bound evicts it sooner where space is
+    /// short.
     pub(crate) fn retention(&self) -> Duration {
         let stale_use = self
             .directives
             .stale_while_revalidate
             .max(self.directives.stale_if_error)
+            .max(crate::cache::freshness::disconnected_window(
+                &self.directives,
+            ))
             .unwrap_or(0);
         let validatable = if self.has_validators {
             STALE_VALIDATABLE_SECS

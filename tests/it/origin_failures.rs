@@ -503,35 +503,11 @@ async fn a_failing_server_leaves_rotation_and_stops_costing_requests() {
     node.stop().await;
 }
 
-/// An origin that answers its first request (closing the connection) and then accepts
-/// connections without ever answering.
-async fn answers_once_then_hangs(first: &'static str) -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let mut first = Some(first);
-        let mut held = Vec::new();
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf).await;
-            match first.take() {
-                Some(response) => {
-                    let _ = stream.write_all(response.as_bytes()).await;
-                }
-                None => held.push(stream),
-            }
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn with_every_server_out_of_rotation_requests_still_go_to_it_and_stale_if_error_serves() {
-    let addr = answers_once_then_hangs(
+    let addr = util::answers_once(
         "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\ncache-control: max-age=1, stale-if-error=600\r\nage: 5\r\netag: \"s\"\r\n\r\nstale",
+        util::Then::Hang,
     )
     .await;
     let node = Node::start(&long_form(

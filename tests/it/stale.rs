@@ -123,3 +123,131 @@ async fn stale_if_error_from_the_request_and_must_revalidate_overriding_it() {
         strict.cache_status()
     );
 }
+
+/// A node whose one site is `origin`, with `cache` as its `[site.cache]` table and a
+/// 300 ms first-byte timeout.
+fn disconnected_config(origin: &str, cache: &str) -> String {
+    format!(
+        "[node]\nname = \"edge-test\"\n[[site]]\nname = \"test\"\nhosts = [\"example.test\"]\n\
+         [site.origin]\nservers = [\"{origin}\"]\nfirst_byte_timeout = \"300ms\"\n\
+         [site.cache]\n{cache}\n"
+    )
+}
+
+/// Store `/d` with `cache_control` and `Age: 100`, make the origin unreachable (`then`), and
+/// ask again.
+async fn after_disconnect(cache_control: &str, cache: &str, then: crate::util::Then) -> Resp {
+    let first: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\
+             cache-control: {cache_control}\r\nage: 100\r\n\r\ngood"
+        )
+        .into_boxed_str(),
+    );
+    let addr = crate::util::answers_once(first, then).await;
+    let node = Node::start(&disconnected_config(&format!("http://{addr}"), cache)).await;
+    let stored = get(&node, "/d").await;
+    assert_eq!(stored.text(), "good", "{}", stored.cache_status());
+    let again = get(&node, "/d").await;
+    node.stop().await;
+    again
+}
+
+#[tokio::test]
+async fn an_unreachable_origin_gets_stale_content_where_nothing_forbids_it() {
+    use crate::util::Then::{Hang, Refuse};
+    // (response Cache-Control, [site.cache], how the origin is gone, status, Cache-Status end).
+    // Where stale is forbidden and the response has no validators, the store does not even
+    // keep it past its lifetime: a miss, and the origin's failure.
+    let cases = [
+        ("max-age=1", "", Refuse, 200, "detail=stale-disconnected"),
+        ("max-age=1", "", Hang, 200, "detail=stale-disconnected"),
+        (
+            "max-age=1",
+            "serve_stale_when_disconnected = \"100s\"",
+            Refuse,
+            200,
+            "detail=stale-disconnected",
+        ),
+        (
+            "max-age=1",
+            "serve_stale_when_disconnected = \"60s\"",
+            Refuse,
+            502,
+            "detail=origin-connect",
+        ),
+        (
+            "max-age=1",
+            "serve_stale_when_disconnected = \"0s\"",
+            Refuse,
+            502,
+            "detail=origin-connect",
+        ),
+        (
+            "max-age=1, must-revalidate",
+            "",
+            Refuse,
+            502,
+            "detail=origin-connect",
+        ),
+        (
+            "max-age=1, proxy-revalidate",
+            "",
+            Refuse,
+            502,
+            "detail=origin-connect",
+        ),
+        ("s-maxage=1", "", Refuse, 502, "detail=origin-connect"),
+        (
+            "max-age=60, no-cache",
+            "",
+            Refuse,
+            502,
+            "detail=origin-connect",
+        ),
+    ];
+    for (cache_control, cache, then, status, cache_status) in cases {
+        let r = after_disconnect(cache_control, cache, then).await;
+        let what = format!("{cache_control} / {cache} / {then:?}: {}", r.cache_status());
+        assert_eq!(r.status, status, "{what}");
+        assert!(r.cache_status().ends_with(cache_status), "{what}");
+        if status == 200 {
+            assert_eq!(r.text(), "good", "{what}");
+            assert!(
+                r.cache_status().starts_with("edge-test; fwd=stale;"),
+                "{what}"
+            );
+            assert!(
+                !r.cache_status().contains("fwd-status"),
+                "no response came: {what}"
+            );
+            assert!(r.cache_status().contains("; ttl=-"), "{what}");
+            let age: u64 = r.header("age").parse().expect("Age");
+            assert!((100..110).contains(&age), "Age stays true: {age}, {what}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_origin_that_answers_5xx_is_not_disconnected() {
+    let origin = Origin::start(|_, n| match n {
+        1 => already_stale("good", "max-age=60"),
+        _ => Reply::ok("from origin").status(503),
+    })
+    .await;
+    let node = Node::start(&disconnected_config(&origin.url(), "")).await;
+    get(&node, "/a").await;
+    let r = get(&node, "/a").await;
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (503, "from origin"));
+    assert!(
+        r.cache_status().contains("fwd-status=503"),
+        "{}",
+        r.cache_status()
+    );
+    assert_eq!(
+        node.metric(r#"outpost_requests_total{site="test",cache="stale"}"#)
+            .await,
+        0.0
+    );
+    node.stop().await;
+}

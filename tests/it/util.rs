@@ -465,6 +465,41 @@ impl TlsOrigin {
 // ---------------------------------------------------------------------------------------------
 // Raw origins
 
+/// What [`answers_once`] does after its first answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// Accept connections and never answer.
+    Hang,
+    /// Stop listening: connections are refused.
+    Refuse,
+}
+
+/// An origin that answers its first request with `first` (which should close the
+/// connection), then hangs or refuses.
+pub async fn answers_once(first: &'static str, then: Then) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut first = Some(first);
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            match first.take() {
+                Some(response) => {
+                    let _ = stream.write_all(response.as_bytes()).await;
+                    if then == Then::Refuse {
+                        // The listener goes with the task: the port refuses from now on.
+                        return;
+                    }
+                }
+                None => held.push(stream),
+            }
+        }
+    });
+    addr
+}
+
 /// A TCP origin that reads each request head, answers with fixed bytes (typically a head and
 /// part of the body it announces) and closes the connection, counting requests.
 pub struct CutOrigin {
