@@ -47,7 +47,7 @@ Invariants, checked on every response and sample; any breach makes the exit stat
 Failures are listed by cause (status and Cache-Status detail, or the transport error), kind
 of object and what was down meanwhile, with the reason where it is understood. Requests with
 stale-if-error that ran wholly inside an origin outage are counted as served fresh, served
-stale (Cache-Status detail=stale-if-error) or failed. Failures while the origin is down are
+stale (Cache-Status detail=stale-if-error or stale-disconnected) or failed. Failures while the origin is down are
 not held against invariant 3.
 """
 import argparse
@@ -396,6 +396,8 @@ def classify_served(cache_status):
         return "stale-if-error"
     if "detail=stale-while-revalidate" in cache_status:
         return "stale-while-revalidate"
+    if "detail=stale-disconnected" in cache_status:
+        return "stale-disconnected"
     first = cache_status.split(",")[0]
     if "; hit" in first:
         return "hit" if "," not in cache_status else "hit via owner"
