@@ -774,3 +774,21 @@ async fn retries_zero_never_resends() {
     assert!(statuses.contains(&502), "{statuses:?}");
     node.stop().await;
 }
+
+#[tokio::test]
+async fn conflicting_content_lengths_from_the_origin_are_its_protocol_error_every_time() {
+    let origin = CutOrigin::start(
+        b"HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello"
+            .to_vec(),
+    )
+    .await;
+    let node = Node::start(&site_config(&url_of(origin.addr), "")).await;
+    // Past the three failures that take the lone server out: panic mode still asks it, and
+    // each answer is the origin's protocol error, never 503 origin-down, never stored.
+    for _ in 0..5 {
+        let r = get(&node, "/dup").await;
+        assert_error(&r, 502, "origin-protocol");
+    }
+    assert_eq!(origin.count(), 5);
+    node.stop().await;
+}
