@@ -78,6 +78,8 @@ pub(crate) struct Cluster {
     pub(crate) secret: Secret,
     pub(crate) replicate: Replicate,
     pub(crate) probe_interval: std::time::Duration,
+    /// See [`PeerClient::forward`].
+    pub(crate) peer_timeout: std::time::Duration,
     view: ArcSwap<View>,
     sketch: Sketch,
     pub(crate) client: PeerClient,
@@ -98,6 +100,7 @@ impl Cluster {
             secret: Secret::new(&config.secret),
             replicate: config.replicate,
             probe_interval: config.probe_interval,
+            peer_timeout: config.peer_timeout,
             sketch: Sketch::new(SKETCH_CAPACITY),
             client: PeerClient::new(),
             metrics,

@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -45,7 +45,16 @@ pub(crate) struct Peer {
     /// The node name it reports in probes.
     name: Mutex<Option<String>>,
     last_change: Mutex<SystemTime>,
+    /// When it last answered anything (a hop or a probe), in ms of [`monotonic_ms`].
+    last_answer_ms: AtomicU64,
     pub(crate) metrics: PeerMetrics,
+}
+
+/// Milliseconds on a monotonic clock since its first use.
+fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Peer {
@@ -59,6 +68,7 @@ impl Peer {
             late_probes: AtomicU32::new(0),
             name: Mutex::new(None),
             last_change: Mutex::new(SystemTime::now()),
+            last_answer_ms: AtomicU64::new(monotonic_ms()),
             metrics,
         }
     }
@@ -95,8 +105,20 @@ impl Peer {
 
     /// It answered: alive, with no late probes counted against it.
     fn answered(&self) {
+        self.heard();
         self.late_probes.store(0, Ordering::Relaxed);
         self.revive();
+    }
+
+    /// It answered something just now.
+    fn heard(&self) {
+        self.last_answer_ms.store(monotonic_ms(), Ordering::Relaxed);
+    }
+
+    /// How long since it last answered anything.
+    fn silent_for(&self) -> Duration {
+        let last = self.last_answer_ms.load(Ordering::Relaxed);
+        Duration::from_millis(monotonic_ms().saturating_sub(last))
     }
 
     fn revive(&self) {
@@ -156,11 +178,18 @@ impl PeerClient {
 
     /// Forward a GET/HEAD to `peer` with the hop header, and wait up to `timeout` for the
     /// response head. An unreachable peer is ejected before this returns.
+    /// Forward a fill to its owner and wait for the response head, at most `timeout` (the
+    /// owner may be waiting on a slow origin). A hung owner (stopped, wedged) still accepts
+    /// connections, so its silence looks like a slow origin. Each `peer_timeout` without a
+    /// head, the owner must have answered something (another hop, a probe) in the last
+    /// `peer_timeout`, or answer a probe of that length now; if not, it is ejected and the
+    /// fill goes elsewhere after about twice `peer_timeout`, instead of after `timeout`.
     pub(crate) async fn forward(
         &self,
         peer: &Peer,
         request: &OriginRequest,
         hop: HeaderValue,
+        peer_timeout: Duration,
         timeout: Duration,
     ) -> Result<Response<Incoming>, PeerError> {
         let mut headers = request.headers.clone();
@@ -172,8 +201,43 @@ impl PeerClient {
         *outgoing.uri_mut() = uri;
         *outgoing.headers_mut() = headers;
         let started = Instant::now();
-        match tokio::time::timeout(timeout, self.client.request(outgoing)).await {
+        let sent = self.client.request(outgoing);
+        tokio::pin!(sent);
+        let answered = loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                break Err(());
+            }
+            if let Ok(answer) = tokio::time::timeout(peer_timeout.min(left), &mut sent).await {
+                break Ok(answer);
+            }
+            // Answering others (or a recent probe): alive, busy or waiting on its origin.
+            if peer.silent_for() < peer_timeout {
+                continue;
+            }
+            let probe = self.exchange(
+                peer.addr,
+                Method::GET,
+                PROBE_PATH,
+                HeaderMap::new(),
+                Bytes::new(),
+                peer_timeout,
+            );
+            if matches!(probe.await, Ok((StatusCode::OK, _))) {
+                peer.heard();
+                continue;
+            }
+            peer.metrics.request(PeerOutcome::Unreachable);
+            let why = format!(
+                "silent for peer_timeout ({} ms), also to a probe",
+                peer_timeout.as_millis()
+            );
+            peer.eject(&why);
+            return Err(PeerError::Unreachable(why));
+        };
+        match answered {
             Ok(Ok(response)) => {
+                peer.heard();
                 peer.metrics.request(PeerOutcome::Response);
                 // Answering requests: a late probe before this one says nothing.
                 peer.late_probes.store(0, Ordering::Relaxed);

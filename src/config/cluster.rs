@@ -8,8 +8,8 @@
 use crate::config::ctx::{Ctx, socket_addr, timeout};
 use crate::config::error::ConfigError;
 use crate::config::file::{
-    ClusterFile, DEFAULT_DNS_MAX_TTL, DEFAULT_DNS_MIN_TTL, DEFAULT_PROBE_INTERVAL, DnsFile,
-    MIN_SECRET_LEN,
+    ClusterFile, DEFAULT_DNS_MAX_TTL, DEFAULT_DNS_MIN_TTL, DEFAULT_PEER_TIMEOUT,
+    DEFAULT_PROBE_INTERVAL, DnsFile, MIN_SECRET_LEN,
 };
 use crate::config::{ClusterConfig, DnsConfig, Members, Replicate};
 
@@ -83,6 +83,12 @@ pub(crate) fn cluster(f: &ClusterFile, cx: &Ctx<'_>) -> Result<ClusterConfig, Co
             &f.probe_interval,
             DEFAULT_PROBE_INTERVAL,
             "cluster.probe_interval",
+            cx,
+        )?,
+        peer_timeout: timeout(
+            &f.peer_timeout,
+            DEFAULT_PEER_TIMEOUT,
+            "cluster.peer_timeout",
             cx,
         )?,
     })

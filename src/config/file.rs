@@ -50,6 +50,8 @@ pub(crate) const DEFAULT_MAX_VARIANTS: usize = 16;
 pub(crate) const DEFAULT_STALE_WHEN_DISCONNECTED: std::time::Duration =
     std::time::Duration::from_secs(86_400);
 pub(crate) const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// `[cluster] peer_timeout`.
+pub(crate) const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_millis(500);
 pub(crate) const DEFAULT_DNS_MIN_TTL: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_DNS_MAX_TTL: Duration = Duration::from_secs(300);
 /// Shortest cluster secret accepted: 128 bits of printable text at the very least.
@@ -100,6 +102,7 @@ pub(crate) struct ClusterFile {
     pub(crate) secret: Spanned<String>,
     pub(crate) replicate: Option<Spanned<String>>,
     pub(crate) probe_interval: Option<Spanned<HumanDuration>>,
+    pub(crate) peer_timeout: Option<Spanned<HumanDuration>>,
 }
 
 /// `[dns]`: the resolver used for names Outpost resolves itself (cluster discovery).

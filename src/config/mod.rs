@@ -95,6 +95,9 @@ pub(crate) struct ClusterConfig {
     pub(crate) replicate: Replicate,
     /// How often peers are probed.
     pub(crate) probe_interval: Duration,
+    /// How long a hop waits for the owner's response head before it checks, with a probe
+    /// of the same length, that the owner is alive at all.
+    pub(crate) peer_timeout: Duration,
 }
 
 /// Where the member list comes from.

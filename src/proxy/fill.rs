@@ -99,7 +99,13 @@ impl FillJob {
             let timeout = self.site.origin.first_byte_timeout() + Duration::from_secs(1);
             match cluster
                 .client
-                .forward(&hop.peer, &self.request, signed, timeout)
+                .forward(
+                    &hop.peer,
+                    &self.request,
+                    signed,
+                    cluster.peer_timeout,
+                    timeout,
+                )
                 .await
             {
                 Ok(response) => return Ok(response.map(UpstreamBody::from)),
