@@ -76,8 +76,9 @@ impl ResponseDirectives {
         Self::parse_lines(headers.get_all(header::CACHE_CONTROL))
     }
 
-    /// Parses the lines of one Cache-Control-like field (`Cache-Control`, or a targeted field
-    /// such as `CDN-Cache-Control`, whose members use the same names and values).
+    /// Parses the lines of one Cache-Control-like field (`Cache-Control`, or
+    /// `Surrogate-Control`, whose members use the same names and values). Targeted fields
+    /// are Structured Fields with their own strict parser (`cache::targeted`).
     pub(crate) fn parse_lines<'a>(lines: impl IntoIterator<Item = &'a HeaderValue>) -> Self {
         let mut d = Self::default();
         let mut bare = Bare::default();
@@ -319,7 +320,7 @@ fn keep_first(slot: &mut Option<u64>, value: Option<&str>) {
 
 /// Field names of a qualified `no-cache` / `private` (RFC 9111 §5.2.2.4,
 /// §5.2.2.7), lowercased and deduplicated; invalid names are dropped.
-fn push_fields(fields: &mut Vec<String>, value: &str) {
+pub(crate) fn push_fields(fields: &mut Vec<String>, value: &str) {
     for raw in value.split(',') {
         let Ok(name) = HeaderName::from_bytes(trim_ows(raw.as_bytes())) else {
             continue;

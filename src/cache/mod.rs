@@ -16,6 +16,7 @@ pub mod policy;
 pub(crate) mod range;
 pub(crate) mod status;
 pub(crate) mod storable;
+pub(crate) mod targeted;
 #[cfg(test)]
 mod test_util;
 pub(crate) mod vary;
@@ -127,6 +128,7 @@ mod tests {
             let (t1, t2, now) = (rng.time(), rng.time(), rng.time());
             let rcc = RequestDirectives::parse(&req);
             let scc = ResponseDirectives::parse(&resp);
+            let _ = targeted::parse(resp.get_all("cache-control"));
             let policy = HeuristicPolicy {
                 fraction_percent: u32::MAX,
                 max: Duration::MAX,

@@ -17,9 +17,10 @@
 use http::header::{self, HeaderMap, HeaderName};
 use http::{HeaderValue, StatusCode};
 
-use crate::cache::control::{ResponseDirectives, directives};
+use crate::cache::control::ResponseDirectives;
 use crate::cache::freshness::HeuristicPolicy;
 use crate::cache::storable::SetCookie;
+use crate::cache::targeted;
 use crate::cache::vary::{Vary, parse_vary};
 
 /// RFC 9213 §3.
@@ -84,9 +85,10 @@ impl Default for Policy {
 impl Policy {
     /// The directives Outpost obeys for this response.
     ///
-    /// RFC 9213 §2.1: the first field of the target list (the site's own field, then
+    /// RFC 9213 §2.2: the first field of the target list (the site's own field, then
     /// `CDN-Cache-Control`) with a valid, non-empty value replaces `Cache-Control` and
-    /// `Expires`. Without one, `Cache-Control` applies, with `Surrogate-Control`'s `max-age`
+    /// `Expires`; a field that fails to parse as a Dictionary, or has a known directive of
+    /// the wrong type, counts as absent (§2.1). Without one, `Cache-Control` applies, with `Surrogate-Control`'s `max-age`
     /// and `no-store` over it when the site enables that field.
     pub(crate) fn directives(&self, status: StatusCode, headers: &HeaderMap) -> ResponseDirectives {
         let mut d = self
@@ -114,14 +116,11 @@ impl Policy {
 
     fn targeted(&self, headers: &HeaderMap) -> Option<ResponseDirectives> {
         let cdn = self.cdn_cache_control.then_some(CDN_CACHE_CONTROL);
-        self.own_field.iter().cloned().chain(cdn).find_map(|name| {
-            let lines = headers.get_all(&name);
-            // "Valid, non-empty": at least one directive parses out of it.
-            directives(lines.iter()).next()?;
-            let mut d = ResponseDirectives::parse_lines(lines);
-            d.targeted = true;
-            Some(d)
-        })
+        self.own_field
+            .iter()
+            .cloned()
+            .chain(cdn)
+            .find_map(|name| targeted::parse(headers.get_all(&name)))
     }
 
     fn cache_control(&self, headers: &HeaderMap) -> ResponseDirectives {
@@ -253,6 +252,40 @@ mod tests {
                 Some(10),
                 false,
                 false,
+            ),
+            // RFC 9213 §2.1: a known directive of the wrong type voids the whole field, and
+            // Cache-Control applies (its `private` too).
+            (
+                Policy::default(),
+                hm(&[
+                    ("cache-control", b"private, max-age=10"),
+                    ("cdn-cache-control", b"max-age=\"600\""),
+                ]),
+                Some(10),
+                true,
+                false,
+            ),
+            (
+                Policy::default(),
+                hm(&[
+                    ("cache-control", b"max-age=10"),
+                    ("cdn-cache-control", b"max-age=600, no-store=\"x\""),
+                ]),
+                Some(10),
+                false,
+                false,
+            ),
+            // An invalid own field passes the turn to CDN-Cache-Control, not Cache-Control.
+            (
+                own(),
+                hm(&[
+                    ("cache-control", b"max-age=10"),
+                    ("cdn-cache-control", b"max-age=600"),
+                    ("outpost-cache-control", b"max-age=1.5"),
+                ]),
+                Some(600),
+                false,
+                true,
             ),
             // Turned off: CDN-Cache-Control is not ours.
             (

@@ -46,6 +46,55 @@ async fn cdn_cache_control_overrides_cache_control_and_goes_on_downstream() {
 }
 
 #[tokio::test]
+async fn a_cdn_cache_control_that_is_no_valid_dictionary_leaves_cache_control_in_charge() {
+    // (path, Cache-Control, CDN-Cache-Control, origin fetches for two GETs)
+    let cases: &[(&str, &str, &str, usize)] = &[
+        // RFC 9213 §2.1: max-age must be an Integer; the field is ignored as a whole.
+        ("/string", "max-age=0", "max-age=\"600\"", 2),
+        ("/decimal", "no-store", "max-age=600.0", 2),
+        ("/token", "no-store", "max-age=sixty", 2),
+        ("/negative", "no-store", "max-age=-600", 2),
+        ("/trailing-comma", "no-store", "max-age=600,", 2),
+        ("/typed-flag", "no-store", "max-age=600, no-store=\"x\"", 2),
+        // Valid: it replaces Cache-Control, unknown members and parameters are ignored.
+        ("/valid", "no-store", "max-age=600", 1),
+        (
+            "/valid-ext",
+            "no-store",
+            "max-age=600;p=1, x-ext=(a \"b\"), y=?0",
+            1,
+        ),
+    ];
+    let table: Vec<(String, String, String)> = cases
+        .iter()
+        .map(|(p, cc, cdn, _)| ((*p).to_owned(), (*cc).to_owned(), (*cdn).to_owned()))
+        .collect();
+    let origin = Origin::start(move |seen, _| {
+        let (_, cc, cdn) = table
+            .iter()
+            .find(|(p, ..)| *p == seen.path)
+            .expect("a path of the table");
+        Reply::ok("body")
+            .cache(cc)
+            .header("cdn-cache-control", cdn.clone())
+    })
+    .await;
+    let node = Node::start(&site_config(&origin.url(), "")).await;
+    for (path, _, cdn, fetches) in cases {
+        get(&node, path).await;
+        let second = get(&node, path).await;
+        assert_eq!(second.status, 200, "{path}");
+        assert_eq!(origin.count(path), *fetches, "{path}: {cdn}");
+        assert_eq!(
+            second.cache_status().contains("hit"),
+            *fetches == 1,
+            "{path}: {}",
+            second.cache_status()
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_sites_own_targeted_field_comes_first_and_stops_here() {
     let origin = Origin::start(|_, _| {
         Reply::ok("own")
