@@ -5,10 +5,12 @@
 //! 304 (saving the body transfer at the edge), and revalidating a stored
 //! response with the origin, then folding the origin's 304 into the entry.
 
+use std::time::{Duration, SystemTime};
+
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
 use crate::cache::control::trim_ows;
-use crate::cache::freshness::http_date;
+use crate::cache::date::http_date;
 
 /// An entity-tag split into weakness and opaque-tag body (RFC 9110 §8.8.3).
 /// `W/` is case-sensitive; etagc excludes DQUOTE, whitespace and controls.
@@ -48,11 +50,13 @@ fn etag_list(s: &str) -> impl Iterator<Item = &str> {
     .filter(|m| !m.is_empty())
 }
 
-/// Should the stored response answer this request with 304 Not Modified?
+/// Should the stored response answer this request with 304 Not Modified? `now` places the
+/// two-digit years of RFC 850 dates (see `cache::date`).
 pub(crate) fn not_modified(
     method: &Method,
     request_headers: &HeaderMap,
     stored_headers: &HeaderMap,
+    now: SystemTime,
 ) -> bool {
     // RFC 9110 §13.1.2, §13.1.3: a failed precondition means 304 only for
     // GET and HEAD (other methods get 412, not a cache answer).
@@ -64,7 +68,7 @@ pub(crate) fn not_modified(
     if request_headers.contains_key(header::IF_NONE_MATCH) {
         return none_match_hit(request_headers, stored_headers);
     }
-    modified_since_hit(request_headers, stored_headers)
+    modified_since_hit(request_headers, stored_headers, now)
 }
 
 /// RFC 9110 §13.1.2 / RFC 9111 §4.3.2: any listed tag weakly matching the
@@ -84,25 +88,69 @@ fn none_match_hit(request_headers: &HeaderMap, stored_headers: &HeaderMap) -> bo
 /// RFC 9110 §13.1.3 / RFC 9111 §4.3.2: 304 when the stored Last-Modified
 /// (or, lacking a valid one, its Date) is not after the client's date.
 /// Several lines or an invalid date → the field is ignored.
-fn modified_since_hit(request_headers: &HeaderMap, stored_headers: &HeaderMap) -> bool {
+fn modified_since_hit(
+    request_headers: &HeaderMap,
+    stored_headers: &HeaderMap,
+    now: SystemTime,
+) -> bool {
     let mut lines = request_headers.get_all(header::IF_MODIFIED_SINCE).iter();
     let (Some(line), None) = (lines.next(), lines.next()) else {
         return false;
     };
-    let Some(since) = http_date(line) else {
+    let Some(since) = http_date(line, now) else {
         return false;
     };
-    let stored = stored_headers
-        .get(header::LAST_MODIFIED)
-        .and_then(http_date)
-        .or_else(|| stored_headers.get(header::DATE).and_then(http_date));
+    let stored = stored_date(stored_headers, header::LAST_MODIFIED, now)
+        .or_else(|| stored_date(stored_headers, header::DATE, now));
     stored.is_some_and(|last_modified| last_modified <= since)
+}
+
+fn stored_date(
+    stored_headers: &HeaderMap,
+    name: HeaderName,
+    now: SystemTime,
+) -> Option<SystemTime> {
+    http_date(stored_headers.get(name)?, now)
+}
+
+/// RFC 9110 §13.1.5: with `If-Range`, a range is served only if the validator matches the
+/// stored representation strongly; otherwise the whole representation is sent, so a client
+/// resuming a download never splices bytes of two versions. True without `If-Range`.
+pub(crate) fn if_range_holds(request: &HeaderMap, stored: &HeaderMap, now: SystemTime) -> bool {
+    let Some(condition) = request.get(header::IF_RANGE) else {
+        return true;
+    };
+    let Ok(text) = condition.to_str().map(|t| t.trim_matches([' ', '\t'])) else {
+        return false;
+    };
+    // "A valid entity-tag can be distinguished from a valid HTTP-date by examining the first
+    // three characters for a DQUOTE."
+    if text.bytes().take(3).any(|b| b == b'"') {
+        let etag = stored.get(header::ETAG).and_then(|v| v.to_str().ok());
+        return etag.is_some_and(|etag| strong_etag_eq(text, etag));
+    }
+    // A date must exactly match Last-Modified and be a strong validator (§8.8.2.2): for a
+    // cache, at least one second before the stored response's Date.
+    let (Some(since), Some(last_modified), Some(date)) = (
+        http_date(condition, now),
+        stored_date(stored, header::LAST_MODIFIED, now),
+        stored_date(stored, header::DATE, now),
+    ) else {
+        return false;
+    };
+    since == last_modified
+        && date
+            .duration_since(since)
+            .is_ok_and(|d| d >= Duration::from_secs(1))
 }
 
 /// RFC 9111 §4.3.1: preconditions for revalidating a stored response — its
 /// ETag in If-None-Match, its Last-Modified in If-Modified-Since. Invalid
 /// validators are not sent: the origin could not match them either.
-pub(crate) fn validators(stored_headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+pub(crate) fn validators(
+    stored_headers: &HeaderMap,
+    now: SystemTime,
+) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::new();
     if let Some(etag) = stored_headers.get(header::ETAG)
         && etag.to_str().ok().and_then(parse_etag).is_some()
@@ -110,7 +158,7 @@ pub(crate) fn validators(stored_headers: &HeaderMap) -> Vec<(HeaderName, HeaderV
         out.push((header::IF_NONE_MATCH, etag.clone()));
     }
     if let Some(lm) = stored_headers.get(header::LAST_MODIFIED)
-        && http_date(lm).is_some()
+        && http_date(lm, now).is_some()
     {
         out.push((header::IF_MODIFIED_SINCE, lm.clone()));
     }
@@ -235,7 +283,20 @@ mod tests {
         assert_eq!(got, [r#""a,b""#, r#"W/"c""#, "*", r#""d"#]);
     }
 
+    /// A clock for the RFC 850 window: 2025-01-01.
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_735_689_600)
+    }
+
     const LM: &[u8] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+    /// LM in the two obsolete formats (RFC 9110 §5.6.7).
+    const LM_850: &[u8] = b"Sunday, 06-Nov-94 08:49:37 GMT";
+    const LM_ASCTIME: &[u8] = b"Sun Nov  6 08:49:37 1994";
+    /// A second after LM, in each format.
+    const AFTER: &[u8] = b"Sun, 06 Nov 1994 08:49:38 GMT";
+    const AFTER_850: &[u8] = b"Sunday, 06-Nov-94 08:49:38 GMT";
+    const AFTER_ASCTIME: &[u8] = b"Sun Nov  6 08:49:38 1994";
+    const BEFORE_ASCTIME: &[u8] = b"Sun Nov  6 08:49:36 1994";
     const EARLIER: &[u8] = b"Sat, 05 Nov 1994 08:49:37 GMT";
     const LATER: &[u8] = b"Mon, 07 Nov 1994 08:49:37 GMT";
 
@@ -361,8 +422,103 @@ mod tests {
             (Method::GET, &[], stored_full, false),
         ];
         for (method, req, stored, want) in cases {
-            let got = not_modified(method, &hm(req), &hm(stored));
+            let got = not_modified(method, &hm(req), &hm(stored), now());
             assert_eq!(got, *want, "{method} {req:?} {stored:?}");
+        }
+    }
+
+    #[test]
+    fn if_modified_since_reads_every_date_format() {
+        // (If-Modified-Since, stored Last-Modified, 304?)
+        let cases: &[(&[u8], &[u8], bool)] = &[
+            (LM_850, LM, true),
+            (LM_ASCTIME, LM, true),
+            (LM, LM_850, true),
+            (LM, LM_ASCTIME, true),
+            (LM_850, LM_ASCTIME, true),
+            (AFTER_850, LM, true),
+            (AFTER_ASCTIME, LM_850, true),
+            (BEFORE_ASCTIME, LM, false),
+            (LM, AFTER_850, false),
+            (LM_ASCTIME, AFTER_ASCTIME, false),
+            // Not dates: the field is ignored (no 304).
+            (b"0", LM, false),
+            (b"Sunday, 06-Nov-1994 08:49:37 GMT", LM, false),
+            (b"Monday, 06-Nov-94 08:49:37 GMT", LM, false),
+            // An invalid Last-Modified falls back to the stored Date (absent here).
+            (AFTER, b"Sunday, 06-Nov-94 08:49:37 UTC", false),
+        ];
+        for (since, last_modified, want) in cases {
+            let req = hm(&[("if-modified-since", since)]);
+            let stored = hm(&[("last-modified", last_modified)]);
+            assert_eq!(
+                not_modified(&Method::GET, &req, &stored, now()),
+                *want,
+                "{:?} vs {:?}",
+                String::from_utf8_lossy(since),
+                String::from_utf8_lossy(last_modified)
+            );
+        }
+        // The stored Date, when it is the fallback, in an obsolete format too.
+        let stored = hm(&[("date", LM_ASCTIME)]);
+        let req = hm(&[("if-modified-since", LM_850)]);
+        assert!(not_modified(&Method::GET, &req, &stored, now()));
+    }
+
+    #[test]
+    fn if_range_table() {
+        let date_after: &[u8] = b"Sun, 06 Nov 1994 08:49:38 GMT";
+        let stored: Pairs = &[
+            ("etag", b"\"v1\""),
+            ("last-modified", LM),
+            ("date", date_after),
+        ];
+        let stored_850: Pairs = &[("last-modified", LM_850), ("date", AFTER_ASCTIME)];
+        let weak_stored: Pairs = &[("etag", b"W/\"v1\"")];
+        // Last-Modified less than a second before Date is weak (RFC 9110 §8.8.2.2).
+        let same_second: Pairs = &[("last-modified", LM), ("date", LM)];
+        let no_date: Pairs = &[("last-modified", LM)];
+        // (If-Range, stored, range served?)
+        let cases: &[(Option<&[u8]>, Pairs, bool)] = &[
+            (None, stored, true),
+            (None, &[], true),
+            (Some(b"\"v1\""), stored, true),
+            (Some(b" \"v1\" "), stored, true),
+            (Some(b"\"v2\""), stored, false),
+            // Strong comparison: a weak tag on either side never matches.
+            (Some(b"W/\"v1\""), stored, false),
+            (Some(b"\"v1\""), weak_stored, false),
+            (Some(b"\"v1\""), &[], false),
+            // Dates, in all three formats, against Last-Modified in either.
+            (Some(LM), stored, true),
+            (Some(LM_850), stored, true),
+            (Some(LM_ASCTIME), stored, true),
+            (Some(LM), stored_850, true),
+            (Some(LM_ASCTIME), stored_850, true),
+            // "Exactly matches": a later or earlier date does not.
+            (Some(AFTER), stored, false),
+            (Some(BEFORE_ASCTIME), stored, false),
+            (Some(LM), same_second, false),
+            (Some(LM), no_date, false),
+            (Some(LM), &[("etag", b"\"v1\"")], false),
+            // Neither a tag nor a date.
+            (Some(b"v1"), stored, false),
+            (Some(b"0"), stored, false),
+            (Some(b""), stored, false),
+            (Some(b"\xff"), stored, false),
+            (Some(b"Sunday, 06-Nov-94 08:49:37"), stored, false),
+        ];
+        for (condition, stored, want) in cases {
+            let req = match condition {
+                Some(c) => hm(&[("if-range", c)]),
+                None => HeaderMap::new(),
+            };
+            assert_eq!(
+                if_range_holds(&req, &hm(stored), now()),
+                *want,
+                "{:?} vs {stored:?}",
+                condition.map(String::from_utf8_lossy)
+            );
         }
     }
 
@@ -370,7 +526,7 @@ mod tests {
     fn invalid_last_modified_falls_back_to_date() {
         let stored = hm(&[("last-modified", b"bogus"), ("date", EARLIER)]);
         let req = hm(&[("if-modified-since", LM)]);
-        assert!(not_modified(&Method::GET, &req, &stored));
+        assert!(not_modified(&Method::GET, &req, &stored, now()));
     }
 
     #[test]
@@ -388,6 +544,15 @@ mod tests {
             (&[("last-modified", LM)], &[(header::IF_MODIFIED_SINCE, LM)]),
             (&[("last-modified", b"0")], &[]),
             (
+                &[("last-modified", LM_850)],
+                &[(header::IF_MODIFIED_SINCE, LM_850)],
+            ),
+            (
+                &[("last-modified", LM_ASCTIME)],
+                &[(header::IF_MODIFIED_SINCE, LM_ASCTIME)],
+            ),
+            (&[("last-modified", b"Sunday, 06-Nov-94 08:49:37")], &[]),
+            (
                 &[("last-modified", LM), ("etag", b"\"x\"")],
                 &[
                     (header::IF_NONE_MATCH, b"\"x\""),
@@ -397,7 +562,7 @@ mod tests {
             (&[("date", LM)], &[]),
         ];
         for (stored, want) in cases {
-            let got = validators(&hm(stored));
+            let got = validators(&hm(stored), now());
             let want: Vec<_> = want
                 .iter()
                 .map(|(n, v)| (n.clone(), HeaderValue::from_bytes(v).unwrap()))

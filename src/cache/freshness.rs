@@ -8,11 +8,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode, header};
 
 use crate::cache::control::{
     DELTA_SECONDS_MAX, MaxStale, RequestDirectives, ResponseDirectives, delta_seconds,
 };
+use crate::cache::date::http_date;
 
 /// How generous heuristic freshness is (RFC 9111 §4.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,19 +36,13 @@ impl Default for HeuristicPolicy {
     }
 }
 
-/// Parses an HTTP-date (RFC 9110 §5.6.7); non-UTF-8 or malformed → `None`.
-pub(crate) fn http_date(value: &HeaderValue) -> Option<SystemTime> {
-    let s = value.to_str().ok()?;
-    httpdate::parse_http_date(s.trim()).ok()
-}
-
 /// RFC 9111 §4.2.3 `date_value`; a missing or invalid Date is replaced by
 /// the time we received the response (RFC 9110 §6.6.1 lets a recipient add
 /// one, and that is the value it would add).
 fn date_value(headers: &HeaderMap, response_time: SystemTime) -> SystemTime {
     headers
         .get(header::DATE)
-        .and_then(http_date)
+        .and_then(|d| http_date(d, response_time))
         .unwrap_or(response_time)
 }
 
@@ -78,7 +73,7 @@ pub(crate) fn freshness_lifetime(
     // invalid one (notably "0") means "already expired". RFC 9213 §2.1: a
     // targeted field replaces Cache-Control and Expires together.
     if let Some(expires) = headers.get(header::EXPIRES).filter(|_| !cc.targeted) {
-        return http_date(expires)
+        return http_date(expires, response_time)
             .and_then(|e| e.duration_since(date).ok())
             .map_or(Duration::ZERO, clamp);
     }
@@ -90,14 +85,20 @@ pub(crate) fn freshness_lifetime(
     // RFC 9111 §4.2.2: heuristics only without explicit expiry, and only for
     // heuristically cacheable statuses or explicitly `public` responses.
     if is_heuristically_cacheable(status) || cc.public {
-        return heuristic_lifetime(headers, date, heuristic);
+        return heuristic_lifetime(headers, date, response_time, heuristic);
     }
     Duration::ZERO
 }
 
 /// RFC 9111 §4.2.2: a fraction of (Date − Last-Modified), capped.
-fn heuristic_lifetime(headers: &HeaderMap, date: SystemTime, policy: HeuristicPolicy) -> Duration {
-    let Some(last_modified) = headers.get(header::LAST_MODIFIED).and_then(http_date) else {
+fn heuristic_lifetime(
+    headers: &HeaderMap,
+    date: SystemTime,
+    response_time: SystemTime,
+    policy: HeuristicPolicy,
+) -> Duration {
+    let last_modified = headers.get(header::LAST_MODIFIED);
+    let Some(last_modified) = last_modified.and_then(|lm| http_date(lm, response_time)) else {
         return Duration::ZERO;
     };
     // A Last-Modified in the future of Date gives no evidence of stability.
@@ -430,6 +431,69 @@ mod tests {
         ];
         for (status, pairs, want) in cases {
             assert_eq!(lifetime(*status, pairs), *want, "{status} {pairs:?}");
+        }
+    }
+
+    #[test]
+    fn dates_in_every_format() {
+        // t(1000), t(1300) and t(0) in IMF-fixdate, RFC 850 and asctime (RFC 9110 §5.6.7).
+        let dates: [[&[u8]; 3]; 3] = [
+            [
+                b"Tue, 14 Nov 2023 22:30:00 GMT",
+                b"Tuesday, 14-Nov-23 22:30:00 GMT",
+                b"Tue Nov 14 22:30:00 2023",
+            ],
+            [
+                b"Tue, 14 Nov 2023 22:35:00 GMT",
+                b"Tuesday, 14-Nov-23 22:35:00 GMT",
+                b"Tue Nov 14 22:35:00 2023",
+            ],
+            [
+                b"Tue, 14 Nov 2023 22:13:20 GMT",
+                b"Tuesday, 14-Nov-23 22:13:20 GMT",
+                b"Tue Nov 14 22:13:20 2023",
+            ],
+        ];
+        let [now, expires, last_modified] = dates;
+        for d in now {
+            for e in expires {
+                let pairs: Pairs = &[("date", d), ("expires", e)];
+                assert_eq!(lifetime(200, pairs), 300, "{pairs:?}");
+            }
+            for lm in last_modified {
+                let pairs: Pairs = &[("date", d), ("last-modified", lm)];
+                assert_eq!(lifetime(200, pairs), 100, "{pairs:?}");
+            }
+            // The Date's age: received 10 s after it was sent.
+            let age = corrected_initial_age(&hm(&[("date", d)]), t(1010), t(1010));
+            assert_eq!(age, secs(10), "{d:?}");
+        }
+        // RFC 9111 §5.3: anything but an HTTP-date in Expires means already expired, even
+        // where the heuristic would have given 100 s.
+        for bad in [
+            &b"0"[..],
+            b"-1",
+            b"",
+            b"garbage",
+            b"1700001300",
+            b"Tue, 14 Nov 2023 22:35:00 UTC",
+            b"Tue, 14-Nov-23 22:35:00 GMT",
+            b"Tuesday, 14-Nov-2023 22:35:00 GMT",
+            b"Wednesday, 14-Nov-23 22:35:00 GMT",
+            b"Tue Nov 14 22:35:00 23",
+            b"Thursday, 01-Jan-70 00:00:00 GMT",
+        ] {
+            let pairs: Pairs = &[
+                ("date", now[0]),
+                ("expires", bad),
+                ("last-modified", last_modified[0]),
+            ];
+            assert_eq!(
+                lifetime(200, pairs),
+                0,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

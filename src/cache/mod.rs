@@ -7,6 +7,7 @@
 
 pub(crate) mod conditional;
 pub(crate) mod control;
+pub(crate) mod date;
 pub mod freshness;
 #[cfg(test)]
 mod fuzz;
@@ -71,6 +72,9 @@ mod tests {
         b"a",
         b"Sun, 06 Nov 1994 08:49:37 GMT",
         b"Fri, 31 Dec 9999 23:59:59 GMT",
+        b"Sunday, 06-Nov-94 08:49:37 GMT",
+        b"Thursday, 01-Jan-70 00:00:00 GMT",
+        b"Sun Nov  6 08:49:37 1994",
     ];
 
     const NAMES: &[&str] = &[
@@ -84,6 +88,7 @@ mod tests {
         "etag",
         "if-none-match",
         "if-modified-since",
+        "if-range",
         "range",
         "authorization",
         "set-cookie",
@@ -153,8 +158,9 @@ mod tests {
             if let Vary::Fields(fields) = vary::parse_vary(&resp) {
                 let _ = vary::secondary_key(&fields, &req);
             }
-            let _ = conditional::not_modified(&Method::GET, &req, &resp);
-            let _ = conditional::validators(&resp);
+            let _ = conditional::not_modified(&Method::GET, &req, &resp, now);
+            let _ = conditional::if_range_holds(&req, &resp, now);
+            let _ = conditional::validators(&resp, now);
             let _ = conditional::merge_304(&resp, &other);
             let _ = range::parse_range(req.get("range"), [0, 1, 100, u64::MAX][rng.next(4)]);
             let name = String::from_utf8_lossy(rng.value().as_bytes()).into_owned();

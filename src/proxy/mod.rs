@@ -446,7 +446,7 @@ impl Proxy {
         };
         let mut headers = request::origin_headers(ctx, &self.node.name, forward);
         if let Some(stale) = &stale {
-            headers.extend(validators(&stale.headers));
+            headers.extend(validators(&stale.headers, SystemTime::now()));
         }
         let job = FillJob {
             proxy: self.clone(),

@@ -17,7 +17,7 @@ use super::fill::FillHead;
 use super::headers::{append_list, strip_hop_by_hop};
 use super::outcome::{Outcome, Served};
 use super::request::RequestContext;
-use crate::cache::conditional::{not_modified, strong_etag_eq};
+use crate::cache::conditional::{if_range_holds, not_modified};
 use crate::cache::policy::Policy;
 use crate::cache::range::{RangeRequest, boundary, multipart_byteranges, parse_range};
 use crate::cache::status::{Fwd, append};
@@ -59,11 +59,12 @@ pub fn from_entry(
     let age = entry.current_age(now).as_secs();
     // RFC 9110 §13.2.1: preconditions apply to successful responses only.
     let conditional = entry.status.is_success();
-    let (code, body) = if conditional && not_modified(&ctx.method, &ctx.headers, &entry.headers) {
+    let matched = conditional && not_modified(&ctx.method, &ctx.headers, &entry.headers, now);
+    let (code, body) = if matched {
         headers.remove(header::CONTENT_LENGTH);
         (StatusCode::NOT_MODIFIED, ProxyBody::Empty)
     } else if entry.status == StatusCode::OK {
-        ranged(entry, ctx, &mut headers)
+        ranged(entry, ctx, &mut headers, now)
     } else if ctx.method == Method::HEAD {
         (entry.status, ProxyBody::Empty)
     } else {
@@ -74,10 +75,15 @@ pub fn from_entry(
 
 /// RFC 9110 §14: one range from a stored full response; anything we do not handle is
 /// answered with the whole representation, which is always allowed.
-fn ranged(entry: &Entry, ctx: &RequestContext, headers: &mut HeaderMap) -> (StatusCode, ProxyBody) {
+fn ranged(
+    entry: &Entry,
+    ctx: &RequestContext,
+    headers: &mut HeaderMap,
+    now: SystemTime,
+) -> (StatusCode, ProxyBody) {
     let head = ctx.method == Method::HEAD;
     let len = entry.body.len() as u64;
-    let range = if ctx.method == Method::GET && if_range_holds(&ctx.headers, &entry.headers) {
+    let range = if ctx.method == Method::GET && if_range_holds(&ctx.headers, &entry.headers, now) {
         parse_range(ctx.headers.get(header::RANGE), len)
     } else {
         RangeRequest::Full
@@ -141,25 +147,6 @@ fn rand_seed() -> u64 {
     hasher.finish()
 }
 
-/// RFC 9110 §13.1.5: with `If-Range`, a range is served only if the validator matches the
-/// stored representation strongly (an entity tag by strong comparison, or the exact
-/// `Last-Modified` date); otherwise the whole representation is sent, so a client resuming a
-/// download never splices bytes of two versions.
-fn if_range_holds(request: &HeaderMap, stored: &HeaderMap) -> bool {
-    let Some(condition) = request.get(header::IF_RANGE) else {
-        return true;
-    };
-    let Ok(condition) = condition.to_str().map(str::trim) else {
-        return false;
-    };
-    let stored_value = |name| stored.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
-    if condition.starts_with('"') || condition.starts_with("W/") {
-        stored_value(header::ETAG).is_some_and(|etag| strong_etag_eq(condition, etag.trim()))
-    } else {
-        stored_value(header::LAST_MODIFIED).is_some_and(|lm| lm.trim() == condition)
-    }
-}
-
 /// Stream a fill to this client.
 pub(crate) fn from_fill(
     node: &Node,
@@ -175,8 +162,8 @@ pub(crate) fn from_fill(
             headers.append(header::SET_COOKIE, cookie.clone());
         }
     }
-    let matched =
-        head.status == StatusCode::OK && not_modified(&ctx.method, &ctx.headers, &head.headers);
+    let matched = head.status == StatusCode::OK
+        && not_modified(&ctx.method, &ctx.headers, &head.headers, SystemTime::now());
     let (code, body) = if matched {
         headers.remove(header::CONTENT_LENGTH);
         (StatusCode::NOT_MODIFIED, ProxyBody::Empty)

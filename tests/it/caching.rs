@@ -183,6 +183,65 @@ async fn freshness_prefers_s_maxage_then_max_age_then_expires() {
     assert_eq!(origin.count("/i"), 2);
 }
 
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) in the obsolete RFC 850 form
+/// (`Sunday, 06-Nov-94 08:49:37 GMT`) and the asctime form (`Sun Nov  6 08:49:37 1994`).
+fn obsolete_forms(imf: &str) -> (String, String) {
+    let days = [
+        ("Mon", "Monday"),
+        ("Tue", "Tuesday"),
+        ("Wed", "Wednesday"),
+        ("Thu", "Thursday"),
+        ("Fri", "Friday"),
+        ("Sat", "Saturday"),
+        ("Sun", "Sunday"),
+    ];
+    let long = days.iter().find(|(d, _)| imf.starts_with(d)).unwrap().1;
+    let (day, month, year, time) = (&imf[5..7], &imf[8..11], &imf[12..16], &imf[17..25]);
+    let rfc850 = format!("{long}, {day}-{month}-{} {time} GMT", &year[2..]);
+    let day = day
+        .strip_prefix('0')
+        .map_or(day.to_owned(), |d| format!(" {d}"));
+    let asctime = format!("{} {month} {day} {time} {year}", &imf[..3]);
+    (rfc850, asctime)
+}
+
+#[tokio::test]
+async fn expires_in_any_http_date_format_and_anything_else_is_already_expired() {
+    let future = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(600));
+    let (rfc850, asctime) = obsolete_forms(&future);
+    let origin = Origin::start(move |seen, _| {
+        let expires = match seen.path.as_str() {
+            "/imf" => future.clone(),
+            "/rfc850" => rfc850.clone(),
+            "/asctime" => asctime.clone(),
+            "/minus-one" => "-1".to_owned(),
+            "/utc" => future.replace("GMT", "UTC"),
+            _ => "soon".to_owned(),
+        };
+        Reply::ok("e").header("expires", expires)
+    })
+    .await;
+    let node = node_for(&origin).await;
+    let cases = [
+        ("/imf", 1),
+        ("/rfc850", 1),
+        ("/asctime", 1),
+        ("/minus-one", 2),
+        ("/utc", 2),
+        ("/soon", 2),
+    ];
+    for (path, fetches) in cases {
+        get(&node, path).await;
+        let second = get(&node, path).await;
+        assert_eq!(origin.count(path), fetches, "{path}");
+        assert_eq!(
+            second.cache_status().contains("hit"),
+            fetches == 1,
+            "{path}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn heuristic_freshness_only_for_heuristically_cacheable_statuses() {
     let last_modified =
@@ -475,17 +534,42 @@ async fn client_conditionals_get_304_from_the_cache() {
     .await;
     let node = node_for(&origin).await;
     get(&node, "/c").await;
-    let cases: [(&str, &str, u16); 5] = [
+    let cases: [(&str, &str, u16); 9] = [
         ("if-none-match", "\"abc\"", 304),
         ("if-none-match", "W/\"abc\"", 304),
         ("if-none-match", "\"other\"", 200),
         ("if-modified-since", "Tue, 02 Jan 2024 00:00:00 GMT", 304),
         ("if-modified-since", "Sun, 31 Dec 2023 00:00:00 GMT", 200),
+        // RFC 9110 §5.6.7: the obsolete formats too.
+        ("if-modified-since", "Tuesday, 02-Jan-24 00:00:00 GMT", 304),
+        ("if-modified-since", "Sunday, 31-Dec-23 00:00:00 GMT", 200),
+        ("if-modified-since", "Tue Jan  2 00:00:00 2024", 304),
+        ("if-modified-since", "Sun Dec 31 00:00:00 2023", 200),
     ];
     for (name, value, status) in cases {
         let r = get_with(&node, "/c", &[(name, value)]).await;
         assert_eq!(r.status.as_u16(), status, "{name}: {value}");
         assert_eq!(r.body.is_empty(), status == 304);
+    }
+    // If-Range with the Last-Modified date, in any format, resumes; another date does not.
+    let ranges = [
+        ("Mon, 01 Jan 2024 00:00:00 GMT", 206),
+        ("Monday, 01-Jan-24 00:00:00 GMT", 206),
+        ("Mon Jan  1 00:00:00 2024", 206),
+        ("Tue Jan  2 00:00:00 2024", 200),
+        ("\"abc\"", 206),
+        ("garbage", 200),
+    ];
+    for (condition, status) in ranges {
+        let r = get_with(
+            &node,
+            "/c",
+            &[("range", "bytes=2-"), ("if-range", condition)],
+        )
+        .await;
+        assert_eq!(r.status.as_u16(), status, "if-range: {condition}");
+        let body = if status == 206 { "gged" } else { "tagged" };
+        assert_eq!(r.text(), body, "if-range: {condition}");
     }
     assert_eq!(origin.count("/c"), 1);
 }
