@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use http::Uri;
-use http::uri::Scheme;
+use http::uri::{PathAndQuery, Scheme};
 
 use super::{Proxy, request};
+use crate::cache::key::KeyRules;
 use crate::storage::PurgeMode;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -66,26 +67,11 @@ impl Proxy {
         self.store.purge_key(key, PurgeMode::Hard).await;
     }
 
-    /// The cache keys of an absolute URL under both schemes (with the site's key rules), the
-    /// URL's own scheme first.
+    /// The cache keys of an absolute URL under both schemes, with the key rules of the site
+    /// it belongs to.
     fn keys_of(&self, url: &str) -> Result<[String; 2], PurgeError> {
-        let invalid = || PurgeError::InvalidUrl(url.to_owned());
-        let uri: Uri = url.parse().map_err(|_| invalid())?;
-        let authority = uri.authority().ok_or_else(invalid)?;
-        let (host, port) = request::split_authority(authority.as_str()).ok_or_else(invalid)?;
-        let path = uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        let site = self.sites.find(&host);
-        let key = |scheme: &Scheme| match site {
-            Some(site) => site.key(scheme, &host, port, &path),
-            None => request::cache_key(scheme, &host, port, path.path(), path.query()),
-        };
-        Ok(if uri.scheme() == Some(&Scheme::HTTPS) {
-            [key(&Scheme::HTTPS), key(&Scheme::HTTP)]
-        } else {
-            [key(&Scheme::HTTP), key(&Scheme::HTTPS)]
+        url_keys(url, |host| {
+            self.sites.find(host).map(|site| &site.key_rules)
         })
     }
 
@@ -117,6 +103,34 @@ impl Proxy {
         self.metrics.store.purged.inc_by(purged as u64);
         purged
     }
+}
+
+/// The cache keys of an absolute URL under both schemes, the URL's own scheme first, with the
+/// key rules `rules_of` gives for its host (none: the plain key). A free function so that the
+/// same code is checked without a node.
+pub(crate) fn url_keys<'r>(
+    url: &str,
+    rules_of: impl FnOnce(&str) -> Option<&'r KeyRules>,
+) -> Result<[String; 2], PurgeError> {
+    let invalid = || PurgeError::InvalidUrl(url.to_owned());
+    let uri: Uri = url.parse().map_err(|_| invalid())?;
+    let authority = uri.authority().ok_or_else(invalid)?;
+    let (host, port) = request::split_authority(authority.as_str()).ok_or_else(invalid)?;
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let query = match rules_of(&host) {
+        Some(rules) => rules.query(path.query()),
+        None => path.query().map(std::borrow::Cow::Borrowed),
+    };
+    let key =
+        |scheme: &Scheme| request::cache_key(scheme, &host, port, path.path(), query.as_deref());
+    Ok(if uri.scheme() == Some(&Scheme::HTTPS) {
+        [key(&Scheme::HTTPS), key(&Scheme::HTTP)]
+    } else {
+        [key(&Scheme::HTTP), key(&Scheme::HTTPS)]
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
