@@ -42,6 +42,7 @@
 //! | [`admin`] | the admin listener: metrics, health, readiness, purge, reload, cluster pages |
 //! | [`runtime`] | a running node: listeners, admin, reloads, drain; [`run`] |
 //! | [`demo`] | `outpost demo`: a built-in origin and a 3-node cluster on loopback |
+//! | `fuzz_api` | entry points of the fuzz targets in `fuzz/` (feature `fuzzing` and tests only) |
 //! | `main.rs` | CLI (`outpost [run] --config`, `check`, `demo`), signals; wiring only |
 //!
 //! Rules of the house: `cache/` and `cluster/ring` import nothing async; a cache hit clones an
@@ -59,6 +60,9 @@ pub mod config;
 pub mod demo;
 pub mod dns;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod hash;
 pub mod listener;
 pub mod observability;
