@@ -216,8 +216,18 @@ fn request_authority(parts: &Parts) -> Option<HeaderValue> {
 pub(crate) fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
     let authority = authority.trim();
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let end = rest.find(']')? + 2;
-        (&authority[..end], authority[end..].strip_prefix(':'))
+        // RFC 3986 §3.2.2: an IP literal, then nothing or `:port`. Anything else after the
+        // `]` would be forwarded in `Host` while the key named only the literal.
+        let (literal, after) = rest.split_once(']')?;
+        let ip = |b: u8| b.is_ascii_hexdigit() || matches!(b, b':' | b'.');
+        if literal.is_empty() || !literal.bytes().all(ip) {
+            return None;
+        }
+        let port = match after {
+            "" => None,
+            after => Some(after.strip_prefix(':')?),
+        };
+        (&authority[..literal.len() + 2], port)
     } else {
         match authority.split_once(':') {
             Some((host, port)) => (host, Some(port)),
@@ -378,11 +388,32 @@ mod tests {
             ("example.com:8x", None),
             ("example.com:99999", None),
             ("example.com:\",for=6.6.6.6", None),
+            ("[::1]8080", None),
+            ("[::1].", None),
+            ("[2001:db8::1]-443", None),
+            ("[]", None),
+            ("[::1]:", None),
+            ("[::1]:8080]", None),
+            ("[::g]", None),
         ];
         for (input, want) in cases {
             let host = split_authority(input).map(|(host, _)| host);
             assert_eq!(host.as_deref(), want, "{input:?}");
         }
+    }
+
+    /// Found by the `vary_key` fuzz target (`fuzz/regressions/vary_key/`): an empty IP literal
+    /// followed by a byte that is not `:` was accepted as the host `[]`, and the bytes after
+    /// it were forwarded in `Host` but left out of the cache key.
+    #[test]
+    fn regression_ip_literal_with_trailing_bytes() {
+        let input = String::from_utf8_lossy(b"[]\xff");
+        assert_eq!(split_authority(&input), None);
+        assert_eq!(split_authority("[::1]x"), None);
+        assert_eq!(
+            split_authority("[::1]:8080"),
+            Some(("[::1]".to_owned(), Some(8080)))
+        );
     }
 
     #[test]
