@@ -119,9 +119,15 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) || s.len() > 128 {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+    // Digit by digit: `u8::from_str_radix` would also take a sign (`+a` for `0a`).
+    let digit = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    s.as_bytes()
+        .chunks_exact(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
         .collect()
 }
 
@@ -206,6 +212,29 @@ mod tests {
             let h = headers(HeaderValue::from_str(&value).unwrap());
             assert_eq!(secret.verify(&h, &Method::GET, "h/p", now), None, "{value}");
         }
+    }
+
+    /// Found by the `hop` fuzz target (`fuzz/regressions/hop/`): a MAC digit `0` changed to
+    /// `+` still verified, since each pair was parsed as a signed number.
+    #[test]
+    fn regression_signed_hex_pairs_are_not_hex() {
+        let secret = Secret::new("\x08");
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let good = secret.sign("", false, &Method::GET, "", now);
+        let good = good.to_str().unwrap();
+        let mac_at = good.find("mac=").unwrap() + 4;
+        let mac = &good[mac_at..];
+        let pair = (0..mac.len())
+            .step_by(2)
+            .find(|&i| &mac[i..=i] == "0")
+            .unwrap();
+        let mut signed = good.as_bytes().to_vec();
+        signed[mac_at + pair] = b'+';
+        let h = headers(HeaderValue::from_bytes(&signed).unwrap());
+        assert_eq!(secret.verify(&h, &Method::GET, "", now), None);
+        assert_eq!(hex_decode("+a"), None);
+        assert_eq!(hex_decode("-0"), None);
+        assert_eq!(hex_decode("0aFf"), Some(vec![0x0a, 0xff]));
     }
 
     #[test]
