@@ -67,7 +67,8 @@ impl Secret {
         for part in value.split(';') {
             let (name, v) = part.trim().split_once('=')?;
             match name {
-                "from" => from = Some(v.trim_matches('"')),
+                // Quoted exactly once, as `sign` writes it (an address holds no quote).
+                "from" => from = Some(v.strip_prefix('"')?.strip_suffix('"')?),
                 "proto" => proto = Some(v),
                 "ts" => ts = v.parse::<u64>().ok(),
                 "mac" => mac = Some(v),
@@ -209,6 +210,27 @@ mod tests {
             String::new(),
         ];
         for value in tampered {
+            let h = headers(HeaderValue::from_str(&value).unwrap());
+            assert_eq!(secret.verify(&h, &Method::GET, "h/p", now), None, "{value}");
+        }
+    }
+
+    /// Found by the `hop` fuzz target (`fuzz/regressions/hop/`): with the closing quote of
+    /// `from` replaced by a tab, the hop still verified, since quotes were trimmed, not
+    /// required.
+    #[test]
+    fn regression_from_must_be_quoted() {
+        let secret = Secret::new("0123456789abcdef");
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let good = secret.sign("edge-2:8080", false, &Method::GET, "h/p", now);
+        let good = good.to_str().unwrap();
+        let variants = [
+            good.replace("8080\";", "8080\t;"),
+            good.replace("8080\";", "8080;"),
+            good.replace("\"edge", "edge"),
+            good.replace("\"edge", "\"\"edge"),
+        ];
+        for value in variants {
             let h = headers(HeaderValue::from_str(&value).unwrap());
             assert_eq!(secret.verify(&h, &Method::GET, "h/p", now), None, "{value}");
         }
