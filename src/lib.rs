@@ -37,7 +37,7 @@
 //! | [`service`] | what listeners call and answer: `Handler`, `ClientInfo`, `ProxyBody`, text/json |
 //! | [`origin`] | origin pools per site: DNS, balancing, health, retries, limits, TLS, HTTP/2 |
 //! | [`cluster`] | the rendezvous ring, membership and peer health, the signed peer hop, purge fan-out |
-//! | [`listener`] | TCP and TLS accept loops, SNI, ALPN, connection limit, timeouts, drain |
+//! | [`listener`] | TCP and TLS accept loops, SNI, ALPN, connection limit, timeouts, drain, HTTP/1.1 framing watch |
 //! | [`proxy`] | the phases of the request path, one file each, in call order |
 //! | [`admin`] | the admin listener: metrics, health, readiness, purge, reload, cluster pages |
 //! | [`runtime`] | a running node: listeners, admin, reloads, drain; [`run`] |

@@ -48,6 +48,13 @@ pub enum ProxyError {
     /// The client's request body broke while it was forwarded (bad chunked framing, cut).
     #[error("request body failed: {0}")]
     ClientBody(String),
+    /// RFC 9112 §6.1, §7: Transfer-Encoding together with Content-Length, or chunked
+    /// applied twice; where the body ends is not certain, so the connection closes too.
+    #[error("request framing is ambiguous: {0}")]
+    AmbiguousFraming(&'static str),
+    /// RFC 9112 §6.1: a transfer coding other than chunked, which Outpost does not decode.
+    #[error("request uses a transfer coding other than chunked")]
+    TransferCoding,
     /// The request body is larger than the site's `max_request_body`.
     #[error("request body too large")]
     BodyTooLarge,
@@ -63,6 +70,8 @@ impl ProxyError {
             | Self::NotCached
             | Self::Loop
             | Self::BodyTooLarge
+            | Self::AmbiguousFraming(_)
+            | Self::TransferCoding
             | Self::ClientBody(_) => Fault::Client,
             Self::Origin(..) | Self::OriginDown | Self::MustRevalidate | Self::OriginBody(_) => {
                 Fault::Origin
@@ -74,7 +83,11 @@ impl ProxyError {
     /// The one error → status mapping (DESIGN: 502 bad origin, 503 no upstream, 504 timeout).
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            Self::MissingHost | Self::ClientBody(_) => StatusCode::BAD_REQUEST,
+            Self::MissingHost | Self::ClientBody(_) | Self::AmbiguousFraming(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            // RFC 9112 §6.1: "SHOULD respond with 501 (Not Implemented)".
+            Self::TransferCoding => StatusCode::NOT_IMPLEMENTED,
             Self::Origin(failure, _) => failure.status(),
             Self::OriginDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -93,6 +106,8 @@ impl ProxyError {
             Self::MissingHost => "missing-host",
             Self::BodyTooLarge => "body-too-large",
             Self::ClientBody(_) => "bad-request-body",
+            Self::AmbiguousFraming(_) => "ambiguous-framing",
+            Self::TransferCoding => "transfer-coding",
             Self::UnknownHost(_) => "unknown-host",
             Self::NotCached => "only-if-cached",
             Self::Loop => "loop",
@@ -111,6 +126,12 @@ impl ProxyError {
             Self::OriginDown => true,
             _ => false,
         }
+    }
+
+    /// Whether the response must close the connection: after a request whose framing is in
+    /// doubt, the next bytes are not known to start a request (RFC 9112 §6.1).
+    pub(crate) fn closes_connection(&self) -> bool {
+        matches!(self, Self::AmbiguousFraming(_) | Self::TransferCoding)
     }
 
     /// Whether the request may be sent again to another origin server: only failures that

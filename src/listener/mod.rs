@@ -1,8 +1,11 @@
 //! Accept loops for the client-facing listeners (and the admin one): plain TCP or TLS, HTTP/1.1
 //! and HTTP/2 on each (h2 by ALPN on TLS, by prior knowledge on cleartext), a connection limit,
-//! header-read timeouts against slowloris, and a graceful drain on shutdown.
+//! header-read timeouts against slowloris, a watch on HTTP/1.1 framing (`framing`, for the
+//! request-smuggling shape hyper hides), and a graceful drain on shutdown.
 
+mod framing;
 pub(crate) mod tls;
+mod watched;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,6 +16,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use http::uri::Scheme;
 
+use http::header;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -24,7 +28,9 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::ListenConfig;
 use crate::observability::metrics::Metrics;
-use crate::service::{ClientInfo, Handler};
+use crate::service::{AmbiguousFraming, ClientInfo, Handler};
+use framing::Framing;
+use watched::Watched;
 
 /// Per-connection protocol settings, from `[listen]`.
 #[derive(Debug, Clone)]
@@ -50,6 +56,11 @@ impl From<&ListenConfig> for ConnSettings {
 /// hyper refuses buffers smaller than this.
 const MIN_BUF: usize = 8192;
 
+/// hyper's read buffer, which bounds a request head.
+fn max_buf(settings: &ConnSettings) -> usize {
+    settings.max_header_bytes.max(MIN_BUF)
+}
+
 fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -57,7 +68,7 @@ fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
         // Without a timer the header read timeout silently does nothing.
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
-        .max_buf_size(settings.max_header_bytes.max(MIN_BUF))
+        .max_buf_size(max_buf(settings))
         .max_headers(settings.max_headers);
     builder
         .http2()
@@ -175,8 +186,19 @@ where
     let handler = acceptor.handler.clone();
     let activity = Arc::new(Activity::default());
     let tracker = activity.clone();
-    let service = service_fn(move |request| {
-        let in_flight = InFlight::start(tracker.clone());
+    let settings = acceptor.settings.load_full();
+    // RFC 9112 §6.1: hyper hides a head with both Transfer-Encoding and Content-Length (it
+    // drops the latter); the bytes show it, and the request is marked for the handler.
+    let ambiguous = Arc::new(AtomicU64::new(0));
+    let framing = Framing::new(max_buf(&settings), settings.max_headers);
+    let io = Watched::new(io, framing, ambiguous.clone());
+    let service = service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+        let (in_flight, number) = InFlight::start(tracker.clone());
+        if ambiguous.load(Ordering::Relaxed) == number
+            && request.headers().contains_key(header::TRANSFER_ENCODING)
+        {
+            request.extensions_mut().insert(AmbiguousFraming);
+        }
         let handler = handler.clone();
         let client = client.clone();
         async move {
@@ -185,7 +207,6 @@ where
             Ok::<_, Infallible>(response)
         }
     });
-    let settings = acceptor.settings.load_full();
     let builder = builder(&settings);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
@@ -227,12 +248,14 @@ struct Activity {
 struct InFlight(Arc<Activity>);
 
 impl InFlight {
-    fn start(activity: Arc<Activity>) -> Self {
-        if activity.started.fetch_add(1, Ordering::Relaxed) == 0 {
+    /// The request and its number on the connection (1-based).
+    fn start(activity: Arc<Activity>) -> (Self, u64) {
+        let earlier = activity.started.fetch_add(1, Ordering::Relaxed);
+        if earlier == 0 {
             activity.first_request.notify_one();
         }
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        Self(activity)
+        (Self(activity), earlier + 1)
     }
 }
 

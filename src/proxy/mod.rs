@@ -149,6 +149,9 @@ impl Proxy {
         client: ClientInfo,
     ) -> Response<ProxyBody> {
         let (mut parts, body) = request.into_parts();
+        if let Err(e) = request::check_framing(&parts) {
+            return respond::error(&self.node, &e, None).response;
+        }
         let mut client = client;
         let mut hopped = false;
         if let Some(cluster) = &self.cluster {

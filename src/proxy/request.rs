@@ -20,7 +20,7 @@ use crate::config::{DnsConfig, HostPattern, SiteConfig};
 use crate::error::ProxyError;
 use crate::observability::metrics::{Metrics, SiteMetrics};
 use crate::origin::{Origin, OriginSetupError};
-use crate::service::ClientInfo;
+use crate::service::{AmbiguousFraming, ClientInfo};
 
 pub(crate) struct Site {
     pub(crate) name: String,
@@ -155,6 +155,42 @@ impl RequestContext {
     pub(crate) fn is_private(&self) -> bool {
         self.headers.contains_key(header::AUTHORIZATION) || self.directives.no_store
     }
+}
+
+/// RFC 9112 §6.1, §7: message framing, checked before anything reads the body. A head that
+/// had Content-Length next to Transfer-Encoding (the listener marks it: hyper drops the
+/// length) or applies chunked twice is refused 400; a coding other than chunked, which
+/// hyper would pass on still encoded, is refused 501. hyper itself refuses a request whose
+/// final coding is not chunked.
+pub(crate) fn check_framing(parts: &Parts) -> Result<(), ProxyError> {
+    if parts.extensions.get::<AmbiguousFraming>().is_some() {
+        return Err(ProxyError::AmbiguousFraming(
+            "transfer-encoding with content-length",
+        ));
+    }
+    transfer_codings(&parts.headers)
+}
+
+fn transfer_codings(headers: &HeaderMap) -> Result<(), ProxyError> {
+    let mut chunked = 0;
+    for line in headers.get_all(header::TRANSFER_ENCODING) {
+        let line = line.to_str().map_err(|_| ProxyError::TransferCoding)?;
+        // RFC 9110 §5.6.1: empty list elements do not count.
+        let codings = line
+            .split(',')
+            .map(|c| c.trim_matches([' ', '\t']))
+            .filter(|c| !c.is_empty());
+        for coding in codings {
+            if !coding.eq_ignore_ascii_case("chunked") {
+                return Err(ProxyError::TransferCoding);
+            }
+            chunked += 1;
+        }
+    }
+    if chunked > 1 {
+        return Err(ProxyError::AmbiguousFraming("chunked more than once"));
+    }
+    Ok(())
 }
 
 /// Takes the request head by value: its headers move into the context instead of being
@@ -371,6 +407,68 @@ fn came_through(node: &str, headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn framing_table() {
+        // (Transfer-Encoding lines, marked by the listener, result)
+        let cases: &[(&[&str], bool, Result<(), ProxyError>)] = &[
+            (&[], false, Ok(())),
+            (&["chunked"], false, Ok(())),
+            (&["Chunked"], false, Ok(())),
+            (&[" chunked ,"], false, Ok(())),
+            (&[",", "chunked"], false, Ok(())),
+            (&["gzip, chunked"], false, Err(ProxyError::TransferCoding)),
+            (&["gzip", "chunked"], false, Err(ProxyError::TransferCoding)),
+            (
+                &["x-custom, chunked"],
+                false,
+                Err(ProxyError::TransferCoding),
+            ),
+            (
+                &["chunked;x=1, chunked"],
+                false,
+                Err(ProxyError::TransferCoding),
+            ),
+            (
+                &["chunked, chunked"],
+                false,
+                Err(ProxyError::AmbiguousFraming("chunked more than once")),
+            ),
+            (
+                &["chunked", "chunked"],
+                false,
+                Err(ProxyError::AmbiguousFraming("chunked more than once")),
+            ),
+            (
+                &["chunked"],
+                true,
+                Err(ProxyError::AmbiguousFraming(
+                    "transfer-encoding with content-length",
+                )),
+            ),
+        ];
+        for (lines, marked, want) in cases {
+            let mut request = http::Request::builder();
+            for line in *lines {
+                request = request.header(header::TRANSFER_ENCODING, *line);
+            }
+            let (mut parts, ()) = request.body(()).unwrap().into_parts();
+            if *marked {
+                parts.extensions.insert(AmbiguousFraming);
+            }
+            assert_eq!(check_framing(&parts), *want, "{lines:?} {marked}");
+        }
+        let errors = [
+            ProxyError::TransferCoding,
+            ProxyError::AmbiguousFraming("x"),
+        ];
+        for e in errors {
+            assert!(e.closes_connection(), "{e}");
+        }
+        assert!(!ProxyError::MissingHost.closes_connection());
+        assert_eq!(ProxyError::TransferCoding.status().as_u16(), 501);
+        assert_eq!(ProxyError::AmbiguousFraming("x").status().as_u16(), 400);
+    }
 
     #[test]
     fn hosts_are_normalized() {

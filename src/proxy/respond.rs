@@ -237,6 +237,9 @@ pub(crate) fn error_after(
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if error.closes_connection() {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let code = error.status();
     // Only the status and the detail token: the error itself can name origin addresses and
     // certificate names, which go to the log, never to clients.

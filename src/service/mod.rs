@@ -28,6 +28,12 @@ pub(crate) trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Response<ProxyBody>> + Send;
 }
 
+/// Marks a request whose head carried both `Transfer-Encoding` and `Content-Length`
+/// (RFC 9112 §6.1). hyper frames it by Transfer-Encoding and drops Content-Length from the
+/// head, so only the listener, which sees the bytes, can tell; the proxy refuses it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AmbiguousFraming;
+
 /// Where a request came from.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {

@@ -1,6 +1,8 @@
 //! Hostile or broken client input over raw TCP: every case is refused with the right status,
 //! the origin never hears of it, and the node keeps serving.
 
+use std::time::Duration;
+
 use crate::harness::*;
 use crate::util::{RawResponse, raw_exchange};
 
@@ -173,6 +175,136 @@ async fn node_survives_a_barrage_of_bad_input() {
         assert_eq!(ok.text(), "fine");
     }
     assert_eq!(origin.total(), 3, "{:?}", origin.requests());
+    still_serves(&node, &origin).await;
+    node.stop().await;
+}
+
+/// Write `request` and read until the server closes the connection, which it must do within
+/// 5 s; every response received, as raw bytes.
+async fn exchange_until_closed(node: &Node, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(node.http)
+        .await
+        .expect("connect");
+    let _ = stream.write_all(request).await;
+    let mut got = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf).await {
+                // A reset after the answer also closes the connection.
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "connection still open after {:?}",
+                String::from_utf8_lossy(&got)
+            )
+        });
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Status codes of the responses in `raw`, in order.
+fn statuses(raw: &str) -> Vec<u16> {
+    raw.match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| raw.get(i + 9..i + 12)?.parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn transfer_encoding_with_content_length_is_400_and_closes_the_connection() {
+    let (origin, node) = node_with("").await;
+    // RFC 9112 §6.1: the framing is ambiguous whichever field comes first; what follows the
+    // chunked body would be a second, smuggled request to a server that believed the length.
+    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: example.test\r\n\r\n";
+    let heads = [
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+        "transfer-encoding: chunked\r\ncontent-length: 0\r\n",
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+    ];
+    for head in heads {
+        for method in ["POST", "GET"] {
+            let request = format!(
+                "{method} /s HTTP/1.1\r\nHost: example.test\r\n{head}\r\n0\r\n\r\n{smuggled}"
+            );
+            let raw = exchange_until_closed(&node, request.as_bytes()).await;
+            assert_eq!(statuses(&raw), [400], "{method} {head:?}: {raw}");
+            let response = crate::util::parse_raw(raw.as_bytes());
+            assert_eq!(
+                response.header("connection").as_deref(),
+                Some("close"),
+                "{raw}"
+            );
+        }
+    }
+    // Later on a keep-alive connection: the requests before it are answered, then the 400.
+    let request = format!(
+        "GET /first HTTP/1.1\r\nHost: example.test\r\n\r\n\
+         POST /s HTTP/1.1\r\nHost: example.test\r\nContent-Length: 3\r\n\r\nabc\
+         POST /s HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+         3\r\nxyz\r\n0\r\n\r\n\
+         POST /s HTTP/1.1\r\nHost: example.test\r\n{}\r\n0\r\n\r\n{smuggled}",
+        heads[0]
+    );
+    let raw = exchange_until_closed(&node, request.as_bytes()).await;
+    assert_eq!(statuses(&raw), [200, 200, 200, 400], "{raw}");
+    assert_eq!(origin.count("/first"), 1);
+    assert_eq!(origin.count("/s"), 2, "{:?}", origin.requests());
+    assert_eq!(origin.count("/smuggled"), 0);
+    still_serves(&node, &origin).await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn transfer_codings_other_than_one_final_chunked_are_refused() {
+    let (origin, node) = node_with("").await;
+    // (Transfer-Encoding lines, status)
+    let cases: &[(&[&str], u16)] = &[
+        // RFC 9112 §6.3: chunked must be the final coding of a request, or its length is
+        // unknown.
+        (&["gzip"], 400),
+        (&["chunked, gzip"], 400),
+        (&["chunked", "gzip"], 400),
+        (&["identity"], 400),
+        // RFC 9112 §6.1: a coding this server does not implement.
+        (&["gzip, chunked"], 501),
+        (&["gzip", "chunked"], 501),
+        // RFC 9112 §7: chunked at most once.
+        (&["chunked, chunked"], 400),
+        (&["chunked", "chunked"], 400),
+    ];
+    for (lines, status) in cases {
+        let fields: String = lines
+            .iter()
+            .map(|l| format!("Transfer-Encoding: {l}\r\n"))
+            .collect();
+        let request =
+            format!("POST /te HTTP/1.1\r\nHost: example.test\r\n{fields}\r\n3\r\nabc\r\n0\r\n\r\n");
+        let raw = exchange_until_closed(&node, request.as_bytes()).await;
+        assert_eq!(statuses(&raw), [*status], "{lines:?}: {raw}");
+    }
+    // HTTP/1.0 has no transfer codings (RFC 9112 §6.1).
+    let raw = exchange_until_closed(
+        &node,
+        b"POST /te HTTP/1.0\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 400 "), "{raw}");
+    // A plain chunked upload is fine.
+    let raw = exchange_until_closed(
+        &node,
+        b"POST /te HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&raw), [200], "{raw}");
+    assert_eq!(origin.count("/te"), 1, "{:?}", origin.requests());
+    assert_eq!(origin.last("/te").body, "abc");
     still_serves(&node, &origin).await;
     node.stop().await;
 }
