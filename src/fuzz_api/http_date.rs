@@ -7,9 +7,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use http::{HeaderValue, Method, StatusCode, header};
 
-use crate::cache::{conditional, date};
 use crate::cache::control::{DELTA_SECONDS_MAX, ResponseDirectives};
 use crate::cache::freshness::{self, HeuristicPolicy};
+use crate::cache::{conditional, date};
 
 pub fn http_date(data: &[u8]) {
     let (value, block) = match data.iter().position(|&b| b == b'\n') {
