@@ -182,31 +182,15 @@ async fn node_survives_a_barrage_of_bad_input() {
 /// Write `request` and read until the server closes the connection, which it must do within
 /// 5 s; every response received, as raw bytes.
 async fn exchange_until_closed(node: &Node, request: &[u8]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(node.http)
         .await
         .expect("connect");
     let _ = stream.write_all(request).await;
-    let mut got = Vec::new();
-    let read = async {
-        let mut buf = [0u8; 8192];
-        loop {
-            match stream.read(&mut buf).await {
-                // A reset after the answer also closes the connection.
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), read)
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "connection still open after {:?}",
-                String::from_utf8_lossy(&got)
-            )
-        });
-    String::from_utf8_lossy(&got).into_owned()
+    let (got, closed) = crate::util::read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    let got = String::from_utf8_lossy(&got).into_owned();
+    assert!(closed, "connection still open after {got:?}");
+    got
 }
 
 /// Status codes of the responses in `raw`, in order.

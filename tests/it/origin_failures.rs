@@ -563,7 +563,7 @@ async fn scripted_origin(
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -575,14 +575,9 @@ async fn scripted_origin(
             let turn = count.fetch_add(1, Ordering::SeqCst);
             let act = script.get(turn).copied().unwrap_or(Act::Serve);
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
+                let Some(head) = util::read_head(&mut stream).await else {
+                    return;
+                };
                 let text = String::from_utf8_lossy(&head).into_owned();
                 let path = text.split(' ').nth(1).unwrap_or("?").to_owned();
                 let response = match act {

@@ -605,17 +605,19 @@ async fn a_refused_aaaa_query_keeps_the_a_addresses() {
         vec![Record::A("127.0.0.1".parse().expect("ip"))],
     );
     dns.refuse(TYPE_AAAA);
-    let origin = Backend::start("by name").await;
+    by_name_through(dns.addr, "by name").await;
+}
+
+/// An origin by name resolved through the DNS server at `dns`: answered, and refreshes keep
+/// succeeding on the A answer alone.
+async fn by_name_through(dns: SocketAddr, body: &'static str) {
+    let origin = Backend::start(body).await;
     let server = format!("http://origin.test:{}", origin.addr.port());
-    let dns_table = format!(
-        "[dns]\nservers = [\"{}\"]\nmin_ttl = \"1s\"\nmax_ttl = \"1s\"\n",
-        dns.addr
-    );
+    let dns_table = format!("[dns]\nservers = [\"{dns}\"]\nmin_ttl = \"1s\"\nmax_ttl = \"1s\"\n");
     let node = Node::start(&config(std::slice::from_ref(&server), "", &dns_table)).await;
     let answered = get(&node, "/a").await;
     assert_eq!(answered.status, 200, "{}", answered.cache_status());
-    assert_eq!(answered.text(), "by name");
-    // Refreshes keep succeeding on the A answer alone.
+    assert_eq!(answered.text(), body);
     let refreshes = server_metric("origin_dns_refreshes_total", &server[7..], "");
     wait_until("a second DNS refresh", Duration::from_secs(10), || async {
         node.metric(&refreshes).await >= 2.0
@@ -623,7 +625,7 @@ async fn a_refused_aaaa_query_keeps_the_a_addresses() {
     .await;
     let failures = server_metric("origin_dns_failures_total", &server[7..], "");
     assert_eq!(node.metric(&failures).await, 0.0);
-    assert_eq!(get(&node, "/b").await.text(), "by name");
+    assert_eq!(get(&node, "/b").await.text(), body);
     node.stop().await;
 }
 
@@ -686,22 +688,7 @@ async fn a_real_dnsmasq_that_refuses_aaaa_still_gives_the_a_addresses() {
         dns_answers(dns_addr, "origin.test").await
     })
     .await;
-    let origin = Backend::start("via dnsmasq").await;
-    let server = format!("http://origin.test:{}", origin.addr.port());
-    let dns_table =
-        format!("[dns]\nservers = [\"{dns_addr}\"]\nmin_ttl = \"1s\"\nmax_ttl = \"1s\"\n");
-    let node = Node::start(&config(std::slice::from_ref(&server), "", &dns_table)).await;
-    let answered = get(&node, "/a").await;
-    assert_eq!(answered.status, 200, "{}", answered.cache_status());
-    assert_eq!(answered.text(), "via dnsmasq");
-    let refreshes = server_metric("origin_dns_refreshes_total", &server[7..], "");
-    wait_until("a second DNS refresh", Duration::from_secs(10), || async {
-        node.metric(&refreshes).await >= 2.0
-    })
-    .await;
-    let failures = server_metric("origin_dns_failures_total", &server[7..], "");
-    assert_eq!(node.metric(&failures).await, 0.0);
-    node.stop().await;
+    by_name_through(dns_addr, "via dnsmasq").await;
     let _ = child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -348,17 +348,7 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> RawResponse {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     // The server may refuse (and close) before it has read everything.
     let _ = stream.write_all(request).await;
-    let mut got = Vec::new();
-    let read = async {
-        let mut buf = [0u8; 8192];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+    let (got, _) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
     parse_raw(&got)
 }
 
@@ -465,6 +455,36 @@ impl TlsOrigin {
 // ---------------------------------------------------------------------------------------------
 // Raw origins
 
+/// Read from `stream` until a request head is in (`None` if it closes first); the bytes read.
+pub async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(head)
+}
+
+/// Read from `stream` until the peer closes it (a reset after an answer counts as closed),
+/// at most `within`: what arrived, and whether it closed in time.
+pub async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (Vec<u8>, bool) {
+    let mut got = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let closed = tokio::time::timeout(within, read).await.is_ok();
+    (got, closed)
+}
+
 /// What [`answers_once`] does after its first answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Then {
@@ -526,13 +546,8 @@ impl CutOrigin {
                 let counter = counter.clone();
                 let response = response.clone();
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
+                    if read_head(&mut stream).await.is_none() {
+                        return;
                     }
                     counter.fetch_add(1, Ordering::SeqCst);
                     let _ = stream.write_all(&response).await;
