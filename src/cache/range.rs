@@ -180,74 +180,174 @@ pub(crate) fn boundary(seed: u64) -> String {
     format!("outpost-{seed:016x}")
 }
 
-/// The `multipart/byteranges` body (RFC 9110 §14.6) for `spans` of `body`,
-/// as chunks to send in order, plus its total length (for Content-Length).
+/// One piece of a ranged answer: bytes of its own (multipart delimiters and part headers) or a
+/// span of the representation, cut from the body when its bytes are at hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Piece {
+    Literal(Bytes),
+    Span(ByteSpan),
+}
+
+/// The pieces of the `multipart/byteranges` body (RFC 9110 §14.6) for `spans` of a
+/// representation of `len` bytes, in order, plus its total length (for Content-Length).
 ///
-/// Each part is a small header chunk followed by a zero-copy
-/// `body.slice(..)`. The first delimiter has no leading CRLF (the body starts
-/// `--BOUNDARY`, as in the §14.6 example; RFC 2046 §5.1.1 allows either);
-/// every later one is `\r\n--BOUNDARY`, and the body ends with
-/// `\r\n--BOUNDARY--\r\n`. The response's own Content-Type must be
-/// `multipart/byteranges; boundary=BOUNDARY`.
+/// Each part is a small header followed by its span. The first delimiter has no leading CRLF
+/// (the body starts `--BOUNDARY`, as in the §14.6 example; RFC 2046 §5.1.1 allows either);
+/// every later one is `\r\n--BOUNDARY`, and the body ends with `\r\n--BOUNDARY--\r\n`. The
+/// response's own Content-Type must be `multipart/byteranges; boundary=BOUNDARY`.
 ///
-/// Spans come from [`parse_range`] and so lie within `body`; any that do
-/// not are clamped, or skipped when they start past the end, rather than
-/// panicking. If no span survives there are no parts and the result is only
-/// the close delimiter, which the caller should not send.
+/// Spans come from [`parse_range`] and so lie within `len`, ascending; any that do not are
+/// clamped, skipped when they start past the end, and sorted and merged, rather than
+/// panicking, so a [`RangeCutter`] can always cut them in one pass. If no span survives
+/// there are no parts and the result is only the close delimiter, which the caller should not
+/// send.
+pub(crate) fn multipart_plan(
+    spans: &[ByteSpan],
+    len: u64,
+    content_type: Option<&HeaderValue>,
+    boundary: &str,
+) -> (Vec<Piece>, u64) {
+    let mut pieces = Vec::with_capacity(spans.len() * 2 + 1);
+    for (i, span) in within(spans, len).into_iter().enumerate() {
+        let mut head = Vec::with_capacity(96 + boundary.len());
+        if i > 0 {
+            head.extend_from_slice(b"\r\n");
+        }
+        head.extend_from_slice(b"--");
+        head.extend_from_slice(boundary.as_bytes());
+        head.extend_from_slice(b"\r\n");
+        // RFC 9110 §14.6: each part carries the representation's Content-Type (when it has
+        // one) and its own Content-Range.
+        if let Some(ct) = content_type {
+            head.extend_from_slice(b"Content-Type: ");
+            head.extend_from_slice(ct.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        let (start, end) = (span.start, span.end_inclusive);
+        head.extend_from_slice(
+            format!("Content-Range: bytes {start}-{end}/{len}\r\n\r\n").as_bytes(),
+        );
+        pieces.push(Piece::Literal(Bytes::from(head)));
+        pieces.push(Piece::Span(span));
+    }
+    let close = if pieces.is_empty() { "" } else { "\r\n" };
+    pieces.push(Piece::Literal(Bytes::from(format!(
+        "{close}--{boundary}--\r\n"
+    ))));
+    let total = pieces.iter().map(Piece::len).fold(0, u64::saturating_add);
+    (pieces, total)
+}
+
+impl Piece {
+    /// Bytes it adds to the answer.
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            Piece::Literal(bytes) => bytes.len() as u64,
+            Piece::Span(span) => span.end_inclusive - span.start + 1,
+        }
+    }
+}
+
+/// `spans` clamped to a representation of `len` bytes, ascending and merged.
+fn within(spans: &[ByteSpan], len: u64) -> Vec<ByteSpan> {
+    let Some(last_byte) = len.checked_sub(1) else {
+        // An empty body has no byte any span could name.
+        return Vec::new();
+    };
+    let mut kept: Vec<ByteSpan> = spans
+        .iter()
+        .filter(|s| s.start <= last_byte && s.start <= s.end_inclusive)
+        .map(|s| ByteSpan {
+            start: s.start,
+            end_inclusive: s.end_inclusive.min(last_byte),
+        })
+        .collect();
+    kept.sort_unstable_by_key(|s| s.start);
+    let mut merged: Vec<ByteSpan> = Vec::with_capacity(kept.len());
+    for span in kept {
+        match merged.last_mut() {
+            Some(prev) if span.start <= prev.end_inclusive => {
+                prev.end_inclusive = prev.end_inclusive.max(span.end_inclusive);
+            }
+            _ => merged.push(span),
+        }
+    }
+    merged
+}
+
+/// The `multipart/byteranges` body of `spans` cut from a whole `body`, as chunks to send in
+/// order, plus its total length: [`multipart_plan`] fed to a [`RangeCutter`] at once, as a
+/// stored entry is (the fuzz target and the tests check the layout through it).
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn multipart_byteranges(
     spans: &[ByteSpan],
     body: &Bytes,
     content_type: Option<&HeaderValue>,
     boundary: &str,
 ) -> (Vec<Bytes>, u64) {
-    let len = body.len();
-    let mut chunks = Vec::with_capacity(spans.len() * 2 + 1);
-    let mut total: u64 = 0;
-    let mut push = |chunk: Bytes| {
-        total = total.saturating_add(chunk.len() as u64);
-        chunks.push(chunk);
-    };
-    let mut first = true;
-    // An empty body has no byte any span could name.
-    let last_byte = len.checked_sub(1);
-    for span in spans {
-        let Some(last_byte) = last_byte else {
-            break;
-        };
-        let (Ok(start), end) = (
-            usize::try_from(span.start),
-            usize::try_from(span.end_inclusive).unwrap_or(usize::MAX),
-        ) else {
-            continue;
-        };
-        if start > last_byte || end < start {
-            continue;
+    let (pieces, total) = multipart_plan(spans, body.len() as u64, content_type, boundary);
+    (RangeCutter::new(pieces).feed(body), total)
+}
+
+/// Cuts the pieces of a ranged answer out of a body read in order, one chunk at a time,
+/// without copying: a span comes out as slices of the chunks it falls in, so a range of an
+/// object still arriving from upstream is sent as its bytes arrive, and a range of a stored
+/// body is the one chunk fed.
+///
+/// Spans must be ascending and apart (as [`parse_range`] and [`multipart_plan`] give them); a
+/// span whose bytes have gone by already is skipped, never a panic.
+#[derive(Debug)]
+pub(crate) struct RangeCutter {
+    pieces: std::collections::VecDeque<Piece>,
+    /// Bytes of the body fed so far.
+    offset: u64,
+}
+
+impl RangeCutter {
+    pub(crate) fn new(pieces: Vec<Piece>) -> Self {
+        Self {
+            pieces: pieces.into(),
+            offset: 0,
         }
-        let end = end.min(last_byte);
-        let mut head = Vec::with_capacity(96 + boundary.len());
-        if !first {
-            head.extend_from_slice(b"\r\n");
-        }
-        first = false;
-        head.extend_from_slice(b"--");
-        head.extend_from_slice(boundary.as_bytes());
-        head.extend_from_slice(b"\r\n");
-        // RFC 9110 §14.6: each part carries the representation's
-        // Content-Type (when it has one) and its own Content-Range.
-        if let Some(ct) = content_type {
-            head.extend_from_slice(b"Content-Type: ");
-            head.extend_from_slice(ct.as_bytes());
-            head.extend_from_slice(b"\r\n");
-        }
-        head.extend_from_slice(
-            format!("Content-Range: bytes {start}-{end}/{len}\r\n\r\n").as_bytes(),
-        );
-        push(Bytes::from(head));
-        push(body.slice(start..=end));
     }
-    let close = if first { "" } else { "\r\n" };
-    push(Bytes::from(format!("{close}--{boundary}--\r\n")));
-    (chunks, total)
+
+    /// What of the answer is ready once `chunk`, the next bytes of the body, is known.
+    pub(crate) fn feed(&mut self, chunk: &Bytes) -> Vec<Bytes> {
+        let chunk_start = self.offset;
+        let chunk_end = chunk_start + chunk.len() as u64;
+        self.offset = chunk_end;
+        let mut ready = Vec::new();
+        while let Some(piece) = self.pieces.front_mut() {
+            match piece {
+                Piece::Literal(bytes) => {
+                    ready.push(std::mem::take(bytes));
+                    self.pieces.pop_front();
+                }
+                Piece::Span(span) if span.start >= chunk_end => break,
+                Piece::Span(span) if span.end_inclusive < chunk_start => {
+                    self.pieces.pop_front();
+                }
+                Piece::Span(span) => {
+                    // Both ends lie within the chunk now, so the casts cannot truncate.
+                    let from = (span.start.max(chunk_start) - chunk_start) as usize;
+                    let to = (span.end_inclusive.min(chunk_end - 1) - chunk_start) as usize;
+                    ready.push(chunk.slice(from..=to));
+                    if span.end_inclusive < chunk_end {
+                        self.pieces.pop_front();
+                    } else {
+                        span.start = chunk_end;
+                        break;
+                    }
+                }
+            }
+        }
+        ready
+    }
+
+    /// Whether every piece has been cut: the rest of the body is not needed.
+    pub(crate) fn is_done(&self) -> bool {
+        self.pieces.is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -551,6 +651,60 @@ mod tests {
         }
         let (chunks, _) = multipart_byteranges(&[s(0, 0)], &Bytes::new(), None, "b");
         assert_eq!(concat(&chunks), b"--b--\r\n");
+    }
+
+    #[test]
+    fn a_cutter_gives_the_same_bytes_however_the_body_is_chunked() {
+        let body = Bytes::from((0..=255u8).cycle().take(300).collect::<Vec<u8>>());
+        let ct = HeaderValue::from_static("text/plain");
+        let plans: Vec<Vec<Piece>> = vec![
+            vec![Piece::Span(s(0, 0))],
+            vec![Piece::Span(s(17, 250))],
+            vec![Piece::Span(s(299, 299))],
+            multipart_plan(&[s(0, 9), s(100, 100), s(250, 299)], 300, Some(&ct), "b").0,
+        ];
+        for pieces in plans {
+            let (want, _) = {
+                let mut whole = RangeCutter::new(pieces.clone());
+                (concat(&whole.feed(&body)), whole.is_done())
+            };
+            for size in [1, 2, 7, 64, 299, 300] {
+                let mut cutter = RangeCutter::new(pieces.clone());
+                let mut got = Vec::new();
+                let mut chunks = 0;
+                for chunk in body.chunks(size) {
+                    got.extend(concat(&cutter.feed(&body.slice_ref(chunk))));
+                    chunks += 1;
+                    if cutter.is_done() {
+                        break;
+                    }
+                }
+                assert!(cutter.is_done(), "{pieces:?} in chunks of {size}");
+                assert_eq!(got, want, "{pieces:?} in chunks of {size}");
+                // Done as soon as the last span is complete: the rest is never read.
+                let last = pieces.iter().rev().find_map(|p| match p {
+                    Piece::Span(span) => Some(span.end_inclusive as usize),
+                    Piece::Literal(_) => None,
+                });
+                assert_eq!(chunks, last.map_or(1, |end| end / size + 1), "{size}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_cutter_skips_spans_gone_by_and_waits_for_ones_to_come() {
+        let mut cutter = RangeCutter::new(vec![
+            Piece::Span(s(5, 6)),
+            Piece::Literal(Bytes::from_static(b"|")),
+            Piece::Span(s(2, 3)),
+            Piece::Span(s(8, 9)),
+        ]);
+        assert!(cutter.feed(&Bytes::from_static(b"0123")).is_empty());
+        assert_eq!(concat(&cutter.feed(&Bytes::new())), b"");
+        assert_eq!(concat(&cutter.feed(&Bytes::from_static(b"4567"))), b"56|");
+        assert!(!cutter.is_done());
+        assert_eq!(concat(&cutter.feed(&Bytes::from_static(b"89"))), b"89");
+        assert!(cutter.is_done());
     }
 
     use crate::cache::fuzz::Rng;

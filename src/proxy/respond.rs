@@ -1,9 +1,11 @@
 //! Phase 6, respond: turn a stored entry, a fill in progress, an origin pass-through or an
 //! error into the response the client gets, with `Age`, `Cache-Status` (RFC 9211) and `Via`.
 //!
-//! Client conditionals and `Range` are answered here from the stored representation; a hit
+//! Client conditionals and `Range` are answered here, from the stored representation or from
+//! a fill's as it arrives (on a miss, and through a peer hop from the owner's object); a hit
 //! clones the entry's headers and a `Bytes` handle, never the body.
 
+use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
 use http_body::Body as _;
@@ -19,7 +21,9 @@ use super::outcome::{Outcome, Served};
 use super::request::RequestContext;
 use crate::cache::conditional::{if_range_holds, not_modified};
 use crate::cache::policy::Policy;
-use crate::cache::range::{RangeRequest, boundary, multipart_byteranges, parse_range};
+use crate::cache::range::{
+    ByteSpan, Piece, RangeCutter, RangeRequest, boundary, multipart_plan, parse_range,
+};
 use crate::cache::status::{Fwd, append};
 use crate::error::ProxyError;
 use crate::service::ProxyBody;
@@ -73,24 +77,42 @@ pub fn from_entry(
     finish(node, code, headers, body, outcome, Some(age))
 }
 
-/// RFC 9110 §14: one range from a stored full response; anything we do not handle is
-/// answered with the whole representation, which is always allowed.
+/// A stored 200 for a GET that may carry `Range` (RFC 9110 §14), HEAD without its body.
 fn ranged(
     entry: &Entry,
     ctx: &RequestContext,
     headers: &mut HeaderMap,
     now: SystemTime,
 ) -> (StatusCode, ProxyBody) {
-    let head = ctx.method == Method::HEAD;
     let len = entry.body.len() as u64;
-    let range = if ctx.method == Method::GET && if_range_holds(&ctx.headers, &entry.headers, now) {
-        parse_range(ctx.headers.get(header::RANGE), len)
-    } else {
-        RangeRequest::Full
-    };
-    match range {
-        RangeRequest::Full if head => (StatusCode::OK, ProxyBody::Empty),
-        RangeRequest::Full => (StatusCode::OK, ProxyBody::full(entry.body.clone())),
+    match cut(ctx, &entry.headers, len, headers, now) {
+        None if ctx.method == Method::HEAD => (StatusCode::OK, ProxyBody::Empty),
+        None => (StatusCode::OK, ProxyBody::full(entry.body.clone())),
+        // The whole body is at hand: every piece is cut from it at once.
+        Some((code, pieces)) => {
+            let parts = RangeCutter::new(pieces).feed(&entry.body);
+            (code, ProxyBody::Parts(parts.into()))
+        }
+    }
+}
+
+/// RFC 9110 §14: how a GET with `Range` is answered from a full (200) representation of
+/// `len` bytes whose headers are `stored`: `None` for the whole representation, which is
+/// always allowed and what anything we do not handle gets; otherwise the status (206 or
+/// 416) and the pieces of the body, with Content-Range, Content-Length and, for several
+/// ranges, Content-Type set in `headers`.
+fn cut(
+    ctx: &RequestContext,
+    stored: &HeaderMap,
+    len: u64,
+    headers: &mut HeaderMap,
+    now: SystemTime,
+) -> Option<(StatusCode, Vec<Piece>)> {
+    if ctx.method != Method::GET || !if_range_holds(&ctx.headers, stored, now) {
+        return None;
+    }
+    match parse_range(ctx.headers.get(header::RANGE), len) {
+        RangeRequest::Full => None,
         RangeRequest::Partial {
             start,
             end_inclusive,
@@ -101,29 +123,22 @@ fn ranged(
                 header::CONTENT_LENGTH,
                 HeaderValue::from(end_inclusive - start + 1),
             );
-            // Bounds were checked by parse_range against `len`, so the slice cannot panic.
-            let body = entry.body.slice(start as usize..=end_inclusive as usize);
-            (StatusCode::PARTIAL_CONTENT, ProxyBody::full(body))
+            let span = ByteSpan {
+                start,
+                end_inclusive,
+            };
+            Some((StatusCode::PARTIAL_CONTENT, vec![Piece::Span(span)]))
         }
         RangeRequest::Multi(spans) => {
             // RFC 9110 §14.6: one part per range, each with its own Content-Range; the parts
-            // are slices of the stored body, only the small part headers are new.
+            // are slices of the body, only the small part headers are new.
             let boundary = boundary(rand_seed());
-            let (parts, len) = multipart_byteranges(
-                &spans,
-                &entry.body,
-                entry.headers.get(header::CONTENT_TYPE),
-                &boundary,
-            );
+            let (pieces, total) =
+                multipart_plan(&spans, len, stored.get(header::CONTENT_TYPE), &boundary);
             let content_type = format!("multipart/byteranges; boundary={boundary}");
             headers.insert(header::CONTENT_TYPE, header_value(&content_type));
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-            let body = if head {
-                ProxyBody::Empty
-            } else {
-                ProxyBody::Parts(parts.into())
-            };
-            (StatusCode::PARTIAL_CONTENT, body)
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+            Some((StatusCode::PARTIAL_CONTENT, pieces))
         }
         RangeRequest::Unsatisfiable => {
             headers.insert(
@@ -131,7 +146,7 @@ fn ranged(
                 header_value(&format!("bytes */{len}")),
             );
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-            (StatusCode::RANGE_NOT_SATISFIABLE, ProxyBody::Empty)
+            Some((StatusCode::RANGE_NOT_SATISFIABLE, Vec::new()))
         }
     }
 }
@@ -169,6 +184,8 @@ pub(crate) fn from_fill(
         (StatusCode::NOT_MODIFIED, ProxyBody::Empty)
     } else if ctx.method == Method::HEAD {
         (head.status, ProxyBody::Empty)
+    } else if let Some((code, pieces)) = fill_cut(head, ctx, &mut headers) {
+        (code, cut_stream(reader, pieces))
     } else {
         let chunks = futures_util::stream::unfold(reader, |mut reader| async move {
             reader.next_chunk().await.map(|chunk| (chunk, reader))
@@ -180,6 +197,61 @@ pub(crate) fn from_fill(
         (head.status, body)
     };
     finish(node, code, headers, body, outcome, Some(head.age))
+}
+
+/// A range of a full response still arriving (a miss here, or the owner's object through a
+/// peer hop): the fill fetches the whole representation, so it can be stored, and the range
+/// is cut from it as it streams, exactly as from a stored entry. Only with a known length:
+/// without one, the whole representation is the answer.
+fn fill_cut(
+    head: &FillHead,
+    ctx: &RequestContext,
+    headers: &mut HeaderMap,
+) -> Option<(StatusCode, Vec<Piece>)> {
+    if head.status != StatusCode::OK || !ctx.headers.contains_key(header::RANGE) {
+        return None;
+    }
+    cut(
+        ctx,
+        &head.headers,
+        head.content_length?,
+        headers,
+        SystemTime::now(),
+    )
+}
+
+/// The pieces of a ranged answer cut from the fill's chunks as they come. The reader is let
+/// go as soon as the last range is complete (the fill goes on for its other readers and the
+/// store); a body that ends before it is an error, never a short answer.
+fn cut_stream(reader: Subscriber<FillHead>, pieces: Vec<Piece>) -> ProxyBody {
+    let len = pieces.iter().map(Piece::len).sum();
+    if pieces.is_empty() {
+        return ProxyBody::Empty;
+    }
+    let state = Some((reader, RangeCutter::new(pieces), VecDeque::new()));
+    let chunks = futures_util::stream::unfold(state, |state| async move {
+        let (mut reader, mut cutter, mut ready) = state?;
+        loop {
+            if let Some(bytes) = ready.pop_front() {
+                return Some((Ok(bytes), Some((reader, cutter, ready))));
+            }
+            if cutter.is_done() {
+                return None;
+            }
+            match reader.next_chunk().await {
+                Some(Ok(chunk)) => ready.extend(cutter.feed(&chunk)),
+                Some(Err(e)) => return Some((Err(e), None)),
+                None => {
+                    let short = ProxyError::Internal("body ended before its ranges");
+                    return Some((Err(short), None));
+                }
+            }
+        }
+    });
+    ProxyBody::Stream {
+        chunks: Box::pin(chunks),
+        len: Some(len),
+    }
 }
 
 /// A response passed through untouched but for hop-by-hop fields (methods we do not cache).
