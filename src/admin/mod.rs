@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use crate::cluster::peer::{PURGE_MAC, PURGE_PATH, Peer};
+use crate::cluster::peer::{PURGE_PATH, Peer};
 use crate::cluster::{Cluster, Route};
 use crate::observability::metrics::Metrics;
 use crate::proxy::Proxy;
@@ -321,30 +321,10 @@ async fn fan_out(
     cluster: &Cluster,
     body: &Bytes,
 ) -> Vec<(Arc<Peer>, Result<serde_json::Value, String>)> {
-    let view = cluster.view_full();
-    let mac = cluster.secret.mac_bytes(body);
-    let requests = view.peers.values().map(|peer| {
-        let mut headers = HeaderMap::new();
-        if let Ok(value) = HeaderValue::from_str(&mac) {
-            headers.insert(PURGE_MAC, value);
-        }
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        let peer = peer.clone();
-        async move {
-            let answer = cluster
-                .client
-                .exchange(
-                    peer.addr,
-                    Method::POST,
-                    PURGE_PATH,
-                    headers,
-                    body.clone(),
-                    FAN_OUT_TIMEOUT,
-                )
-                .await;
+    let answers = cluster.fan_out(PURGE_PATH, body, FAN_OUT_TIMEOUT).await;
+    answers
+        .into_iter()
+        .map(|(peer, answer)| {
             let result = match answer {
                 Ok((StatusCode::OK, bytes)) => {
                     serde_json::from_slice(&bytes).map_err(|e| e.to_string())
@@ -356,9 +336,8 @@ async fn fan_out(
                 Err(e) => Err(e.to_string()),
             };
             (peer, result)
-        }
-    });
-    futures_util::future::join_all(requests).await
+        })
+        .collect()
 }
 
 /// `%XX` escapes of a query value (the URL given to `/cluster/owner`).

@@ -94,7 +94,7 @@ impl Secret {
         self.mac_bytes(message.as_bytes())
     }
 
-    pub(crate) fn mac_bytes(&self, message: &[u8]) -> String {
+    pub fn mac_bytes(&self, message: &[u8]) -> String {
         hex(hmac::sign(&self.0, message).as_ref())
     }
 

@@ -35,11 +35,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::config::{ClusterConfig, Replicate};
 use crate::observability::metrics::Metrics;
 use hop::Secret;
-use peer::{Peer, PeerClient};
+use peer::{ExchangeError, PURGE_MAC, Peer, PeerClient};
 use ring::{NodeId, Ring};
 use sketch::Sketch;
 
@@ -176,6 +178,44 @@ impl Cluster {
             Replicate::All => true,
             Replicate::Hot => self.sketch.record(key_hash) >= HOT_THRESHOLD,
         }
+    }
+
+    /// POST `body` to `path` on every other member at once, its MAC with the cluster secret
+    /// in [`PURGE_MAC`], and wait up to `timeout` for each answer (purge and invalidation
+    /// fan-out). Each answer comes back with the peer that gave it.
+    pub(crate) async fn fan_out(
+        &self,
+        path: &str,
+        body: &Bytes,
+        timeout: std::time::Duration,
+    ) -> Vec<(Arc<Peer>, Result<(StatusCode, Bytes), ExchangeError>)> {
+        let view = self.view_full();
+        let mut headers = HeaderMap::new();
+        if let Ok(mac) = HeaderValue::from_str(&self.secret.mac_bytes(body)) {
+            headers.insert(PURGE_MAC, mac);
+        }
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let requests = view.peers.values().map(|peer| {
+            let headers = headers.clone();
+            async move {
+                let answer = self
+                    .client
+                    .exchange(
+                        peer.addr,
+                        Method::POST,
+                        path,
+                        headers,
+                        body.clone(),
+                        timeout,
+                    )
+                    .await;
+                (peer.clone(), answer)
+            }
+        });
+        futures_util::future::join_all(requests).await
     }
 
     /// How long a probe waits: the probe interval, but never less than [`PROBE_TIMEOUT_MIN`].

@@ -33,7 +33,10 @@ pub(crate) const PROBE_PATH: &str = "/_outpost/peer";
 pub(crate) const PROBE_FALL: u32 = 3;
 /// Path on a node's http listener that applies a purge fanned out by a peer.
 pub(crate) const PURGE_PATH: &str = "/_outpost/purge";
-/// Header carrying the MAC of a fanned-out purge body.
+/// Path on a node's http listener that removes the cache keys an unsafe method invalidated
+/// on another member (RFC 9111 §4.4).
+pub(crate) const INVALIDATE_PATH: &str = "/_outpost/invalidate";
+/// Header carrying the MAC of a fanned-out purge or invalidation body.
 pub(crate) const PURGE_MAC: &str = "outpost-purge-mac";
 
 pub(crate) struct Peer {

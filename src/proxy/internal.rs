@@ -1,5 +1,6 @@
-//! What a node answers its peers on the http listener (only when it is in a cluster): probes
-//! and purges fanned out by another node. Paths under `/_outpost/`, before any site lookup.
+//! What a node answers its peers on the http listener (only when it is in a cluster): probes,
+//! and purges and invalidations fanned out by another node. Paths under `/_outpost/`, before
+//! any site lookup.
 
 use std::time::{Duration, SystemTime};
 
@@ -10,15 +11,15 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::Proxy;
-use super::purge::PurgeRequest;
+use super::purge::{Invalidation, PurgeRequest};
 use crate::cluster::Cluster;
 use crate::cluster::hop::{HOP_HEADER, Hop};
-use crate::cluster::peer::{PROBE_PATH, PURGE_MAC, PURGE_PATH};
+use crate::cluster::peer::{INVALIDATE_PATH, PROBE_PATH, PURGE_MAC, PURGE_PATH};
 use crate::service::{ProxyBody, json};
 
 pub(crate) const PREFIX: &str = "/_outpost/";
 
-/// Largest fanned-out purge body accepted.
+/// Largest fanned-out purge or invalidation body accepted.
 const MAX_PURGE_BODY: usize = 1 << 20;
 
 /// The hop of a request, if it carries one that verifies (for this method, host and path).
@@ -54,7 +55,23 @@ pub(crate) async fn handle(
             let about = serde_json::json!({ "name": cluster.name, "advertise": cluster.me.0 });
             json(status, &about)
         }
-        (&Method::POST, PURGE_PATH) => purge(proxy, cluster, &parts, body).await,
+        (&Method::POST, PURGE_PATH) => match signed_body(cluster, &parts, body).await {
+            Ok(body) => match serde_json::from_slice::<PurgeRequest>(&body) {
+                Ok(request) => json(StatusCode::OK, &proxy.apply_purge(&request).await),
+                Err(e) => bad_request(&e.to_string()),
+            },
+            Err(refused) => refused,
+        },
+        (&Method::POST, INVALIDATE_PATH) => match signed_body(cluster, &parts, body).await {
+            Ok(body) => match serde_json::from_slice::<Invalidation>(&body) {
+                Ok(invalidation) => {
+                    let n = proxy.apply_invalidation(&invalidation).await;
+                    json(StatusCode::OK, &serde_json::json!({ "invalidated": n }))
+                }
+                Err(e) => bad_request(&e.to_string()),
+            },
+            Err(refused) => refused,
+        },
         _ => json(
             StatusCode::NOT_FOUND,
             &serde_json::json!({ "error": "not found" }),
@@ -62,14 +79,13 @@ pub(crate) async fn handle(
     }
 }
 
-/// A purge another member received on its admin API: applied here only (no further fan-out),
-/// if the body's MAC verifies with the cluster secret.
-async fn purge(
-    proxy: &Proxy,
+/// The body of a purge or invalidation another member fanned out (applied here only, never
+/// fanned out further), if its MAC verifies with the cluster secret.
+async fn signed_body(
     cluster: &Cluster,
     parts: &Parts,
     body: Incoming,
-) -> Response<ProxyBody> {
+) -> Result<bytes::Bytes, Response<ProxyBody>> {
     let body = match tokio::time::timeout(
         Duration::from_secs(10),
         Limited::new(body, MAX_PURGE_BODY).collect(),
@@ -77,12 +93,7 @@ async fn purge(
     .await
     {
         Ok(Ok(collected)) => collected.to_bytes(),
-        _ => {
-            return json(
-                StatusCode::BAD_REQUEST,
-                &serde_json::json!({ "error": "body" }),
-            );
-        }
+        _ => return Err(bad_request("body")),
     };
     let mac = parts
         .headers
@@ -91,13 +102,14 @@ async fn purge(
         .unwrap_or_default();
     if !cluster.secret.verify_mac(&body, mac) {
         let error = serde_json::json!({ "error": "bad or missing purge MAC" });
-        return json(StatusCode::FORBIDDEN, &error);
+        return Err(json(StatusCode::FORBIDDEN, &error));
     }
-    match serde_json::from_slice::<PurgeRequest>(&body) {
-        Ok(request) => json(StatusCode::OK, &proxy.apply_purge(&request).await),
-        Err(e) => json(
-            StatusCode::BAD_REQUEST,
-            &serde_json::json!({ "error": e.to_string() }),
-        ),
-    }
+    Ok(body)
+}
+
+fn bad_request(error: &str) -> Response<ProxyBody> {
+    json(
+        StatusCode::BAD_REQUEST,
+        &serde_json::json!({ "error": error }),
+    )
 }

@@ -10,9 +10,9 @@
 //!    counts and logs.
 //!
 //! Beside the phases: `pass` forwards methods other than GET and HEAD with their bodies
-//! streamed (a successful unsafe one invalidates the stored responses for its URI, RFC 9111
-//! §4.4); [`purge`] removes what the admin API or a peer asks; `internal` answers peers' probes
-//! and fanned-out purges under `/_outpost/`.
+//! streamed (a successful unsafe one invalidates the stored responses for its URI here and on
+//! every peer, RFC 9111 §4.4); [`purge`] removes what the admin API or a peer asks; `internal`
+//! answers peers' probes and fanned-out purges and invalidations under `/_outpost/`.
 
 pub(crate) mod fill;
 pub(crate) mod headers;

@@ -38,10 +38,9 @@ impl Proxy {
             Ok(response) => {
                 let status = response.status();
                 if !ctx.method.is_safe() && (status.is_success() || status.is_redirection()) {
-                    self.invalidate(&ctx.key).await;
-                    for key in related_keys(&ctx, response.headers()) {
-                        self.invalidate(&key).await;
-                    }
+                    let mut keys = vec![ctx.key.clone()];
+                    keys.extend(related_keys(&ctx, response.headers()));
+                    self.invalidate_everywhere(keys).await;
                 }
                 respond::pass(
                     &self.node,

@@ -1,18 +1,36 @@
 //! Purge requests: what `POST /purge` on the admin listener asks, applied on this node.
 //! The admin handler fans the same request out to every peer (authenticated with the
 //! cluster secret), which apply it through [`Proxy::apply_purge`] too. Unsafe methods passed
-//! through invalidate the same way ([`Proxy::invalidate`]).
+//! through invalidate the same way, here and on every peer ([`Proxy::invalidate_everywhere`]).
 
 use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use http::Uri;
+use bytes::Bytes;
 use http::uri::{PathAndQuery, Scheme};
+use http::{StatusCode, Uri};
 
 use super::{Proxy, request};
 use crate::cache::key::KeyRules;
+use crate::cluster::peer::INVALIDATE_PATH;
 use crate::storage::PurgeMode;
+
+/// How long the response to an unsafe method waits for each peer to confirm its
+/// invalidation: a peer that is hung or unreachable delays it this much at most (one that
+/// refuses the connection not at all), and is logged and counted. The probe's shortest wait:
+/// a busy peer answers within it.
+const INVALIDATION_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The cache keys an unsafe method invalidated (RFC 9111 §4.4), as sent to the other members.
+/// Keys, not URLs: the sender computed them with the site's key rules and the client's
+/// scheme, so every member removes exactly what the sender did.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Invalidation {
+    pub(crate) keys: Vec<String>,
+}
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -62,13 +80,55 @@ impl Proxy {
 
     /// Remove what is stored for `key`, and keep a fill already in flight from storing it
     /// again.
-    pub(super) async fn invalidate(&self, key: &str) {
+    async fn invalidate(&self, key: &str) {
         self.inflight.invalidate(key);
         self.store.purge_key(key, PurgeMode::Hard).await;
     }
 
-    /// The cache keys of an absolute URL under both schemes, with the key rules of the site
-    /// it belongs to.
+    /// RFC 9111 §4.4 across the cluster: remove what is stored for `keys` here and on every
+    /// other member (the owner holds the object, and any member may hold a replica), before
+    /// the unsafe method's response goes back. A member that does not confirm within
+    /// [`INVALIDATION_TIMEOUT`] is logged and counted, and the response goes back anyway.
+    pub(super) async fn invalidate_everywhere(&self, keys: Vec<String>) {
+        let here = async {
+            for key in &keys {
+                self.invalidate(key).await;
+            }
+        };
+        let Some(cluster) = &self.cluster else {
+            return here.await;
+        };
+        let invalidation = Invalidation { keys: keys.clone() };
+        // A list of strings always serializes; an empty body would be refused and counted.
+        let body = Bytes::from(serde_json::to_vec(&invalidation).unwrap_or_default());
+        let peers = cluster.fan_out(INVALIDATE_PATH, &body, INVALIDATION_TIMEOUT);
+        let ((), answers) = tokio::join!(here, peers);
+        for (peer, answer) in answers {
+            let why = match answer {
+                Ok((StatusCode::OK, _)) => continue,
+                Ok((status, _)) => format!("answered {status}"),
+                Err(e) => e.to_string(),
+            };
+            peer.metrics.invalidations_failed.inc();
+            tracing::warn!(
+                peer = %peer.id.0,
+                %why,
+                keys = ?invalidation.keys,
+                "a peer did not confirm an invalidation: its stored copy may outlive the change"
+            );
+        }
+    }
+
+    /// An invalidation another member fanned out: applied here only.
+    pub(crate) async fn apply_invalidation(&self, invalidation: &Invalidation) -> usize {
+        for key in &invalidation.keys {
+            self.invalidate(key).await;
+        }
+        invalidation.keys.len()
+    }
+
+    /// The cache keys of an absolute URL under both schemes (with the site's key rules), the
+    /// URL's own scheme first.
     fn keys_of(&self, url: &str) -> Result<[String; 2], PurgeError> {
         url_keys(url, |host| {
             self.sites.find(host).map(|site| &site.key_rules)

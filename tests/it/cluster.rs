@@ -652,3 +652,149 @@ async fn a_live_owner_waiting_on_a_slow_origin_is_waited_for() {
     );
     assert_eq!(cluster.node(0).metric(&ejected).await, 0.0);
 }
+
+/// RFC 9111 §4.4 in a cluster: an unsafe method through any node removes the owner's copy,
+/// every replica and the same-origin `Location` target's copies before its response is sent.
+#[tokio::test]
+async fn an_unsafe_method_invalidates_the_owner_and_every_replica() {
+    let origin = Origin::start(|seen, n| match seen.method {
+        Method::GET => Reply::ok(format!("{} #{n}", seen.path)).cache("max-age=600"),
+        _ => Reply::ok("created").status(201).header("location", "/new"),
+    })
+    .await;
+    let cluster = TestCluster::start(3, &origin, "replicate = \"all\"").await;
+    let gets = |path: &str| {
+        origin
+            .requests()
+            .iter()
+            .filter(|s| s.method == Method::GET && s.path == path)
+            .count()
+    };
+    // Stored on the owner and replicated on the two other nodes.
+    for path in ["/doc", "/new"] {
+        for i in 0..3 {
+            get(cluster.node(i), path).await;
+        }
+        for i in 0..3 {
+            let r = get(cluster.node(i), path).await;
+            assert!(
+                r.cache_status().starts_with(&format!("node-{i}; hit")),
+                "{path} on node-{i}: {}",
+                r.cache_status()
+            );
+        }
+        assert_eq!(gets(path), 1, "{path}");
+    }
+    let owner = cluster.owner(0, "/doc").await;
+    let edge = (0..3)
+        .find(|i| format!("node-{i}") != owner)
+        .expect("a non-owner");
+    let post = send(
+        cluster.node(edge).http,
+        Method::POST,
+        "/doc",
+        "example.test",
+        &[],
+        Bytes::from_static(b"new"),
+    )
+    .await;
+    assert_eq!(post.status, 201);
+    // No node serves a copy from before the POST: the owner fetches once more, and every node
+    // serves that (its count includes the POST).
+    for path in ["/doc", "/new"] {
+        for i in 0..3 {
+            let r = get(cluster.node(i), path).await;
+            let latest = format!("{path} #{}", origin.count(path));
+            assert_eq!(r.text(), latest, "node-{i}: {}", r.cache_status());
+        }
+        assert_eq!(gets(path), 2, "{path}");
+    }
+    for i in 0..3 {
+        let metrics = cluster.node(i).metrics().await;
+        assert!(
+            metrics
+                .lines()
+                .filter(|l| l.starts_with("outpost_peer_invalidations_failed_total"))
+                .all(|l| l.ends_with(" 0")),
+            "{metrics}"
+        );
+    }
+}
+
+/// A peer that never confirms an invalidation (hung) or cannot be reached delays the unsafe
+/// method's response by a short bound at most; it is logged and counted per peer.
+#[tokio::test]
+async fn an_unsafe_method_is_answered_when_peers_do_not_confirm_its_invalidation() {
+    let origin = Origin::start(|_, _| Reply::ok("done")).await;
+    let hung = Origin::start(|_, _| Reply::ok("{}").delay(Duration::from_secs(30))).await;
+    let gone = closed_port().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addrs = [listener.local_addr().expect("addr"), hung.addr, gone];
+    let toml = config(0, &addrs, &[0, 1, 2], &origin, "");
+    let node = Node::start_on(&toml, false, listener).await;
+    let started = Instant::now();
+    let post = send(
+        node.http,
+        Method::POST,
+        "/doc",
+        "example.test",
+        &[],
+        Bytes::from_static(b"x"),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!((post.status.as_u16(), post.text().as_str()), (200, "done"));
+    assert!(
+        took < Duration::from_millis(2500),
+        "answered after {took:?}"
+    );
+    assert_eq!(hung.count("/_outpost/invalidate"), 1);
+    let failed =
+        |addr: SocketAddr| format!("outpost_peer_invalidations_failed_total{{peer=\"{addr}\"}}");
+    assert_eq!(node.metric(&failed(hung.addr)).await, 1.0);
+    assert_eq!(node.metric(&failed(gone)).await, 1.0);
+}
+
+/// An invalidation is applied only with the cluster secret's MAC over its body.
+#[tokio::test]
+async fn a_forged_invalidation_is_refused() {
+    let origin = Origin::start(cacheable_origin()).await;
+    let cluster = TestCluster::start(3, &origin, "replicate = \"none\"").await;
+    let owner = cluster.owner(0, "/keep").await;
+    let owner = (0..3)
+        .find(|i| format!("node-{i}") == owner)
+        .expect("the owner");
+    get(cluster.node(owner), "/keep").await;
+    let body = Bytes::from_static(br#"{"keys":["http://example.test/keep"]}"#);
+    let forged = send(
+        cluster.node(owner).http,
+        Method::POST,
+        "/_outpost/invalidate",
+        "example.test",
+        &[("outpost-purge-mac", "00")],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(forged.status, 403);
+    let r = get(cluster.node(owner), "/keep").await;
+    assert!(r.cache_status().contains("hit"), "{}", r.cache_status());
+    let secret = outpost::cluster::hop::Secret::new(SECRET);
+    let mac = secret.mac_bytes(&body);
+    let signed = send(
+        cluster.node(owner).http,
+        Method::POST,
+        "/_outpost/invalidate",
+        "example.test",
+        &[("outpost-purge-mac", mac.as_str())],
+        body,
+    )
+    .await;
+    assert_eq!(signed.status, 200, "{}", signed.text());
+    let r = get(cluster.node(owner), "/keep").await;
+    assert!(
+        r.cache_status().contains("fwd=uri-miss"),
+        "{}",
+        r.cache_status()
+    );
+    assert_eq!(origin.count("/keep"), 2);
+}

@@ -1,5 +1,5 @@
-//! Cluster: members, requests forwarded to the owner peer (one hop), peer health, and hits on
-//! replicas.
+//! Cluster: members, requests forwarded to the owner peer (one hop), peer health, hits on
+//! replicas, and invalidations peers did not confirm.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -48,6 +48,8 @@ pub(crate) struct PeerMetrics {
     pub(crate) duration: Histogram,
     pub(crate) ejections: Counter,
     pub(crate) up: Gauge,
+    /// Invalidations after an unsafe method that the peer did not confirm in time.
+    pub(crate) invalidations_failed: Counter,
 }
 
 impl PeerMetrics {
@@ -85,6 +87,7 @@ pub(super) struct PeerFamilies {
     duration: Family<PeerLabel, Histogram>,
     ejections: Family<PeerLabel, Counter>,
     up: Family<PeerLabel, Gauge>,
+    invalidations_failed: Family<PeerLabel, Counter>,
 }
 
 impl PeerFamilies {
@@ -110,6 +113,11 @@ impl PeerFamilies {
                 "1 while a peer is live, 0 while it is ejected",
                 Family::default(),
             ),
+            invalidations_failed: reg.register(
+                names::PEER_INVALIDATIONS_FAILED,
+                "Invalidations after unsafe methods a peer did not confirm in time (its stored copy may outlive the change)",
+                Family::default(),
+            ),
         }
     }
 
@@ -128,6 +136,7 @@ impl PeerFamilies {
             duration: self.duration.get_or_create_owned(&label),
             ejections: self.ejections.get_or_create_owned(&label),
             up: self.up.get_or_create_owned(&label),
+            invalidations_failed: self.invalidations_failed.get_or_create_owned(&label),
         }
     }
 
@@ -145,5 +154,6 @@ impl PeerFamilies {
         self.duration.remove(&label);
         self.ejections.remove(&label);
         self.up.remove(&label);
+        self.invalidations_failed.remove(&label);
     }
 }

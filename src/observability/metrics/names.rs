@@ -17,6 +17,7 @@ pub(crate) const PEER_REQUESTS: &str = "peer_requests";
 pub(crate) const PEER_DURATION: &str = "peer_response_duration_seconds";
 pub(crate) const PEER_EJECTIONS: &str = "peer_ejections";
 pub(crate) const PEER_UP: &str = "peer_up";
+pub(crate) const PEER_INVALIDATIONS_FAILED: &str = "peer_invalidations_failed";
 pub(crate) const CLUSTER_MEMBERS: &str = "cluster_members";
 pub(crate) const REPLICA_HITS: &str = "replica_hits";
 pub(crate) const RESPONSES: &str = "responses";
