@@ -17,7 +17,7 @@ const SECRET: &str = "cluster-secret-0123456789";
 
 /// Nodes `node-0` … `node-{n-1}` in one cluster; `members(i)` lists who node i believes is
 /// in the cluster (by index), `cluster_extra` adds `[cluster]` keys.
-struct TestCluster {
+pub(crate) struct TestCluster {
     nodes: Vec<Option<Node>>,
     addrs: Vec<SocketAddr>,
 }
@@ -27,10 +27,31 @@ impl TestCluster {
         Self::start_with(n, origin, cluster_extra, |_| (0..n).collect()).await
     }
 
+    /// `n` nodes that all know each other, `site_extra` added to the `[[site]]` table (more
+    /// keys, or its subtables).
+    pub(crate) async fn start_with_site(
+        n: usize,
+        origin: &Origin,
+        cluster_extra: &str,
+        site_extra: &str,
+    ) -> Self {
+        Self::launch(n, origin, cluster_extra, site_extra, |_| (0..n).collect()).await
+    }
+
     async fn start_with(
         n: usize,
         origin: &Origin,
         cluster_extra: &str,
+        members: impl Fn(usize) -> Vec<usize>,
+    ) -> Self {
+        Self::launch(n, origin, cluster_extra, "", members).await
+    }
+
+    async fn launch(
+        n: usize,
+        origin: &Origin,
+        cluster_extra: &str,
+        site_extra: &str,
         members: impl Fn(usize) -> Vec<usize>,
     ) -> Self {
         let mut listeners = Vec::new();
@@ -43,7 +64,8 @@ impl TestCluster {
             .collect();
         let mut nodes = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
-            let toml = config(i, &addrs, &members(i), origin, cluster_extra);
+            // The site table comes last: what follows it is in it.
+            let toml = config(i, &addrs, &members(i), origin, cluster_extra) + site_extra;
             nodes.push(Some(Node::start_on(&toml, false, listener).await));
         }
         let cluster = Self { nodes, addrs };
@@ -62,8 +84,12 @@ impl TestCluster {
         cluster
     }
 
-    fn node(&self, i: usize) -> &Node {
+    pub(crate) fn node(&self, i: usize) -> &Node {
         self.nodes[i].as_ref().expect("node running")
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
     }
 
     async fn stop(&mut self, i: usize) {
@@ -73,7 +99,12 @@ impl TestCluster {
     }
 
     /// Which node owns `path`, as node `asking` sees it (`/cluster/owner`).
-    async fn owner(&self, asking: usize, path: &str) -> String {
+    pub(crate) async fn owner(&self, asking: usize, path: &str) -> String {
+        // The URL is a query value: its own query must not end the parameter.
+        let path = path
+            .replace('%', "%25")
+            .replace('?', "%3F")
+            .replace('&', "%26");
         let url = format!("http://example.test{path}");
         let r = admin_get(
             self.node(asking).admin,

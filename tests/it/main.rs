@@ -5,15 +5,16 @@
 //! |---|---|
 //! | `harness` | programmable origin, in-process node, h1 / h2c / TLS clients (not tests) |
 //! | `util` | raw-socket clients, misbehaving and TLS origins, the real binary as a child (not tests) |
+//! | `topology` | `both_ways!`: a table of cases, each run on one node and through a non-owner of a 3-node cluster (not tests) |
 //! | `listeners` | h1, h2c, TLS with SNI and ALPN, sites by host, unknown hosts refused, loops refused |
-//! | `caching` | RFC 9111 core: storability, freshness, Age, Vary, validation, invalidation, HEAD, Range, conditionals |
+//! | `caching` | RFC 9111 core, on one node and through a non-owner: storability, freshness, Age, Vary, validation, invalidation, purge, HEAD, Range, If-Range, conditionals |
 //! | `coalesce` | one origin fetch per key, fills that outlive clients, failures and uncacheable releases, max_object streaming |
 //! | `origin_failures` | origin errors map to 502/504, nothing partial is stored, retries, forwarding headers, HTTPS origins |
 //! | `origins` | origin names follow DNS and drain, max_connections and the queue, idle timeout, HTTP/2 by ALPN or h2c, resets retried but never a POST, per-server metrics |
 //! | `bad_input` | malformed or oversized requests are refused and the node keeps serving |
 //! | `admin` | health, readiness, metrics (promtool, OpenMetrics), purge and its auth |
 //! | `policy` | per-site policy: RFC 9213 targeted fields, status TTLs, grace, cookies, variant bounds, key rules, tags and soft purge, must-revalidate |
-//! | `stale` | RFC 5861: stale-while-revalidate, stale-if-error |
+//! | `stale` | RFC 5861, on one node and through a non-owner: stale-while-revalidate, stale-if-error |
 //! | `regression` | one test per bug found, named after it |
 //! | `cluster` | 3-node clusters: ring ownership, one origin fetch per object, hop MAC, failover, replicas, cluster purge, admin pages |
 //! | `discovery` | cluster members from DNS (A/AAAA, SRV) on a real in-process DNS server: TTLs, outages |
@@ -22,6 +23,7 @@
 //! | `cli` | `outpost check`, `outpost [run] --config`, SIGTERM drain, the memory budget, `demo` |
 
 mod harness;
+mod topology;
 mod util;
 
 mod admin;
