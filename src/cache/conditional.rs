@@ -219,6 +219,33 @@ pub(crate) fn selects(stored: &HeaderMap, not_modified: &HeaderMap) -> bool {
     }
 }
 
+/// RFC 9111 §4.3.5: does a 200 to HEAD describe this stored response, so that its fields may
+/// freshen it as a 304's would? Every validator it carries must match the stored one (an
+/// `ETag` as for a 304, a `Last-Modified` exactly), it must carry at least one (without, it
+/// could describe any representation), and a `Content-Length` it carries must be the stored
+/// body's length.
+pub(crate) fn head_describes(stored: &HeaderMap, stored_len: u64, head: &HeaderMap) -> bool {
+    let etag = head.get(header::ETAG);
+    let last_modified = head.get(header::LAST_MODIFIED);
+    if etag.is_none() && last_modified.is_none() {
+        return false;
+    }
+    let same_date = last_modified.is_none_or(|theirs| {
+        stored
+            .get(header::LAST_MODIFIED)
+            .is_some_and(|ours| ours.as_bytes().trim_ascii() == theirs.as_bytes().trim_ascii())
+    });
+    let same_length = head.get(header::CONTENT_LENGTH).is_none_or(|length| {
+        length
+            .to_str()
+            .ok()
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            == Some(stored_len)
+    });
+    // With an entity tag, `selects` compares it and ignores the date, checked above.
+    selects(stored, head) && same_date && same_length
+}
+
 pub(crate) fn merge_304(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
     let listed = connection_listed(not_modified);
     let mut merged = stored.clone();
@@ -647,6 +674,51 @@ mod tests {
         );
         assert!(selects(&weak, &hm(&[("etag", b"W/\"v1\"")])));
         assert!(!selects(&HeaderMap::new(), &hm(&[("etag", b"\"v1\"")])));
+    }
+
+    #[test]
+    fn a_head_response_describes_only_the_stored_response_it_validates() {
+        let lm: &[u8] = b"Mon, 01 Jan 2024 00:00:00 GMT";
+        let stored = hm(&[("etag", b"\"v1\""), ("last-modified", lm)]);
+        let cases: &[(Pairs, u64, bool)] = &[
+            (&[("etag", b"\"v1\"")], 10, true),
+            (&[("etag", b"\"v1\""), ("content-length", b"10")], 10, true),
+            (&[("etag", b"\"v1\""), ("last-modified", lm)], 10, true),
+            (
+                &[("last-modified", lm), ("content-length", b" 10 ")],
+                10,
+                true,
+            ),
+            // Another representation, or the same one at another length.
+            (&[("etag", b"\"v2\"")], 10, false),
+            (&[("etag", b"\"v1\""), ("content-length", b"11")], 10, false),
+            (&[("etag", b"\"v1\""), ("content-length", b"x")], 10, false),
+            (
+                &[
+                    ("etag", b"\"v1\""),
+                    ("last-modified", b"Tue, 02 Jan 2024 00:00:00 GMT"),
+                ],
+                10,
+                false,
+            ),
+            (
+                &[("last-modified", b"Tue, 02 Jan 2024 00:00:00 GMT")],
+                10,
+                false,
+            ),
+            // No validator: nothing says which representation it describes.
+            (&[], 10, false),
+            (&[("content-length", b"10")], 10, false),
+        ];
+        for (headers, len, want) in cases {
+            assert_eq!(
+                head_describes(&stored, *len, &hm(headers)),
+                *want,
+                "{headers:?} len={len}"
+            );
+        }
+        let no_date = hm(&[("etag", b"\"v1\"")]);
+        assert!(!head_describes(&no_date, 10, &hm(&[("last-modified", lm)])));
     }
 
     #[test]

@@ -188,6 +188,7 @@ pub(crate) struct SiteCacheFile {
     pub(crate) serve_stale_if_error: Option<HumanDuration>,
     pub(crate) serve_stale_when_disconnected: Option<HumanDuration>,
     pub(crate) store_set_cookie: Option<bool>,
+    pub(crate) head_to_origin: Option<bool>,
     pub(crate) max_variants: Option<Spanned<usize>>,
     pub(crate) tag_header: Option<Spanned<String>>,
     #[serde(default)]

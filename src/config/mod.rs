@@ -220,6 +220,10 @@ pub(crate) struct SiteCacheConfig {
     pub(crate) stale_when_disconnected: Duration,
     /// Store responses with `Set-Cookie` (without the cookies); default `false`.
     pub(crate) store_set_cookie: bool,
+    /// Send a HEAD that the cache cannot answer to the origin as a HEAD, whose 200 freshens
+    /// the stored response it describes (RFC 9111 §4.3.5), instead of filling with a GET;
+    /// default `false`.
+    pub(crate) head_to_origin: bool,
     /// Variants kept per URL, 1..=1024; default 16.
     pub(crate) max_variants: usize,
     /// Response field listing tags; default `Surrogate-Key`.

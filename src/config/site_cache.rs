@@ -69,6 +69,7 @@ pub(crate) fn site_cache(
             .serve_stale_when_disconnected
             .map_or(DEFAULT_STALE_WHEN_DISCONNECTED, |d| d.0),
         store_set_cookie: f.store_set_cookie.unwrap_or(false),
+        head_to_origin: f.head_to_origin.unwrap_or(false),
         max_variants,
         tag_header,
         status_ttl,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::BodyExt;
 
 use super::Proxy;
@@ -16,7 +16,7 @@ use super::headers::strip_hop_by_hop;
 use super::request::Site;
 use super::route::Upstream;
 use super::store::{self, OriginHead, content_length};
-use crate::cache::conditional::selects;
+use crate::cache::conditional::{head_describes, selects};
 use crate::cache::control::RequestDirectives;
 use crate::cache::freshness;
 use crate::cache::status::NoCacheReason;
@@ -190,12 +190,17 @@ async fn respond_with(
             all
         }
     };
+    let head_request = job.request.method == Method::HEAD;
+    if head_request {
+        freshen_from_head(job, &publisher, head, &headers).await;
+    }
     let (fill_head, share) = fill_head(job, head, headers.clone(), set_cookie);
     let storing = fill_head.storing;
     let not_owner = fill_head.not_stored == Some(NoCacheReason::NotOwner);
     publisher.head(fill_head, share);
-    if not_owner {
-        // Streamed through from the owner: later requests ask it again (and share that).
+    if not_owner || head_request {
+        // Streamed through from the owner, or a HEAD: later requests ask again (a HEAD says
+        // nothing about whether the GET response may be stored).
         job.leave(&publisher);
         publisher.start_trimming();
     } else if !storing {
@@ -248,6 +253,49 @@ async fn revalidated(
     publisher.entry(entry, share);
 }
 
+/// RFC 9111 §4.3.5: a 200 to a HEAD passed to the origin freshens the stored response it
+/// describes (the one being revalidated: same validators, same length) as a 304 would, merged
+/// and checked again like one; a stored response it does not describe is stale from now on.
+async fn freshen_from_head(
+    job: &FillJob,
+    publisher: &Publisher<FillHead>,
+    head: &OriginHead<'_>,
+    headers: &HeaderMap,
+) {
+    let Some(stale) = &job.stale else {
+        return;
+    };
+    if head.status != StatusCode::OK {
+        return;
+    }
+    if !head_describes(&stale.headers, stale.body.len() as u64, headers) {
+        stale.mark_stale(SystemTime::now());
+        return;
+    }
+    let policy = &job.site.policy;
+    let entry = store::refreshed(stale, head, headers, policy);
+    let merged = OriginHead {
+        status: entry.status,
+        headers: &entry.headers,
+        ..*head
+    };
+    let storable = store::storability(
+        &job.request_headers,
+        &job.request_cc,
+        &merged,
+        &entry.directives,
+        policy,
+    );
+    if storable.is_ok() && !publisher.fill().discarded() {
+        let store = &job.proxy.store;
+        store
+            .insert(&job.key, Arc::new(entry), policy.max_variants)
+            .await;
+    } else {
+        job.proxy.store.purge(&job.key).await;
+    }
+}
+
 /// What subscribers learn from the response head, and who may use the response.
 fn fill_head(
     job: &FillJob,
@@ -260,6 +308,8 @@ fn fill_head(
     let length = content_length(&headers);
     let storable = store::storability(&job.request_headers, &job.request_cc, head, &cc, policy);
     let not_stored = match storable {
+        // A HEAD response has no body to store; it freshened the stored GET response, if any.
+        _ if job.request.method == Method::HEAD => Some(NoCacheReason::Method),
         Err(reason) => Some(reason),
         Ok(()) if length.is_some_and(|l| l > job.proxy.max_object) => Some(NoCacheReason::TooLarge),
         Ok(()) if !job.upstream.stores_here() => Some(NoCacheReason::NotOwner),

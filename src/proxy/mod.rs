@@ -258,7 +258,9 @@ impl Proxy {
         fwd: Fwd,
         stale: Option<Arc<Entry>>,
     ) -> Served {
-        let mut private = ctx.is_private() || self.store.is_uncacheable(&ctx.key);
+        let mut private = ctx.is_private()
+            || self.store.is_uncacheable(&ctx.key)
+            || fill_method(&ctx) == Method::HEAD;
         loop {
             let (subscriber, collapsed) = self.subscribe(&ctx, stale.clone(), private);
             let Some(subscriber) = subscriber else {
@@ -456,7 +458,12 @@ impl Proxy {
             site: ctx.site.clone(),
             key: ctx.key.clone(),
             request: OriginRequest {
-                method: Method::GET,
+                // A shared fill (a background revalidation too) may be joined by GETs.
+                method: if registered {
+                    Method::GET
+                } else {
+                    fill_method(ctx)
+                },
                 path_and_query: ctx.path_and_query.clone(),
                 headers,
             },
@@ -471,5 +478,16 @@ impl Proxy {
 
     pub(crate) fn node_name(&self) -> &str {
         &self.node.name
+    }
+}
+
+/// The method a fill asks with: GET, whose response can be stored and answers HEAD too (RFC
+/// 9111 §4.3.5), or HEAD where the site passes HEAD to the origin. A HEAD fill is private to
+/// its client: its response has no body for GET requests to share.
+fn fill_method(ctx: &RequestContext) -> Method {
+    if ctx.method == Method::HEAD && ctx.site.head_to_origin {
+        Method::HEAD
+    } else {
+        Method::GET
     }
 }

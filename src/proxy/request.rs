@@ -29,6 +29,8 @@ pub(crate) struct Site {
     pub(crate) policy: Policy,
     pub(crate) key_rules: KeyRules,
     pub(crate) max_request_body: u64,
+    /// A HEAD the cache cannot answer goes to the origin as a HEAD, not as a GET fill.
+    pub(crate) head_to_origin: bool,
 }
 
 impl Site {
@@ -75,6 +77,7 @@ impl Site {
             policy,
             key_rules: config.cache_key.clone(),
             max_request_body: config.max_request_body,
+            head_to_origin: cache.head_to_origin,
         })
     }
 

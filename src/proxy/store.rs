@@ -31,8 +31,9 @@ pub(crate) fn storability(
     response_cc: &ResponseDirectives,
     policy: &Policy,
 ) -> Result<(), NoCacheReason> {
-    // Fills always fetch with GET (a HEAD miss is filled by a GET, RFC 9111 §4.3.5 allows
-    // answering HEAD from it).
+    // What is stored is a GET's response: fills that may store fetch with GET (a HEAD miss is
+    // filled by a GET, RFC 9111 §4.3.5 allows answering HEAD from it); a HEAD passed to the
+    // origin stores nothing and is checked here only for the response it freshens.
     storable(
         &Method::GET,
         request_headers,

@@ -38,6 +38,7 @@ both_ways! {
     a_purge_removes_every_stored_copy,
     head_is_answered_from_a_stored_get,
     head_miss_fills_with_get,
+    a_head_passed_to_the_origin_freshens_the_stored_get with "[site.cache]\nhead_to_origin = true\n",
     single_ranges_are_cut_from_the_object,
     multiple_ranges_are_answered_multipart_byteranges,
     if_range_serves_the_range_only_for_the_same_representation,
@@ -781,6 +782,79 @@ async fn head_miss_fills_with_get(t: Ctx) {
     })
     .await;
     assert_eq!(t.origin.count("/hm"), 1);
+}
+
+/// RFC 9111 §4.3.5, where the site passes HEAD to the origin: a 200 to HEAD that describes
+/// the stored response (same entity tag, same length) freshens it as a 304 would; one that
+/// does not leaves it stale; and a HEAD response is never stored in place of a GET's.
+async fn a_head_passed_to_the_origin_freshens_the_stored_get(t: Ctx) {
+    t.origin_answers(|seen, _| {
+        if seen.method == Method::HEAD {
+            let etag = if seen.path == "/changed" {
+                "\"v2\""
+            } else {
+                "\"v1\""
+            };
+            return Reply::ok("0123456789")
+                .cache("max-age=600")
+                .header("etag", etag)
+                .header("x-version", "2");
+        }
+        // Stale as soon as it is stored.
+        Reply::ok("0123456789")
+            .cache("max-age=60")
+            .header("age", "100")
+            .header("etag", "\"v1\"")
+            .header("x-version", "1")
+    });
+    for path in ["/same", "/changed"] {
+        t.get(path).await;
+        let head = t.head(path).await;
+        assert_eq!(head.status, 200, "{path}");
+        assert!(head.body.is_empty(), "{path}");
+        assert_eq!(head.header("x-version"), "2", "{path}");
+        assert_eq!(head.header("content-length"), "10", "{path}");
+        assert!(
+            t.holder(&head).starts_with("fwd=stale; fwd-status=200"),
+            "{path}: {}",
+            head.cache_status()
+        );
+        assert_eq!(t.origin.last(path).method, Method::HEAD, "{path}");
+    }
+    // Freshened: the stored body with the HEAD response's fields and freshness.
+    let hit = t.get("/same").await;
+    assert!(
+        t.holder(&hit).starts_with("hit; ttl="),
+        "{}",
+        hit.cache_status()
+    );
+    assert!(ttl(&t.holder(&hit)) > 500, "{}", hit.cache_status());
+    assert_eq!(
+        (hit.text().as_str(), hit.header("x-version")),
+        ("0123456789", "2")
+    );
+    assert_eq!(t.count(Method::GET, "/same"), 1);
+    // Another representation: the stored one is stale and the next GET revalidates it.
+    let changed = t.get("/changed").await;
+    assert!(
+        t.holder(&changed).starts_with("fwd=stale"),
+        "{}",
+        changed.cache_status()
+    );
+    assert_eq!(t.count(Method::GET, "/changed"), 2);
+    // A HEAD miss asks with HEAD and stores nothing: the GET after it is a miss.
+    let miss = t.head("/head-miss").await;
+    assert_eq!((miss.status.as_u16(), miss.header("x-version")), (200, "2"));
+    let get = t.get("/head-miss").await;
+    assert!(
+        t.holder(&get)
+            .starts_with("fwd=uri-miss; fwd-status=200; stored"),
+        "{}",
+        get.cache_status()
+    );
+    assert_eq!(get.text(), "0123456789");
+    assert_eq!(t.count(Method::HEAD, "/head-miss"), 1);
+    assert_eq!(t.count(Method::GET, "/head-miss"), 1);
 }
 
 /// RFC 9110 §14: a range is cut from the whole object, on the miss that fetches (and stores)
