@@ -140,6 +140,7 @@ const SIZES_AND_DURATIONS: &[Case] = &[
     ("bad duration", concat!("[cache]\nheuristic_max = \"1 week\"\n", site!()), 2, 17, "cache.heuristic_max", "is not a duration"),
     ("zero timeout", concat!("[listen]\nidle_timeout = \"0s\"\n", site!()), 2, 16, "listen.idle_timeout", "greater than zero"),
     ("zero count", concat!("[listen]\nmax_headers = 0\n", site!()), 2, 15, "listen.max_headers", "at least 1"),
+    ("body timeout", "[[site]]\nhosts = [\"a\"]\norigin = [\"http://x\"]\nrequest_body_timeout = \"0s\"\n", 4, 24, "site[0].request_body_timeout", "greater than zero"),
     ("origin timeout", "[[site]]\nhosts = [\"a\"]\n[site.origin]\nservers = [\"http://x\"]\nconnect_timeout = \"5 s\"\nfirst_byte_timeout = \"0ms\"\n", 6, 22, "site[0].origin.first_byte_timeout", "greater than zero"),
 ];
 

@@ -30,6 +30,9 @@ pub(crate) const DEFAULT_MAX_HEADERS: usize = 100;
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_MAX_REQUEST_BODY: u64 = 64 << 20;
+pub(crate) const DEFAULT_REQUEST_BUFFERING: u64 = 1 << 20;
+pub(crate) const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_REQUEST_BODY_MIN_RATE: u64 = 1 << 10;
 pub(crate) const DEFAULT_CACHE_MEMORY: u64 = 512 << 20;
 pub(crate) const MIN_CACHE_MEMORY: u64 = 1 << 20;
 pub(crate) const DEFAULT_MAX_OBJECT: u64 = 64 << 20;
@@ -171,6 +174,9 @@ pub(crate) struct SiteFile {
     pub(crate) hosts: SpannedList,
     pub(crate) origin: Spanned<OriginFile>,
     pub(crate) max_request_body: Option<Spanned<ByteSize>>,
+    pub(crate) request_buffering: Option<ByteSize>,
+    pub(crate) request_body_timeout: Option<Spanned<HumanDuration>>,
+    pub(crate) request_body_min_rate: Option<ByteSize>,
     #[serde(default)]
     pub(crate) cache: SiteCacheFile,
     #[serde(default)]

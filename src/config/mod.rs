@@ -198,6 +198,13 @@ pub struct SiteConfig {
     pub(crate) origin: OriginConfig,
     /// Largest request body forwarded (413 beyond).
     pub(crate) max_request_body: u64,
+    /// Request bodies up to this are read whole before the origin is asked (0: none are);
+    /// never more than `max_request_body`.
+    pub(crate) request_buffering: u64,
+    /// The wait for a request body's first byte, and its longest pause.
+    pub(crate) request_body_timeout: Duration,
+    /// Bytes per second a request body must average (0: no minimum).
+    pub(crate) request_body_min_rate: u64,
     pub(crate) cache: SiteCacheConfig,
     pub(crate) cache_key: crate::cache::key::KeyRules,
 }

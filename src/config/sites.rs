@@ -73,11 +73,26 @@ fn site(i: usize, f: &SiteFile, seen: &mut Seen, cx: &Ctx<'_>) -> Result<SiteCon
         None => DEFAULT_MAX_REQUEST_BODY,
     };
     let cache_key = cache_key(&f.cache_key, &format!("site[{i}].cache_key"), cx)?;
+    let request_buffering = f
+        .request_buffering
+        .map_or(DEFAULT_REQUEST_BUFFERING, |b| b.0)
+        .min(max_request_body);
+    let request_body_timeout = timeout(
+        &f.request_body_timeout,
+        DEFAULT_REQUEST_BODY_TIMEOUT,
+        &format!("site[{i}].request_body_timeout"),
+        cx,
+    )?;
     Ok(SiteConfig {
         name,
         hosts,
         origin,
         max_request_body,
+        request_buffering,
+        request_body_timeout,
+        request_body_min_rate: f
+            .request_body_min_rate
+            .map_or(DEFAULT_REQUEST_BODY_MIN_RATE, |r| r.0),
         cache,
         cache_key,
     })

@@ -250,3 +250,25 @@ fn relative_paths_use_base_dir() {
 fn origin_tls_default_is_safe() {
     assert!(crate::config::OriginTls::default().verify);
 }
+
+#[test]
+fn request_bodies_are_buffered_up_to_the_site_limit() {
+    let site = |keys: &str| {
+        let text =
+            format!("[[site]]\nhosts = [\"a.test\"]\norigin = [\"http://127.0.0.1:1\"]\n{keys}");
+        let c = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let s = &c.sites[0];
+        (
+            s.request_buffering,
+            s.request_body_timeout,
+            s.request_body_min_rate,
+        )
+    };
+    assert_eq!(site(""), (1 << 20, secs(10), 1024));
+    assert_eq!(
+        site("request_buffering = 0\nrequest_body_timeout = \"2s\"\nrequest_body_min_rate = 0"),
+        (0, secs(2), 0)
+    );
+    // Never more than the largest body accepted.
+    assert_eq!(site("max_request_body = \"4KiB\"").0, 4096);
+}

@@ -58,6 +58,9 @@ pub enum ProxyError {
     /// The request body is larger than the site's `max_request_body`.
     #[error("request body too large")]
     BodyTooLarge,
+    /// The request body fell below the site's minimum rate or paused too long.
+    #[error("request body arrived too slowly")]
+    BodyTooSlow,
     #[error("internal error: {0}")]
     Internal(&'static str),
 }
@@ -70,6 +73,7 @@ impl ProxyError {
             | Self::NotCached
             | Self::Loop
             | Self::BodyTooLarge
+            | Self::BodyTooSlow
             | Self::AmbiguousFraming(_)
             | Self::TransferCoding
             | Self::ClientBody(_) => Fault::Client,
@@ -91,6 +95,7 @@ impl ProxyError {
             Self::Origin(failure, _) => failure.status(),
             Self::OriginDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
             Self::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             Self::Loop => StatusCode::LOOP_DETECTED,
             // RFC 9111 §5.2.1.7: "respond ... with a 504 (Gateway Timeout)".
@@ -105,6 +110,7 @@ impl ProxyError {
         match self {
             Self::MissingHost => "missing-host",
             Self::BodyTooLarge => "body-too-large",
+            Self::BodyTooSlow => "body-too-slow",
             Self::ClientBody(_) => "bad-request-body",
             Self::AmbiguousFraming(_) => "ambiguous-framing",
             Self::TransferCoding => "transfer-coding",
@@ -129,9 +135,13 @@ impl ProxyError {
     }
 
     /// Whether the response must close the connection: after a request whose framing is in
-    /// doubt, the next bytes are not known to start a request (RFC 9112 §6.1).
+    /// doubt, the next bytes are not known to start a request (RFC 9112 §6.1), and after a
+    /// body cut off unread (RFC 9110 §15.5.9: a 408 closes).
     pub(crate) fn closes_connection(&self) -> bool {
-        matches!(self, Self::AmbiguousFraming(_) | Self::TransferCoding)
+        matches!(
+            self,
+            Self::AmbiguousFraming(_) | Self::TransferCoding | Self::BodyTooSlow
+        )
     }
 
     /// Whether the request may be sent again to another origin server: only failures that

@@ -20,6 +20,7 @@ pub(crate) mod health;
 mod pool;
 mod resolve;
 mod tls;
+pub(crate) mod upload;
 
 pub(crate) use crate::error::OriginFailure;
 pub(crate) use pool::UpstreamBody;
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, Uri};
-use http_body_util::{Either, Empty, Limited};
+use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use rustls::pki_types::ServerName;
 
@@ -46,9 +47,9 @@ fn now_ms() -> u64 {
     u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A fill sends no body; a passed-through method streams the client's, up to the site's
-/// `max_request_body`.
-pub(crate) type OriginBody = Either<Empty<Bytes>, Limited<Incoming>>;
+/// A fill sends no body; a passed-through method sends the client's, buffered or streamed
+/// ([`upload`]).
+pub(crate) type OriginBody = Either<Empty<Bytes>, upload::RequestBody>;
 
 /// What to ask an origin, independent of which server answers.
 #[derive(Debug, Clone)]
@@ -282,7 +283,7 @@ impl Origin {
     pub(crate) async fn send(
         &self,
         request: &OriginRequest,
-        body: Option<Limited<Incoming>>,
+        body: Option<upload::RequestBody>,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
         let attempts = if body.is_some() {
             1
@@ -405,10 +406,9 @@ impl Origin {
                 server.metrics.duration.observe(elapsed);
                 return Ok(response);
             }
-            // The client's request body failed (cut, bad framing, over the limit): its error.
-            Ok(Err(e)) if is_client_body(&e) => {
-                return Err(ProxyError::ClientBody(error_chain(&e)));
-            }
+            // The client's request body failed (cut, bad framing, over the limit, too slow):
+            // its error.
+            Ok(Err(e)) if is_client_body(&e) => return Err(upload::client_body_error(&e)),
             Ok(Err(e)) => (classify(&e), error_chain(&e)),
             Err(_) => (OriginFailure::Timeout, String::new()),
         };

@@ -105,6 +105,8 @@ pub(crate) struct Proxy {
     /// Bytes fills may hold while buffering bodies to store (a quarter of the cache memory,
     /// at least one `max_object`).
     fill_budget: Arc<FillBudget>,
+    /// What request bodies read before their origin request may hold, all together.
+    upload_budget: Arc<FillBudget>,
 }
 
 impl Proxy {
@@ -135,6 +137,7 @@ impl Proxy {
             metrics,
             max_object: config.cache.max_object,
             fill_budget: FillBudget::new((config.cache.memory / 4).max(config.cache.max_object)),
+            upload_budget: FillBudget::new(upload_budget(config)),
         })
     }
 
@@ -490,4 +493,11 @@ fn fill_method(ctx: &RequestContext) -> Method {
     } else {
         Method::GET
     }
+}
+
+/// The bytes all buffered request bodies may hold: an eighth of the cache's memory, and at
+/// least one body of the largest site buffer. Past it, bodies stream.
+fn upload_budget(config: &Config) -> u64 {
+    let largest = config.sites.iter().map(|s| s.request_buffering).max();
+    (config.cache.memory / 8).max(largest.unwrap_or(0))
 }

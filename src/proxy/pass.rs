@@ -1,5 +1,6 @@
 //! Methods the cache does not handle (anything but GET and HEAD): forwarded once to the
-//! origin with the request body streamed, the response streamed back; a successful unsafe
+//! origin with the request body (read first up to the site's buffer, see
+//! [`crate::origin::upload`]), the response streamed back; a successful unsafe
 //! method invalidates what is stored for its URI and the same-origin URIs its response names
 //! (RFC 9111 §4.4).
 
@@ -12,27 +13,40 @@ use super::request::{self, Forward, RequestContext};
 use super::{Proxy, respond};
 use crate::cache::invalidation::same_origin_target;
 use crate::cache::status::Fwd;
-use crate::error::ProxyError;
 use crate::origin::OriginRequest;
+use crate::origin::upload::RequestBody;
 
 impl Proxy {
-    /// Methods we never cache: forwarded once with the body streamed; a successful unsafe
+    /// Methods we never cache: forwarded once with the client's body; a successful unsafe
     /// method invalidates what is stored for the URI (RFC 9111 §4.4).
     pub(super) async fn pass(self: Arc<Self>, ctx: RequestContext, body: Incoming) -> Served {
-        let limit = ctx.site.max_request_body;
         let announced = ctx
             .headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        if announced.is_some_and(|len| len > limit) {
-            return respond::error(&self.node, &ProxyError::BodyTooLarge, Some(Fwd::Method));
+        // Read (up to the site's buffer) before an origin connection is taken, so that slow
+        // clients hold no origin slot.
+        let body = match RequestBody::receive(
+            body,
+            announced,
+            &ctx.site.upload,
+            &self.upload_budget,
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(e) => return respond::error(&self.node, &e, Some(Fwd::Method)),
+        };
+        let mut headers = request::origin_headers(&ctx, &self.node.name, Forward::Pass);
+        if body.is_buffered() {
+            // The client was told to continue already; the origin gets the body at once.
+            headers.remove(http::header::EXPECT);
         }
-        let body = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
         let request = OriginRequest {
             method: ctx.method.clone(),
             path_and_query: ctx.path_and_query.clone(),
-            headers: request::origin_headers(&ctx, &self.node.name, Forward::Pass),
+            headers,
         };
         match ctx.site.origin.send(&request, Some(body)).await {
             Ok(response) => {
@@ -49,17 +63,7 @@ impl Proxy {
                     &ctx.site.policy,
                 )
             }
-            Err(e) => {
-                // The client's body failing mid-stream fails the origin request: that is the
-                // client's error (a body over the limit, or broken chunked framing).
-                let e = match &e {
-                    ProxyError::ClientBody(why) if why.contains("length limit exceeded") => {
-                        ProxyError::BodyTooLarge
-                    }
-                    _ => e,
-                };
-                respond::error(&self.node, &e, Some(Fwd::Method))
-            }
+            Err(e) => respond::error(&self.node, &e, Some(Fwd::Method)),
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::cache::storable::SetCookie;
 use crate::config::{DnsConfig, HostPattern, SiteConfig};
 use crate::error::ProxyError;
 use crate::observability::metrics::{Metrics, SiteMetrics};
+use crate::origin::upload::UploadLimits;
 use crate::origin::{Origin, OriginSetupError};
 use crate::service::{AmbiguousFraming, ClientInfo};
 
@@ -28,7 +29,8 @@ pub(crate) struct Site {
     pub(crate) metrics: SiteMetrics,
     pub(crate) policy: Policy,
     pub(crate) key_rules: KeyRules,
-    pub(crate) max_request_body: u64,
+    /// Request bodies: the most accepted, what is buffered, how slow they may be.
+    pub(crate) upload: UploadLimits,
     /// A HEAD the cache cannot answer goes to the origin as a HEAD, not as a GET fill.
     pub(crate) head_to_origin: bool,
 }
@@ -76,7 +78,12 @@ impl Site {
             metrics: metrics.site(&config.name),
             policy,
             key_rules: config.cache_key.clone(),
-            max_request_body: config.max_request_body,
+            upload: UploadLimits {
+                max: config.max_request_body,
+                buffer: config.request_buffering,
+                timeout: config.request_body_timeout,
+                min_rate: config.request_body_min_rate,
+            },
             head_to_origin: cache.head_to_origin,
         })
     }

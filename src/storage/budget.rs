@@ -1,4 +1,5 @@
-//! A node-wide bound on the bytes that fills hold while buffering a body they mean to store.
+//! A node-wide bound on the bytes that fills hold while buffering a body they mean to store
+//! (and, in a budget of its own, on request bodies read before their origin request).
 //!
 //! A storable fill keeps its whole body until it completes (it becomes the entry). Without a
 //! bound, many concurrent misses for distinct large objects (distinct query strings are

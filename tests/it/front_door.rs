@@ -1,6 +1,7 @@
 //! The hardened front door: request smuggling vectors refused with 400 before anything
-//! reaches an origin, request body limits, the connection limit (the admin API still
-//! reachable), and a drain that closes idle keep-alive and HTTP/2 connections at once.
+//! reaches an origin, request body limits, buffering and minimum rate, the connection limit
+//! (the admin API still reachable), and a drain that closes idle keep-alive and HTTP/2
+//! connections at once.
 
 use std::time::{Duration, Instant};
 
@@ -188,4 +189,188 @@ async fn a_drain_closes_idle_keep_alive_and_h2_connections_at_once() {
         .await
         .expect("the idle h1 connection was closed");
     assert_eq!(closed.unwrap_or(0), 0);
+}
+
+/// One site in front of `origin` whose origin has two connection slots and a 200 ms queue,
+/// with `site_extra` as more site keys.
+fn two_slots(origin: &str, site_extra: &str) -> String {
+    format!(
+        "[node]\nname = \"edge-test\"\n[[site]]\nname = \"test\"\nhosts = [\"example.test\"]\n\
+         {site_extra}\n[site.origin]\nservers = [\"{origin}\"]\nmax_connections = 2\n\
+         queue_timeout = \"200ms\"\n"
+    )
+}
+
+/// A POST of `length` bytes whose head and first `sent` bytes are written, and no more yet.
+async fn upload_started(node: &Node, path: &str, length: usize, sent: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(node.http).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: example.test\r\nContent-Length: {length}\r\n\
+         Connection: close\r\n\r\n{}",
+        "x".repeat(sent)
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream
+}
+
+/// Slow uploads (two clients, as many as the origin has connections) must not take the
+/// origin's connections while their bodies trickle in: with bodies buffered, every miss is
+/// served meanwhile and the origin is asked for the uploads only once they are whole. With
+/// `request_buffering = 0` they stream, hold both connections, and misses queue into 503:
+/// the case that shows the test can fail.
+#[tokio::test]
+async fn slow_uploads_hold_no_origin_connection_while_their_bodies_arrive() {
+    let origin = Origin::start(|seen, _| match seen.method {
+        Method::POST => Reply::ok(format!("{} bytes", seen.body.len())),
+        _ => Reply::ok("page").cache("max-age=60"),
+    })
+    .await;
+    // (site keys, status of each miss meanwhile, origin requests sent meanwhile)
+    let cases = [("", 200, 4.0), ("request_buffering = 0", 503, 2.0)];
+    for (n, (site, miss_status, sent)) in cases.into_iter().enumerate() {
+        let node = Node::start(&two_slots(&origin.url(), site)).await;
+        let mut uploads = Vec::new();
+        for i in 0..2 {
+            uploads.push(upload_started(&node, &format!("/up/{n}/{i}"), 10, 5).await);
+        }
+        let server = origin.addr.to_string();
+        let requests =
+            format!("outpost_origin_server_requests_total{{site=\"test\",server=\"{server}\"}}");
+        if miss_status == 503 {
+            // Streamed: both uploads hold an origin connection before the misses come.
+            eventually("both uploads sent on", || async {
+                node.metric(&requests).await == 2.0
+            })
+            .await;
+        }
+        for j in 0..4 {
+            let r = get(&node, &format!("/miss/{n}/{j}")).await;
+            assert_eq!(r.status, miss_status, "{site}: {}", r.cache_status());
+        }
+        assert_eq!(node.metric(&requests).await, sent, "{site}");
+        for mut upload in uploads {
+            upload.write_all(b"yyyyy").await.expect("rest of the body");
+            let (got, closed) =
+                crate::util::read_until_closed(&mut upload, Duration::from_secs(5)).await;
+            assert!(closed, "{site}");
+            let r = crate::util::parse_raw(&got);
+            assert_eq!(
+                (r.status, r.body.as_slice()),
+                (200, &b"10 bytes"[..]),
+                "{site}"
+            );
+        }
+        node.stop().await;
+    }
+}
+
+/// A body that stalls, or trickles in below `request_body_min_rate`, is cut off with 408 and
+/// the connection closed, whether it was being buffered (the origin never asked) or streamed
+/// (the origin request abandoned). A body that keeps pace is unaffected.
+#[tokio::test]
+async fn bodies_below_the_minimum_rate_get_408_and_the_connection_closes() {
+    let origin = Origin::start(|seen, _| Reply::ok(format!("{} bytes", seen.body.len()))).await;
+    let site = "request_buffering = \"1KiB\"\nrequest_body_timeout = \"300ms\"\n\
+                request_body_min_rate = \"1KiB\"";
+    let node = Node::start(&two_slots(&origin.url(), site)).await;
+    // (path, Content-Length, bytes per write, pause between writes)
+    let cases = [
+        ("/stalled", 100, 10, Duration::from_secs(30)),
+        ("/trickled", 100, 1, Duration::from_millis(100)),
+        ("/streamed-stalled", 5000, 1500, Duration::from_secs(30)),
+        ("/streamed-trickled", 5000, 1, Duration::from_millis(100)),
+    ];
+    for (path, length, step, pause) in cases {
+        let stream = upload_started(&node, path, length, 0).await;
+        let started = Instant::now();
+        let (mut reader, mut writer) = stream.into_split();
+        let write = async {
+            let mut sent = 0;
+            while sent < length {
+                if writer.write_all(&vec![b'x'; step]).await.is_err() {
+                    break;
+                }
+                sent += step;
+                tokio::time::sleep(pause).await;
+            }
+        };
+        let read = async {
+            let mut got = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), reader.read_to_end(&mut got)).await;
+            got
+        };
+        let got = tokio::select! {
+            got = read => got,
+            () = write => panic!("{path}: the whole body was sent"),
+        };
+        let took = started.elapsed();
+        let r = crate::util::parse_raw(&got);
+        assert_eq!(r.status, 408, "{path}: {}", r.head);
+        let head = r.head.to_ascii_lowercase();
+        assert!(head.contains("connection: close"), "{path}: {head}");
+        assert!(head.contains("detail=body-too-slow"), "{path}: {head}");
+        assert!(
+            took < Duration::from_secs(2),
+            "{path}: cut off after {took:?}"
+        );
+        assert_eq!(
+            origin.count(path),
+            0,
+            "{path}: no whole body reached the origin"
+        );
+    }
+    // Keeping pace: 10 KiB in 1 KiB writes every 100 ms (10 KiB/s).
+    let mut stream = upload_started(&node, "/paced", 10 * 1024, 0).await;
+    for _ in 0..10 {
+        stream.write_all(&[b'x'; 1024]).await.expect("write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (got, _) = crate::util::read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    let r = crate::util::parse_raw(&got);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"10240 bytes"[..]));
+}
+
+/// A body within `request_buffering` reaches the origin whole, with a Content-Length even if
+/// the client sent it chunked; a larger one streams through chunked, every byte intact.
+#[tokio::test]
+async fn buffered_bodies_are_sent_with_their_length_and_larger_ones_stream() {
+    let origin = Origin::start(|seen, _| {
+        let framing = match seen.header("content-length").as_str() {
+            "" => format!("chunked={}", seen.header("transfer-encoding")),
+            length => format!("length={length}"),
+        };
+        Reply::ok(format!("{framing} {}", seen.body.len()))
+    })
+    .await;
+    let site = "request_buffering = \"4KiB\"";
+    let node = Node::start(&two_slots(&origin.url(), site)).await;
+    for (path, size, framing) in [
+        ("/small", 3000, "length=3000"),
+        ("/large", 9000, "chunked=chunked"),
+    ] {
+        let body: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .into_bytes();
+        for chunk in body.chunks(1000) {
+            raw.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            raw.extend_from_slice(chunk);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"0\r\n\r\n");
+        let r = raw_exchange(node.http, &raw).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.head);
+        assert_eq!(
+            String::from_utf8_lossy(&r.body),
+            format!("{framing} {size}")
+        );
+        assert_eq!(
+            origin.last(path).body,
+            Bytes::from(body),
+            "{path}: every byte"
+        );
+    }
 }

@@ -19,7 +19,7 @@
 //! | `cluster` | 3-node clusters: ring ownership, one origin fetch per object, hop MAC, failover, replicas, cluster purge, admin pages |
 //! | `discovery` | cluster members from DNS (A/AAAA, SRV) on a real in-process DNS server: TTLs, outages |
 //! | `dns_server` | a tiny authoritative UDP DNS server whose records tests change (not tests) |
-//! | `front_door` | smuggling vectors refused, body limits, the connection limit, drains that close idle connections |
+//! | `front_door` | smuggling vectors refused, body limits, request buffering and the minimum body rate (408), the connection limit, drains that close idle connections |
 //! | `cli` | `outpost check`, `outpost [run] --config`, SIGTERM drain, the memory budget, `demo` |
 
 mod harness;
