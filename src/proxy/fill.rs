@@ -23,6 +23,7 @@ use crate::cache::status::NoCacheReason;
 use crate::cache::vary::{SecondaryKey, secondary_key};
 use crate::cluster::peer::PeerError;
 use crate::error::ProxyError;
+use crate::observability::metrics::Discard;
 use crate::origin::{OriginRequest, UpstreamBody};
 use crate::storage::Entry;
 use crate::storage::budget::Reservation;
@@ -353,6 +354,8 @@ async fn stream_body(
     mut body: UpstreamBody,
     mut storing: bool,
 ) {
+    // What the response's Cache-Status said, before any byte of the body came.
+    let claimed = storing;
     let idle = job.site.origin.first_byte_timeout();
     let mut reservation = Reservation::new(job.proxy.fill_budget.clone());
     let mut kept: Vec<Bytes> = Vec::new();
@@ -401,13 +404,22 @@ async fn stream_body(
         let store = &job.proxy.store;
         let purged =
             publisher.fill().discarded() || store.tag_purged_since(head.request_time, &entry.tags);
-        if !purged {
+        if purged {
+            job.site.metrics.discarded(Discard::Purged);
+        } else {
             store
                 .insert(&job.key, Arc::new(entry), policy.max_variants)
                 .await;
         }
-    } else if result.is_err() {
-        tracing::warn!(key = %job.key, error = ?result, "origin body failed; not stored");
+    } else if let Err(e) = &result {
+        // The head went out saying `stored` (Cache-Status is sent before the body): counted
+        // and logged, so that the claim can be checked.
+        if claimed {
+            job.site.metrics.discarded(Discard::BodyFailed);
+        }
+        tracing::warn!(key = %job.key, error = %e, "origin body failed; not stored");
+    } else if claimed {
+        job.site.metrics.discarded(Discard::TooLarge);
     }
     job.leave(&publisher);
     publisher.finish(result);

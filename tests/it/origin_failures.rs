@@ -186,6 +186,15 @@ async fn origin_breaking_mid_body_is_seen_short_on_the_wire() {
         )
         .await;
         assert_eq!(response.status, 200, "{}", response.head);
+        // Cache-Status went out before the body broke: it says what the fill meant to do, and
+        // the discarded fill is counted.
+        let status = response.header("cache-status").unwrap_or_default();
+        assert!(status.contains("; stored"), "{}", response.head);
+        let discarded = r#"outpost_fills_discarded_total{site="test",reason="body-failed"}"#;
+        eventually("the discarded fill is counted", || async {
+            node.metric(discarded).await == 1.0
+        })
+        .await;
         if chunked {
             let te = response.header("transfer-encoding").unwrap_or_default();
             assert!(te.contains("chunked"), "{}", response.head);

@@ -19,7 +19,7 @@ mod origin;
 pub(crate) use cache::CacheResult;
 pub(crate) use cluster::{PeerMetrics, PeerOutcome};
 pub(crate) use exposition::openmetrics_to_prometheus;
-pub(crate) use origin::{OriginOutcome, OriginServerMetrics};
+pub(crate) use origin::{Discard, OriginOutcome, OriginServerMetrics};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -64,6 +64,7 @@ pub(crate) struct SiteMetrics {
     pub(crate) origin_bytes: Counter,
     pub(crate) origin_panic: Gauge,
     pub(crate) origin_panic_requests: Counter,
+    discarded: [Counter; origin::Discard::ALL.len()],
     responses: front::SiteResponses,
 }
 
@@ -79,6 +80,11 @@ impl SiteMetrics {
 
     pub(crate) fn origin(&self, outcome: OriginOutcome) {
         self.origin[outcome as usize].inc();
+    }
+
+    /// A fill that said `stored` stored nothing, and why.
+    pub(crate) fn discarded(&self, why: Discard) {
+        self.discarded[why as usize].inc();
     }
 }
 
@@ -150,6 +156,7 @@ impl Metrics {
             origin_bytes: origin.bytes,
             origin_panic: origin.panic,
             origin_panic_requests: origin.panic_requests,
+            discarded: origin.discarded,
             responses: self.responses.site(site),
         }
     }

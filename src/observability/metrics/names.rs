@@ -26,6 +26,7 @@ pub(crate) const RESPONSE_BYTES: &str = "response_bytes";
 pub(crate) const ORIGIN_BYTES: &str = "origin_bytes";
 pub(crate) const ORIGIN_PANIC: &str = "origin_panic";
 pub(crate) const ORIGIN_PANIC_REQUESTS: &str = "origin_panic_requests";
+pub(crate) const FILLS_DISCARDED: &str = "fills_discarded";
 pub(crate) const CONNECTIONS_OPEN: &str = "connections_open";
 pub(crate) const CONNECTIONS_ACCEPTED: &str = "connections_accepted";
 pub(crate) const CONNECTIONS_REFUSED: &str = "connections_refused";

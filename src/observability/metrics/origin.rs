@@ -42,6 +42,36 @@ impl OriginOutcome {
     }
 }
 
+/// Why a fill that said `stored` in its response's `Cache-Status` stored nothing after all:
+/// the `reason` label of `outpost_fills_discarded_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Discard {
+    /// The origin's body broke: cut short, reset, or stalled past the timeout.
+    BodyFailed,
+    /// A body without a length outgrew `max_object` or the fill budget, and streamed.
+    TooLarge,
+    /// A purge came while it was in flight.
+    Purged,
+}
+
+impl Discard {
+    pub(super) const ALL: [Discard; 3] = [Self::BodyFailed, Self::TooLarge, Self::Purged];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::BodyFailed => "body-failed",
+            Self::TooLarge => "too-large",
+            Self::Purged => "purged",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DiscardLabels {
+    site: String,
+    reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OriginLabels {
     site: String,
@@ -100,6 +130,7 @@ pub(super) struct SiteOriginFamilies {
     bytes: Family<SiteLabel, Counter>,
     panic: Family<SiteLabel, Gauge>,
     panic_requests: Family<SiteLabel, Counter>,
+    discarded: Family<DiscardLabels, Counter>,
 }
 
 /// One site's origin handles, for [`super::SiteMetrics`].
@@ -109,6 +140,7 @@ pub(super) struct SiteOrigin {
     pub(crate) bytes: Counter,
     pub(crate) panic: Gauge,
     pub(crate) panic_requests: Counter,
+    pub(crate) discarded: [Counter; Discard::ALL.len()],
 }
 
 impl SiteOriginFamilies {
@@ -139,6 +171,11 @@ impl SiteOriginFamilies {
                 "Requests sent to an origin in panic mode (every server out of rotation)",
                 Family::default(),
             ),
+            discarded: reg.register(
+                names::FILLS_DISCARDED,
+                "Fills whose response said stored in Cache-Status (sent before the body) that stored nothing: the body broke, outgrew the limits, or was purged",
+                Family::default(),
+            ),
         }
     }
 
@@ -157,6 +194,12 @@ impl SiteOriginFamilies {
             bytes: self.bytes.get_or_create_owned(&label),
             panic: self.panic.get_or_create_owned(&label),
             panic_requests: self.panic_requests.get_or_create_owned(&label),
+            discarded: Discard::ALL.map(|reason| {
+                self.discarded.get_or_create_owned(&DiscardLabels {
+                    site: site.to_owned(),
+                    reason: reason.as_str(),
+                })
+            }),
         }
     }
 }
