@@ -52,7 +52,7 @@ enum Chunk {
 const MAX_EXTENSION_BYTES: u64 = 16 * 1024;
 
 /// One connection's framing.
-pub(crate) struct Framing {
+pub struct Framing {
     state: State,
     /// The head being read, until it is complete.
     head: Vec<u8>,
@@ -65,7 +65,7 @@ pub(crate) struct Framing {
 }
 
 impl Framing {
-    pub(crate) fn new(max_head_bytes: usize, max_headers: usize) -> Self {
+    pub fn new(max_head_bytes: usize, max_headers: usize) -> Self {
         Self {
             state: State::Head,
             head: Vec::new(),
@@ -79,7 +79,7 @@ impl Framing {
     /// connection order) of a request whose head had both `Transfer-Encoding` and
     /// `Content-Length`; after that request nothing more is followed (hyper closes the
     /// connection after it anyway).
-    pub(crate) fn feed(&mut self, mut input: &[u8]) -> Option<u64> {
+    pub fn feed(&mut self, mut input: &[u8]) -> Option<u64> {
         while !input.is_empty() {
             match self.state {
                 State::Stopped => return None,
@@ -126,6 +126,23 @@ impl Framing {
     /// Takes head bytes from `input`; returns how many it used, and a request number when
     /// the completed head has both framing fields.
     fn head_bytes(&mut self, input: &[u8]) -> (usize, Option<u64>) {
+        if self.head.is_empty() {
+            // Most heads arrive whole in one read: parsed where they are, not copied.
+            return match parse_head(input, self.max_headers) {
+                Parsed::Complete(len, body) if len <= self.max_head_bytes => {
+                    (len, self.completed(body))
+                }
+                Parsed::Partial if input.len() <= self.max_head_bytes => {
+                    self.head.extend_from_slice(input);
+                    (input.len(), None)
+                }
+                // Malformed, too long, too many fields: hyper refuses it and closes.
+                _ => {
+                    self.stop();
+                    (input.len(), None)
+                }
+            };
+        }
         // Only look for the end of the head where it can be: in the new bytes, or across
         // their boundary with the old ones. Reparsing on every byte of a slowly dripped head
         // would be quadratic.
@@ -141,44 +158,78 @@ impl Framing {
             }
             return (input.len(), None);
         }
-        let mut fields = vec![httparse::EMPTY_HEADER; self.max_headers];
-        let mut request = httparse::Request::new(&mut fields);
-        let len = match request.parse(&self.head) {
-            Ok(httparse::Status::Complete(len)) if len <= self.max_head_bytes => len,
-            Ok(httparse::Status::Partial) if self.head.len() <= self.max_head_bytes => {
-                return (input.len(), None);
+        match parse_head(&self.head, self.max_headers) {
+            Parsed::Complete(len, body) if len <= self.max_head_bytes => {
+                // The head ends inside `input` (it was not complete before it), so this is
+                // within it.
+                let used = len.saturating_sub(seen).min(input.len());
+                self.head.clear();
+                (used, self.completed(body))
             }
-            // Malformed, too long, too many fields: hyper refuses it and closes.
-            Ok(_) | Err(_) => {
+            Parsed::Partial if self.head.len() <= self.max_head_bytes => (input.len(), None),
+            _ => {
                 self.stop();
-                return (input.len(), None);
+                (input.len(), None)
             }
-        };
+        }
+    }
+
+    /// A head is complete and its body is framed as `body`: what follows it. Returns the
+    /// request's number if its head had both framing fields.
+    fn completed(&mut self, body: Body) -> Option<u64> {
         self.requests += 1;
-        let verdict = body_framing(&request);
-        // The head ends inside `input` (it was not complete before it), so this is within it.
-        let used = len.saturating_sub(seen).min(input.len());
-        self.head.clear();
-        match verdict {
-            Body::None => self.state = State::Head,
-            Body::Fixed(len) => self.state = State::Fixed(len),
-            Body::Chunked => self.state = State::Chunked(Chunk::Start),
+        self.state = match body {
+            // A zero-length fixed body is no body at all.
+            Body::None | Body::Fixed(0) => State::Head,
+            Body::Fixed(len) => State::Fixed(len),
+            Body::Chunked => State::Chunked(Chunk::Start),
             Body::Ambiguous => {
                 self.stop();
-                return (used, Some(self.requests));
+                return Some(self.requests);
             }
-            Body::Unknown => self.stop(),
-        }
-        // A zero-length fixed body is no body at all.
-        if self.state == State::Fixed(0) {
-            self.state = State::Head;
-        }
-        (used, None)
+            Body::Unknown => {
+                self.stop();
+                return None;
+            }
+        };
+        None
     }
 
     fn stop(&mut self) {
         self.state = State::Stopped;
         self.head = Vec::new();
+    }
+}
+
+/// What httparse made of a head.
+enum Parsed {
+    /// Its length, and how its body is framed.
+    Complete(usize, Body),
+    Partial,
+    /// Malformed, or more than `max_headers` fields.
+    Refused,
+}
+
+/// hyper's most fields on its stack; more are parsed into a heap array.
+const STACK_FIELDS: usize = 128;
+
+/// Parse a head as hyper does, into uninitialised field slots (as hyper does too: cleared
+/// slots would cost more than the parse).
+fn parse_head(bytes: &[u8], max_headers: usize) -> Parsed {
+    let mut stack =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_FIELDS];
+    let mut heap = Vec::new();
+    let fields = if max_headers <= STACK_FIELDS {
+        stack.get_mut(..max_headers).unwrap_or_default()
+    } else {
+        heap.resize_with(max_headers, std::mem::MaybeUninit::uninit);
+        heap.as_mut_slice()
+    };
+    let mut request = httparse::Request::new(&mut []);
+    match request.parse_with_uninit_headers(bytes, fields) {
+        Ok(httparse::Status::Complete(len)) => Parsed::Complete(len, body_framing(&request)),
+        Ok(httparse::Status::Partial) => Parsed::Partial,
+        Err(_) => Parsed::Refused,
     }
 }
 
@@ -202,14 +253,20 @@ fn body_framing(request: &httparse::Request<'_, '_>) -> Body {
         return Body::Unknown;
     }
     let mut chunked = None;
-    let mut lengths = Vec::new();
+    // The first Content-Length, and whether every later one has the same value.
+    let mut length: Option<Option<u64>> = None;
+    let mut same_lengths = true;
     for field in request.headers.iter() {
         let name = field.name;
         if name.eq_ignore_ascii_case("transfer-encoding") {
             // hyper reads each line on its own; the last one decides.
             chunked = Some(ends_in_chunked(field.value));
         } else if name.eq_ignore_ascii_case("content-length") {
-            lengths.push(field.value);
+            let value = digits(field.value);
+            match length {
+                None => length = Some(value),
+                Some(first) => same_lengths &= value.is_some() && value == first,
+            }
         } else if name.eq_ignore_ascii_case("upgrade")
             || (name.eq_ignore_ascii_case("expect")
                 && field.value.eq_ignore_ascii_case(b"100-continue"))
@@ -217,15 +274,13 @@ fn body_framing(request: &httparse::Request<'_, '_>) -> Body {
             return Body::Unknown;
         }
     }
-    match (chunked, lengths.as_slice()) {
-        (Some(_), [_, ..]) if http11 => Body::Ambiguous,
-        (Some(true), []) if http11 => Body::Chunked,
+    match (chunked, length) {
+        (Some(_), Some(_)) if http11 => Body::Ambiguous,
+        (Some(true), None) if http11 => Body::Chunked,
         (Some(_), _) => Body::Unknown,
-        (None, []) => Body::None,
-        (None, [first, rest @ ..]) => match digits(first) {
-            Some(len) if rest.iter().all(|l| digits(l) == Some(len)) => Body::Fixed(len),
-            _ => Body::Unknown,
-        },
+        (None, None) => Body::None,
+        (None, Some(Some(len))) if same_lengths => Body::Fixed(len),
+        (None, Some(_)) => Body::Unknown,
     }
 }
 

@@ -3,7 +3,7 @@
 //! header-read timeouts against slowloris, a watch on HTTP/1.1 framing (`framing`, for the
 //! request-smuggling shape hyper hides), and a graceful drain on shutdown.
 
-mod framing;
+pub mod framing;
 pub(crate) mod tls;
 mod watched;
 
