@@ -13,6 +13,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use outpost::cache::freshness::HeuristicPolicy;
 use outpost::cache::policy::Policy;
+use outpost::cluster::hop::Hops;
 use outpost::config::Config;
 use outpost::observability::metrics::Metrics;
 use outpost::proxy::lookup::{self, Lookup};
@@ -99,12 +100,19 @@ fn bench_hit_path(c: &mut Criterion) {
     c.bench_function("request_phase", |b| {
         b.iter(|| {
             black_box(
-                request::prepare(&sites, black_box(parts.clone()), &client, "edge-1", false)
-                    .is_ok(),
+                request::prepare(
+                    &sites,
+                    black_box(parts.clone()),
+                    &client,
+                    "edge-1",
+                    Hops::default(),
+                )
+                .is_ok(),
             )
         })
     });
-    let ctx = request::prepare(&sites, parts.clone(), &client, "edge-1", false).expect("ctx");
+    let ctx =
+        request::prepare(&sites, parts.clone(), &client, "edge-1", Hops::default()).expect("ctx");
     // Stored under the key the request phase computes (host and non-default port).
     runtime.block_on(store.insert(&ctx.key, entry.clone(), 16));
     c.bench_function("store_get", |b| {
@@ -139,7 +147,8 @@ fn bench_hit_path(c: &mut Criterion) {
         b.iter(|| {
             runtime.block_on(async {
                 let ctx =
-                    request::prepare(&sites, parts.clone(), &client, "edge-1", false).expect("ctx");
+                    request::prepare(&sites, parts.clone(), &client, "edge-1", Hops::default())
+                        .expect("ctx");
                 let now = SystemTime::now();
                 let variants = store.get(&ctx.key).await;
                 match lookup::decide(variants.as_deref(), &ctx.headers, &ctx.directives, now) {

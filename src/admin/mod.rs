@@ -219,7 +219,11 @@ impl View<'_> {
         let Some(cluster) = self.cluster else {
             return json(
                 StatusCode::OK,
-                &serde_json::json!({ "enabled": false, "node": self.proxy.node_name() }),
+                &serde_json::json!({
+                    "enabled": false,
+                    "node": self.proxy.node_name(),
+                    "region": self.proxy.region(),
+                }),
             );
         };
         let view = cluster.view();
@@ -245,11 +249,34 @@ impl View<'_> {
                 }),
             })
             .collect();
+        // Each site's shield tier: its nodes, alive or ejected.
+        let shields: serde_json::Map<String, serde_json::Value> = self
+            .proxy
+            .sites()
+            .iter()
+            .filter_map(|site| {
+                let tier = site.shield.as_ref()?;
+                let nodes: Vec<_> = tier
+                    .nodes()
+                    .map(|node| {
+                        serde_json::json!({
+                            "address": node.id.0,
+                            "name": node.name(),
+                            "alive": node.is_alive(),
+                            "last_change": httpdate::fmt_http_date(node.last_change()),
+                        })
+                    })
+                    .collect();
+                Some((site.name.clone(), serde_json::Value::from(nodes)))
+            })
+            .collect();
         json(
             StatusCode::OK,
             &serde_json::json!({
                 "enabled": true,
                 "node": cluster.name,
+                "region": self.proxy.region(),
+                "shields": shields,
                 "advertise": cluster.me.0,
                 "replicate": format!("{:?}", cluster.replicate).to_lowercase(),
                 "membership_changed": httpdate::fmt_http_date(view.changed),

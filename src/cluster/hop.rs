@@ -1,14 +1,18 @@
 //! The hop header: how a node asks the owner of a key for it, and how the owner knows the
 //! request came from a member of its cluster.
 //!
-//! `Outpost-Hop: from="10.0.0.5:8080"; proto=https; ts=1700000000; mac=<hex>` where the MAC is
-//! HMAC-SHA256 with the cluster secret over the sender, the client's scheme, the time and the
-//! request's method, authority and path. Binding the MAC to the request means a captured header
-//! cannot be replayed on another URL, and the time bounds replay of the same one (±5 min).
+//! `Outpost-Hop: from="10.0.0.5:8080"; proto=https; ts=1700000000; hops=ps; mac=<hex>` where
+//! the MAC is HMAC-SHA256 with the cluster secret over the sender, the client's scheme, the
+//! time, the hops taken and the request's method, authority and path. Binding the MAC to the
+//! request means a captured header cannot be replayed on another URL, and the time bounds
+//! replay of the same one (±5 min).
 //!
-//! A node never forwards a request that carries a valid hop (one hop at most, whatever the
-//! members think of the ring), and a request whose hop does not verify is an ordinary client
-//! request: the header is dropped and the node routes it as usual.
+//! `hops` says which hops the request has taken so far, this one included: `p`, a peer hop
+//! to the key's owner in the same cluster; `s`, a shield hop to the parent tier. A request
+//! takes at most one of each ([`Hops`]), whatever the members think of the ring or of their
+//! shields, so no loop is possible. A header without `hops` (a node from before shields) is a
+//! peer hop. A request whose hop does not verify is an ordinary client request: the header is
+//! dropped and the node routes it as usual.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +24,52 @@ pub(crate) const HOP_HEADER: HeaderName = HeaderName::from_static("outpost-hop")
 /// How far a hop's timestamp may be from this node's clock.
 const MAX_SKEW: Duration = Duration::from_secs(300);
 
+/// The hops a request has taken: at most one peer hop and one shield hop (the hop limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Hops {
+    /// To the key's owner in the same cluster.
+    pub peer: bool,
+    /// To the parent tier (a shield node).
+    pub shield: bool,
+}
+
+impl Hops {
+    /// One peer hop: what a node from before shields sends.
+    pub const PEER: Hops = Hops {
+        peer: true,
+        shield: false,
+    };
+
+    /// Whether the request came from another node.
+    pub fn any(self) -> bool {
+        self.peer || self.shield
+    }
+
+    fn encode(self) -> &'static str {
+        match (self.peer, self.shield) {
+            (true, true) => "ps",
+            (true, false) => "p",
+            (false, true) => "s",
+            (false, false) => "",
+        }
+    }
+
+    fn decode(text: &str) -> Option<Hops> {
+        match text {
+            "p" => Some(Self::PEER),
+            "s" => Some(Hops {
+                peer: false,
+                shield: true,
+            }),
+            "ps" => Some(Hops {
+                peer: true,
+                shield: true,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// A verified hop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Hop {
@@ -27,6 +77,8 @@ pub(crate) struct Hop {
     pub(crate) from: String,
     /// The scheme the client used at the sender (the owner keys the object with it).
     pub(crate) https: bool,
+    /// The hops taken so far, this one included.
+    pub(crate) hops: Hops,
 }
 
 /// The cluster secret as an HMAC key.
@@ -37,7 +89,7 @@ impl Secret {
         Self(hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()))
     }
 
-    /// The hop header for a request this node forwards.
+    /// The hop header for a request this node forwards to the key's owner (a peer hop).
     pub fn sign(
         &self,
         from: &str,
@@ -46,10 +98,24 @@ impl Secret {
         target: &str,
         now: SystemTime,
     ) -> HeaderValue {
+        self.sign_hops(from, https, Hops::PEER, method, target, now)
+    }
+
+    /// The hop header for a request this node forwards, which has taken `hops` with this one.
+    pub fn sign_hops(
+        &self,
+        from: &str,
+        https: bool,
+        hops: Hops,
+        method: &Method,
+        target: &str,
+        now: SystemTime,
+    ) -> HeaderValue {
         let ts = unix(now);
         let proto = if https { "https" } else { "http" };
-        let mac = self.mac(&message(from, proto, ts, method, target));
-        let value = format!("from=\"{from}\"; proto={proto}; ts={ts}; mac={mac}");
+        let hops = hops.encode();
+        let mac = self.mac(&message(from, proto, ts, Some(hops), method, target));
+        let value = format!("from=\"{from}\"; proto={proto}; ts={ts}; hops={hops}; mac={mac}");
         // Addresses, digits and hex: always a valid header value.
         HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
@@ -63,7 +129,7 @@ impl Secret {
         now: SystemTime,
     ) -> Option<Hop> {
         let value = headers.get(&HOP_HEADER)?.to_str().ok()?;
-        let (mut from, mut proto, mut ts, mut mac) = (None, None, None, None);
+        let (mut from, mut proto, mut ts, mut hops, mut mac) = (None, None, None, None, None);
         for part in value.split(';') {
             let (name, v) = part.trim().split_once('=')?;
             match name {
@@ -71,6 +137,7 @@ impl Secret {
                 "from" => from = Some(v.strip_prefix('"')?.strip_suffix('"')?),
                 "proto" => proto = Some(v),
                 "ts" => ts = v.parse::<u64>().ok(),
+                "hops" if hops.is_none() => hops = Some(v),
                 "mac" => mac = Some(v),
                 _ => return None,
             }
@@ -80,12 +147,18 @@ impl Secret {
             return None;
         }
         let tag = hex_decode(mac)?;
-        let message = message(from, proto, ts, method, target);
+        // Without `hops`: a peer hop from a node that predates them, MAC'd without it.
+        let taken = match hops {
+            Some(text) => Hops::decode(text)?,
+            None => Hops::PEER,
+        };
+        let message = message(from, proto, ts, hops, method, target);
         // Constant-time comparison.
         hmac::verify(&self.0, message.as_bytes(), &tag).ok()?;
         Some(Hop {
             from: from.to_owned(),
             https: proto == "https",
+            hops: taken,
         })
     }
 
@@ -104,8 +177,18 @@ impl Secret {
     }
 }
 
-fn message(from: &str, proto: &str, ts: u64, method: &Method, target: &str) -> String {
-    format!("outpost-hop\n{from}\n{proto}\n{ts}\n{method}\n{target}")
+fn message(
+    from: &str,
+    proto: &str,
+    ts: u64,
+    hops: Option<&str>,
+    method: &Method,
+    target: &str,
+) -> String {
+    match hops {
+        Some(hops) => format!("outpost-hop\n{from}\n{proto}\n{ts}\n{hops}\n{method}\n{target}"),
+        None => format!("outpost-hop\n{from}\n{proto}\n{ts}\n{method}\n{target}"),
+    }
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -153,7 +236,8 @@ mod tests {
             hop,
             Some(Hop {
                 from: "10.0.0.5:8080".into(),
-                https: true
+                https: true,
+                hops: Hops::PEER,
             })
         );
         let cases: [(&Secret, &Method, &str, SystemTime); 5] = [
@@ -203,6 +287,11 @@ mod tests {
             good.replace("from=\"a:1\"", "from=\"b:1\""),
             good.replace("proto=http", "proto=https"),
             good.replace("ts=1700000000", "ts=1700000001"),
+            good.replace("hops=p", "hops=ps"),
+            good.replace("hops=p", "hops=s"),
+            good.replace("hops=p; ", ""),
+            good.replace("hops=p", "hops=pp"),
+            good.replace("hops=p", "hops=p; hops=p"),
             good.replace("mac=", "mac=00"),
             good.replace("; mac=", "; x=1; mac="),
             "from=\"a:1\"; proto=http; ts=1700000000".to_owned(),
@@ -241,14 +330,17 @@ mod tests {
     #[test]
     fn regression_signed_hex_pairs_are_not_hex() {
         let secret = Secret::new("\x08");
-        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let good = secret.sign("", false, &Method::GET, "", now);
-        let good = good.to_str().unwrap();
-        let mac_at = good.find("mac=").unwrap() + 4;
-        let mac = &good[mac_at..];
-        let pair = (0..mac.len())
-            .step_by(2)
-            .find(|&i| &mac[i..=i] == "0")
+        // The first second whose MAC has a pair starting with `0`.
+        let (now, good, mac_at, pair) = (0..100u64)
+            .find_map(|t| {
+                let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000 + t);
+                let good = secret.sign("", false, &Method::GET, "", now);
+                let good = good.to_str().unwrap().to_owned();
+                let mac_at = good.find("mac=").unwrap() + 4;
+                let mac = &good[mac_at..];
+                let pair = (0..mac.len()).step_by(2).find(|&i| &mac[i..=i] == "0")?;
+                Some((now, good, mac_at, pair))
+            })
             .unwrap();
         let mut signed = good.as_bytes().to_vec();
         signed[mac_at + pair] = b'+';
@@ -257,6 +349,42 @@ mod tests {
         assert_eq!(hex_decode("+a"), None);
         assert_eq!(hex_decode("-0"), None);
         assert_eq!(hex_decode("0aFf"), Some(vec![0x0a, 0xff]));
+    }
+
+    #[test]
+    fn hops_are_signed_and_a_header_without_them_is_one_peer_hop() {
+        let secret = Secret::new("0123456789abcdef");
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for hops in [
+            Hops::PEER,
+            Hops {
+                peer: false,
+                shield: true,
+            },
+            Hops {
+                peer: true,
+                shield: true,
+            },
+        ] {
+            let h = headers(secret.sign_hops("a:1", false, hops, &Method::GET, "h/p", now));
+            let hop = secret
+                .verify(&h, &Method::GET, "h/p", now)
+                .expect("verifies");
+            assert_eq!(hop.hops, hops);
+        }
+        // As a node from before shields signs: no hops, and none in the MAC.
+        let ts = unix(now);
+        let mac = secret.mac(&message("a:1", "http", ts, None, &Method::GET, "h/p"));
+        let old = format!("from=\"a:1\"; proto=http; ts={ts}; mac={mac}");
+        let h = headers(HeaderValue::from_str(&old).unwrap());
+        let hop = secret
+            .verify(&h, &Method::GET, "h/p", now)
+            .expect("verifies");
+        assert_eq!(hop.hops, Hops::PEER);
+        // Adding hops to it breaks the MAC.
+        let upgraded = old.replace("; mac=", "; hops=p; mac=");
+        let h = headers(HeaderValue::from_str(&upgraded).unwrap());
+        assert_eq!(secret.verify(&h, &Method::GET, "h/p", now), None);
     }
 
     #[test]

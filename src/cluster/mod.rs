@@ -15,6 +15,7 @@
 //! - [`ring`]: who owns a key (rendezvous hashing, pure, golden vectors);
 //! - [`hop`]: the hop header and its MAC;
 //! - [`peer`]: the HTTP client to peers, health probes and ejection;
+//! - [`shield`]: the parent tier a site's owned misses are filled from before the origin;
 //! - [`sketch`]: the frequency sketch that decides which non-owned objects are hot;
 //! - [`discovery`]: members from DNS (A/AAAA or SRV), re-resolved on the records' TTL.
 //!
@@ -27,6 +28,7 @@ pub(crate) mod discovery;
 pub mod hop;
 pub(crate) mod peer;
 pub(crate) mod ring;
+pub(crate) mod shield;
 pub(crate) mod sketch;
 
 use std::collections::HashMap;
@@ -171,6 +173,11 @@ impl Cluster {
         }
     }
 
+    /// A request that would have taken a second peer or shield hop went to the origin.
+    pub(crate) fn count_hop_limit(&self) {
+        self.metrics.membership.hop_limit.inc();
+    }
+
     /// Whether this node should keep its own copy of a non-owned object it is fetching now.
     pub(crate) fn keep_replica(&self, key_hash: u64) -> bool {
         match self.replicate {
@@ -219,7 +226,7 @@ impl Cluster {
     }
 
     /// How long a probe waits: the probe interval, but never less than [`PROBE_TIMEOUT_MIN`].
-    fn probe_timeout(&self) -> std::time::Duration {
+    pub(crate) fn probe_timeout(&self) -> std::time::Duration {
         self.probe_interval.max(PROBE_TIMEOUT_MIN)
     }
 

@@ -63,6 +63,11 @@ fn monotonic_ms() -> u64 {
 impl Peer {
     pub(crate) fn new(id: NodeId, addr: SocketAddr, metrics: &Metrics) -> Self {
         let metrics = metrics.peer(&id.0);
+        Self::with_metrics(id, addr, metrics)
+    }
+
+    /// A node counted under `metrics` (a shield node's, say, rather than a member's).
+    pub(crate) fn with_metrics(id: NodeId, addr: SocketAddr, metrics: PeerMetrics) -> Self {
         metrics.up.set(1);
         Self {
             id,
@@ -155,6 +160,7 @@ pub(crate) enum ExchangeError {
 
 type PeerBody = Full<Bytes>;
 
+#[derive(Clone)]
 pub(crate) struct PeerClient {
     client: Client<HttpConnector, PeerBody>,
 }

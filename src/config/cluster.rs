@@ -52,11 +52,8 @@ pub(crate) fn cluster(f: &ClusterFile, cx: &Ctx<'_>) -> Result<ClusterConfig, Co
             let message = "give either peers or discovery, not both";
             return Err(cx.invalid(peers.span(), "cluster.peers", message));
         }
-        (None, None) => {
-            let message =
-                "a cluster needs peers = [\"IP:PORT\", ...] or discovery = \"dns:NAME:PORT\"";
-            return Err(cx.invalid(f.advertise.span(), "cluster", message));
-        }
+        // A cluster of one: a shield tier of one node, or a cluster still to grow.
+        (None, None) => Members::Static(vec![advertise]),
     };
     let secret = f.secret.get_ref();
     if secret.len() < MIN_SECRET_LEN || !secret.bytes().all(|b| b.is_ascii_graphic()) {

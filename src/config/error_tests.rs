@@ -161,6 +161,12 @@ const LISTENERS_AND_ADMIN: &[Case] = &[
 
 #[rustfmt::skip]
 const SITES_AND_ORIGINS: &[Case] = &[
+    ("https shield", "[[site]]\nhosts = [\"a\"]\norigin = [\"http://x\"]\nshield = [\"https://10.0.0.1:80\"]\n", 4, 11, "site[0].shield[0]", "https shields are not supported"),
+    ("shield by name", "[[site]]\nhosts = [\"a\"]\norigin = [\"http://x\"]\nshield = [\"http://shield.example:80\"]\n", 4, 11, "site[0].shield[0]", "not an IP address and port"),
+    ("shield with a path", "[[site]]\nhosts = [\"a\"]\norigin = [\"http://x\"]\nshield = [\"http://10.0.0.1:80/x\"]\n", 4, 11, "site[0].shield[0]", "has a path"),
+    ("shield twice", "[[site]]\nhosts = [\"a\"]\norigin = [\"http://x\"]\nshield = [\"http://10.0.0.1\", \"http://10.0.0.1:80\"]\n", 4, 30, "site[0].shield[1]", "listed twice"),
+    ("shield without cluster", "[[site]]\nhosts = [\"a\"]\norigin = [\"http://x\"]\nshield = [\"http://10.0.0.1:80\"]\n", 4, 10, "site[0].shield", "[cluster]"),
+    ("shield is this node", "[cluster]\nadvertise = \"10.0.0.1:8080\"\nsecret = \"0123456789abcdef01234567\"\n[[site]]\nhosts = [\"a\"]\norigin = [\"http://x\"]\nshield = [\"http://10.0.0.1:8080\"]\n", 7, 11, "site[0].shield[0]", "own listener"),
     ("dup host in site", "[[site]]\nhosts = [\"a.test\", \"A.test\"]\norigin = [\"http://x\"]\n", 2, 20, "site[0].hosts[1]", "already listed at site[0].hosts[0]"),
     ("dup host across", concat!(site!(), "[[site]]\nhosts = [\"b.test\", \"a.test\"]\norigin = [\"http://y\"]\n"), 5, 20, "site[1].hosts[1]", "\"a.test\" is already listed at site[0].hosts[0]"),
     ("bad host", "[[site]]\nhosts = [\"a.*.com\"]\norigin = [\"http://x\"]\n", 2, 10, "site[0].hosts[0]", "leading \"*.\""),

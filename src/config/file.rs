@@ -121,6 +121,7 @@ pub(crate) struct DnsFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NodeFile {
     pub(crate) name: Option<Spanned<String>>,
+    pub(crate) region: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,6 +178,7 @@ pub(crate) struct SiteFile {
     pub(crate) request_buffering: Option<ByteSize>,
     pub(crate) request_body_timeout: Option<Spanned<HumanDuration>>,
     pub(crate) request_body_min_rate: Option<ByteSize>,
+    pub(crate) shield: Option<SpannedList>,
     #[serde(default)]
     pub(crate) cache: SiteCacheFile,
     #[serde(default)]

@@ -132,6 +132,8 @@ pub struct DnsConfig {
 pub(crate) struct NodeConfig {
     /// Non-empty printable ASCII without spaces; default `"outpost"`.
     pub(crate) name: String,
+    /// The region this node serves (`[node] region`), shown in `/cluster` and the metrics.
+    pub(crate) region: Option<String>,
 }
 
 /// `[listen]`: client-facing sockets and per-connection limits.
@@ -205,6 +207,9 @@ pub struct SiteConfig {
     pub(crate) request_body_timeout: Duration,
     /// Bytes per second a request body must average (0: no minimum).
     pub(crate) request_body_min_rate: u64,
+    /// The parent tier's nodes (`shield`): a miss this node owns is asked of one of them, by
+    /// rendezvous hash, before the origin. Never this node's own address.
+    pub(crate) shield: Vec<SocketAddr>,
     pub(crate) cache: SiteCacheConfig,
     pub(crate) cache_key: crate::cache::key::KeyRules,
 }

@@ -21,8 +21,10 @@ use crate::config::site_cache::{cache_key, site_cache};
 use std::time::Duration;
 
 use crate::config::{
-    Balance, HealthCheck, Http2, OriginConfig, OriginServer, OriginTls, SiteConfig,
+    Balance, ClusterConfig, HealthCheck, Http2, ListenConfig, OriginConfig, OriginServer,
+    OriginTls, SiteConfig,
 };
+use std::net::SocketAddr;
 
 /// Where each host pattern and site name was first seen, for duplicates.
 #[derive(Default)]
@@ -77,6 +79,10 @@ fn site(i: usize, f: &SiteFile, seen: &mut Seen, cx: &Ctx<'_>) -> Result<SiteCon
         .request_buffering
         .map_or(DEFAULT_REQUEST_BUFFERING, |b| b.0)
         .min(max_request_body);
+    let shield = match &f.shield {
+        Some(list) => shields(list.get_ref(), &format!("site[{i}].shield"), cx)?,
+        None => Vec::new(),
+    };
     let request_body_timeout = timeout(
         &f.request_body_timeout,
         DEFAULT_REQUEST_BODY_TIMEOUT,
@@ -90,12 +96,94 @@ fn site(i: usize, f: &SiteFile, seen: &mut Seen, cx: &Ctx<'_>) -> Result<SiteCon
         max_request_body,
         request_buffering,
         request_body_timeout,
+        shield,
         request_body_min_rate: f
             .request_body_min_rate
             .map_or(DEFAULT_REQUEST_BODY_MIN_RATE, |r| r.0),
         cache,
         cache_key,
     })
+}
+
+/// `shield = ["http://IP:PORT", ...]`: Outpost nodes of the parent tier.
+fn shields(
+    list: &[Spanned<String>],
+    key: &str,
+    cx: &Ctx<'_>,
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    let mut addrs: Vec<SocketAddr> = Vec::with_capacity(list.len());
+    for (j, raw) in list.iter().enumerate() {
+        let here = format!("{key}[{j}]");
+        let addr = parse_shield(raw.get_ref()).map_err(|e| cx.invalid(raw.span(), &here, e))?;
+        if addrs.contains(&addr) {
+            let message = format!("{:?} is listed twice", raw.get_ref());
+            return Err(cx.invalid(raw.span(), &here, message));
+        }
+        addrs.push(addr);
+    }
+    Ok(addrs)
+}
+
+/// `http://IP:PORT[/]`, the http listener of another Outpost node.
+fn parse_shield(s: &str) -> Result<SocketAddr, String> {
+    let form = "write it as http://IP:PORT, the http listener of an Outpost node";
+    let uri: Uri = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a valid URL ({e}); {form}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "{s:?}: shield hops are plain HTTP, like peer hops (signed, not encrypted); \
+                 https shields are not supported, {form} over a private network or a tunnel"
+            ));
+        }
+        Some(other) => return Err(format!("unsupported scheme {other:?} in {s:?}; {form}")),
+        None => return Err(format!("{s:?} has no scheme; {form}")),
+    }
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+        return Err(format!("{s:?} has a path; {form}"));
+    }
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+    let with_port = if uri.port_u16().is_some() {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    with_port.parse().map_err(|_| {
+        format!("{s:?} is not an IP address and port (host names are not resolved); {form}")
+    })
+}
+
+/// Shields need the cluster secret (their hops are signed) and must not be this node.
+pub(crate) fn check_shields(
+    files: &[SiteFile],
+    sites: &[SiteConfig],
+    cluster: Option<&ClusterConfig>,
+    listen: &ListenConfig,
+    cx: &Ctx<'_>,
+) -> Result<(), ConfigError> {
+    for (i, (file, site)) in files.iter().zip(sites).enumerate() {
+        let Some(list) = &file.shield else { continue };
+        let Some(cluster) = cluster else {
+            if site.shield.is_empty() {
+                continue;
+            }
+            let message = "a shield needs a [cluster] table with the secret shield hops are \
+                           signed with (a node without peers is a cluster of one)";
+            return Err(cx.invalid(list.span(), &format!("site[{i}].shield"), message));
+        };
+        for (j, (raw, addr)) in list.get_ref().iter().zip(&site.shield).enumerate() {
+            if *addr == cluster.advertise || listen.http.contains(addr) {
+                let message = format!(
+                    "{:?} is this node's own listener: a node cannot be its own shield",
+                    raw.get_ref()
+                );
+                return Err(cx.invalid(raw.span(), &format!("site[{i}].shield[{j}]"), message));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn first_span(list: &SpannedList) -> std::ops::Range<usize> {

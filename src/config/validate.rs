@@ -32,6 +32,7 @@ pub(crate) fn validate(file: FileConfig, cx: &Ctx<'_>) -> Result<Config, ConfigE
         None => None,
     };
     let dns = crate::config::cluster::dns(&file.dns, cx)?;
+    crate::config::sites::check_shields(&file.sites, &sites, cluster.as_ref(), &listen, cx)?;
     let log = log(&file.log, cx)?;
     Ok(Config {
         log,
@@ -77,7 +78,11 @@ fn node(f: &NodeFile, cx: &Ctx<'_>) -> Result<NodeConfig, ConfigError> {
         Some(name) => check_name(name, "node.name", cx)?,
         None => DEFAULT_NODE_NAME.to_owned(),
     };
-    Ok(NodeConfig { name })
+    let region = match &f.region {
+        Some(region) => Some(check_name(region, "node.region", cx)?),
+        None => None,
+    };
+    Ok(NodeConfig { name, region })
 }
 
 fn tls(f: &TlsFile, cx: &Ctx<'_>) -> Result<TlsConfig, ConfigError> {

@@ -1,13 +1,14 @@
 //! `hop`: the signed `Outpost-Hop` header between cluster members, and the purge body MAC.
 //!
-//! Input: a flags byte (bit 0: https, bits 1-3: method), two bytes of flip position and one
-//! of flip mask, then lines: the secret, the sender, the request target, a hop value.
+//! Input: a flags byte (bit 0: https, bits 1-3: method, bits 5-7: the hops), two bytes of
+//! flip position and one of flip mask, then lines: the secret, the sender, the request
+//! target, a hop value.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderValue, Method};
 
-use crate::cluster::hop::{HOP_HEADER, Hop, Secret};
+use crate::cluster::hop::{HOP_HEADER, Hop, Hops, Secret};
 
 const METHODS: [Method; 8] = [
     Method::GET,
@@ -43,10 +44,22 @@ pub fn hop(data: &[u8]) {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']' | '-'))
         .collect();
-    let signed = secret.sign(&from, https, method, &target, now);
+    let hops = match flags >> 5 {
+        0 => Hops::PEER,
+        1 => Hops {
+            peer: false,
+            shield: true,
+        },
+        _ => Hops {
+            peer: true,
+            shield: true,
+        },
+    };
+    let signed = secret.sign_hops(&from, https, hops, method, &target, now);
     let hop = Hop {
         from: from.clone(),
         https,
+        hops,
     };
     let verify = |value: &HeaderValue, when: SystemTime| {
         secret.verify(&with_hop(value.clone()), method, &target, when)

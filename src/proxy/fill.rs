@@ -83,20 +83,22 @@ impl FillJob {
         self.leave(publisher);
     }
 
-    /// Ask the upstream the route phase chose. An owner that cannot be reached has been
-    /// ejected by the time this returns; the route's fallback (the origin) is asked instead.
+    /// Ask the upstream the route phase chose. A node that cannot be reached has been
+    /// ejected by the time this returns; the route's fallback (the shield tier, then the
+    /// origin) is asked instead.
     async fn send(&mut self) -> Result<Response<UpstreamBody>, ProxyError> {
-        if let Upstream::Owner(hop) = &self.upstream {
-            let cluster = &hop.cluster;
-            let signed = cluster.secret.sign(
+        while let Some(hop) = self.upstream.node_hop() {
+            let cluster = &hop.to.cluster;
+            let signed = cluster.secret.sign_hops(
                 &cluster.me.0,
-                hop.https,
+                hop.to.https,
+                hop.hops,
                 &self.request.method,
-                &hop.target,
+                &hop.to.target,
                 SystemTime::now(),
             );
-            // The owner has its own first-byte timeout towards the origin: give it the time
-            // to answer with its own error first.
+            // The other node has its own first-byte timeout towards its upstream: give it the
+            // time to answer with its own error first.
             let timeout = self.site.origin.first_byte_timeout() + Duration::from_secs(1);
             match cluster
                 .client
@@ -112,8 +114,8 @@ impl FillJob {
                 Ok(response) => return Ok(response.map(UpstreamBody::from)),
                 Err(PeerError::Timeout) => return Err(ProxyError::timeout()),
                 Err(PeerError::Unreachable(why)) => {
-                    tracing::debug!(peer = %hop.peer.id.0, %why, "owner unreachable; asking the origin");
-                    self.upstream.owner_unreachable();
+                    tracing::debug!(node = %hop.peer.id.0, %why, "node unreachable; asking the next upstream");
+                    self.upstream.unreachable();
                 }
             }
         }
@@ -391,6 +393,12 @@ async fn stream_body(
     };
     if let (Ok(()), true) = (&result, storing) {
         let policy = &job.site.policy;
+        let mut headers = headers;
+        if matches!(job.upstream, Upstream::Shield(_)) {
+            // The shield's Cache-Status described its answer to this fill; a hit here is this
+            // node's alone.
+            headers.remove("cache-status");
+        }
         let entry = store::build_entry(
             head,
             headers,

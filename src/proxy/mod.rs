@@ -2,7 +2,7 @@
 //!
 //! 1. [`request`] — site by host (unknown: refused), cache key, request directives;
 //! 2. [`lookup`] — the matching stored variant: fresh hit, revalidate, or miss;
-//! 3. [`route`] — where a fill goes: the origin, or the key's owner one hop away;
+//! 3. [`route`] — where a fill goes: the origin, the key's owner one hop away, or the shield tier;
 //! 4. [`fill`] — one origin fetch per key at a time, streamed to every waiting client;
 //! 5. [`store`] — storability, freshness and age, the immutable entry;
 //! 6. [`respond`] — conditionals, ranges, HEAD, `Age`, `Cache-Status`, `Via`; errors mapped
@@ -42,7 +42,7 @@ use crate::cache::freshness::{
 use crate::cache::status::Fwd;
 use crate::cache::vary::secondary_key;
 use crate::cluster::Cluster;
-use crate::cluster::hop::HOP_HEADER;
+use crate::cluster::hop::{HOP_HEADER, Hops};
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::observability::access::{self, AccessLog};
@@ -107,6 +107,7 @@ pub(crate) struct Proxy {
     fill_budget: Arc<FillBudget>,
     /// What request bodies read before their origin request may hold, all together.
     upload_budget: Arc<FillBudget>,
+    region: Option<String>,
 }
 
 impl Proxy {
@@ -118,26 +119,32 @@ impl Proxy {
         ready: Arc<AtomicBool>,
         access: Arc<AccessLog>,
     ) -> Result<Self, OriginSetupError> {
+        let sites = Sites::build_in(
+            &config.sites,
+            HeuristicPolicy {
+                fraction_percent: config.cache.heuristic_fraction,
+                max: config.cache.heuristic_max,
+            },
+            &config.dns,
+            &metrics,
+            cluster.as_ref(),
+        )?;
+        metrics
+            .membership
+            .set_node(&config.node.name, config.node.region.as_deref());
         Ok(Self {
             node: Node::new(&config.node.name),
             cluster,
             ready,
             access,
-            sites: Sites::build(
-                &config.sites,
-                HeuristicPolicy {
-                    fraction_percent: config.cache.heuristic_fraction,
-                    max: config.cache.heuristic_max,
-                },
-                &config.dns,
-                &metrics,
-            )?,
+            sites,
             store,
             inflight: Inflight::default(),
             metrics,
             max_object: config.cache.max_object,
             fill_budget: FillBudget::new((config.cache.memory / 4).max(config.cache.max_object)),
             upload_budget: FillBudget::new(upload_budget(config)),
+            region: config.node.region.clone(),
         })
     }
 
@@ -156,15 +163,16 @@ impl Proxy {
             return respond::error(&self.node, &e, None).response;
         }
         let mut client = client;
-        let mut hopped = false;
+        let mut hops = Hops::default();
         if let Some(cluster) = &self.cluster {
             if parts.uri.path().starts_with(internal::PREFIX) {
                 return internal::handle(&self, cluster, parts, body).await;
             }
-            // A request from a peer is served here, never forwarded again; one whose hop does
-            // not verify is an ordinary client request.
+            // A request from another node has taken the hops it says (the route phase allows no
+            // second of either kind); one whose hop does not verify is an ordinary client
+            // request.
             if let Some(hop) = internal::verify_hop(cluster, &parts) {
-                hopped = true;
+                hops = hop.hops;
                 client.scheme = if hop.https {
                     Scheme::HTTPS
                 } else {
@@ -174,7 +182,7 @@ impl Proxy {
             parts.headers.remove(&HOP_HEADER);
         }
         let started = std::time::Instant::now();
-        let ctx = match request::prepare(&self.sites, parts, &client, &self.node.name, hopped) {
+        let ctx = match request::prepare(&self.sites, parts, &client, &self.node.name, hops) {
             Ok(ctx) => ctx,
             Err(e) => return respond::error(&self.node, &e, None).response,
         };
@@ -477,6 +485,16 @@ impl Proxy {
             upstream,
         };
         tokio::spawn(fill::run(job, Publisher::new(fill)));
+    }
+
+    /// `[node] region`, if set.
+    pub(crate) fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
+    /// The sites, for the admin pages.
+    pub(crate) fn sites(&self) -> &[Arc<request::Site>] {
+        self.sites.all()
     }
 
     pub(crate) fn node_name(&self) -> &str {

@@ -16,6 +16,9 @@ use crate::cache::freshness::HeuristicPolicy;
 use crate::cache::key::KeyRules;
 use crate::cache::policy::{KEY_FIELD, Policy, set_key_field};
 use crate::cache::storable::SetCookie;
+use crate::cluster::Cluster;
+use crate::cluster::hop::Hops;
+use crate::cluster::shield::ShieldTier;
 use crate::config::{DnsConfig, HostPattern, SiteConfig};
 use crate::error::ProxyError;
 use crate::observability::metrics::{Metrics, SiteMetrics};
@@ -33,6 +36,8 @@ pub(crate) struct Site {
     pub(crate) upload: UploadLimits,
     /// A HEAD the cache cannot answer goes to the origin as a HEAD, not as a GET fill.
     pub(crate) head_to_origin: bool,
+    /// The parent tier a miss this node owns is asked of before the origin.
+    pub(crate) shield: Option<Arc<ShieldTier>>,
 }
 
 impl Site {
@@ -41,6 +46,7 @@ impl Site {
         heuristic: HeuristicPolicy,
         dns: &DnsConfig,
         metrics: &Metrics,
+        cluster: Option<&Arc<Cluster>>,
     ) -> Result<Self, OriginSetupError> {
         let cache = &config.cache;
         let rules = &config.cache_key;
@@ -85,6 +91,19 @@ impl Site {
                 min_rate: config.request_body_min_rate,
             },
             head_to_origin: cache.head_to_origin,
+            // Config validation makes sure a site with shields has a cluster (its secret).
+            shield: cluster
+                .filter(|_| !config.shield.is_empty())
+                .map(|cluster| {
+                    ShieldTier::start(
+                        &config.name,
+                        &config.shield,
+                        metrics,
+                        cluster.client.clone(),
+                        cluster.probe_interval,
+                        cluster.probe_timeout(),
+                    )
+                }),
         })
     }
 
@@ -106,18 +125,34 @@ impl Site {
 pub struct Sites {
     exact: HashMap<String, Arc<Site>>,
     suffixes: Vec<(HostPattern, Arc<Site>)>,
+    /// Each site once, in configuration order.
+    all: Vec<Arc<Site>>,
 }
 
 impl Sites {
+    /// The sites of a node without a cluster (and so without shields).
     pub fn build(
         configs: &[SiteConfig],
         heuristic: HeuristicPolicy,
         dns: &DnsConfig,
         metrics: &Metrics,
     ) -> Result<Self, OriginSetupError> {
+        Self::build_in(configs, heuristic, dns, metrics, None)
+    }
+
+    /// The sites of a node in `cluster`, whose client and probe interval their shield tiers
+    /// use.
+    pub(crate) fn build_in(
+        configs: &[SiteConfig],
+        heuristic: HeuristicPolicy,
+        dns: &DnsConfig,
+        metrics: &Metrics,
+        cluster: Option<&Arc<Cluster>>,
+    ) -> Result<Self, OriginSetupError> {
         let mut sites = Sites::default();
         for config in configs {
-            let site = Arc::new(Site::new(config, heuristic, dns, metrics)?);
+            let site = Arc::new(Site::new(config, heuristic, dns, metrics, cluster)?);
+            sites.all.push(site.clone());
             for pattern in &config.hosts {
                 match pattern {
                     HostPattern::Exact(host) => {
@@ -131,6 +166,11 @@ impl Sites {
             HostPattern::Exact(name) | HostPattern::Suffix(name) => std::cmp::Reverse(name.len()),
         });
         Ok(sites)
+    }
+
+    /// Every site, once each.
+    pub(crate) fn all(&self) -> &[Arc<Site>] {
+        &self.all
     }
 
     pub(crate) fn find(&self, host: &str) -> Option<&Arc<Site>> {
@@ -156,8 +196,8 @@ pub struct RequestContext {
     pub headers: HeaderMap,
     pub directives: RequestDirectives,
     pub(crate) client: ClientInfo,
-    /// Forwarded by a peer (verified hop): served here, never forwarded again.
-    pub(crate) hopped: bool,
+    /// The hops it took to reach this node (a verified hop header); none from a client.
+    pub(crate) hops: Hops,
 }
 
 impl RequestContext {
@@ -210,11 +250,11 @@ pub fn prepare(
     parts: Parts,
     client: &ClientInfo,
     node: &str,
-    hopped: bool,
+    hops: Hops,
 ) -> Result<RequestContext, ProxyError> {
     // A verified hop passed through a peer (possibly named like this node); the hop itself
     // guarantees it is forwarded at most once.
-    if !hopped && came_through(node, &parts.headers) {
+    if !hops.any() && came_through(node, &parts.headers) {
         return Err(ProxyError::Loop);
     }
     let authority = request_authority(&parts).ok_or(ProxyError::MissingHost)?;
@@ -244,7 +284,7 @@ pub fn prepare(
         directives: RequestDirectives::parse(&headers),
         headers,
         client: client.clone(),
-        hopped,
+        hops,
     })
 }
 

@@ -131,6 +131,12 @@ pub(crate) fn refreshed(
     policy: &Policy,
 ) -> Entry {
     let mut merged = merge_304(&stale.headers, not_modified);
+    // A 304's Cache-Status describes how an upstream cache answered the revalidation, not
+    // the stored representation: the stored one stays.
+    match stale.headers.get(CACHE_STATUS) {
+        Some(ours) => merged.insert(CACHE_STATUS, ours.clone()),
+        None => merged.remove(CACHE_STATUS),
+    };
     // A site that stores responses setting cookies stores them without (and the 304's go
     // nowhere: it answered Outpost's conditional request, not a client's). Otherwise they stay
     // and make the merged response unstorable.

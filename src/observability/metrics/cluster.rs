@@ -7,7 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
-use super::{Registrar, latency_histogram, names};
+use super::{Registrar, SiteLabel, latency_histogram, names};
 
 /// Outcome of one request to a peer: the `outcome` label of `outpost_peer_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +62,15 @@ impl PeerMetrics {
 pub(crate) struct Membership {
     pub(crate) cluster_members: Gauge,
     pub(crate) replica_hits: Counter,
+    /// Requests that would have taken a second peer or shield hop, sent to the origin.
+    pub(crate) hop_limit: Counter,
+    node_info: Family<NodeInfoLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeInfoLabels {
+    name: String,
+    region: String,
 }
 
 impl Membership {
@@ -77,7 +86,109 @@ impl Membership {
                 "Hits on replicas of objects another node owns",
                 Counter::default(),
             ),
+            hop_limit: reg.register(
+                names::HOP_LIMIT,
+                "Requests that would have taken a second peer hop or shield hop, sent to the origin instead (at most one of each)",
+                Counter::default(),
+            ),
+            node_info: reg.register(
+                names::NODE_INFO,
+                "This node: its name and region (empty without [node] region)",
+                Family::default(),
+            ),
         }
+    }
+
+    /// Say which node this is (set once the configuration is known; a reload may rename it).
+    pub(crate) fn set_node(&self, name: &str, region: Option<&str>) {
+        self.node_info.clear();
+        let labels = NodeInfoLabels {
+            name: name.to_owned(),
+            region: region.unwrap_or_default().to_owned(),
+        };
+        self.node_info.get_or_create(&labels).set(1);
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShieldRequestLabels {
+    site: String,
+    shield: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShieldLabel {
+    site: String,
+    shield: String,
+}
+
+/// The per-shield families: the same measures as a peer's, per site and shield node.
+pub(super) struct ShieldFamilies {
+    requests: Family<ShieldRequestLabels, Counter>,
+    duration: Family<ShieldLabel, Histogram>,
+    ejections: Family<ShieldLabel, Counter>,
+    up: Family<ShieldLabel, Gauge>,
+    fallbacks: Family<SiteLabel, Counter>,
+}
+
+impl ShieldFamilies {
+    pub(super) fn register(reg: &mut Registrar<'_>) -> Self {
+        Self {
+            requests: reg.register(
+                names::SHIELD_REQUESTS,
+                "Fills asked of a shield node (the parent tier) by site, shield and outcome",
+                Family::default(),
+            ),
+            duration: reg.register(
+                names::SHIELD_DURATION,
+                "Time from asking a shield node to its response headers (one shield hop)",
+                Family::new_with_constructor(latency_histogram as fn() -> _),
+            ),
+            ejections: reg.register(
+                names::SHIELD_EJECTIONS,
+                "Times a shield node was ejected (refused, reset or failed a probe)",
+                Family::default(),
+            ),
+            up: reg.register(
+                names::SHIELD_UP,
+                "1 while a shield node is live, 0 while it is ejected",
+                Family::default(),
+            ),
+            fallbacks: reg.register(
+                names::SHIELD_FALLBACKS,
+                "Fills that went to the origin because no shield node could be reached",
+                Family::default(),
+            ),
+        }
+    }
+
+    /// One shield node of a site, as a peer's handles.
+    pub(super) fn shield(&self, site: &str, shield: &str) -> PeerMetrics {
+        let label = ShieldLabel {
+            site: site.to_owned(),
+            shield: shield.to_owned(),
+        };
+        PeerMetrics {
+            requests: PeerOutcome::ALL.map(|o| {
+                self.requests.get_or_create_owned(&ShieldRequestLabels {
+                    site: site.to_owned(),
+                    shield: shield.to_owned(),
+                    outcome: o.as_str(),
+                })
+            }),
+            duration: self.duration.get_or_create_owned(&label),
+            ejections: self.ejections.get_or_create_owned(&label),
+            up: self.up.get_or_create_owned(&label),
+            // Unsafe-method invalidations are not sent to shields.
+            invalidations_failed: Counter::default(),
+        }
+    }
+
+    pub(super) fn fallbacks(&self, site: &str) -> Counter {
+        self.fallbacks.get_or_create_owned(&SiteLabel {
+            site: site.to_owned(),
+        })
     }
 }
 

@@ -82,6 +82,11 @@ mod tests {
         m.eviction("size").inc();
         m.store.purged.inc();
         m.front.connections_open.inc();
+        let shield = m.shield("a", "10.1.0.5:8080");
+        shield.request(PeerOutcome::Response);
+        shield.duration.observe(0.001);
+        m.shield_fallbacks("a").inc();
+        m.membership.set_node("edge-1", Some("eu-west"));
         let text = m.encode_openmetrics();
         let golden =
             include_str!("golden.openmetrics").replace("{version}", env!("CARGO_PKG_VERSION"));

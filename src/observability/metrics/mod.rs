@@ -102,6 +102,7 @@ pub struct Metrics {
     /// Members and replica hits.
     pub(crate) membership: cluster::Membership,
     peers: cluster::PeerFamilies,
+    shields: cluster::ShieldFamilies,
 }
 
 impl Metrics {
@@ -117,6 +118,7 @@ impl Metrics {
         let origin_servers = origin::ServerFamilies::register(&mut reg);
         let membership = cluster::Membership::register(&mut reg);
         let peers = cluster::PeerFamilies::register(&mut reg);
+        let shields = cluster::ShieldFamilies::register(&mut reg);
         // An `Info` is set once and has no handle to keep.
         let info = Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]);
         reg.0.register(names::BUILD, "Build information", info);
@@ -130,6 +132,7 @@ impl Metrics {
             origin_servers,
             membership,
             peers,
+            shields,
         }
     }
 
@@ -141,6 +144,16 @@ impl Metrics {
     /// a departed peer must not stay "down" forever).
     pub(crate) fn remove_peer(&self, peer: &str) {
         self.peers.remove(peer);
+    }
+
+    /// A shield node of a site.
+    pub(crate) fn shield(&self, site: &str, shield: &str) -> PeerMetrics {
+        self.shields.shield(site, shield)
+    }
+
+    /// Fills of a site that went to the origin because no shield node could be reached.
+    pub(crate) fn shield_fallbacks(&self, site: &str) -> Counter {
+        self.shields.fallbacks(site)
     }
 
     pub(crate) fn origin_server(&self, site: &str, server: &str) -> OriginServerMetrics {
