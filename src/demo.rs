@@ -1,6 +1,9 @@
 //! `outpost demo`: a self-contained demo that needs no setup. It starts a small origin on
 //! 127.0.0.1:8081 and a 3-node cluster in front of it (the embedded `config/demo.toml` is the
 //! first node; the other two are derived from it), then prints what to try.
+//!
+//! `outpost demo --regions` shows the shield tier instead, on other ports: an origin on
+//! 127.0.0.1:8181, a shield node, and two regions of two nodes each that fill from it.
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -27,8 +30,63 @@ pub enum DemoError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Run(#[from] RunError),
-    #[error("demo origin cannot listen on {ORIGIN_ADDR}: {0}")]
-    Origin(std::io::Error),
+    #[error("demo origin cannot listen on {0}: {1}")]
+    Origin(&'static str, std::io::Error),
+}
+
+/// Which demo: one cluster, or two regions and a shield.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Demo {
+    Cluster,
+    Regions,
+}
+
+/// The regions demo's origin.
+pub(crate) const REGIONS_ORIGIN_ADDR: &str = "127.0.0.1:8181";
+
+/// The regions demo's nodes: `(name, region, http, admin)`. The first is the shield; each
+/// region is a cluster of its own two nodes.
+pub(crate) const REGION_NODES: [(&str, &str, u16, u16); 5] = [
+    ("shield-1", "eu-central", 8180, 9180),
+    ("west-1", "eu-west", 8182, 9182),
+    ("west-2", "eu-west", 8183, 9183),
+    ("east-1", "us-east", 8184, 9184),
+    ("east-2", "us-east", 8185, 9185),
+];
+
+fn loopback(port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The configuration of regions-demo node `i`: the embedded one, renamed and readdressed,
+/// each region its own cluster, the edges' site filling from the shield.
+pub(crate) fn region_config(i: usize) -> Result<Config, ConfigError> {
+    let text = CONFIG.replace(
+        &format!("http://{ORIGIN_ADDR}"),
+        &format!("http://{REGIONS_ORIGIN_ADDR}"),
+    );
+    let mut config = Config::parse(&text, "<embedded demo.toml>", Path::new("."))?;
+    let (name, region, http, admin) = REGION_NODES[i % REGION_NODES.len()];
+    config.node.name = name.to_owned();
+    config.node.region = Some(region.to_owned());
+    config.listen.http = vec![loopback(http)];
+    config.admin.listen = Some(loopback(admin));
+    let members: Vec<_> = REGION_NODES
+        .iter()
+        .filter(|(_, r, _, _)| *r == region)
+        .map(|(_, _, port, _)| loopback(*port))
+        .collect();
+    let shield = loopback(REGION_NODES[0].2);
+    if let Some(cluster) = &mut config.cluster {
+        cluster.advertise = loopback(http);
+        cluster.members = crate::config::Members::Static(members);
+    }
+    if i != 0 {
+        for site in &mut config.sites {
+            site.shield = vec![shield];
+        }
+    }
+    Ok(config)
 }
 
 pub(crate) fn config() -> Result<Config, ConfigError> {
@@ -63,22 +121,35 @@ pub(crate) fn node_config(i: usize) -> Result<Config, ConfigError> {
 }
 
 /// Run the demo until `shutdown` completes.
-pub async fn run(shutdown: impl std::future::Future<Output = ()> + Send) -> Result<(), DemoError> {
-    let origin = TcpListener::bind(ORIGIN_ADDR)
+pub async fn run(
+    demo: Demo,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), DemoError> {
+    let (origin_addr, count) = match demo {
+        Demo::Cluster => (ORIGIN_ADDR, NODES.len()),
+        Demo::Regions => (REGIONS_ORIGIN_ADDR, REGION_NODES.len()),
+    };
+    let origin = TcpListener::bind(origin_addr)
         .await
-        .map_err(DemoError::Origin)?;
+        .map_err(|e| DemoError::Origin(origin_addr, e))?;
     tokio::spawn(serve_origin(origin));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut nodes = tokio::task::JoinSet::new();
-    for i in 0..NODES.len() {
-        let config = node_config(i)?;
+    for i in 0..count {
+        let config = match demo {
+            Demo::Cluster => node_config(i)?,
+            Demo::Regions => region_config(i)?,
+        };
         let listeners = Listeners::bind(&config).await?;
         let mut stopped = stopped.clone();
         nodes.spawn(crate::runtime::run(config, listeners, async move {
             let _ = stopped.wait_for(|s| *s).await;
         }));
     }
-    println!("{}", instructions(&config()?));
+    match demo {
+        Demo::Cluster => println!("{}", instructions(&config()?)),
+        Demo::Regions => println!("{}", region_instructions()),
+    }
     shutdown.await;
     let _ = stop.send(true);
     while let Some(done) = nodes.join_next().await {
@@ -111,6 +182,30 @@ fn instructions(config: &Config) -> String {
          \x20 curl -s http://{admin}/metrics | grep -E 'outpost_(requests|peer_requests)_total'\n\
          \n\
          Ctrl-C stops it.",
+    )
+}
+
+fn region_instructions() -> String {
+    let port = |i: usize| REGION_NODES[i].2;
+    let admin = |i: usize| REGION_NODES[i].3;
+    let (shield, west, east, east2) = (port(0), port(1), port(3), port(4));
+    format!(
+        "Outpost demo, two regions and a shield: shield-1 (eu-central) http://127.0.0.1:{shield},\n\
+         eu-west: west-1 http://127.0.0.1:{west}, west-2 http://127.0.0.1:{w2}; \
+         us-east: east-1 http://127.0.0.1:{east}, east-2 http://127.0.0.1:{east2}.\n\
+         Each region is a cluster; on a miss, a region's owner asks the shield, which asks the origin \
+         (http://{REGIONS_ORIGIN_ADDR}).\n\
+         \n\
+         Try:\n\
+         \x20 curl -si http://127.0.0.1:{west}/hello -H 'Host: localhost'   # eu-west fills from the shield, which fills from the origin\n\
+         \x20 curl -si http://127.0.0.1:{east}/hello -H 'Host: localhost'   # us-east fills from the shield: Cache-Status starts with shield-1; hit\n\
+         \x20 curl -si http://127.0.0.1:{east2}/hello -H 'Host: localhost'  # now a hit in us-east itself\n\
+         \x20 curl -s http://127.0.0.1:{a3}/cluster                  # region, members, shields and their health\n\
+         \x20 curl -s http://127.0.0.1:{a3}/metrics | grep -E 'outpost_(shield_requests|node_info)'\n\
+         \n\
+         Ctrl-C stops it.",
+        w2 = port(2),
+        a3 = admin(3),
     )
 }
 

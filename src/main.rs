@@ -36,8 +36,12 @@ enum Command {
         /// The file (same as --config).
         file: Option<PathBuf>,
     },
-    /// Start a self-contained demo: a demo origin and a node on loopback.
-    Demo,
+    /// Start a self-contained demo: a demo origin and a 3-node cluster on loopback.
+    Demo {
+        /// Two regions of two nodes filling from a shield node instead (other ports).
+        #[arg(long)]
+        regions: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,7 +49,11 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Check { file } => check(file.or(cli.config)),
         Command::Run => exit(serve(cli.config)),
-        Command::Demo => exit(demo()),
+        Command::Demo { regions } => exit(demo(if regions {
+            outpost::demo::Demo::Regions
+        } else {
+            outpost::demo::Demo::Cluster
+        })),
     }
 }
 
@@ -116,10 +124,10 @@ async fn reload_on_sighup(reload: tokio::sync::mpsc::Sender<()>) {
     let _ = reload;
 }
 
-fn demo() -> anyhow::Result<()> {
+fn demo(which: outpost::demo::Demo) -> anyhow::Result<()> {
     outpost::observability::init_logging("warn");
     runtime()?.block_on(async {
-        outpost::demo::run(shutdown_signal()).await?;
+        outpost::demo::run(which, shutdown_signal()).await?;
         Ok(())
     })
 }

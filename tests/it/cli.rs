@@ -465,6 +465,62 @@ async fn demo_serves_caches_purges_and_stops() {
 }
 
 #[tokio::test]
+async fn demo_with_regions_fills_the_second_region_from_the_shield() {
+    for port in [
+        8180, 8181, 8182, 8183, 8184, 8185, 9180, 9182, 9183, 9184, 9185,
+    ] {
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            panic!("`outpost demo --regions` needs 127.0.0.1:{port}, which is taken ({e})");
+        }
+    }
+    let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let mut demo = Outpost::spawn(&["demo", "--regions"]);
+    // eu-west: its node, the shield and the origin each handle it once.
+    let west = wait_answering(&mut demo, addr(8182), "/hello", "localhost").await;
+    assert_eq!(west.text(), "hello from the demo origin\n");
+    assert!(
+        west.cache_status().starts_with("shield-1; fwd=uri-miss"),
+        "{}",
+        west.cache_status()
+    );
+    let get_hello = |port| {
+        send(
+            addr(port),
+            Method::GET,
+            "/hello",
+            "localhost",
+            &[],
+            Bytes::new(),
+        )
+    };
+    // us-east: the shield's hit, then a hit in the region itself.
+    let east = get_hello(8184).await;
+    assert!(
+        east.cache_status().starts_with("shield-1; hit"),
+        "{}",
+        east.cache_status()
+    );
+    let again = get_hello(8185).await;
+    assert!(
+        again.cache_status().starts_with("east-") && again.cache_status().contains("; hit"),
+        "{}",
+        again.cache_status()
+    );
+    assert!(
+        !again.cache_status().contains("shield-1"),
+        "{}",
+        again.cache_status()
+    );
+    let page = util::admin_get(addr(9184), "/cluster", &[]).await;
+    let json: serde_json::Value = serde_json::from_slice(&page.body).expect("cluster JSON");
+    assert_eq!(json["region"], "us-east", "{json}");
+    assert_eq!(json["shields"]["demo"][0]["address"], "127.0.0.1:8180", "{json}");
+    demo.sigterm();
+    let status = demo.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "stderr: {}", demo.stderr.text());
+}
+
+#[tokio::test]
 async fn sighup_applies_a_new_member_list_and_refuses_a_broken_file() {
     let origin = Origin::fixed("x", "max-age=60").await;
     let (file, http, admin) = node_file(&origin.url(), "");
