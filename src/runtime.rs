@@ -408,8 +408,16 @@ impl Runtime {
         self.applied.lock().await.config.listen.clone()
     }
 
+    /// Serving, and (in a cluster) every peer probed once, so the ring routes to the live
+    /// ones.
     pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+            && self
+                .front
+                .proxy()
+                .cluster
+                .as_ref()
+                .is_none_or(|cluster| cluster.probed_once())
     }
 }
 

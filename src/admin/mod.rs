@@ -4,7 +4,7 @@
 //! |--------|------------|--------|------|
 //! | GET    | `/metrics` | none   | Prometheus metrics: OpenMetrics if the scraper accepts it, else text 0.0.4 |
 //! | GET    | `/healthz` | none   | 200 while the process runs |
-//! | GET    | `/readyz`  | none   | 200 when serving, 503 while draining |
+//! | GET    | `/readyz`  | none   | 200 when serving, 503 while draining or before the first probe of every peer |
 //! | POST   | `/purge`   | bearer | `{"urls": [..], "tags": [..], "soft": false}`: remove (or, soft, mark stale) every variant of each URL and every entry with each tag, here and on every cluster member |
 //! | POST   | `/reload`  | bearer | re-read the configuration file, as SIGHUP does: `{"reloaded": true}`, or 422 with the reason (the running configuration stays) |
 //! | GET    | `/cluster` | none   | this node, the members with their health and ring shares, when the membership last changed |
@@ -71,7 +71,10 @@ impl<N: Node> Handler for Admin<N> {
             (&Method::GET, "/metrics") => view.metrics_page(&request).await,
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET, "/readyz") if self.node.is_ready() => text(StatusCode::OK, "ready\n"),
-            (&Method::GET, "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+            (&Method::GET, "/readyz") => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready (starting: peers not probed yet, or draining)\n",
+            ),
             (&Method::GET, "/cluster") => view.cluster_page(),
             (&Method::GET, "/cluster/owner") => view.owner(request.uri().query()),
             (&Method::POST, "/purge") => match self.authorize(&request) {

@@ -56,6 +56,9 @@ const HOT_THRESHOLD: u32 = 8;
 /// refuses connections, which needs no wait) must not turn that into ejections. A hung peer is
 /// out after three such waits.
 const PROBE_TIMEOUT_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+/// The first wait between probes of peers never yet seen alive; doubled each round while
+/// some remain unseen, up to `probe_interval`.
+const FAST_PROBE: std::time::Duration = std::time::Duration::from_millis(100);
 /// Distinct objects the hot sketch tracks well.
 const SKETCH_CAPACITY: usize = 1 << 16;
 
@@ -88,6 +91,8 @@ pub(crate) struct Cluster {
     sketch: Sketch,
     pub(crate) client: PeerClient,
     metrics: Arc<Metrics>,
+    /// Set after the first probe round.
+    probed_once: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -108,6 +113,7 @@ impl Cluster {
             sketch: Sketch::new(SKETCH_CAPACITY),
             client: PeerClient::new(),
             metrics,
+            probed_once: std::sync::atomic::AtomicBool::new(false),
         });
         if let crate::config::Members::Static(addrs) = &config.members {
             cluster.set_members(addrs);
@@ -231,18 +237,43 @@ impl Cluster {
     }
 
     /// Probe every peer each `probe_interval`: a dead peer that answers comes back, a live one
-    /// that does not is ejected. Runs until the node stops.
+    /// that does not is ejected. Peers never yet seen alive (a rolling start, where the next
+    /// node is not listening yet) are probed fast, from [`FAST_PROBE`] doubling up to the
+    /// interval, so that a node refused before it listened is not left ejected for a whole
+    /// interval while its keys go to the origin from elsewhere. Runs until the node stops.
     pub(crate) async fn probe_forever(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(self.probe_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut fast = FAST_PROBE;
         loop {
-            tick.tick().await;
+            let started = tokio::time::Instant::now();
             let view = self.view.load_full();
-            let probes = view
-                .peers
-                .values()
-                .map(|peer| self.client.probe(peer, self.probe_timeout()));
+            let probes = view.peers.values().map(|peer| {
+                // An unseen peer is not yet a busy one: the shortest wait.
+                let timeout = if peer.seen() {
+                    self.probe_timeout()
+                } else {
+                    PROBE_TIMEOUT_MIN
+                };
+                self.client.probe(peer, timeout)
+            });
             futures_util::future::join_all(probes).await;
+            self.probed_once
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            let wait = if view.peers.values().any(|peer| !peer.seen()) {
+                let wait = fast.min(self.probe_interval);
+                fast = (fast * 2).min(self.probe_interval);
+                wait
+            } else {
+                fast = FAST_PROBE;
+                self.probe_interval
+            };
+            tokio::time::sleep_until(started + wait).await;
         }
+    }
+
+    /// Whether every peer has been probed once since the node started: until then `/readyz`
+    /// says 503, so that a load balancer (or a StatefulSet's rollout) waits for this node to
+    /// know which of its peers are up.
+    pub(crate) fn probed_once(&self) -> bool {
+        self.probed_once.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

@@ -50,6 +50,9 @@ pub(crate) struct Peer {
     last_change: Mutex<SystemTime>,
     /// When it last answered anything (a hop or a probe), in ms of [`monotonic_ms`].
     last_answer_ms: AtomicU64,
+    /// Whether it has answered anything since this node started: until then it is probed
+    /// fast (a node of a rolling start may not be listening yet).
+    seen: AtomicBool,
     pub(crate) metrics: PeerMetrics,
 }
 
@@ -77,6 +80,7 @@ impl Peer {
             name: Mutex::new(None),
             last_change: Mutex::new(SystemTime::now()),
             last_answer_ms: AtomicU64::new(monotonic_ms()),
+            seen: AtomicBool::new(false),
             metrics,
         }
     }
@@ -121,6 +125,12 @@ impl Peer {
     /// It answered something just now.
     fn heard(&self) {
         self.last_answer_ms.store(monotonic_ms(), Ordering::Relaxed);
+        self.seen.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it has ever answered (see [`Peer::seen`]).
+    pub(crate) fn seen(&self) -> bool {
+        self.seen.load(Ordering::Relaxed)
     }
 
     /// How long since it last answered anything.

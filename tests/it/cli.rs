@@ -514,7 +514,10 @@ async fn demo_with_regions_fills_the_second_region_from_the_shield() {
     let page = util::admin_get(addr(9184), "/cluster", &[]).await;
     let json: serde_json::Value = serde_json::from_slice(&page.body).expect("cluster JSON");
     assert_eq!(json["region"], "us-east", "{json}");
-    assert_eq!(json["shields"]["demo"][0]["address"], "127.0.0.1:8180", "{json}");
+    assert_eq!(
+        json["shields"]["demo"][0]["address"], "127.0.0.1:8180",
+        "{json}"
+    );
     demo.sigterm();
     let status = demo.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0), "stderr: {}", demo.stderr.text());

@@ -829,3 +829,43 @@ async fn a_forged_invalidation_is_refused() {
     );
     assert_eq!(origin.count("/keep"), 2);
 }
+
+/// A rolling start: node B is not listening yet when node A starts, so A's first probe finds it
+/// refusing and ejects it. A peer never seen alive is probed fast (100 ms, doubling), so A
+/// routes to B soon after B listens, not a whole `probe_interval` (here 5 s) later; and A says
+/// ready only once it has probed every peer.
+#[tokio::test]
+async fn a_peer_that_starts_later_is_found_within_a_fraction_of_the_probe_interval() {
+    let origin = Origin::start(cacheable_origin()).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let later = closed_port().await;
+    let addrs = [listener.local_addr().expect("addr"), later];
+    let slow_probes = |i| {
+        config(i, &addrs, &[0, 1], &origin, "")
+            .replace("probe_interval = \"100ms\"", "probe_interval = \"5s\"")
+    };
+    let a = Node::start_on(&slow_probes(0), false, listener).await;
+    eventually("A ready after probing B once", || async {
+        admin_get(a.admin, "/readyz", &[]).await.status == 200
+    })
+    .await;
+    let up = format!("outpost_peer_up{{peer=\"{later}\"}}");
+    assert_eq!(a.metric(&up).await, 0.0, "B refused A's first probe");
+    let b_listener = TcpListener::bind(later).await.expect("B's port again");
+    let b = Node::start_on(&slow_probes(1), false, b_listener).await;
+    let started = Instant::now();
+    wait_until("A sees B", Duration::from_secs(3), || async {
+        a.metric(&up).await == 1.0
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // Every key is fetched once, by its owner, whichever node is asked.
+    for i in 0..50 {
+        let path = format!("/rolling/{i}");
+        get(&a, &path).await;
+        get(&b, &path).await;
+        assert_eq!(origin.count(&path), 1, "{path}");
+    }
+    b.stop().await;
+    a.stop().await;
+}
