@@ -33,6 +33,7 @@ pub(crate) fn validate(file: FileConfig, cx: &Ctx<'_>) -> Result<Config, ConfigE
     };
     let dns = crate::config::cluster::dns(&file.dns, cx)?;
     let log = log(&file.log, cx)?;
+    let steering = crate::config::steering::steering(file.steering.as_ref(), &file.regions, cx)?;
     Ok(Config {
         log,
         node,
@@ -43,6 +44,7 @@ pub(crate) fn validate(file: FileConfig, cx: &Ctx<'_>) -> Result<Config, ConfigE
         sites,
         cluster,
         dns,
+        steering,
     })
 }
 
