@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 
 use crate::harness::{self, Node, Origin, Reply, eventually, wait_until};
-use crate::util::{BIN, tool};
+use crate::util::{BIN, TempFile, run_to_end, tool};
 
 const ZONE: &str = "cdn.example.com";
 const NAME: &str = "www.cdn.example.com";
@@ -138,6 +138,59 @@ nodes = [
     draining.abort();
     us_v6.stop().await;
     eprintln!("steering test took {:?}", started.elapsed());
+}
+
+/// The README's two-region example is a valid file, and its zone steers as it says.
+#[test]
+fn the_readme_example_writes_a_zone() {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("## Running several regions")
+        .nth(1)
+        .expect("the README section");
+    let example = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a toml block in the section");
+    let site = "[[site]]\nhosts = [\"example.com\"]\norigin = [\"http://127.0.0.1:8000\"]\n";
+    let file = TempFile::new("readme-regions", &format!("{site}{example}"));
+    let zone = outpost_dns_zone(file.path(), &[]);
+    for line in [
+        ";   eu-west (10.1.0.0/16, 2001:db8:1::/48) -> eu-west, us-east: edge-1 10.1.0.5, edge-2 10.1.0.6",
+        ";   us-east (10.2.0.0/16) -> us-east, eu-west: edge-3 10.2.0.5",
+        ";   any other client -> us-east",
+        "@ 3600 IN NS ns1.example.net.",
+        "www 30 IN LUA A \";include('_outpost') return steer(v4)\"",
+    ] {
+        assert!(zone.lines().any(|l| l == line), "{line:?} in:\n{zone}");
+    }
+}
+
+/// `dns-zone` refuses a file without `[steering]`, and reports a bad one like `check` does.
+#[test]
+fn dns_zone_errors_name_the_file_and_key() {
+    let site = "[[site]]\nhosts = [\"example.com\"]\norigin = [\"http://127.0.0.1:8000\"]\n";
+    let plain = TempFile::new("no-steering", site);
+    let (code, stdout, stderr) = run_to_end(&["dns-zone", "--config", &plain.shown()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("no [steering] table"), "{stderr}");
+
+    let bad = TempFile::new(
+        "bad-next",
+        &format!(
+            "{site}[steering]\nzone = \"cdn.example.com\"\n[[region]]\nname = \"eu\"\nnext = [\"us\"]\n\
+             nodes = [{{ name = \"e1\", address = \"10.1.0.5\", ready = \"http://10.1.0.5:9090/readyz\" }}]\n"
+        ),
+    );
+    let (code, _, stderr) = run_to_end(&["dns-zone", "--config", &bad.shown()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let want = format!(
+        "{}:8:9: region[0].next[0]: \"us\" is not a region",
+        bad.shown()
+    );
+    assert!(stderr.contains(&want), "{stderr}");
 }
 
 async fn readyz(admin: SocketAddr) -> Option<StatusCode> {
