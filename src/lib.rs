@@ -29,6 +29,7 @@
 //! |---|---|
 //! | [`cache`] | RFC 9111/5861/9211/9213 policy, pure (no I/O, no clock: `now` is a parameter) |
 //! | [`hash`] | stable 64-bit hashes shared by the cluster ring and origin balancing |
+//! | [`steering`] | `[steering]` and `[[region]]` as a PowerDNS zone of LUA records (`outpost dns-zone`), pure |
 //! | [`dns`] | hickory-resolver lookups re-resolved on the records' TTL (cluster members, origins) |
 //! | [`error`] | every way a request fails, whose fault it is, and the one error → HTTP status mapping |
 //! | [`config`] | TOML → file structs → validated [`config::Config`]; errors with file:line:col |
@@ -43,7 +44,7 @@
 //! | [`runtime`] | a running node: listeners, admin, reloads, drain; [`run`] |
 //! | [`demo`] | `outpost demo`: a built-in origin and a 3-node cluster on loopback |
 //! | `fuzz_api` | entry points of the fuzz targets in `fuzz/` (feature `fuzzing` and tests only) |
-//! | `main.rs` | CLI (`outpost [run] --config`, `check`, `demo`), signals; wiring only |
+//! | `main.rs` | CLI (`outpost [run] --config`, `check`, `demo`, `dns-zone`), signals; wiring only |
 //!
 //! Rules of the house: `cache/` and `cluster/ring` import nothing async; a cache hit clones an
 //! `Arc` and `Bytes`, never copies a body; no global lock on the request path.
@@ -70,6 +71,7 @@ pub mod origin;
 pub mod proxy;
 pub mod runtime;
 pub mod service;
+pub mod steering;
 pub mod storage;
 
 pub use runtime::{Listeners, RunError, run, run_with_reloads};

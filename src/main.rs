@@ -42,6 +42,12 @@ enum Command {
         #[arg(long)]
         regions: bool,
     },
+    /// Print the PowerDNS zone (LUA records) for the file's [steering] and [[region]] tables.
+    DnsZone {
+        /// Print the pdns.conf settings the zone needs instead of the zone.
+        #[arg(long)]
+        pdns_settings: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -54,6 +60,7 @@ fn main() -> ExitCode {
         } else {
             outpost::demo::Demo::Cluster
         })),
+        Command::DnsZone { pdns_settings } => exit(dns_zone(cli.config, pdns_settings)),
     }
 }
 
@@ -72,6 +79,27 @@ fn check(path: Option<PathBuf>) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The zone's serial is the time it was written, so a newer file has a larger serial.
+fn dns_zone(path: Option<PathBuf>, pdns_settings: bool) -> anyhow::Result<()> {
+    let path = path.context("--config FILE is required")?;
+    let config = Config::load(&path)?;
+    let steering = config.steering.with_context(|| {
+        format!(
+            "{}: no [steering] table: nothing to write a zone from",
+            path.display()
+        )
+    })?;
+    if pdns_settings {
+        print!("{}", outpost::steering::pdns_settings(&steering));
+        return Ok(());
+    }
+    let serial = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+    print!("{}", outpost::steering::zone_file(&steering, serial));
+    Ok(())
 }
 
 fn exit(result: anyhow::Result<()>) -> ExitCode {

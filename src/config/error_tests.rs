@@ -409,3 +409,63 @@ const ORIGIN_HEALTH: &[Case] = &[
         "",
     ),
 ];
+
+#[test]
+fn steering_errors() {
+    run(STEERING);
+}
+
+/// A valid `[steering]` table and two regions, for the cases to break one key of.
+macro_rules! steering {
+    ($steering:expr, $eu:expr, $us:expr) => {
+        concat!(
+            site!(),
+            "[steering]\nzone = \"cdn.example.com\"\n",
+            $steering,
+            "[[region]]\nname = \"eu-west\"\nsubnets = [\"10.1.0.0/16\"]\nnext = [\"us-east\"]\n",
+            $eu,
+            "[[region]]\nname = \"us-east\"\nnodes = [{ name = \"edge-2\", address = \"10.2.0.5\", ready = \"http://10.2.0.5:9090/readyz\" }]\n",
+            $us,
+        )
+    };
+}
+
+/// The eu-west region's nodes line, with one node.
+macro_rules! eu_nodes {
+    ($name:literal, $address:literal, $ready:literal) => {
+        concat!(
+            "nodes = [{ name = \"",
+            $name,
+            "\", address = \"",
+            $address,
+            "\", ready = \"",
+            $ready,
+            "\" }]\n"
+        )
+    };
+}
+
+#[rustfmt::skip]
+const STEERING: &[Case] = &[
+    ("region without steering", concat!(site!(), "[[region]]\nname = \"eu\"\nnodes = []\n"), 4, 1, "region", "needs a [steering] table"),
+    ("steering without region", concat!(site!(), "[steering]\nzone = \"cdn.example.com\"\n"), 4, 1, "steering", "at least one [[region]]"),
+    ("no zone", concat!(site!(), "[steering]\nnames = [\"www\"]\n[[region]]\nname = \"eu\"\nnodes = []\n"), 4, 1, "steering.zone", "missing"),
+    ("unknown default region", steering!("default_region = \"ap-south\"\n", eu_nodes!("edge-1", "10.1.0.5", "http://10.1.0.5:9090/readyz"), ""), 6, 18, "steering.default_region", "\"ap-south\" is not a region (the regions are \"eu-west\", \"us-east\")"),
+    ("unknown next", concat!(site!(), "[steering]\nzone = \"cdn.example.com\"\n[[region]]\nname = \"eu-west\"\nnext = [\"us-west\"]\n", eu_nodes!("edge-1", "10.1.0.5", "http://x/readyz")), 8, 9, "region[0].next[0]", "\"us-west\" is not a region"),
+    ("duplicate region", steering!("", eu_nodes!("edge-1", "10.1.0.5", "http://10.1.0.5:9090/readyz"), "[[region]]\nname = \"eu-west\"\nnodes = [{ name = \"edge-3\", address = \"10.3.0.5\", ready = \"http://x/\" }]\n"), 15, 8, "region[2].name", "already the name of region[0]"),
+    ("duplicate node", steering!("", eu_nodes!("edge-2", "10.1.0.5", "http://10.1.0.5:9090/readyz"), ""), 13, 19, "region[1].nodes[0].name", "\"edge-2\" is already the name of region[0].nodes[0]"),
+    ("duplicate address", steering!("", eu_nodes!("edge-1", "10.2.0.5", "http://10.1.0.5:9090/readyz"), ""), 13, 39, "region[1].nodes[0].address", "10.2.0.5 is already the address of region[0].nodes[0]"),
+    ("address not an IP", steering!("", eu_nodes!("edge-1", "edge-1.internal", "http://10.1.0.5:9090/readyz"), ""), 10, 39, "region[0].nodes[0].address", "\"edge-1.internal\" is not an IP address"),
+    ("ready not http", steering!("", eu_nodes!("edge-1", "10.1.0.5", "tcp://10.1.0.5:9090"), ""), 10, 59, "region[0].nodes[0].ready", "not an http:// or https:// URL"),
+    ("ready with a quote", steering!("", eu_nodes!("edge-1", "10.1.0.5", "http://10.1.0.5:9090/ready'z"), ""), 10, 59, "region[0].nodes[0].ready", "must not contain quotes"),
+    ("bad subnet", concat!(site!(), "[steering]\nzone = \"cdn.example.com\"\n[[region]]\nname = \"eu-west\"\nsubnets = [\"10.1.0.0/16\", \"10.1/16\"]\n", eu_nodes!("edge-1", "10.1.0.5", "http://x/")), 8, 27, "region[0].subnets[1]", "\"10.1/16\" is not a subnet"),
+    ("subnet with host bits", concat!(site!(), "[steering]\nzone = \"cdn.example.com\"\n[[region]]\nname = \"eu-west\"\nsubnets = [\"10.1.0.5/16\"]\n", eu_nodes!("edge-1", "10.1.0.5", "http://x/")), 8, 12, "region[0].subnets[0]", "the network is 10.1.0.0/16"),
+    ("subnet in two regions", steering!("", eu_nodes!("edge-1", "10.1.0.5", "http://10.1.0.5:9090/readyz"), "subnets = [\"10.1.0.0/16\"]\n"), 14, 12, "region[1].subnets[0]", "10.1.0.0/16 is already listed at region[0].subnets[0]"),
+    ("no nodes", steering!("", "nodes = []\n", ""), 10, 9, "region[0].nodes", "at least one node"),
+    ("bad zone", concat!(site!(), "[steering]\nzone = \"cdn..example.com\"\n[[region]]\nname = \"eu\"\n", eu_nodes!("edge-1", "10.1.0.5", "http://x/")), 5, 8, "steering.zone", "not a DNS name"),
+    ("bad name", steering!("names = [\"www\", \"web site\"]\n", eu_nodes!("edge-1", "10.1.0.5", "http://10.1.0.5:9090/readyz"), ""), 6, 17, "steering.names[1]", "not a name relative to steering.zone"),
+    ("fractional ttl", steering!("ttl = \"1500ms\"\n", eu_nodes!("edge-1", "10.1.0.5", "http://10.1.0.5:9090/readyz"), ""), 6, 7, "steering.ttl", "whole number of seconds"),
+    ("zero interval", steering!("check_interval = \"0s\"\n", eu_nodes!("edge-1", "10.1.0.5", "http://10.1.0.5:9090/readyz"), ""), 6, 18, "steering.check_interval", "whole number of seconds"),
+    ("unknown key", steering!("interval = \"2s\"\n", eu_nodes!("edge-1", "10.1.0.5", "http://10.1.0.5:9090/readyz"), ""), 6, 1, "steering.interval", "unknown"),
+    ("unknown node key", steering!("", "nodes = [{ name = \"e\", address = \"10.1.0.5\", ready = \"http://x/\", weight = 2 }]\n", ""), 10, 67, "region[0].nodes[0].weight", "unknown"),
+];

@@ -85,6 +85,10 @@ pub(crate) struct FileConfig {
     pub(crate) dns: DnsFile,
     #[serde(default)]
     pub(crate) log: LogFile,
+    /// `[steering]` and `[[region]]`: read by `outpost dns-zone` only.
+    pub(crate) steering: Option<Spanned<crate::config::steering::SteeringFile>>,
+    #[serde(default, rename = "region")]
+    pub(crate) regions: Vec<Spanned<crate::config::steering::RegionFile>>,
 }
 
 /// `[log]`.

@@ -9,7 +9,8 @@
 //!   file structs (serde, deny_unknown_fields)      file.rs, units.rs
 //!        │  every key optional, values Spanned
 //!        ▼
-//!   validate                                       validate.rs, sites.rs, hosts.rs, ctx.rs
+//!   validate                                       validate.rs, sites.rs, hosts.rs, ctx.rs,
+//!                                                  steering.rs
 //!        │  defaults applied, cross-checks, paths resolved, files exist
 //!        ▼
 //!   Config                                         (this file)
@@ -34,6 +35,7 @@ mod hosts;
 mod keypath;
 mod site_cache;
 mod sites;
+mod steering;
 mod units;
 mod validate;
 
@@ -65,6 +67,9 @@ pub struct Config {
     pub(crate) cluster: Option<ClusterConfig>,
     pub dns: DnsConfig,
     pub log: LogConfig,
+    /// `[steering]` with its `[[region]]` tables: what `outpost dns-zone` writes a zone
+    /// from; a node does not use it.
+    pub steering: Option<crate::steering::Steering>,
 }
 
 /// `[log]`.

@@ -34,6 +34,7 @@ pub(crate) fn validate(file: FileConfig, cx: &Ctx<'_>) -> Result<Config, ConfigE
     let dns = crate::config::cluster::dns(&file.dns, cx)?;
     crate::config::sites::check_shields(&file.sites, &sites, cluster.as_ref(), &listen, cx)?;
     let log = log(&file.log, cx)?;
+    let steering = crate::config::steering::steering(file.steering.as_ref(), &file.regions, cx)?;
     Ok(Config {
         log,
         node,
@@ -44,6 +45,7 @@ pub(crate) fn validate(file: FileConfig, cx: &Ctx<'_>) -> Result<Config, ConfigE
         sites,
         cluster,
         dns,
+        steering,
     })
 }
 

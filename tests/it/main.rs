@@ -21,6 +21,7 @@
 //! | `discovery` | cluster members from DNS (A/AAAA, SRV) on a real in-process DNS server: TTLs, outages |
 //! | `dns_server` | a tiny authoritative UDP DNS server whose records tests change (not tests) |
 //! | `front_door` | smuggling vectors refused, body limits, request buffering and the minimum body rate (408), the connection limit, drains that close idle connections |
+//! | `steering` | `outpost dns-zone` on a real PowerDNS: answers by client subnet, drained and stopped nodes leave, regions fall over, the default region |
 //! | `cli` | `outpost check`, `outpost [run] --config`, SIGTERM drain, the memory budget, `demo` |
 
 mod harness;
@@ -43,3 +44,4 @@ mod policy;
 mod regression;
 mod shield;
 mod stale;
+mod steering;
