@@ -22,7 +22,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use crate::cluster::peer::{PURGE_PATH, Peer};
+use crate::cluster::peer::{CASCADE, PURGE_PATH, Peer};
 use crate::cluster::{Cluster, Route};
 use crate::observability::metrics::Metrics;
 use crate::proxy::Proxy;
@@ -193,8 +193,15 @@ impl View<'_> {
         let Some(cluster) = self.cluster else {
             return json(StatusCode::OK, &self.proxy.apply_purge(&purge).await);
         };
-        // Here and on every other member at once; each answers for itself.
-        let (local, peers) = tokio::join!(self.proxy.apply_purge(&purge), fan_out(cluster, &body));
+        // Here, on every other member and on the shield tier (each shield node passes it to
+        // its own members) at once; each answers for itself.
+        let shields = self.proxy.shield_nodes();
+        let shield_path = format!("{PURGE_PATH}?{CASCADE}");
+        let (local, peers, shielded) = tokio::join!(
+            self.proxy.apply_purge(&purge),
+            fan_out(cluster, &body),
+            cluster.post_signed(shields.into_iter(), &shield_path, &body, FAN_OUT_TIMEOUT)
+        );
         let mut total = local["purged"].as_u64().unwrap_or(0);
         let mut nodes = vec![
             serde_json::json!({ "node": cluster.name, "address": cluster.me.0, "result": local }),
@@ -211,9 +218,23 @@ impl View<'_> {
             };
             nodes.push(entry);
         }
+        let shields: Vec<_> = shielded
+            .into_iter()
+            .map(|(node, answer)| match answer_json(answer) {
+                Ok(value) => {
+                    serde_json::json!({ "node": node.name(), "address": node.id.0, "result": value })
+                }
+                Err(error) => {
+                    serde_json::json!({ "node": node.name(), "address": node.id.0, "error": error })
+                }
+            })
+            .collect();
         let mut answer = local;
         answer["purged"] = total.into();
         answer["nodes"] = nodes.into();
+        if !shields.is_empty() {
+            answer["shields"] = shields.into();
+        }
         json(StatusCode::OK, &answer)
     }
 
@@ -354,20 +375,22 @@ async fn fan_out(
     let answers = cluster.fan_out(PURGE_PATH, body, FAN_OUT_TIMEOUT).await;
     answers
         .into_iter()
-        .map(|(peer, answer)| {
-            let result = match answer {
-                Ok((StatusCode::OK, bytes)) => {
-                    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
-                }
-                Ok((status, bytes)) => Err(format!(
-                    "{status}: {}",
-                    String::from_utf8_lossy(&bytes).trim()
-                )),
-                Err(e) => Err(e.to_string()),
-            };
-            (peer, result)
-        })
+        .map(|(peer, answer)| (peer, answer_json(answer)))
         .collect()
+}
+
+/// A node's answer to a purge: its JSON, or why there is none.
+fn answer_json(
+    answer: Result<(StatusCode, Bytes), crate::cluster::peer::ExchangeError>,
+) -> Result<serde_json::Value, String> {
+    match answer {
+        Ok((StatusCode::OK, bytes)) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+        Ok((status, bytes)) => Err(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(&bytes).trim()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `%XX` escapes of a query value (the URL given to `/cluster/owner`).

@@ -203,6 +203,19 @@ impl Cluster {
         timeout: std::time::Duration,
     ) -> Vec<(Arc<Peer>, Result<(StatusCode, Bytes), ExchangeError>)> {
         let view = self.view_full();
+        self.post_signed(view.peers.values().cloned(), path, body, timeout)
+            .await
+    }
+
+    /// POST `body` to `path` on each of `nodes` at once (members, or shield nodes), signed
+    /// as [`Self::fan_out`] does.
+    pub(crate) async fn post_signed(
+        &self,
+        nodes: impl Iterator<Item = Arc<Peer>>,
+        path: &str,
+        body: &Bytes,
+        timeout: std::time::Duration,
+    ) -> Vec<(Arc<Peer>, Result<(StatusCode, Bytes), ExchangeError>)> {
         let mut headers = HeaderMap::new();
         if let Ok(mac) = HeaderValue::from_str(&self.secret.mac_bytes(body)) {
             headers.insert(PURGE_MAC, mac);
@@ -211,7 +224,7 @@ impl Cluster {
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        let requests = view.peers.values().map(|peer| {
+        let requests = nodes.map(|peer| {
             let headers = headers.clone();
             async move {
                 let answer = self
@@ -225,7 +238,7 @@ impl Cluster {
                         timeout,
                     )
                     .await;
-                (peer.clone(), answer)
+                (peer, answer)
             }
         });
         futures_util::future::join_all(requests).await

@@ -36,6 +36,9 @@ pub(crate) const PURGE_PATH: &str = "/_outpost/purge";
 /// Path on a node's http listener that removes the cache keys an unsafe method invalidated
 /// on another member (RFC 9111 §4.4).
 pub(crate) const INVALIDATE_PATH: &str = "/_outpost/invalidate";
+/// The query of a purge or invalidation sent to a shield node: apply it and pass it on to
+/// the shield's own members.
+pub(crate) const CASCADE: &str = "cascade";
 /// Header carrying the MAC of a fanned-out purge or invalidation body.
 pub(crate) const PURGE_MAC: &str = "outpost-purge-mac";
 

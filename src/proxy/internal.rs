@@ -14,7 +14,7 @@ use super::Proxy;
 use super::purge::{Invalidation, PurgeRequest};
 use crate::cluster::Cluster;
 use crate::cluster::hop::{HOP_HEADER, Hop};
-use crate::cluster::peer::{INVALIDATE_PATH, PROBE_PATH, PURGE_MAC, PURGE_PATH};
+use crate::cluster::peer::{CASCADE, INVALIDATE_PATH, PROBE_PATH, PURGE_MAC, PURGE_PATH};
 use crate::service::{ProxyBody, json};
 
 pub(crate) const PREFIX: &str = "/_outpost/";
@@ -57,6 +57,23 @@ pub(crate) async fn handle(
         }
         (&Method::POST, PURGE_PATH) => match signed_body(cluster, &parts, body).await {
             Ok(body) => match serde_json::from_slice::<PurgeRequest>(&body) {
+                Ok(request) if cascades(&parts) => {
+                    // From a node this one shields: its whole cluster purges.
+                    let (mut here, members) = tokio::join!(
+                        proxy.apply_purge(&request),
+                        cluster.fan_out(PURGE_PATH, &body, CASCADE_TIMEOUT)
+                    );
+                    let mut total = here["purged"].as_u64().unwrap_or(0);
+                    for (_, answer) in members {
+                        if let Ok((StatusCode::OK, bytes)) = answer {
+                            let value: serde_json::Value =
+                                serde_json::from_slice(&bytes).unwrap_or_default();
+                            total += value["purged"].as_u64().unwrap_or(0);
+                        }
+                    }
+                    here["purged"] = total.into();
+                    json(StatusCode::OK, &here)
+                }
                 Ok(request) => json(StatusCode::OK, &proxy.apply_purge(&request).await),
                 Err(e) => bad_request(&e.to_string()),
             },
@@ -66,6 +83,12 @@ pub(crate) async fn handle(
             Ok(body) => match serde_json::from_slice::<Invalidation>(&body) {
                 Ok(invalidation) => {
                     let n = proxy.apply_invalidation(&invalidation).await;
+                    if cascades(&parts) {
+                        // From a node this one shields: its whole cluster drops the keys.
+                        cluster
+                            .fan_out(INVALIDATE_PATH, &body, CASCADE_TIMEOUT)
+                            .await;
+                    }
                     json(StatusCode::OK, &serde_json::json!({ "invalidated": n }))
                 }
                 Err(e) => bad_request(&e.to_string()),
@@ -105,6 +128,16 @@ async fn signed_body(
         return Err(json(StatusCode::FORBIDDEN, &error));
     }
     Ok(body)
+}
+
+/// How long a shield node waits for its members when it passes a purge or an invalidation
+/// on.
+const CASCADE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `?cascade`: sent by a node this one is a shield for, so it goes to this node's members
+/// too (a plain fanned-out request stays on the node it reaches).
+fn cascades(parts: &Parts) -> bool {
+    parts.uri.query() == Some(CASCADE)
 }
 
 fn bad_request(error: &str) -> Response<ProxyBody> {

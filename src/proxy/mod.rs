@@ -492,6 +492,24 @@ impl Proxy {
         self.region.as_deref()
     }
 
+    /// Every shield node of every site, once each (purges go to them too).
+    pub(crate) fn shield_nodes(&self) -> Vec<Arc<crate::cluster::peer::Peer>> {
+        let mut nodes: Vec<Arc<crate::cluster::peer::Peer>> = Vec::new();
+        for tier in self
+            .sites
+            .all()
+            .iter()
+            .filter_map(|site| site.shield.as_ref())
+        {
+            for node in tier.nodes() {
+                if !nodes.iter().any(|n| n.addr == node.addr) {
+                    nodes.push(node.clone());
+                }
+            }
+        }
+        nodes
+    }
+
     /// The sites, for the admin pages.
     pub(crate) fn sites(&self) -> &[Arc<request::Site>] {
         self.sites.all()

@@ -54,7 +54,8 @@ impl Proxy {
                 if !ctx.method.is_safe() && (status.is_success() || status.is_redirection()) {
                     let mut keys = vec![ctx.key.clone()];
                     keys.extend(related_keys(&ctx, response.headers()));
-                    self.invalidate_everywhere(keys).await;
+                    self.invalidate_everywhere(keys, ctx.site.shield.as_ref())
+                        .await;
                 }
                 respond::pass(
                     &self.node,

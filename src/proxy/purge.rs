@@ -14,7 +14,8 @@ use http::{StatusCode, Uri};
 
 use super::{Proxy, request};
 use crate::cache::key::KeyRules;
-use crate::cluster::peer::INVALIDATE_PATH;
+use crate::cluster::peer::{CASCADE, INVALIDATE_PATH};
+use crate::cluster::shield::ShieldTier;
 use crate::storage::PurgeMode;
 
 /// How long the response to an unsafe method waits for each peer to confirm its
@@ -89,7 +90,11 @@ impl Proxy {
     /// other member (the owner holds the object, and any member may hold a replica), before
     /// the unsafe method's response goes back. A member that does not confirm within
     /// [`INVALIDATION_TIMEOUT`] is logged and counted, and the response goes back anyway.
-    pub(super) async fn invalidate_everywhere(&self, keys: Vec<String>) {
+    pub(super) async fn invalidate_everywhere(
+        &self,
+        keys: Vec<String>,
+        shield: Option<&Arc<ShieldTier>>,
+    ) {
         let here = async {
             for key in &keys {
                 self.invalidate(key).await;
@@ -102,7 +107,16 @@ impl Proxy {
         // A list of strings always serializes; an empty body would be refused and counted.
         let body = Bytes::from(serde_json::to_vec(&invalidation).unwrap_or_default());
         let peers = cluster.fan_out(INVALIDATE_PATH, &body, INVALIDATION_TIMEOUT);
-        let ((), answers) = tokio::join!(here, peers);
+        // The shield tier holds the URI too (each shield node passes it to its members).
+        let shield_path = format!("{INVALIDATE_PATH}?{CASCADE}");
+        let shields = cluster.post_signed(
+            shield.into_iter().flat_map(|tier| tier.nodes().cloned()),
+            &shield_path,
+            &body,
+            INVALIDATION_TIMEOUT,
+        );
+        let ((), mut answers, shielded) = tokio::join!(here, peers, shields);
+        answers.extend(shielded);
         for (peer, answer) in answers {
             let why = match answer {
                 Ok((StatusCode::OK, _)) => continue,

@@ -255,3 +255,72 @@ async fn tiers_that_shield_each_other_stop_after_one_shield_hop() {
     let asked = shield_metric("shield_requests_total", a.addrs[0], ",outcome=\"response\"");
     assert_eq!(b.nodes[0].metric(&asked).await, 0.0);
 }
+
+/// A purge or an unsafe method in one region reaches the shield tier too (which passes it to
+/// its members): otherwise the region's next miss would be filled with the shield's old copy.
+#[tokio::test]
+async fn purges_and_unsafe_methods_reach_the_shield_tier() {
+    let origin = Origin::start(|seen, n| match seen.method {
+        http::Method::GET => Reply::ok(format!("{} #{n}", seen.path)).cache("max-age=600"),
+        _ => Reply::ok("changed"),
+    })
+    .await;
+    let shield = tier("shield", "eu-central", listeners(2).await, &origin, &[]).await;
+    let west = tier(
+        "west",
+        "eu-west",
+        listeners(2).await,
+        &origin,
+        &shield.addrs,
+    )
+    .await;
+    let gets = |path: &str| {
+        origin
+            .requests()
+            .iter()
+            .filter(|s| s.method == http::Method::GET && s.path == path)
+            .count()
+    };
+    for path in ["/purged", "/posted"] {
+        assert_eq!(get(&west.nodes[0], path).await.text(), format!("{path} #1"));
+        assert!(
+            get(&west.nodes[1], path)
+                .await
+                .cache_status()
+                .contains("; hit")
+        );
+    }
+    let purged = crate::util::purge(
+        west.nodes[0].admin,
+        Some("secret"),
+        r#"{"urls":["http://example.test/purged"]}"#,
+    )
+    .await;
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    let json: serde_json::Value = serde_json::from_slice(&purged.body).expect("json");
+    let on_shields: u64 = json["shields"]
+        .as_array()
+        .expect("shields answered")
+        .iter()
+        .map(|s| s["result"]["purged"].as_u64().unwrap_or(0))
+        .sum();
+    // Stored once in the shield tier; both shield nodes pass the purge to each other.
+    assert!(on_shields >= 1, "{json}");
+    let post = send(
+        west.nodes[1].http,
+        http::Method::POST,
+        "/posted",
+        "example.test",
+        &[],
+        bytes::Bytes::from_static(b"x"),
+    )
+    .await;
+    assert_eq!(post.text(), "changed");
+    for path in ["/purged", "/posted"] {
+        let r = get(&west.nodes[0], path).await;
+        // Fetched again: the origin's latest answer (its count includes the POST).
+        let latest = format!("{path} #{}", origin.count(path));
+        assert_eq!(r.text(), latest, "{}", r.cache_status());
+        assert_eq!(gets(path), 2, "{path}: the shield's copy was dropped too");
+    }
+}
