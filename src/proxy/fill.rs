@@ -222,6 +222,27 @@ async fn revalidated(
     stale: &Entry,
     headers: &HeaderMap,
 ) {
+    let (entry, storable) = store_refreshed(job, &publisher, head, stale, headers).await;
+    let ttl = entry.freshness(SystemTime::now()).ttl_secs();
+    let share = if store::shareable(storable.err(), ttl, &entry.directives) {
+        Share::All
+    } else {
+        Share::One
+    };
+    job.leave(&publisher);
+    publisher.entry(entry, share);
+}
+
+/// The stored response freshened by a 304's (or a describing HEAD's) fields, checked for
+/// storability again (RFC 9111 §3.2, §4.3.4): stored in place of the stale one, or, no longer
+/// storable, the stale one removed.
+async fn store_refreshed(
+    job: &FillJob,
+    publisher: &Publisher<FillHead>,
+    head: &OriginHead<'_>,
+    stale: &Entry,
+    headers: &HeaderMap,
+) -> (Arc<Entry>, Result<(), NoCacheReason>) {
     let policy = &job.site.policy;
     let entry = Arc::new(store::refreshed(stale, head, headers, policy));
     let merged = OriginHead {
@@ -236,24 +257,15 @@ async fn revalidated(
         &entry.directives,
         policy,
     );
-    let now = SystemTime::now();
-    let ttl = entry.freshness(now).ttl_secs();
-    let share = if store::shareable(storable.err(), ttl, &entry.directives) {
-        Share::All
-    } else {
-        Share::One
-    };
     if storable.is_ok() && !publisher.fill().discarded() {
-        let max_variants = policy.max_variants;
         job.proxy
             .store
-            .insert(&job.key, entry.clone(), max_variants)
+            .insert(&job.key, entry.clone(), policy.max_variants)
             .await;
     } else {
         job.proxy.store.purge(&job.key).await;
     }
-    job.leave(&publisher);
-    publisher.entry(entry, share);
+    (entry, storable)
 }
 
 /// RFC 9111 §4.3.5: a 200 to a HEAD passed to the origin freshens the stored response it
@@ -275,28 +287,8 @@ async fn freshen_from_head(
         stale.mark_stale(SystemTime::now());
         return;
     }
-    let policy = &job.site.policy;
-    let entry = store::refreshed(stale, head, headers, policy);
-    let merged = OriginHead {
-        status: entry.status,
-        headers: &entry.headers,
-        ..*head
-    };
-    let storable = store::storability(
-        &job.request_headers,
-        &job.request_cc,
-        &merged,
-        &entry.directives,
-        policy,
-    );
-    if storable.is_ok() && !publisher.fill().discarded() {
-        let store = &job.proxy.store;
-        store
-            .insert(&job.key, Arc::new(entry), policy.max_variants)
-            .await;
-    } else {
-        job.proxy.store.purge(&job.key).await;
-    }
+    // Stored or removed; the HEAD's own response goes to its client either way.
+    let _ = store_refreshed(job, publisher, head, stale, headers).await;
 }
 
 /// What subscribers learn from the response head, and who may use the response.

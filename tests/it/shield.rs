@@ -81,6 +81,14 @@ shield = [{shield}]
     Tier { nodes, addrs }
 }
 
+/// One shield node, and two regions of two nodes that fill from it.
+async fn two_regions(origin: &Origin) -> (Tier, Tier, Tier) {
+    let shield = tier("shield", "eu-central", listeners(1).await, origin, &[]).await;
+    let west = tier("west", "eu-west", listeners(2).await, origin, &shield.addrs).await;
+    let east = tier("east", "us-east", listeners(2).await, origin, &shield.addrs).await;
+    (shield, west, east)
+}
+
 fn shield_metric(name: &str, shield: SocketAddr, more: &str) -> String {
     format!("outpost_{name}{{site=\"test\",shield=\"{shield}\"{more}}}")
 }
@@ -98,23 +106,7 @@ async fn two_regions_fill_from_one_shield_and_the_origin_sees_each_object_once()
     let origin =
         Origin::start(|seen, _| Reply::ok(format!("body of {}", seen.path)).cache("max-age=600"))
             .await;
-    let shield = tier("shield", "eu-central", listeners(1).await, &origin, &[]).await;
-    let west = tier(
-        "west",
-        "eu-west",
-        listeners(2).await,
-        &origin,
-        &shield.addrs,
-    )
-    .await;
-    let east = tier(
-        "east",
-        "us-east",
-        listeners(2).await,
-        &origin,
-        &shield.addrs,
-    )
-    .await;
+    let (shield, west, east) = two_regions(&origin).await;
     for i in 0..100 {
         let path = format!("/obj/{i}");
         let first = get(&west.nodes[i % 2], &path).await;
@@ -176,23 +168,7 @@ async fn a_cold_burst_from_two_regions_reaches_the_origin_once() {
             .delay(Duration::from_millis(300))
     })
     .await;
-    let shield = tier("shield", "eu-central", listeners(1).await, &origin, &[]).await;
-    let west = tier(
-        "west",
-        "eu-west",
-        listeners(2).await,
-        &origin,
-        &shield.addrs,
-    )
-    .await;
-    let east = tier(
-        "east",
-        "us-east",
-        listeners(2).await,
-        &origin,
-        &shield.addrs,
-    )
-    .await;
+    let (_shield, west, east) = two_regions(&origin).await;
     let edges: Vec<&Node> = west.nodes.iter().chain(&east.nodes).collect();
     let responses = join_all((0..20).map(|i| get(edges[i % edges.len()], "/burst"))).await;
     for r in &responses {
