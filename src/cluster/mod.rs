@@ -76,6 +76,8 @@ pub(crate) struct View {
     /// Every member but this node.
     pub(crate) peers: HashMap<NodeId, Arc<Peer>>,
     pub(crate) changed: SystemTime,
+    /// The ring before the last change, whose owners still hold their keys for a while.
+    previous: Option<Ring>,
 }
 
 pub(crate) struct Cluster {
@@ -87,6 +89,8 @@ pub(crate) struct Cluster {
     pub(crate) probe_interval: std::time::Duration,
     /// See [`PeerClient::forward`].
     pub(crate) peer_timeout: std::time::Duration,
+    /// See [`Cluster::handoff_peer`].
+    handoff: std::time::Duration,
     view: ArcSwap<View>,
     sketch: Sketch,
     pub(crate) client: PeerClient,
@@ -103,6 +107,7 @@ impl Cluster {
                 ring: Ring::new([me.clone()]),
                 peers: HashMap::new(),
                 changed: SystemTime::now(),
+                previous: None,
             }),
             me,
             name: name.to_owned(),
@@ -110,6 +115,7 @@ impl Cluster {
             replicate: config.replicate,
             probe_interval: config.probe_interval,
             peer_timeout: config.peer_timeout,
+            handoff: config.handoff,
             sketch: Sketch::new(SKETCH_CAPACITY),
             client: PeerClient::new(),
             metrics,
@@ -156,10 +162,13 @@ impl Cluster {
         for gone in old.peers.keys().filter(|id| !ring.nodes().contains(id)) {
             self.metrics.remove_peer(&gone.0);
         }
+        // The first list (at start) moves nothing cached: there is nothing to hand off.
+        let previous = (old.ring.len() > 1).then(|| old.ring.clone());
         self.view.store(Arc::new(View {
             ring,
             peers,
             changed: SystemTime::now(),
+            previous,
         }));
         self.metrics
             .membership
@@ -177,6 +186,31 @@ impl Cluster {
             Some(peer) => Route::Peer(peer.clone()),
             None => Route::Local,
         }
+    }
+
+    /// The live node that owned `key_hash` before the last membership change, if that was
+    /// less than `handoff` ago and it was another node: a miss on its new owner asks it
+    /// first, so a join (or a leave) does not send the moved keys to the origin. A node that
+    /// has just started (joined, or restarted after a crash) had no ring of its own before:
+    /// its keys were owned by whoever owns them without it.
+    pub(crate) fn handoff_peer(&self, key_hash: u64) -> Option<Arc<Peer>> {
+        let view = self.view.load();
+        if view.changed.elapsed().unwrap_or_default() >= self.handoff {
+            return None;
+        }
+        let alive = |id: &NodeId| view.peers.get(id).is_some_and(|p| p.is_alive());
+        let owner = match &view.previous {
+            Some(previous) => previous.owner_where(key_hash, |id| *id == self.me || alive(id)),
+            None => view
+                .ring
+                .owner_where(key_hash, |id| *id != self.me && alive(id)),
+        }?;
+        view.peers.get(owner).cloned()
+    }
+
+    /// A handoff hop found the key on its previous owner (`hit`) or not.
+    pub(crate) fn count_handoff(&self, hit: bool) {
+        self.metrics.membership.handoff(hit);
     }
 
     /// A request that would have taken a second peer or shield hop went to the origin.

@@ -8,7 +8,7 @@
 use crate::config::ctx::{Ctx, socket_addr, timeout};
 use crate::config::error::ConfigError;
 use crate::config::file::{
-    ClusterFile, DEFAULT_DNS_MAX_TTL, DEFAULT_DNS_MIN_TTL, DEFAULT_PEER_TIMEOUT,
+    ClusterFile, DEFAULT_DNS_MAX_TTL, DEFAULT_DNS_MIN_TTL, DEFAULT_HANDOFF, DEFAULT_PEER_TIMEOUT,
     DEFAULT_PROBE_INTERVAL, DnsFile, MIN_SECRET_LEN,
 };
 use crate::config::{ClusterConfig, DnsConfig, Members, Replicate};
@@ -88,6 +88,7 @@ pub(crate) fn cluster(f: &ClusterFile, cx: &Ctx<'_>) -> Result<ClusterConfig, Co
             "cluster.peer_timeout",
             cx,
         )?,
+        handoff: f.handoff.map_or(DEFAULT_HANDOFF, |h| h.0),
     })
 }
 

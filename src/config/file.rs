@@ -55,6 +55,8 @@ pub(crate) const DEFAULT_STALE_WHEN_DISCONNECTED: std::time::Duration =
 pub(crate) const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// `[cluster] peer_timeout`.
 pub(crate) const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_millis(500);
+/// `[cluster] handoff`.
+pub(crate) const DEFAULT_HANDOFF: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_DNS_MIN_TTL: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_DNS_MAX_TTL: Duration = Duration::from_secs(300);
 /// Shortest cluster secret accepted: 128 bits of printable text at the very least.
@@ -110,6 +112,7 @@ pub(crate) struct ClusterFile {
     pub(crate) replicate: Option<Spanned<String>>,
     pub(crate) probe_interval: Option<Spanned<HumanDuration>>,
     pub(crate) peer_timeout: Option<Spanned<HumanDuration>>,
+    pub(crate) handoff: Option<HumanDuration>,
 }
 
 /// `[dns]`: the resolver used for names Outpost resolves itself (cluster discovery).

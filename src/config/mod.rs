@@ -103,6 +103,9 @@ pub(crate) struct ClusterConfig {
     /// How long a hop waits for the owner's response head before it checks, with a probe
     /// of the same length, that the owner is alive at all.
     pub(crate) peer_timeout: Duration,
+    /// After a membership change, how long a miss on a key's new owner asks its previous
+    /// owner first (zero: never).
+    pub(crate) handoff: Duration,
 }
 
 /// Where the member list comes from.

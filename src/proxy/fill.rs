@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, hea
 use http_body_util::BodyExt;
 
 use super::Proxy;
-use super::headers::strip_hop_by_hop;
+use super::headers::{append_list, strip_hop_by_hop};
 use super::request::Site;
 use super::route::Upstream;
 use super::store::{self, OriginHead, content_length};
@@ -99,20 +99,44 @@ impl FillJob {
             );
             // The other node has its own first-byte timeout towards its upstream: give it the
             // time to answer with its own error first.
-            let timeout = self.site.origin.first_byte_timeout() + Duration::from_secs(1);
+            let handoff = matches!(self.upstream, Upstream::Handoff(_));
+            let timeout = if handoff {
+                // It answers from memory or not at all.
+                cluster.peer_timeout * 2
+            } else {
+                self.site.origin.first_byte_timeout() + Duration::from_secs(1)
+            };
+            let mut request = std::borrow::Cow::Borrowed(&self.request);
+            if handoff {
+                // Only what it holds: a miss there is answered at once (504), not fetched.
+                append_list(
+                    &mut request.to_mut().headers,
+                    header::CACHE_CONTROL,
+                    "only-if-cached",
+                );
+            }
             match cluster
                 .client
-                .forward(
-                    &hop.peer,
-                    &self.request,
-                    signed,
-                    cluster.peer_timeout,
-                    timeout,
-                )
+                .forward(&hop.peer, &request, signed, cluster.peer_timeout, timeout)
                 .await
             {
+                Ok(response) if handoff => {
+                    let hit = response.status() != StatusCode::GATEWAY_TIMEOUT;
+                    cluster.count_handoff(hit);
+                    if hit {
+                        return Ok(response.map(UpstreamBody::from));
+                    }
+                    // Not held there (or not usable): the usual way.
+                    drop(response);
+                    self.upstream.unreachable();
+                }
                 Ok(response) => return Ok(response.map(UpstreamBody::from)),
-                Err(PeerError::Timeout) => return Err(ProxyError::timeout()),
+                Err(PeerError::Timeout) if !handoff => return Err(ProxyError::timeout()),
+                Err(PeerError::Timeout) => {
+                    // The previous owner is only a shortcut: slow, it is skipped.
+                    cluster.count_handoff(false);
+                    self.upstream.unreachable();
+                }
                 Err(PeerError::Unreachable(why)) => {
                     tracing::debug!(node = %hop.peer.id.0, %why, "node unreachable; asking the next upstream");
                     self.upstream.unreachable();
@@ -386,9 +410,9 @@ async fn stream_body(
     if let (Ok(()), true) = (&result, storing) {
         let policy = &job.site.policy;
         let mut headers = headers;
-        if matches!(job.upstream, Upstream::Shield(_)) {
-            // The shield's Cache-Status described its answer to this fill; a hit here is this
-            // node's alone.
+        if matches!(job.upstream, Upstream::Shield(_) | Upstream::Handoff(_)) {
+            // The other node's Cache-Status described its answer to this fill; a hit here is
+            // this node's alone.
             headers.remove("cache-status");
         }
         let entry = store::build_entry(

@@ -26,6 +26,9 @@ pub(crate) enum Upstream {
     Owner(NodeHop),
     /// A node of the site's shield tier, for a key this node owns.
     Shield(NodeHop),
+    /// The key's owner before the last membership change, asked only for what it holds
+    /// (`only-if-cached`), for a key this node owns now.
+    Handoff(NodeHop),
 }
 
 /// A fill that asks another Outpost node, once.
@@ -91,7 +94,20 @@ pub(crate) fn route(cluster: Option<&Arc<Cluster>>, ctx: &RequestContext) -> Ups
             cluster.count_hop_limit();
             to_shield(to)
         }
-        Route::Local => to_shield(to),
+        // Also after a peer hop: a handoff hop asks `only-if-cached`, so the previous owner
+        // answers from memory or not at all, and never sends it further.
+        Route::Local => match cluster.handoff_peer(key_hash) {
+            Some(previous) => Upstream::Handoff(NodeHop {
+                peer: previous,
+                hops: Hops {
+                    peer: true,
+                    ..ctx.hops
+                },
+                keep_replica: false,
+                to,
+            }),
+            None => to_shield(to),
+        },
     }
 }
 
@@ -135,7 +151,7 @@ impl Upstream {
     pub(crate) fn unreachable(&mut self) {
         *self = match std::mem::replace(self, Upstream::Origin) {
             Upstream::Origin => Upstream::Origin,
-            Upstream::Owner(owner) => to_shield(owner.to),
+            Upstream::Owner(owner) | Upstream::Handoff(owner) => to_shield(owner.to),
             Upstream::Shield(failed) => to_shield(Target {
                 shields_failed: failed.to.shields_failed + 1,
                 ..failed.to
@@ -146,7 +162,7 @@ impl Upstream {
     /// Whether a storable response is stored on this node.
     pub(crate) fn stores_here(&self) -> bool {
         match self {
-            Upstream::Origin | Upstream::Shield(_) => true,
+            Upstream::Origin | Upstream::Shield(_) | Upstream::Handoff(_) => true,
             Upstream::Owner(hop) => hop.keep_replica,
         }
     }
@@ -160,7 +176,7 @@ impl Upstream {
     pub(crate) fn node_hop(&self) -> Option<&NodeHop> {
         match self {
             Upstream::Origin => None,
-            Upstream::Owner(hop) | Upstream::Shield(hop) => Some(hop),
+            Upstream::Owner(hop) | Upstream::Shield(hop) | Upstream::Handoff(hop) => Some(hop),
         }
     }
 }

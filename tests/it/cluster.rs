@@ -869,3 +869,130 @@ async fn a_peer_that_starts_later_is_found_within_a_fraction_of_the_probe_interv
     b.stop().await;
     a.stop().await;
 }
+
+/// A 4th node joins a warm cluster of three (members from DNS SRV records). The keys it now
+/// owns were cached on their previous owners: within `handoff`, its misses ask them first
+/// (`only-if-cached`), so the join sends almost none of the moved keys to the origin. With
+/// `handoff = "0s"` most moved keys are fetched again, which shows the test can fail.
+#[tokio::test]
+async fn a_node_that_joins_takes_its_keys_from_their_previous_owners() {
+    use crate::dns_server::{DnsServer, Record};
+    for (handoff, most_refetched) in [("60s", 3), ("0s", usize::MAX)] {
+        let origin = Origin::start(cacheable_origin()).await;
+        let dns = DnsServer::start(1).await;
+        let mut listeners = Vec::new();
+        for _ in 0..4 {
+            listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+        }
+        let addrs: Vec<SocketAddr> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("addr"))
+            .collect();
+        let srv = |n: usize| -> Vec<Record> {
+            (0..n)
+                .map(|i| Record::Srv {
+                    priority: 0,
+                    weight: 0,
+                    port: addrs[i].port(),
+                    target: format!("n{i}.join.test"),
+                })
+                .collect()
+        };
+        for i in 0..4 {
+            dns.set(
+                &format!("n{i}.join.test"),
+                vec![Record::A([127, 0, 0, 1].into())],
+            );
+        }
+        dns.set("_outpost._tcp.join.test", srv(3));
+        let toml = |i: usize| {
+            format!(
+                r#"
+[node]
+name = "node-{i}"
+[admin]
+token = "secret"
+[cluster]
+advertise = "{addr}"
+discovery = "dns+srv:_outpost._tcp.join.test"
+secret = "{SECRET}"
+probe_interval = "100ms"
+replicate = "none"
+handoff = "{handoff}"
+[dns]
+servers = ["{dns}"]
+min_ttl = "1s"
+max_ttl = "1s"
+[[site]]
+hosts = ["example.test"]
+origin = ["{origin}"]
+"#,
+                addr = addrs[i],
+                dns = dns.addr,
+                origin = origin.url(),
+            )
+        };
+        let mut listeners = listeners.into_iter();
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            let listener = listeners.next().expect("listener");
+            nodes.push(Node::start_on(&toml(i), false, listener).await);
+        }
+        let members = |admin: SocketAddr| async move {
+            let r = admin_get(admin, "/cluster", &[]).await;
+            let json: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+            json["members"].as_array().map_or(0, Vec::len)
+        };
+        for node in &nodes {
+            eventually("three members", || async { members(node.admin).await == 3 }).await;
+        }
+        for i in 0..300 {
+            get(&nodes[i % 3], &format!("/warm/{i}")).await;
+        }
+        assert_eq!(origin.total(), 300);
+        // The 4th node joins.
+        let listener = listeners.next().expect("listener");
+        nodes.push(Node::start_on(&toml(3), false, listener).await);
+        dns.set("_outpost._tcp.join.test", srv(4));
+        for node in &nodes {
+            eventually("four members", || async { members(node.admin).await == 4 }).await;
+        }
+        let mut moved = 0;
+        for i in 0..300 {
+            let path = format!("/warm/{i}");
+            let url = format!("http://example.test{path}");
+            let r = admin_get(nodes[0].admin, &format!("/cluster/owner?url={url}"), &[]).await;
+            let json: serde_json::Value = serde_json::from_slice(&r.body).expect("owner json");
+            if json["owner"] == "node-3" || json["owner"] == addrs[3].to_string() {
+                moved += 1;
+            }
+            let r = get(&nodes[i % 4], &path).await;
+            assert_eq!(r.text(), format!("body of {path}"), "{}", r.cache_status());
+        }
+        assert!(moved > 30, "a quarter of the keys moved: {moved}");
+        let refetched = origin.total() - 300;
+        if most_refetched == usize::MAX {
+            // All but those asked through their previous owner (its own hits).
+            assert!(
+                refetched * 2 > moved,
+                "handoff {handoff}: {refetched} of {moved} moved keys fetched again"
+            );
+        } else {
+            assert!(
+                refetched <= most_refetched,
+                "handoff {handoff}: {refetched} of {moved} moved keys fetched again"
+            );
+            // Those asked through their previous owner were its own hits; the rest were
+            // handed off.
+            let hits = r#"outpost_handoff_requests_total{result="hit"}"#;
+            let handed = nodes[3].metric(hits).await;
+            assert!(
+                handed > 0.0 && handed <= moved as f64,
+                "{handed} of {moved}"
+            );
+        }
+        for node in nodes {
+            node.stop().await;
+        }
+    }
+}

@@ -65,6 +65,12 @@ pub(crate) struct Membership {
     /// Requests that would have taken a second peer or shield hop, sent to the origin.
     pub(crate) hop_limit: Counter,
     node_info: Family<NodeInfoLabels, Gauge>,
+    handoffs: Family<HandoffLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandoffLabel {
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -96,7 +102,17 @@ impl Membership {
                 "This node: its name and region (empty without [node] region)",
                 Family::default(),
             ),
+            handoffs: reg.register(
+                names::HANDOFFS,
+                "Misses after a membership change asked of the key's previous owner, by result (hit: it still held the key)",
+                Family::default(),
+            ),
         }
+    }
+
+    pub(crate) fn handoff(&self, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.handoffs.get_or_create(&HandoffLabel { result }).inc();
     }
 
     /// Say which node this is (set once the configuration is known; a reload may rename it).

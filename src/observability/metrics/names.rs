@@ -19,6 +19,7 @@ pub(crate) const PEER_EJECTIONS: &str = "peer_ejections";
 pub(crate) const PEER_UP: &str = "peer_up";
 pub(crate) const PEER_INVALIDATIONS_FAILED: &str = "peer_invalidations_failed";
 pub(crate) const HOP_LIMIT: &str = "hop_limit";
+pub(crate) const HANDOFFS: &str = "handoff_requests";
 pub(crate) const NODE_INFO: &str = "node_info";
 pub(crate) const SHIELD_REQUESTS: &str = "shield_requests";
 pub(crate) const SHIELD_DURATION: &str = "shield_response_duration_seconds";
