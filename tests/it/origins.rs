@@ -659,35 +659,48 @@ async fn a_real_dnsmasq_that_refuses_aaaa_still_gives_the_a_addresses() {
     std::fs::create_dir_all(&dir).expect("dir");
     let hosts = dir.join("hosts");
     std::fs::write(&hosts, "127.0.0.1 origin.test\n").expect("hosts file");
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free port")
-        .port();
-    let mut command = tokio::process::Command::new(dnsmasq);
-    if is_root() {
-        // It would drop to `nobody`, who may not read the hosts file.
-        command.arg("--user=root");
+    // dnsmasq binds UDP and TCP; another test may take the port in between, and then it
+    // exits at once: start it again on another port.
+    let mut started = None;
+    for _ in 0..5 {
+        let port = crate::util::free_udp_and_tcp_port();
+        let mut command = tokio::process::Command::new(&dnsmasq);
+        if is_root() {
+            // It would drop to `nobody`, who may not read the hosts file.
+            command.arg("--user=root");
+        }
+        let mut child = command
+            .arg("--keep-in-foreground")
+            .args([
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--pid-file=",
+            ])
+            .arg(format!("--addn-hosts={}", hosts.display()))
+            .args(["--listen-address=127.0.0.1", &format!("--port={port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start dnsmasq");
+        let dns_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let up = tokio::time::Instant::now();
+        while up.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if dns_answers(dns_addr, "origin.test").await {
+                started = Some((child, dns_addr));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if started.is_some() {
+            break;
+        }
     }
-    let mut child = command
-        .arg("--keep-in-foreground")
-        .args([
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--pid-file=",
-        ])
-        .arg(format!("--addn-hosts={}", hosts.display()))
-        .args(["--listen-address=127.0.0.1", &format!("--port={port}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start dnsmasq");
-    let dns_addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    wait_until("dnsmasq answers", Duration::from_secs(10), || async {
-        dns_answers(dns_addr, "origin.test").await
-    })
-    .await;
+    let (mut child, dns_addr) = started.expect("dnsmasq answers (5 tries)");
     by_name_through(dns_addr, "via dnsmasq").await;
     let _ = child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);

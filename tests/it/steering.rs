@@ -246,7 +246,7 @@ impl PowerDns {
             "pdnsutil check-zone:\n{said}"
         );
 
-        let port = free_udp_and_tcp_port();
+        let port = crate::util::free_udp_and_tcp_port();
         let log = dir.0.join("pdns.log");
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
@@ -383,18 +383,6 @@ fn shipped_pdns_conf(named: &Path, includes: &Path) -> String {
         .collect();
     assert_eq!(replaced, 2, "bind-config and include-dir in {shipped}");
     lines.join("\n") + "\n"
-}
-
-/// A loopback port that was free for both UDP and TCP a moment ago.
-fn free_udp_and_tcp_port() -> u16 {
-    for _ in 0..100 {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
-        let port = udp.local_addr().expect("addr").port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both UDP and TCP");
 }
 
 /// A directory under the system temp dir, removed on drop.

@@ -71,6 +71,18 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
+/// A loopback port that was free for both UDP and TCP a moment ago (DNS servers bind both).
+pub fn free_udp_and_tcp_port() -> u16 {
+    for _ in 0..100 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().expect("addr").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The real binary
 
