@@ -23,6 +23,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+mod persist;
+
 use crate::admin;
 use crate::cluster::Cluster;
 use crate::config::{Config, ConfigError};
@@ -72,6 +74,8 @@ pub enum RunError {
     Tls(#[from] listener::tls::TlsSetupError),
     #[error(transparent)]
     Origin(#[from] crate::origin::OriginSetupError),
+    #[error("cache.persist: cannot keep a snapshot in {}: {error}", dir.display())]
+    Persist { dir: PathBuf, error: std::io::Error },
 }
 
 /// Run a node until `shutdown` completes, then drain: stop accepting, turn `/readyz` to 503,
@@ -136,6 +140,7 @@ pub async fn run_with_reloads(
     tracing::info!("serving");
     shutdown.await;
     tracing::info!("draining");
+    let drain_started = std::time::Instant::now();
     runtime.ready.store(false, Ordering::Relaxed);
     let _ = stop.send(true);
     reload_task.abort();
@@ -146,6 +151,13 @@ pub async fn run_with_reloads(
     let drained = tokio::time::timeout(limit, connections.acquire_many(all)).await;
     if drained.is_err() {
         tracing::warn!("drain timed out; closing remaining connections");
+    }
+    // Every fill that was going to finish has: write the cache down in what is left of the
+    // shutdown timeout.
+    {
+        let config = runtime.applied.lock().await.config.clone();
+        let store = runtime.front.proxy().store().clone();
+        persist::save(&config, store, &runtime.metrics, drain_started + limit).await;
     }
     let _ = admin_stop.send(true);
     if let Some(admin_loop) = admin_loop {
@@ -223,6 +235,8 @@ impl Runtime {
     ) -> Result<Arc<Self>, RunError> {
         let metrics = Arc::new(Metrics::new());
         let store = new_store(&config, &metrics);
+        // Before any listener accepts: the node is ready with its cache back, or not at all.
+        persist::load(&config, &store, &metrics).await?;
         let ready = Arc::new(AtomicBool::new(true));
         let (cluster, background) = start_cluster(&config, &metrics, None);
         let access = Arc::new(AccessLog::new(

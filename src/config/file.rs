@@ -173,6 +173,7 @@ pub(crate) struct CacheFile {
     pub(crate) uncacheable_ttl: Option<HumanDuration>,
     pub(crate) heuristic_fraction: Option<Spanned<u32>>,
     pub(crate) heuristic_max: Option<HumanDuration>,
+    pub(crate) persist: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -196,6 +196,9 @@ pub(crate) struct CacheConfig {
     pub(crate) heuristic_fraction: u32,
     /// Upper bound on heuristic freshness.
     pub(crate) heuristic_max: Duration,
+    /// Where the cache is written on drain and read back at start (`persist`, resolved
+    /// against the config file's directory); `None`: the cache starts empty.
+    pub(crate) persist: Option<PathBuf>,
 }
 
 /// One `[[site]]`.

@@ -275,7 +275,28 @@ fn cache(f: &CacheFile, cx: &Ctx<'_>) -> Result<CacheConfig, ConfigError> {
         uncacheable_ttl: f.uncacheable_ttl.map_or(DEFAULT_UNCACHEABLE_TTL, |d| d.0),
         heuristic_fraction,
         heuristic_max: f.heuristic_max.map_or(DEFAULT_HEURISTIC_MAX, |d| d.0),
+        persist: f.persist.as_ref().map(|p| persist(p, cx)).transpose()?,
     })
+}
+
+/// `cache.persist`: a directory (created at start when missing), not a file.
+fn persist(
+    path: &Spanned<std::path::PathBuf>,
+    cx: &Ctx<'_>,
+) -> Result<std::path::PathBuf, ConfigError> {
+    let key = "cache.persist";
+    if path.get_ref().as_os_str().is_empty() {
+        let message = "must name a directory (remove the key to start with an empty cache)";
+        return Err(cx.invalid(path.span(), key, message));
+    }
+    let resolved = cx.base_dir.join(path.get_ref());
+    match std::fs::metadata(&resolved) {
+        Ok(meta) if !meta.is_dir() => {
+            let message = format!("{} is not a directory", resolved.display());
+            Err(cx.invalid(path.span(), key, message))
+        }
+        _ => Ok(resolved),
+    }
 }
 
 /// `memory` and `max_object`; a conflict is blamed on `max_object` when it

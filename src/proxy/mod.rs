@@ -239,6 +239,7 @@ impl Proxy {
         let variants = self.store.get(&ctx.key).await;
         match lookup::decide(variants.as_deref(), &ctx.headers, &ctx.directives, now) {
             Lookup::Hit { entry, freshness } => {
+                entry.touch();
                 if entry.replica {
                     self.metrics.membership.replica_hits.inc();
                 }
@@ -246,6 +247,7 @@ impl Proxy {
                 respond::from_entry(&self.node, &entry, &ctx, now, outcome)
             }
             Lookup::StaleWhileRevalidate { entry, freshness } => {
+                entry.touch();
                 self.revalidate_in_background(&ctx, entry.clone());
                 let outcome = Outcome::stale_while_revalidate(freshness.ttl_secs());
                 respond::from_entry(&self.node, &entry, &ctx, now, outcome)

@@ -5,7 +5,7 @@
 //! plus clones of an `Arc` and `Bytes`.
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -28,6 +28,10 @@ pub struct Entry {
     /// When a soft purge made it stale (Unix seconds + 1; 0: never). The only mutable part of
     /// an entry: a soft purge marks it in place, so readers holding it see it at once.
     soft_purged: AtomicU64,
+    /// Hits served from it (relaxed, approximate): the order of the snapshot a draining node
+    /// writes, hottest first. A hit already bumps the `Arc`'s count beside it, so this costs
+    /// no extra cache-line traffic.
+    hits: AtomicU32,
 }
 
 /// What an entry is made of, as stored; [`Entry::new`] adds the purge state.
@@ -70,7 +74,28 @@ impl Entry {
         Self {
             parts,
             soft_purged: AtomicU64::new(0),
+            hits: AtomicU32::new(0),
         }
+    }
+
+    /// Count a hit.
+    pub(crate) fn touch(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn hits(&self) -> u32 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// The soft purge state as stored (Unix seconds + 1; 0: never), for the snapshot.
+    pub(crate) fn soft_purged_at(&self) -> u64 {
+        self.soft_purged.load(Ordering::Relaxed)
+    }
+
+    /// Put back what [`Entry::soft_purged_at`] and [`Entry::hits`] said (a snapshot's entry).
+    pub(crate) fn restore(&self, soft_purged_at: u64, hits: u32) {
+        self.soft_purged.store(soft_purged_at, Ordering::Relaxed);
+        self.hits.store(hits, Ordering::Relaxed);
     }
 
     pub(crate) fn current_age(&self, now: SystemTime) -> Duration {
@@ -152,6 +177,16 @@ impl Entry {
             .lifetime
             .saturating_sub(self.corrected_initial_age)
             .saturating_add(keep_stale)
+    }
+}
+
+impl Entry {
+    /// How much longer the store keeps it from `now`: [`Entry::retention`] less the time since
+    /// the response was received (zero once that has passed). The same as `retention` when it
+    /// is stored fresh from a fill; less for an entry carried over a reload or a restart.
+    pub(crate) fn retained_for(&self, now: SystemTime) -> Duration {
+        let resident = now.duration_since(self.response_time).unwrap_or_default();
+        self.retention().saturating_sub(resident)
     }
 }
 

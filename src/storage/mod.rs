@@ -8,6 +8,7 @@
 pub(crate) mod budget;
 pub(crate) mod coalesce;
 pub(crate) mod entry;
+pub(crate) mod snapshot;
 pub(crate) mod variants;
 
 use std::collections::VecDeque;
@@ -62,7 +63,7 @@ impl Expiry<String, Arc<Variants>> for RetentionExpiry {
         value: &Arc<Variants>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        value.entries().iter().map(|e| e.retention()).max()
+        retained_for(value)
     }
 
     fn expire_after_update(
@@ -72,8 +73,14 @@ impl Expiry<String, Arc<Variants>> for RetentionExpiry {
         _updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        value.entries().iter().map(|e| e.retention()).max()
+        retained_for(value)
     }
+}
+
+/// The longest any variant is still kept for, from now (see [`Entry::retained_for`]).
+fn retained_for(value: &Variants) -> Option<Duration> {
+    let now = SystemTime::now();
+    value.entries().iter().map(|e| e.retained_for(now)).max()
 }
 
 impl Store {
@@ -269,6 +276,22 @@ impl Store {
             self.cache.insert(key.as_ref().clone(), variants).await;
         }
         self.cache.run_pending_tasks().await;
+    }
+
+    /// Every stored entry with its key, for a snapshot (a scan of the whole cache: call it off
+    /// the request path, on a blocking thread).
+    pub(crate) fn all_entries(&self) -> Vec<(Arc<String>, Arc<Entry>)> {
+        let mut out = Vec::with_capacity(usize::try_from(self.cache.entry_count()).unwrap_or(0));
+        for (key, variants) in self.cache.iter() {
+            for entry in variants.entries() {
+                out.push((key.clone(), entry.clone()));
+            }
+        }
+        out
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
     }
 
     pub(crate) fn mark_uncacheable(&self, key: &str) {

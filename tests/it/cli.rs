@@ -143,7 +143,7 @@ fn run_without_config_fails_with_a_message() {
 }
 
 /// A node config for the binary on fresh loopback ports: (file, http addr, admin addr).
-fn node_file(origin: &str, extra: &str) -> (TempFile, SocketAddr, SocketAddr) {
+pub(crate) fn node_file(origin: &str, extra: &str) -> (TempFile, SocketAddr, SocketAddr) {
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let text = format!(

@@ -22,6 +22,7 @@
 //! | `dns_server` | a tiny authoritative UDP DNS server whose records tests change (not tests) |
 //! | `front_door` | smuggling vectors refused, body limits, request buffering and the minimum body rate (408), the connection limit, drains that close idle connections |
 //! | `steering` | `outpost dns-zone` on a real PowerDNS: answers by client subnet, drained and stopped nodes leave, regions fall over, the default region |
+//! | `persist` | `cache.persist` with the real binary: SIGTERM writes the cache, a restart serves it with the right Age; damaged, foreign or junk snapshots |
 //! | `cli` | `outpost check`, `outpost [run] --config`, SIGTERM drain, the memory budget, `demo` |
 
 mod harness;
@@ -40,6 +41,7 @@ mod front_door;
 mod listeners;
 mod origin_failures;
 mod origins;
+mod persist;
 mod policy;
 mod regression;
 mod shield;

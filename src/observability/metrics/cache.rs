@@ -64,6 +64,14 @@ pub(crate) struct Store {
     pub(crate) coalesced: Counter,
     pub(crate) fills_in_flight: Gauge,
     pub(crate) purged: Counter,
+    snapshot_entries: Family<SnapshotLabels, Counter>,
+    snapshots_skipped: Family<ReasonLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SnapshotLabels {
+    op: &'static str,
+    result: &'static str,
 }
 
 impl Store {
@@ -99,7 +107,30 @@ impl Store {
                 "Entries removed or marked stale by purge requests",
                 Counter::default(),
             ),
+            snapshot_entries: reg.register(
+                names::SNAPSHOT_ENTRIES,
+                "Entries of the cache.persist snapshot: op=save (saved, left_out at the deadline) and op=load (loaded, corrupt, expired, over_budget)",
+                Family::default(),
+            ),
+            snapshots_skipped: reg.register(
+                names::SNAPSHOT_SKIPPED,
+                "Snapshots not loaded whole, by reason (version, config, corrupt, io; truncated: the entries before the cut were loaded)",
+                Family::default(),
+            ),
         }
+    }
+
+    /// Count `n` snapshot entries (`op` save or load) with this result.
+    pub(crate) fn snapshot(&self, op: &'static str, result: &'static str, n: u64) {
+        self.snapshot_entries
+            .get_or_create(&SnapshotLabels { op, result })
+            .inc_by(n);
+    }
+
+    pub(crate) fn snapshot_skipped(&self, reason: &'static str) {
+        self.snapshots_skipped
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 }
 

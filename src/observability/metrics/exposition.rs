@@ -87,6 +87,9 @@ mod tests {
         shield.duration.observe(0.001);
         m.shield_fallbacks("a").inc();
         m.membership.set_node("edge-1", Some("eu-west"));
+        m.membership.handoff(true);
+        m.store.snapshot("load", "loaded", 3);
+        m.store.snapshot_skipped("corrupt");
         let text = m.encode_openmetrics();
         let golden =
             include_str!("golden.openmetrics").replace("{version}", env!("CARGO_PKG_VERSION"));
