@@ -138,6 +138,8 @@ impl View<'_> {
             .store
             .cache_entries
             .set(gauge(store.entry_count()));
+        let (owner, replica) = store.role_bytes();
+        self.metrics.store.set_role_bytes(owner, replica);
         let openmetrics = request
             .headers()
             .get(header::ACCEPT)

@@ -11,7 +11,8 @@
 //! to the key's owner in the same cluster; `s`, a shield hop to the parent tier. A request
 //! takes at most one of each ([`Hops`]), whatever the members think of the ring or of their
 //! shields, so no loop is possible. A header without `hops` (a node from before shields) is a
-//! peer hop. A request whose hop does not verify is an ordinary client request: the header is
+//! peer hop, and an empty `hops=` a request a node makes itself for a client (the owner's
+//! write-through to the key's other holders, [`Hops::default`]). A request whose hop does not verify is an ordinary client request: the header is
 //! dropped and the node routes it as usual.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -56,6 +57,9 @@ impl Hops {
 
     fn decode(text: &str) -> Option<Hops> {
         match text {
+            // No hop taken: a node's own request on behalf of a client, e.g. an owner writing
+            // an object through to its replicas (it carries the client's scheme).
+            "" => Some(Hops::default()),
             "p" => Some(Self::PEER),
             "s" => Some(Hops {
                 peer: false,

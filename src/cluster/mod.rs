@@ -59,6 +59,8 @@ const PROBE_TIMEOUT_MIN: std::time::Duration = std::time::Duration::from_secs(1)
 /// The first wait between probes of peers never yet seen alive; doubled each round while
 /// some remain unseen, up to `probe_interval`.
 const FAST_PROBE: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long a holder may take to fetch an object written through to it from this node.
+const WRITE_THROUGH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Distinct objects the hot sketch tracks well.
 const SKETCH_CAPACITY: usize = 1 << 16;
 
@@ -91,6 +93,8 @@ pub(crate) struct Cluster {
     pub(crate) peer_timeout: std::time::Duration,
     /// See [`Cluster::handoff_peer`].
     handoff: std::time::Duration,
+    /// Nodes holding each object (`replicas`), see [`Cluster::holds`].
+    pub(crate) replicas: usize,
     view: ArcSwap<View>,
     sketch: Sketch,
     pub(crate) client: PeerClient,
@@ -116,6 +120,7 @@ impl Cluster {
             probe_interval: config.probe_interval,
             peer_timeout: config.peer_timeout,
             handoff: config.handoff,
+            replicas: config.replicas,
             sketch: Sketch::new(SKETCH_CAPACITY),
             client: PeerClient::new(),
             metrics,
@@ -218,8 +223,88 @@ impl Cluster {
         self.metrics.membership.hop_limit.inc();
     }
 
+    /// Whether this node is one of the key's holders (the first `replicas` nodes of its
+    /// preference order, live or not) without being its first: it keeps a copy of what it
+    /// fetches from the owner, to serve it when the owner goes.
+    pub(crate) fn holds(&self, key_hash: u64) -> bool {
+        self.replicas > 1
+            && self
+                .view
+                .load()
+                .ring
+                .preference(key_hash, self.replicas)
+                .contains(&&self.me)
+    }
+
+    /// The key's other live holders, which the node that stored it writes it through to.
+    pub(crate) fn other_holders(&self, key_hash: u64) -> Vec<Arc<Peer>> {
+        if self.replicas < 2 {
+            return Vec::new();
+        }
+        let view = self.view.load();
+        view.ring
+            .preference(key_hash, self.replicas)
+            .into_iter()
+            .filter_map(|id| view.peers.get(id))
+            .filter(|p| p.is_alive())
+            .cloned()
+            .collect()
+    }
+
+    /// Write an object this node stored through to `holders`: each gets a HEAD for it, with a
+    /// hop header that says no hop was taken (so it routes it as a client request would, to
+    /// this node, and keeps the copy as a holder) and carries the client's scheme (the key
+    /// depends on it). A pull on the holder's side, started by this push: the body crosses
+    /// once, holder-bound, and the answer is a head. Runs in the background; a holder that
+    /// does not answer in time is counted and left to fill on its first request.
+    pub(crate) fn write_through(
+        self: &Arc<Self>,
+        holders: Vec<Arc<Peer>>,
+        https: bool,
+        target: String,
+        path_and_query: String,
+        headers: HeaderMap,
+    ) {
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            let hop = cluster.secret.sign_hops(
+                &cluster.me.0,
+                https,
+                hop::Hops::default(),
+                &Method::HEAD,
+                &target,
+                SystemTime::now(),
+            );
+            let mut headers = headers;
+            headers.insert(hop::HOP_HEADER, hop);
+            let writes = holders.iter().map(|peer| {
+                cluster.client.exchange(
+                    peer.addr,
+                    Method::HEAD,
+                    &path_and_query,
+                    headers.clone(),
+                    Bytes::new(),
+                    WRITE_THROUGH_TIMEOUT,
+                )
+            });
+            for (peer, result) in holders
+                .iter()
+                .zip(futures_util::future::join_all(writes).await)
+            {
+                let ok = matches!(result, Ok((status, _)) if status.is_success());
+                if !ok {
+                    tracing::debug!(node = %peer.id.0, ?result, "write-through to a holder failed");
+                }
+                cluster.metrics.membership.replica_write(ok);
+            }
+        });
+    }
+
     /// Whether this node should keep its own copy of a non-owned object it is fetching now.
     pub(crate) fn keep_replica(&self, key_hash: u64) -> bool {
+        if self.holds(key_hash) {
+            return true;
+        }
         match self.replicate {
             Replicate::None => false,
             Replicate::All => true,

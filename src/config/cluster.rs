@@ -71,8 +71,20 @@ pub(crate) fn cluster(f: &ClusterFile, cx: &Ctx<'_>) -> Result<ClusterConfig, Co
             return Err(cx.invalid(r.span(), "cluster.replicate", message));
         }
     };
+    let replicas = match &f.replicas {
+        None => 1,
+        Some(r) if (1..=3).contains(r.get_ref()) => *r.get_ref() as usize,
+        Some(r) => {
+            let message = format!(
+                "{} is out of range: each object is held by 1 to 3 nodes (1: the owner only)",
+                r.get_ref()
+            );
+            return Err(cx.invalid(r.span(), "cluster.replicas", message));
+        }
+    };
     Ok(ClusterConfig {
         advertise,
+        replicas,
         members,
         secret: secret.clone(),
         replicate,

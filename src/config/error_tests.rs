@@ -320,6 +320,28 @@ const CLUSTER: &[Case] = &[
         "not one of",
     ),
     (
+        "too many replicas",
+        concat!(
+            site!(),
+            "[cluster]\nadvertise = \"10.0.0.1:80\"\npeers = []\nsecret = \"0123456789abcdef\"\nreplicas = 4\n"
+        ),
+        8,
+        12,
+        "cluster.replicas",
+        "4 is out of range: each object is held by 1 to 3 nodes",
+    ),
+    (
+        "no replicas",
+        concat!(
+            site!(),
+            "[cluster]\nadvertise = \"10.0.0.1:80\"\npeers = []\nsecret = \"0123456789abcdef\"\nreplicas = 0\n"
+        ),
+        8,
+        12,
+        "cluster.replicas",
+        "0 is out of range",
+    ),
+    (
         "duplicate peer",
         concat!(
             site!(),

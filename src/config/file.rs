@@ -110,6 +110,7 @@ pub(crate) struct ClusterFile {
     pub(crate) discovery: Option<Spanned<String>>,
     pub(crate) secret: Spanned<String>,
     pub(crate) replicate: Option<Spanned<String>>,
+    pub(crate) replicas: Option<Spanned<i64>>,
     pub(crate) probe_interval: Option<Spanned<HumanDuration>>,
     pub(crate) peer_timeout: Option<Spanned<HumanDuration>>,
     pub(crate) handoff: Option<HumanDuration>,

@@ -68,6 +68,65 @@ pub(crate) struct FillJob {
     pub(crate) registered: bool,
     /// Where the response is asked for, decided by the route phase.
     pub(crate) upstream: Upstream,
+    /// The key's other holders, which a stored response is written through to.
+    pub(crate) holders: Option<Holders>,
+}
+
+/// With `replicas > 1`, the other live nodes that hold the key, and what they need to ask
+/// this node for it: a fill this node stores is written through to them.
+pub(crate) struct Holders {
+    cluster: Arc<crate::cluster::Cluster>,
+    peers: Vec<Arc<crate::cluster::peer::Peer>>,
+    https: bool,
+    authority: HeaderValue,
+    path_and_query: String,
+}
+
+impl Holders {
+    /// For a fill that stores its response here as the key's first holder (not one that asks
+    /// the owner: that one is the owner's to write through).
+    pub(crate) fn of(
+        cluster: Option<&Arc<crate::cluster::Cluster>>,
+        ctx: &super::request::RequestContext,
+        upstream: &Upstream,
+    ) -> Option<Self> {
+        let cluster = cluster.filter(|c| c.replicas > 1)?;
+        if upstream.is_owner() {
+            return None;
+        }
+        let peers = cluster.other_holders(crate::hash::key(&ctx.key));
+        (!peers.is_empty()).then(|| Self {
+            cluster: cluster.clone(),
+            peers,
+            https: ctx.client.scheme == http::uri::Scheme::HTTPS,
+            authority: ctx.authority.clone(),
+            path_and_query: ctx.path_and_query.as_str().to_owned(),
+        })
+    }
+
+    /// Ask each holder to fetch `entry` from here, with the request fields its `Vary` names
+    /// (so each gets the same variant).
+    fn write_through(&self, entry: &Entry, request_headers: &HeaderMap) {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, self.authority.clone());
+        for name in &entry.vary {
+            for value in request_headers.get_all(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        let target = format!(
+            "{}{}",
+            self.authority.to_str().unwrap_or_default(),
+            self.path_and_query
+        );
+        self.cluster.write_through(
+            self.peers.clone(),
+            self.https,
+            target,
+            self.path_and_query.clone(),
+            headers,
+        );
+    }
 }
 
 impl FillJob {
@@ -431,9 +490,13 @@ async fn stream_body(
         if purged {
             job.site.metrics.discarded(Discard::Purged);
         } else {
+            let entry = Arc::new(entry);
             store
-                .insert(&job.key, Arc::new(entry), policy.max_variants)
+                .insert(&job.key, entry.clone(), policy.max_variants)
                 .await;
+            if let Some(holders) = &job.holders {
+                holders.write_through(&entry, &job.request_headers);
+            }
         }
     } else if let Err(e) = &result {
         // The head went out saying `stored` (Cache-Status is sent before the body): counted

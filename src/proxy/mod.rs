@@ -484,6 +484,7 @@ impl Proxy {
             request_cc: ctx.directives.clone(),
             stale,
             registered,
+            holders: fill::Holders::of(self.cluster.as_ref(), ctx, &upstream),
             upstream,
         };
         tokio::spawn(fill::run(job, Publisher::new(fill)));

@@ -55,6 +55,9 @@ pub(crate) struct Target {
     shield: Option<Arc<ShieldTier>>,
     /// Shield nodes that could not be reached for this fill (two, and the origin is asked).
     shields_failed: u8,
+    /// Holders of the key that could not be reached for this fill (`replicas - 1` of them,
+    /// and the shield tier or the origin is asked).
+    holders_failed: u8,
     /// The hops the request had taken when it reached this node.
     taken: Hops,
 }
@@ -76,6 +79,7 @@ pub(crate) fn route(cluster: Option<&Arc<Cluster>>, ctx: &RequestContext) -> Ups
         key_hash,
         shield: ctx.site.shield.clone(),
         shields_failed: 0,
+        holders_failed: 0,
         taken: ctx.hops,
     };
     match cluster.route(key_hash) {
@@ -109,6 +113,25 @@ pub(crate) fn route(cluster: Option<&Arc<Cluster>>, ctx: &RequestContext) -> Ups
             None => to_shield(to),
         },
     }
+}
+
+/// The owner `failed` could not be reached: its next holder, if there is one to try.
+fn next_holder(failed: NodeHop) -> Upstream {
+    let to = failed.to;
+    let tries = usize::from(to.holders_failed) + 1;
+    let next = match to.cluster.route(to.key_hash) {
+        Route::Peer(peer) if tries < to.cluster.replicas && peer.id != failed.peer.id => peer,
+        _ => return to_shield(to),
+    };
+    Upstream::Owner(NodeHop {
+        peer: next,
+        hops: failed.hops,
+        keep_replica: failed.keep_replica,
+        to: Target {
+            holders_failed: to.holders_failed + 1,
+            ..to
+        },
+    })
 }
 
 /// This node owns the key: the site's shield tier if it has one and the request has not been
@@ -145,13 +168,16 @@ fn to_shield(to: Target) -> Upstream {
 
 impl Upstream {
     /// Where the fill goes after the node it asked could not be reached (that node has been
-    /// ejected by then). After the owner, the shield tier or the origin, and the response is
+    /// ejected by then). After the owner, with `replicas > 1`, the next live node of the key's
+    /// preference order, its next holder, which serves it from its copy (up to `replicas - 1`
+    /// of them); then, or with one replica, the shield tier or the origin, and the response is
     /// stored here: with the owner gone, this node or its successor owns the key. After a
     /// shield node, the next live one of the tier, once; then the origin, counted.
     pub(crate) fn unreachable(&mut self) {
         *self = match std::mem::replace(self, Upstream::Origin) {
             Upstream::Origin => Upstream::Origin,
-            Upstream::Owner(owner) | Upstream::Handoff(owner) => to_shield(owner.to),
+            Upstream::Owner(owner) => next_holder(owner),
+            Upstream::Handoff(owner) => to_shield(owner.to),
             Upstream::Shield(failed) => to_shield(Target {
                 shields_failed: failed.to.shields_failed + 1,
                 ..failed.to

@@ -12,7 +12,7 @@ pub(crate) mod snapshot;
 pub(crate) mod variants;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -40,6 +40,30 @@ pub struct Store {
     /// Recent purges by tag, newest last: a fill that fetched before one of them must not
     /// store a response carrying a purged tag. Bounded; consulted once per stored fill.
     tag_purges: Mutex<VecDeque<(SystemTime, Arc<[String]>)>>,
+    /// Bytes of entries this node holds as the key's owner and as a replica (entry weights
+    /// without keys), for `outpost_cache_role_bytes`: added when a value is written, taken
+    /// off when moka drops it (the eviction listener sees every removal and replacement).
+    roles: Arc<RoleBytes>,
+}
+
+#[derive(Default)]
+struct RoleBytes {
+    owner: AtomicI64,
+    replica: AtomicI64,
+}
+
+impl RoleBytes {
+    fn add(&self, value: &Variants, sign: i64) {
+        for entry in value.entries() {
+            let weight = i64::try_from(entry.weight()).unwrap_or(i64::MAX) * sign;
+            let role = if entry.replica {
+                &self.replica
+            } else {
+                &self.owner
+            };
+            role.fetch_add(weight, Ordering::Relaxed);
+        }
+    }
 }
 
 /// How many recent tag purges fills are checked against (older fills than that many purges
@@ -85,6 +109,8 @@ fn retained_for(value: &Variants) -> Option<Duration> {
 
 impl Store {
     pub fn new(memory: u64, uncacheable_ttl: Duration, on_evict: EvictionHook) -> Self {
+        let roles = Arc::new(RoleBytes::default());
+        let dropped = roles.clone();
         let cache = Cache::builder()
             .max_capacity(memory)
             .weigher(|key: &String, value: &Arc<Variants>| {
@@ -92,7 +118,10 @@ impl Store {
                 u32::try_from(weight).unwrap_or(u32::MAX)
             })
             .expire_after(RetentionExpiry)
-            .eviction_listener(move |_key, _value, cause| on_evict(cause))
+            .eviction_listener(move |_key, value: Arc<Variants>, cause| {
+                dropped.add(&value, -1);
+                on_evict(cause);
+            })
             .support_invalidation_closures()
             .build();
         let uncacheable = moka::sync::Cache::builder()
@@ -105,7 +134,14 @@ impl Store {
             unapplied: AtomicU64::new(0),
             capacity: memory,
             tag_purges: Mutex::new(VecDeque::new()),
+            roles,
         }
+    }
+
+    /// Bytes held as owner and as replica (see [`Store::weighted_size`] for the total).
+    pub(crate) fn role_bytes(&self) -> (u64, u64) {
+        let read = |a: &AtomicI64| u64::try_from(a.load(Ordering::Relaxed)).unwrap_or(0);
+        (read(&self.roles.owner), read(&self.roles.replica))
     }
 
     pub async fn get(&self, key: &str) -> Option<Arc<Variants>> {
@@ -116,7 +152,8 @@ impl Store {
     /// atomic per key, so two fills of different variants cannot drop each other's.
     pub async fn insert(&self, key: &str, entry: Arc<Entry>, max_variants: usize) {
         let weight = entry.weight();
-        self.cache
+        let stored = self
+            .cache
             .entry_by_ref(key)
             .and_upsert_with(|existing| async move {
                 Arc::new(match existing {
@@ -125,6 +162,7 @@ impl Store {
                 })
             })
             .await;
+        self.roles.add(stored.value(), 1);
         self.uncacheable.invalidate(key);
         let unapplied = self.unapplied.fetch_add(weight, Ordering::Relaxed) + weight;
         if unapplied > self.capacity / 16 {
@@ -246,6 +284,7 @@ impl Store {
                     Some(kept) if kept.entries().len() == before => Op::Nop,
                     Some(kept) => {
                         *removed_ref = before - kept.entries().len();
+                        self.roles.add(&kept, 1);
                         Op::Put(Arc::new(kept))
                     }
                 }
@@ -273,6 +312,7 @@ impl Store {
     pub(crate) async fn take_from(&self, old: &Store) {
         let entries: Vec<(Arc<String>, Arc<Variants>)> = old.cache.iter().collect();
         for (key, variants) in entries {
+            self.roles.add(&variants, 1);
             self.cache.insert(key.as_ref().clone(), variants).await;
         }
         self.cache.run_pending_tasks().await;
@@ -337,6 +377,10 @@ mod tests {
     use crate::cache::vary::SecondaryKey;
 
     fn entry(size: usize) -> Arc<Entry> {
+        entry_as(size, false)
+    }
+
+    fn entry_as(size: usize, replica: bool) -> Arc<Entry> {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
         Arc::new(Entry::new(EntryParts {
@@ -351,7 +395,7 @@ mod tests {
             directives: ResponseDirectives::default(),
             has_validators: false,
             tags: Box::new([]),
-            replica: false,
+            replica,
         }))
     }
 
@@ -377,6 +421,30 @@ mod tests {
                     store.run_pending_tasks().await;
                     prop_assert!(store.weighted_size() <= BUDGET);
                 }
+                Ok(())
+            })?;
+        }
+
+        #[test]
+        fn role_bytes_add_up_to_what_is_stored(
+            ops in proptest::collection::vec((0u8..24, 0usize..120_000, any::<bool>(), any::<bool>()), 1..80),
+        ) {
+            runtime().block_on(async {
+                let store = Store::new(BUDGET, Duration::from_secs(30), Arc::new(|_| {}));
+                for (k, size, replica, purge) in &ops {
+                    let key = format!("http://a.test/{k}");
+                    if *purge {
+                        store.purge(&key).await;
+                    } else {
+                        store.insert(&key, entry_as(*size, *replica), 16).await;
+                    }
+                }
+                store.run_pending_tasks().await;
+                let (mut owner, mut replica) = (0, 0);
+                for (_, e) in store.all_entries() {
+                    if e.replica { replica += e.weight() } else { owner += e.weight() }
+                }
+                prop_assert_eq!(store.role_bytes(), (owner, replica));
                 Ok(())
             })?;
         }

@@ -17,6 +17,7 @@
 //! | `stale` | RFC 5861, on one node and through a non-owner: stale-while-revalidate, stale-if-error |
 //! | `regression` | one test per bug found, named after it |
 //! | `cluster` | 3-node clusters: ring ownership, one origin fetch per object, hop MAC, failover, replicas, cluster purge, admin pages |
+//! | `replicas` | `[cluster] replicas = 2` with real processes: fills written through to the second holder, a SIGKILLed node's objects served from the copies (origin asked ≤ 3 times for 300) |
 //! | `shield` | regions and the shield tier: two regions fill from one shield (origin once per object, Cache-Status names the shield), coalescing across tiers, shields down, mutual shields stop after one shield hop |
 //! | `discovery` | cluster members from DNS (A/AAAA, SRV) on a real in-process DNS server: TTLs, outages |
 //! | `dns_server` | a tiny authoritative UDP DNS server whose records tests change (not tests) |
@@ -44,6 +45,7 @@ mod origins;
 mod persist;
 mod policy;
 mod regression;
+mod replicas;
 mod shield;
 mod stale;
 mod steering;

@@ -172,6 +172,12 @@ impl Outpost {
         assert!(status.success(), "kill -TERM failed: {status}");
     }
 
+    /// `kill -KILL <pid>`: gone at once, no drain.
+    pub fn sigkill(&mut self) {
+        let _ = self.child.kill();
+        self.exited = self.child.wait().ok();
+    }
+
     /// Wait (polling, bounded) for the process to exit.
     pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
         let start = Instant::now();

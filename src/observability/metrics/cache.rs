@@ -59,6 +59,7 @@ struct ReasonLabel {
 /// The node-wide cache handles (public fields of [`super::Metrics`]).
 pub(crate) struct Store {
     pub(crate) cache_bytes: Gauge,
+    role_bytes: Family<RoleLabel, Gauge>,
     pub(crate) cache_capacity: Gauge,
     pub(crate) cache_entries: Gauge,
     pub(crate) coalesced: Counter,
@@ -66,6 +67,11 @@ pub(crate) struct Store {
     pub(crate) purged: Counter,
     snapshot_entries: Family<SnapshotLabels, Counter>,
     snapshots_skipped: Family<ReasonLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabel {
+    role: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -81,6 +87,11 @@ impl Store {
                 names::CACHE_BYTES,
                 "Bytes held by the cache",
                 Gauge::default(),
+            ),
+            role_bytes: reg.register(
+                names::CACHE_ROLE_BYTES,
+                "Bytes of cached entries by role: owner (this node filled them) or replica (copies of objects another node owns)",
+                Family::default(),
             ),
             cache_capacity: reg.register(
                 names::CACHE_CAPACITY,
@@ -117,6 +128,15 @@ impl Store {
                 "Snapshots not loaded whole, by reason (version, config, corrupt, io; truncated: the entries before the cut were loaded)",
                 Family::default(),
             ),
+        }
+    }
+
+    /// Set the bytes held as owner and as replica.
+    pub(crate) fn set_role_bytes(&self, owner: u64, replica: u64) {
+        for (role, bytes) in [("owner", owner), ("replica", replica)] {
+            self.role_bytes
+                .get_or_create(&RoleLabel { role })
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
     }
 

@@ -90,6 +90,8 @@ mod tests {
         m.membership.handoff(true);
         m.store.snapshot("load", "loaded", 3);
         m.store.snapshot_skipped("corrupt");
+        m.store.set_role_bytes(100, 20);
+        m.membership.replica_write(true);
         let text = m.encode_openmetrics();
         let golden =
             include_str!("golden.openmetrics").replace("{version}", env!("CARGO_PKG_VERSION"));

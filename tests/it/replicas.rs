@@ -1,0 +1,156 @@
+//! `[cluster] replicas`: each object is held by the first `replicas` nodes of its preference
+//! order, the owner writing every fill through to the others, so a node that dies (SIGKILL,
+//! real processes) takes none of the cache with it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http::Method;
+
+use crate::harness::*;
+use crate::util::{self, Outpost, TempFile, free_port, wait_answering};
+
+const SECRET: &str = "replicas-test-cluster-secret";
+
+struct Member {
+    http: SocketAddr,
+    admin: SocketAddr,
+    process: Outpost,
+    _file: TempFile,
+}
+
+async fn start_three(origin: &Origin, replicas: usize) -> Vec<Member> {
+    let addr = || -> SocketAddr { format!("127.0.0.1:{}", free_port()).parse().expect("addr") };
+    let https: Vec<SocketAddr> = (0..3).map(|_| addr()).collect();
+    let admins: Vec<SocketAddr> = (0..3).map(|_| addr()).collect();
+    let peers: Vec<String> = https.iter().map(|a| format!("\"{a}\"")).collect();
+    let mut members = Vec::new();
+    for i in 0..3 {
+        let text = format!(
+            r#"
+[node]
+name = "node-{i}"
+[listen]
+http = ["{http}"]
+[admin]
+listen = "{admin}"
+token = "secret"
+[cluster]
+advertise = "{http}"
+peers = [{peers}]
+secret = "{SECRET}"
+probe_interval = "100ms"
+replicate = "none"
+replicas = {replicas}
+[[site]]
+hosts = ["example.test"]
+origin = ["{origin}"]
+"#,
+            http = https[i],
+            admin = admins[i],
+            peers = peers.join(", "),
+            origin = origin.url(),
+        );
+        let file = TempFile::new("replicas", &text);
+        let process = Outpost::spawn(&["run", "--config", &file.shown()]);
+        members.push(Member {
+            http: https[i],
+            admin: admins[i],
+            process,
+            _file: file,
+        });
+    }
+    for m in &mut members {
+        wait_answering(&mut m.process, m.admin, "/healthz", "admin").await;
+        let admin = m.admin;
+        wait_until("every peer alive", Duration::from_secs(10), || async move {
+            let r = util::admin_get(admin, "/cluster", &[]).await;
+            let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            let members = json["members"].as_array().cloned().unwrap_or_default();
+            members.len() == 3 && members.iter().all(|m| m["alive"] == true)
+        })
+        .await;
+    }
+    members
+}
+
+async fn get_from(http: SocketAddr, path: &str) -> Resp {
+    send(http, Method::GET, path, "example.test", &[], Bytes::new()).await
+}
+
+async fn metric(admin: SocketAddr, sample: &str) -> f64 {
+    let text = util::admin_get(admin, "/metrics", &[]).await.text();
+    util::sample(&text, sample).unwrap_or(0.0)
+}
+
+const OBJECTS: usize = 300;
+
+/// 300 objects cached through three nodes, then one node SIGKILLed and every object asked
+/// again, all at once, through the two left: with `replicas = 2` each object's other holder
+/// serves it from its copy (at most 3 origin fetches, 0 failures); with one replica the dead
+/// node's third goes back to the origin, which shows the test can fail.
+#[tokio::test]
+async fn with_two_replicas_a_killed_node_costs_the_origin_almost_nothing() {
+    for (replicas, refetched_at_most) in [(2, 3), (1, usize::MAX)] {
+        let origin = Origin::start(|seen, _| {
+            Reply::ok(format!("body of {}", seen.path)).cache("max-age=600")
+        })
+        .await;
+        let mut nodes = start_three(&origin, replicas).await;
+        for i in 0..OBJECTS {
+            let r = get_from(nodes[i % 3].http, &format!("/r/{i}")).await;
+            assert_eq!(r.status, 200);
+        }
+        assert_eq!(origin.total(), OBJECTS);
+        if replicas == 2 {
+            // Every stored object was written through to its other holder.
+            let writes = r#"outpost_replica_writes_total{result="ok"}"#;
+            wait_until("write-through done", Duration::from_secs(20), || {
+                let admins: Vec<SocketAddr> = nodes.iter().map(|n| n.admin).collect();
+                async move {
+                    let mut sum = 0.0;
+                    for admin in admins {
+                        sum += metric(admin, writes).await;
+                    }
+                    sum >= OBJECTS as f64
+                }
+            })
+            .await;
+            for n in &nodes {
+                let replica = metric(n.admin, r#"outpost_cache_role_bytes{role="replica"}"#).await;
+                let owner = metric(n.admin, r#"outpost_cache_role_bytes{role="owner"}"#).await;
+                assert!(
+                    replica > 0.0 && owner > 0.0,
+                    "owner {owner} replica {replica}"
+                );
+            }
+        }
+        nodes[2].process.sigkill();
+        let answers = join_all((0..OBJECTS).map(|i| {
+            let http = nodes[i % 2].http;
+            async move { (i, get_from(http, &format!("/r/{i}")).await) }
+        }))
+        .await;
+        for (i, r) in &answers {
+            assert_eq!(r.status, 200, "/r/{i}: {}", r.cache_status());
+            assert_eq!(r.text(), format!("body of /r/{i}"));
+        }
+        let refetched = origin.total() - OBJECTS;
+        if refetched_at_most == usize::MAX {
+            assert!(
+                refetched > 50,
+                "replicas = 1: only {refetched} fetched again"
+            );
+        } else {
+            assert!(
+                refetched <= refetched_at_most,
+                "replicas = {replicas}: {refetched} of {OBJECTS} fetched again"
+            );
+        }
+        for n in &mut nodes {
+            n.process.sigkill();
+        }
+    }
+}
