@@ -370,8 +370,12 @@ async fn a_stored_object_costs_about_its_weight_in_rss() {
     let grew = node.rss_bytes().saturating_sub(rss_before) as f64;
     let weighed = must_sample(&metrics_text(admin).await, "outpost_cache_bytes") - bytes_before;
     assert!(weighed >= (40 * MIB) as f64, "weighed {weighed}");
+    // Plus a fixed slack for the allocator: mimalloc keeps freed pages in per-thread heaps,
+    // and how many a fill leaves behind depends on which worker threads ran it (measured 0 to
+    // 14 MiB over 40 objects on a busy machine). A body that pinned its read buffers, or was
+    // kept twice, would cost 80 MiB or more here.
     assert!(
-        grew < weighed * 1.2,
+        grew < weighed * 1.2 + (12 * MIB) as f64,
         "40 stored 1 MiB objects grew RSS by {:.1} MiB but weigh {:.1} MiB",
         grew / MIB as f64,
         weighed / MIB as f64
