@@ -5,6 +5,7 @@
 //! in — so every rule can be unit-tested without sockets and the async proxy
 //! only has to ask questions and act on the answers.
 
+pub(crate) mod chunk;
 pub(crate) mod conditional;
 pub(crate) mod control;
 pub(crate) mod date;

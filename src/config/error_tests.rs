@@ -130,10 +130,10 @@ const MISSING_KEYS_AND_TYPES: &[Case] = &[
 const SIZES_AND_DURATIONS: &[Case] = &[
     ("memory lots", concat!("[cache]\nmemory = \"lots\"\n", site!()), 2, 10, "cache.memory", "\"lots\" is not a size; use"),
     ("dotted memory", concat!("cache.memory = \"lots\"\n", site!()), 1, 16, "cache.memory", "is not a size"),
-    ("max_object > memory", concat!("[cache]\nmemory = \"2MiB\"\nmax_object = \"3MiB\"\n", site!()), 3, 14, "cache.max_object", "3MiB is larger than cache.memory (2MiB)"),
-    ("memory < default max_object", concat!("[cache]\nmemory = \"32MiB\"\n", site!()), 2, 10, "cache.memory", "smaller than cache.max_object (default 64MiB)"),
     ("memory too small", concat!("[cache]\nmemory = 1000\nmax_object = 1\n", site!()), 2, 10, "cache.memory", "minimum is 1MiB"),
-    ("max_object 4GiB", concat!("[cache]\nmemory = \"8GiB\"\nmax_object = \"4GiB\"\n", site!()), 3, 14, "cache.max_object", "4GiB-1"),
+    ("max_object 2TiB", concat!("[cache]\nmemory = \"8GiB\"\nmax_object = \"2TiB\"\n", site!()), 3, 14, "cache.max_object", "the maximum is 1TiB"),
+    ("chunk_size tiny", concat!("[cache]\nchunk_size = \"4KiB\"\n", site!()), 2, 14, "cache.chunk_size", "use 64KiB to 64MiB"),
+    ("chunk_size > memory", concat!("[cache]\nmemory = \"2MiB\"\nchunk_size = \"4MiB\"\n", site!()), 3, 14, "cache.chunk_size", "4MiB is larger than cache.memory (2MiB)"),
     ("max_object zero", concat!("[cache]\nmax_object = 0\n", site!()), 2, 14, "cache.max_object", "greater than zero"),
     ("fraction", concat!("[cache]\nheuristic_fraction = 101\n", site!()), 2, 22, "cache.heuristic_fraction", "between 0 and 100"),
     ("header bytes", concat!("[listen]\nmax_header_bytes = \"1KiB\"\n", site!()), 2, 20, "listen.max_header_bytes", "minimum is 8KiB"),

@@ -36,8 +36,14 @@ pub(crate) const DEFAULT_REQUEST_BODY_MIN_RATE: u64 = 1 << 10;
 pub(crate) const DEFAULT_CACHE_MEMORY: u64 = 512 << 20;
 pub(crate) const MIN_CACHE_MEMORY: u64 = 1 << 20;
 pub(crate) const DEFAULT_MAX_OBJECT: u64 = 64 << 20;
-/// Objects are addressed with 32-bit lengths in the store.
-pub(crate) const MAX_MAX_OBJECT: u64 = (4 << 30) - 1;
+/// Larger objects than a node's memory are stored in chunks across the cluster; this bounds a
+/// typo, not the design.
+pub(crate) const MAX_MAX_OBJECT: u64 = 1 << 40;
+/// Entries are weighed with 32-bit weights in the store: what is stored whole stays below.
+pub(crate) const MAX_WHOLE_OBJECT: u64 = (4 << 30) - 1;
+pub(crate) const DEFAULT_CHUNK_SIZE: u64 = 1 << 20;
+pub(crate) const MIN_CHUNK_SIZE: u64 = 64 << 10;
+pub(crate) const MAX_CHUNK_SIZE: u64 = 64 << 20;
 pub(crate) const DEFAULT_UNCACHEABLE_TTL: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_HEURISTIC_FRACTION: u32 = 10;
 pub(crate) const DEFAULT_HEURISTIC_MAX: Duration = Duration::from_secs(86_400);
@@ -171,6 +177,7 @@ pub(crate) struct AdminFile {
 pub(crate) struct CacheFile {
     pub(crate) memory: Option<Spanned<ByteSize>>,
     pub(crate) max_object: Option<Spanned<ByteSize>>,
+    pub(crate) chunk_size: Option<Spanned<ByteSize>>,
     pub(crate) uncacheable_ttl: Option<HumanDuration>,
     pub(crate) heuristic_fraction: Option<Spanned<u32>>,
     pub(crate) heuristic_max: Option<HumanDuration>,

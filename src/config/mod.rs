@@ -190,8 +190,11 @@ pub(crate) struct AdminConfig {
 pub(crate) struct CacheConfig {
     /// Bytes of memory for cached objects (≥ 1MiB).
     pub(crate) memory: u64,
-    /// Largest cacheable object in bytes (≤ `memory`, ≤ 4GiB−1).
+    /// Largest cacheable object in bytes (≤ 1TiB); larger than `chunk_size`, one is stored
+    /// in chunks spread over the cluster, so it may exceed `memory`.
     pub(crate) max_object: u64,
+    /// The size of one chunk of an object stored in chunks (64KiB..=64MiB, ≤ `memory`).
+    pub(crate) chunk_size: u64,
     /// How long a key that answered uncacheable skips request coalescing.
     pub(crate) uncacheable_ttl: Duration,
     /// Heuristic freshness as a percentage of the age since
@@ -202,6 +205,14 @@ pub(crate) struct CacheConfig {
     /// Where the cache is written on drain and read back at start (`persist`, resolved
     /// against the config file's directory); `None`: the cache starts empty.
     pub(crate) persist: Option<PathBuf>,
+}
+
+impl CacheConfig {
+    /// The largest object stored whole (one that cannot be chunked: no validator, an
+    /// origin that ignores `Range`): within `max_object`, `memory` and the store's weights.
+    pub(crate) fn whole_max(&self) -> u64 {
+        self.max_object.min(self.memory).min(file::MAX_WHOLE_OBJECT)
+    }
 }
 
 /// One `[[site]]`.

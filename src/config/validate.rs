@@ -260,7 +260,7 @@ fn admin_token(v: &Spanned<String>, cx: &Ctx<'_>) -> Result<String, ConfigError>
 }
 
 fn cache(f: &CacheFile, cx: &Ctx<'_>) -> Result<CacheConfig, ConfigError> {
-    let (memory, max_object) = cache_sizes(f, cx)?;
+    let (memory, max_object, chunk_size) = cache_sizes(f, cx)?;
     let heuristic_fraction = match &f.heuristic_fraction {
         Some(v) if *v.get_ref() > 100 => {
             let message = "is a percentage and must be between 0 and 100";
@@ -272,6 +272,7 @@ fn cache(f: &CacheFile, cx: &Ctx<'_>) -> Result<CacheConfig, ConfigError> {
     Ok(CacheConfig {
         memory,
         max_object,
+        chunk_size,
         uncacheable_ttl: f.uncacheable_ttl.map_or(DEFAULT_UNCACHEABLE_TTL, |d| d.0),
         heuristic_fraction,
         heuristic_max: f.heuristic_max.map_or(DEFAULT_HEURISTIC_MAX, |d| d.0),
@@ -299,38 +300,56 @@ fn persist(
     }
 }
 
-/// `memory` and `max_object`; a conflict is blamed on `max_object` when it
-/// is in the file, otherwise on `memory`.
-fn cache_sizes(f: &CacheFile, cx: &Ctx<'_>) -> Result<(u64, u64), ConfigError> {
+/// `memory`, `max_object` and `chunk_size`.
+fn cache_sizes(f: &CacheFile, cx: &Ctx<'_>) -> Result<(u64, u64, u64), ConfigError> {
     let memory = size(&f.memory, DEFAULT_CACHE_MEMORY);
     let max_object = size(&f.max_object, DEFAULT_MAX_OBJECT);
-    let (shown_memory, shown_object) = (ByteSize(memory), ByteSize(max_object));
-    let memory_problem = match memory {
-        n if n < MIN_CACHE_MEMORY => {
-            Some(format!("{shown_memory} is too small; the minimum is 1MiB"))
-        }
-        n if n < max_object && f.max_object.is_none() => Some(format!(
-            "{shown_memory} is smaller than cache.max_object (default {shown_object})"
-        )),
-        _ => None,
-    };
-    if let (Some(message), Some(v)) = (memory_problem, &f.memory) {
+    let chunk_size = size(&f.chunk_size, DEFAULT_CHUNK_SIZE);
+    if let Some(v) = &f.memory
+        && memory < MIN_CACHE_MEMORY
+    {
+        let message = format!("{} is too small; the minimum is 1MiB", ByteSize(memory));
         return Err(cx.invalid(v.span(), "cache.memory", message));
     }
     let object_problem = match max_object {
         0 => Some("must be greater than zero".to_owned()),
-        n if n > MAX_MAX_OBJECT => Some(format!(
-            "{shown_object} is too large; the maximum is 4GiB-1 (4294967295)"
-        )),
-        n if n > memory => Some(format!(
-            "{shown_object} is larger than cache.memory ({shown_memory})"
-        )),
+        n if n > MAX_MAX_OBJECT => {
+            Some(format!("{} is too large; the maximum is 1TiB", ByteSize(n)))
+        }
         _ => None,
     };
     if let (Some(message), Some(v)) = (object_problem, &f.max_object) {
         return Err(cx.invalid(v.span(), "cache.max_object", message));
     }
-    Ok((memory, max_object))
+    let chunk_problem = match chunk_size {
+        n if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&n) => Some(format!(
+            "{} is out of range; use 64KiB to 64MiB",
+            ByteSize(n)
+        )),
+        n if n > memory => Some(format!(
+            "{} is larger than cache.memory ({})",
+            ByteSize(n),
+            ByteSize(memory)
+        )),
+        _ => None,
+    };
+    if let Some(message) = chunk_problem {
+        return Err(match &f.chunk_size {
+            Some(v) => cx.invalid(v.span(), "cache.chunk_size", message),
+            None => match &f.memory {
+                Some(v) => cx.invalid(
+                    v.span(),
+                    "cache.memory",
+                    format!(
+                        "is smaller than cache.chunk_size (default {})",
+                        ByteSize(chunk_size)
+                    ),
+                ),
+                None => cx.invalid(0..0, "cache.chunk_size", message),
+            },
+        });
+    }
+    Ok((memory, max_object, chunk_size))
 }
 
 fn size(v: &Option<Spanned<ByteSize>>, default: u64) -> u64 {

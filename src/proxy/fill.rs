@@ -16,6 +16,7 @@ use super::headers::{append_list, strip_hop_by_hop};
 use super::request::Site;
 use super::route::Upstream;
 use super::store::{self, OriginHead, content_length};
+use crate::cache::chunk::{self, CHUNK_HEADER, ChunkMap, ChunkRequest};
 use crate::cache::conditional::{head_describes, selects};
 use crate::cache::control::RequestDirectives;
 use crate::cache::freshness;
@@ -70,6 +71,8 @@ pub(crate) struct FillJob {
     pub(crate) upstream: Upstream,
     /// The key's other holders, which a stored response is written through to.
     pub(crate) holders: Option<Holders>,
+    /// The chunk this fill is for (`key` is the chunk's), asked with `Range` and `If-Range`.
+    pub(crate) chunk: Option<ChunkRequest>,
 }
 
 /// With `replicas > 1`, the other live nodes that hold the key, and what they need to ask
@@ -166,6 +169,12 @@ impl FillJob {
                 self.site.origin.first_byte_timeout() + Duration::from_secs(1)
             };
             let mut request = std::borrow::Cow::Borrowed(&self.request);
+            if let Some(chunk) = &self.chunk {
+                request
+                    .to_mut()
+                    .headers
+                    .insert(CHUNK_HEADER, chunk.marker());
+            }
             if handoff {
                 // Only what it holds: a miss there is answered at once (504), not fetched.
                 append_list(
@@ -280,7 +289,13 @@ async fn respond_with(
     if head_request {
         freshen_from_head(job, &publisher, head, &headers).await;
     }
-    let (fill_head, share) = fill_head(job, head, headers.clone(), set_cookie);
+    let (fill_head, share, chunks) = fill_head(job, head, headers.clone(), set_cookie);
+    if let Some(map) = chunks {
+        // Fetched chunk by chunk instead, each by its owner: the whole body is not read.
+        drop(body);
+        store_manifest(job, publisher, head, headers, map, share).await;
+        return;
+    }
     let storing = fill_head.storing;
     let not_owner = fill_head.not_stored == Some(NoCacheReason::NotOwner);
     publisher.head(fill_head, share);
@@ -294,6 +309,42 @@ async fn respond_with(
         publisher.start_trimming();
     }
     stream_body(job, publisher, head, headers, body, storing).await;
+}
+
+/// A representation to be stored in chunks: its manifest is stored, and every subscriber
+/// serves it from the chunks (fetched as it streams).
+async fn store_manifest(
+    job: &FillJob,
+    publisher: Publisher<FillHead>,
+    head: &OriginHead<'_>,
+    mut headers: HeaderMap,
+    map: ChunkMap,
+    share: Share,
+) {
+    if matches!(job.upstream, Upstream::Shield(_) | Upstream::Handoff(_)) {
+        headers.remove("cache-status");
+    }
+    let policy = &job.site.policy;
+    let entry = Arc::new(store::build_manifest(
+        head,
+        headers,
+        map,
+        &job.request_headers,
+        policy,
+    ));
+    let store = &job.proxy.store;
+    let purged =
+        publisher.fill().discarded() || store.tag_purged_since(head.request_time, &entry.tags);
+    if purged {
+        job.site.metrics.discarded(Discard::Purged);
+    } else {
+        store
+            .insert(&job.key, entry.clone(), policy.max_variants)
+            .await;
+        job.proxy.metrics.store.chunked_objects.inc();
+    }
+    job.leave(&publisher);
+    publisher.entry(entry, share);
 }
 
 /// A 304 freshened the stale entry (RFC 9111 §4.3.4). The merged response is checked again:
@@ -366,7 +417,7 @@ async fn freshen_from_head(
     if head.status != StatusCode::OK {
         return;
     }
-    if !head_describes(&stale.headers, stale.body.len() as u64, headers) {
+    if !head_describes(&stale.headers, stale.len(), headers) {
         stale.mark_stale(SystemTime::now());
         return;
     }
@@ -374,25 +425,76 @@ async fn freshen_from_head(
     let _ = store_refreshed(job, publisher, head, stale, headers).await;
 }
 
-/// What subscribers learn from the response head, and who may use the response.
+/// What subscribers learn from the response head, and who may use the response; and, for a
+/// representation to be stored in chunks, their map.
 fn fill_head(
     job: &FillJob,
     head: &OriginHead<'_>,
     headers: HeaderMap,
     set_cookie: Vec<HeaderValue>,
-) -> (FillHead, Share) {
+) -> (FillHead, Share, Option<ChunkMap>) {
     let policy = &job.site.policy;
     let cc = policy.directives(head.status, &headers);
     let length = content_length(&headers);
-    let storable = store::storability(&job.request_headers, &job.request_cc, head, &cc, policy);
+    let storable = match &job.chunk {
+        None => store::storability(&job.request_headers, &job.request_cc, head, &cc, policy),
+        // A chunk's 206 is judged as the 200 it is part of (RFC 9111 §3.3); any other answer
+        // to a chunk request is passed back, unstored, to the node that checks it.
+        Some(chunk) => match chunk::check(chunk, head.status, &headers, head.response_time) {
+            Ok(()) => {
+                let whole = OriginHead {
+                    status: StatusCode::OK,
+                    ..*head
+                };
+                store::storability(&job.request_headers, &job.request_cc, &whole, &cc, policy)
+            }
+            Err(_) => Err(NoCacheReason::Status),
+        },
+    };
+    let vary = policy.vary_fields(&headers);
+    let proxy = &job.proxy;
+    let chunks = match storable {
+        Ok(()) if job.chunk.is_none() && job.request.method == Method::GET => {
+            let unchunkable = proxy.store.is_unchunkable(&job.key);
+            let now = head.response_time;
+            let varies = !vary.is_empty();
+            (!unchunkable)
+                .then(|| {
+                    chunk::plan(
+                        head.status,
+                        &headers,
+                        varies,
+                        proxy.chunk_size,
+                        proxy.max_object,
+                        now,
+                    )
+                })
+                .flatten()
+        }
+        _ => None,
+    };
     let not_stored = match storable {
         // A HEAD response has no body to store; it freshened the stored GET response, if any.
         _ if job.request.method == Method::HEAD => Some(NoCacheReason::Method),
+        // A client's range, answered by the owner from its object.
+        Err(NoCacheReason::Status)
+            if head.status == StatusCode::PARTIAL_CONTENT
+                && job.chunk.is_none()
+                && !job.upstream.stores_here() =>
+        {
+            Some(NoCacheReason::NotOwner)
+        }
         Err(reason) => Some(reason),
-        Ok(()) if length.is_some_and(|l| l > job.proxy.max_object) => Some(NoCacheReason::TooLarge),
+        Ok(()) if length.is_some_and(|l| l > proxy.max_object) => Some(NoCacheReason::TooLarge),
         Ok(()) if !job.upstream.stores_here() => Some(NoCacheReason::NotOwner),
+        // Its chunks are kept by their owners, never a copy of the whole here.
+        Ok(()) if chunks.is_some() && job.upstream.is_owner() => Some(NoCacheReason::NotOwner),
+        Ok(()) if chunks.is_none() && length.is_some_and(|l| l > proxy.whole_max) => {
+            Some(NoCacheReason::TooLarge)
+        }
         Ok(()) => None,
     };
+    let chunks = chunks.filter(|_| not_stored.is_none());
     let age = freshness::corrected_initial_age(&headers, head.request_time, head.response_time);
     let lifetime = freshness::freshness_lifetime(
         head.status,
@@ -401,7 +503,6 @@ fn fill_head(
         head.response_time,
         policy.heuristic,
     );
-    let vary = policy.vary_fields(&headers);
     let ttl = freshness::freshness(lifetime, age).ttl_secs();
     let share = if store::shareable(not_stored, ttl, &cc) {
         Share::All
@@ -420,7 +521,7 @@ fn fill_head(
         headers,
         set_cookie,
     };
-    (fill_head, share)
+    (fill_head, share, chunks)
 }
 
 async fn stream_body(
@@ -449,8 +550,8 @@ async fn stream_body(
         };
         total += data.len() as u64;
         job.site.metrics.origin_bytes.inc_by(data.len() as u64);
-        if storing && (total > job.proxy.max_object || !reservation.grow(data.len() as u64)) {
-            // A body without Content-Length outgrew max_object, or the node holds too much in
+        if storing && (total > job.proxy.whole_max || !reservation.grow(data.len() as u64)) {
+            // A body without Content-Length outgrew what is stored whole, or the node holds too much in
             // fills already: stream it through instead of buffering it.
             storing = false;
             reservation = Reservation::new(job.proxy.fill_budget.clone());

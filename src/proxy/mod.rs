@@ -14,6 +14,7 @@
 //! every peer, RFC 9111 §4.4); [`purge`] removes what the admin API or a peer asks; `internal`
 //! answers peers' probes and fanned-out purges and invalidations under `/_outpost/`.
 
+mod chunked;
 pub(crate) mod fill;
 pub(crate) mod headers;
 mod internal;
@@ -35,6 +36,7 @@ use http::uri::Scheme;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
+use crate::cache::chunk::{CHUNK_HEADER, ChunkRequest};
 use crate::cache::conditional::validators;
 use crate::cache::freshness::{
     HeuristicPolicy, may_serve_stale_if_error, may_serve_stale_when_disconnected,
@@ -102,8 +104,11 @@ pub(crate) struct Proxy {
     inflight: Inflight<FillHead>,
     metrics: Arc<Metrics>,
     max_object: u64,
+    /// The largest object stored whole (`cache.whole_max()`).
+    whole_max: u64,
+    chunk_size: u64,
     /// Bytes fills may hold while buffering bodies to store (a quarter of the cache memory,
-    /// at least one `max_object`).
+    /// at least one object stored whole).
     fill_budget: Arc<FillBudget>,
     /// What request bodies read before their origin request may hold, all together.
     upload_budget: Arc<FillBudget>,
@@ -142,7 +147,9 @@ impl Proxy {
             inflight: Inflight::default(),
             metrics,
             max_object: config.cache.max_object,
-            fill_budget: FillBudget::new((config.cache.memory / 4).max(config.cache.max_object)),
+            whole_max: config.cache.whole_max(),
+            chunk_size: config.cache.chunk_size,
+            fill_budget: FillBudget::new((config.cache.memory / 4).max(config.cache.whole_max())),
             upload_budget: FillBudget::new(upload_budget(config)),
             region: config.node.region.clone(),
         })
@@ -164,6 +171,8 @@ impl Proxy {
         }
         let mut client = client;
         let mut hops = Hops::default();
+        let mut chunk = None;
+        let marker = parts.headers.remove(&CHUNK_HEADER);
         if let Some(cluster) = &self.cluster {
             if parts.uri.path().starts_with(internal::PREFIX) {
                 return internal::handle(&self, cluster, parts, body).await;
@@ -173,6 +182,10 @@ impl Proxy {
             // request.
             if let Some(hop) = internal::verify_hop(cluster, &parts) {
                 hops = hop.hops;
+                // A node serving an object in chunks asks for one of them.
+                chunk = marker.and_then(|m| {
+                    ChunkRequest::from_hop(&m, parts.headers.get(http::header::IF_RANGE))
+                });
                 client.scheme = if hop.https {
                     Scheme::HTTPS
                 } else {
@@ -182,10 +195,16 @@ impl Proxy {
             parts.headers.remove(&HOP_HEADER);
         }
         let started = std::time::Instant::now();
-        let ctx = match request::prepare(&self.sites, parts, &client, &self.node.name, hops) {
+        let mut ctx = match request::prepare(&self.sites, parts, &client, &self.node.name, hops) {
             Ok(ctx) => ctx,
             Err(e) => return respond::error(&self.node, &e, None).response,
         };
+        if let Some(chunk) = chunk
+            && ctx.method == Method::GET
+        {
+            ctx.key = chunk.key(&ctx.key);
+            ctx.chunk = Some(chunk);
+        }
         let site = ctx.site.clone();
         // Only what the access log needs, and only when it is on.
         let logged = self.access.enabled().then(|| {
@@ -244,13 +263,13 @@ impl Proxy {
                     self.metrics.membership.replica_hits.inc();
                 }
                 let outcome = Outcome::hit(freshness.ttl_secs());
-                respond::from_entry(&self.node, &entry, &ctx, now, outcome)
+                self.serve_stored(ctx, &entry, now, outcome).await
             }
             Lookup::StaleWhileRevalidate { entry, freshness } => {
                 entry.touch();
                 self.revalidate_in_background(&ctx, entry.clone());
                 let outcome = Outcome::stale_while_revalidate(freshness.ttl_secs());
-                respond::from_entry(&self.node, &entry, &ctx, now, outcome)
+                self.serve_stored(ctx, &entry, now, outcome).await
             }
             // RFC 9111 §5.2.1.7: only-if-cached never goes to the origin.
             Lookup::Revalidate { fwd, .. } | Lookup::Miss { fwd }
@@ -260,6 +279,25 @@ impl Proxy {
             }
             Lookup::Revalidate { entry, fwd } => self.fetch(ctx, fwd, Some(entry)).await,
             Lookup::Miss { fwd } => self.fetch(ctx, fwd, None).await,
+        }
+    }
+
+    /// A stored entry, found by the lookup: served from its body, or from its chunks. An
+    /// object whose chunks say it changed is fetched again.
+    async fn serve_stored(
+        self: Arc<Self>,
+        ctx: RequestContext,
+        entry: &Arc<Entry>,
+        now: SystemTime,
+        outcome: Outcome,
+    ) -> Served {
+        if entry.chunks.is_none() {
+            return respond::from_entry(&self.node, entry, &ctx, now, outcome);
+        }
+        match chunked::serve(&self, &ctx, entry, now, outcome).await {
+            Ok(served) => served,
+            Err(chunked::Failure::Restart) => self.fetch(ctx, Fwd::Miss, None).await,
+            Err(chunked::Failure::Error(e)) => respond::error(&self.node, &e, None),
         }
     }
 
@@ -273,7 +311,10 @@ impl Proxy {
     ) -> Served {
         let mut private = ctx.is_private()
             || self.store.is_uncacheable(&ctx.key)
-            || fill_method(&ctx) == Method::HEAD;
+            || fill_method(&ctx) == Method::HEAD
+            || self.range_to_owner(&ctx);
+        let mut stale = stale;
+        let mut restarted = false;
         loop {
             let (subscriber, collapsed) = self.subscribe(&ctx, stale.clone(), private);
             let Some(subscriber) = subscriber else {
@@ -316,8 +357,32 @@ impl Proxy {
                     }
                     let now = SystemTime::now();
                     let ttl = entry.freshness(now).ttl_secs();
-                    let outcome = Outcome::revalidated(fwd, collapsed, ttl);
-                    return respond::from_entry(&self.node, &entry, &ctx, now, outcome);
+                    if entry.chunks.is_none() {
+                        let outcome = Outcome::revalidated(fwd, collapsed, ttl);
+                        return respond::from_entry(&self.node, &entry, &ctx, now, outcome);
+                    }
+                    // A manifest: stored from the origin's 200 head, or freshened by a 304.
+                    let outcome = match stale {
+                        Some(_) => Outcome::revalidated(fwd, collapsed, ttl),
+                        None => Outcome::chunked(fwd, collapsed, ttl),
+                    };
+                    match chunked::serve(&self, &ctx, &entry, now, outcome).await {
+                        Ok(served) => return served,
+                        // Once: a representation changing under every fetch is an error.
+                        Err(chunked::Failure::Restart) if !restarted => {
+                            restarted = true;
+                            stale = None;
+                            continue;
+                        }
+                        Err(chunked::Failure::Restart) => {
+                            let changed = "the representation changed on every read".to_owned();
+                            let e = ProxyError::OriginBody(changed);
+                            return respond::error(&self.node, &e, Some(fwd));
+                        }
+                        Err(chunked::Failure::Error(e)) => {
+                            return respond::error(&self.node, &e, Some(fwd));
+                        }
+                    }
                 }
                 coalesce::Outcome::Failed(e) => {
                     if let Some(response) = self.stale_if_error(&ctx, &stale, fwd, None, collapsed)
@@ -340,6 +405,14 @@ impl Proxy {
         }
     }
 
+    /// A client's range through a node that does not own the object: the range goes to the
+    /// owner, who answers it from its object (or its chunks) without sending the whole.
+    fn range_to_owner(&self, ctx: &RequestContext) -> bool {
+        ctx.chunk.is_none()
+            && ctx.headers.contains_key(http::header::RANGE)
+            && route::owned_elsewhere(self.cluster.as_ref(), ctx)
+    }
+
     /// RFC 5861 §4: the stored response instead of an origin failure (5xx, timeout, refused
     /// connection), when `stale-if-error` in the response or the request allows it.
     fn stale_if_error(
@@ -350,7 +423,8 @@ impl Proxy {
         fwd_status: Option<u16>,
         collapsed: bool,
     ) -> Option<Served> {
-        let entry = stale.as_ref()?;
+        // An object in chunks is not served stale: its chunks may be gone with the origin.
+        let entry = stale.as_ref().filter(|e| e.chunks.is_none())?;
         let now = SystemTime::now();
         let freshness = entry.freshness(now);
         if !may_serve_stale_if_error(freshness, &ctx.directives, &entry.directives) {
@@ -369,7 +443,7 @@ impl Proxy {
         fwd: Fwd,
         collapsed: bool,
     ) -> Option<Served> {
-        let entry = stale.as_ref()?;
+        let entry = stale.as_ref().filter(|e| e.chunks.is_none())?;
         let now = SystemTime::now();
         let freshness = entry.freshness(now);
         if !may_serve_stale_when_disconnected(freshness, &entry.directives) {
@@ -466,6 +540,10 @@ impl Proxy {
         if let Some(stale) = &stale {
             headers.extend(validators(&stale.headers, SystemTime::now()));
         }
+        if let Some(chunk) = &ctx.chunk {
+            headers.insert(http::header::RANGE, chunk.range());
+            headers.insert(http::header::IF_RANGE, chunk.validator.clone());
+        }
         let job = FillJob {
             proxy: self.clone(),
             site: ctx.site.clone(),
@@ -484,8 +562,13 @@ impl Proxy {
             request_cc: ctx.directives.clone(),
             stale,
             registered,
-            holders: fill::Holders::of(self.cluster.as_ref(), ctx, &upstream),
+            // Chunks are held by their owners alone.
+            holders: match ctx.chunk {
+                None => fill::Holders::of(self.cluster.as_ref(), ctx, &upstream),
+                Some(_) => None,
+            },
             upstream,
+            chunk: ctx.chunk.clone(),
         };
         tokio::spawn(fill::run(job, Publisher::new(fill)));
     }

@@ -103,6 +103,22 @@ impl Outcome {
         }
     }
 
+    /// An object the origin's 200 head said to store in chunks: its manifest was stored,
+    /// and the body comes from the chunks.
+    pub(crate) fn chunked(fwd: Fwd, collapsed: bool, ttl: i64) -> Self {
+        Self {
+            result: CacheResult::Miss,
+            status: CacheStatus {
+                fwd: Some(fwd),
+                fwd_status: Some(200),
+                stored: true,
+                collapsed,
+                ttl: Some(ttl),
+                ..CacheStatus::default()
+            },
+        }
+    }
+
     /// A response streamed from a fill: stored (a miss), fetched through the owner node
     /// (peer), or not storable (pass).
     pub(crate) fn fetched(fwd: Fwd, head: &FillHead, collapsed: bool) -> Self {

@@ -11,6 +11,7 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Version};
 
 use super::headers::{append_list, strip_hop_by_hop};
+use crate::cache::chunk::ChunkRequest;
 use crate::cache::control::RequestDirectives;
 use crate::cache::freshness::HeuristicPolicy;
 use crate::cache::key::KeyRules;
@@ -198,6 +199,9 @@ pub struct RequestContext {
     pub(crate) client: ClientInfo,
     /// The hops it took to reach this node (a verified hop header); none from a client.
     pub(crate) hops: Hops,
+    /// A request for one chunk of an object stored in chunks (`key` is then the chunk's):
+    /// made by the node serving the object, and on a verified hop.
+    pub(crate) chunk: Option<ChunkRequest>,
 }
 
 impl RequestContext {
@@ -285,6 +289,7 @@ pub fn prepare(
         headers,
         client: client.clone(),
         hops,
+        chunk: None,
     })
 }
 

@@ -77,6 +77,47 @@ pub fn from_entry(
     finish(node, code, headers, body, outcome, Some(age))
 }
 
+/// What to send of a representation stored in chunks, decided as [`from_entry`] decides it
+/// for a whole one: the status, the headers, and the pieces of the representation that make
+/// the body (`None`: no body; 304, HEAD, 416).
+pub(crate) fn plan_chunked(
+    entry: &Entry,
+    ctx: &RequestContext,
+    now: SystemTime,
+) -> (StatusCode, HeaderMap, Option<Vec<Piece>>) {
+    let mut headers = entry.headers.clone();
+    ctx.site.policy.strip_targeted(&mut headers);
+    if not_modified(&ctx.method, &ctx.headers, &entry.headers, now) {
+        headers.remove(header::CONTENT_LENGTH);
+        return (StatusCode::NOT_MODIFIED, headers, None);
+    }
+    let total = entry.len();
+    match cut(ctx, &entry.headers, total, &mut headers, now) {
+        None if ctx.method == Method::HEAD || total == 0 => (StatusCode::OK, headers, None),
+        None => {
+            let whole = ByteSpan {
+                start: 0,
+                end_inclusive: total - 1,
+            };
+            (StatusCode::OK, headers, Some(vec![Piece::Span(whole)]))
+        }
+        Some((code, pieces)) if pieces.is_empty() => (code, headers, None),
+        Some((code, pieces)) => (code, headers, Some(pieces)),
+    }
+}
+
+/// The response for a chunked object [`plan_chunked`] planned, its body read from chunks.
+pub(crate) fn chunked(
+    node: &Node,
+    code: StatusCode,
+    headers: HeaderMap,
+    body: ProxyBody,
+    outcome: Outcome,
+    age: u64,
+) -> Served {
+    finish(node, code, headers, body, outcome, Some(age))
+}
+
 /// A stored 200 for a GET that may carry `Range` (RFC 9110 §14), HEAD without its body.
 fn ranged(
     entry: &Entry,

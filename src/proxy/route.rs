@@ -115,6 +115,18 @@ pub(crate) fn route(cluster: Option<&Arc<Cluster>>, ctx: &RequestContext) -> Ups
     }
 }
 
+/// Whether this request's fill would ask the key's owner on another node and not keep the
+/// response here (so the client's range can go to the owner as it is).
+pub(crate) fn owned_elsewhere(cluster: Option<&Arc<Cluster>>, ctx: &RequestContext) -> bool {
+    let Some(cluster) = cluster else {
+        return false;
+    };
+    let key_hash = hash::key(&ctx.key);
+    !ctx.hops.peer
+        && matches!(cluster.route(key_hash), Route::Peer(_))
+        && !cluster.keep_replica(key_hash)
+}
+
 /// The owner `failed` could not be reached: its next holder, if there is one to try.
 fn next_holder(failed: NodeHop) -> Upstream {
     let to = failed.to;

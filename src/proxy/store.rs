@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
+use crate::cache::chunk::ChunkMap;
 use crate::cache::conditional::merge_304;
 use crate::cache::control::{RequestDirectives, ResponseDirectives};
 use crate::cache::freshness;
@@ -92,7 +93,7 @@ pub fn build_entry(
     let vary = policy.vary_fields(&headers);
     let secondary = secondary_key(&vary, request_headers);
     let tags = policy.tags(&headers);
-    let mut headers = stored_headers(headers, head.response_time, body.len());
+    let mut headers = stored_headers(headers, head.response_time, body.len() as u64);
     strip_restricted_fields(&mut headers, &directives);
     headers.remove(&policy.tag_header);
     if replica {
@@ -111,6 +112,7 @@ pub fn build_entry(
         has_validators: has_validators(&headers),
         tags,
         replica,
+        chunks: None,
         headers,
         body,
         vary,
@@ -120,6 +122,24 @@ pub fn build_entry(
         lifetime,
         directives,
     })
+}
+
+/// The manifest of a representation stored as chunks (see [`crate::cache::chunk`]): the
+/// entry [`build_entry`] makes of its head, with no body and the whole length.
+pub(crate) fn build_manifest(
+    head: &OriginHead<'_>,
+    headers: HeaderMap,
+    map: ChunkMap,
+    request_headers: &HeaderMap,
+    policy: &Policy,
+) -> Entry {
+    let entry = build_entry(head, headers, Bytes::new(), request_headers, policy, false);
+    let mut parts = entry.into_parts();
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(map.total));
+    parts.chunks = Some(map);
+    Entry::new(parts)
 }
 
 /// RFC 9111 §4.3.4: a 304 freshens the stored response: its fields replace the stored ones,
@@ -159,7 +179,7 @@ pub(crate) fn refreshed(
     } else {
         stale.tags.clone()
     };
-    let mut headers = stored_headers(merged, head.response_time, stale.body.len());
+    let mut headers = stored_headers(merged, head.response_time, stale.len());
     strip_restricted_fields(&mut headers, &directives);
     headers.remove(&policy.tag_header);
     Entry::new(EntryParts {
@@ -167,6 +187,7 @@ pub(crate) fn refreshed(
         has_validators: has_validators(&headers),
         tags,
         replica: stale.replica,
+        chunks: stale.chunks.clone(),
         headers,
         body: stale.body.clone(),
         vary: stale.vary.clone(),
@@ -182,7 +203,7 @@ const CACHE_STATUS: &str = "cache-status";
 
 /// Stored headers carry no `Age` (computed per hit), always a `Date` (RFC 9110 §6.6.1: a
 /// cache adds one if the origin did not), and a `Content-Length` that is the body's.
-fn stored_headers(headers: HeaderMap, response_time: SystemTime, len: usize) -> HeaderMap {
+fn stored_headers(headers: HeaderMap, response_time: SystemTime, len: u64) -> HeaderMap {
     let mut headers = detached(headers);
     headers.remove(header::AGE);
     if !headers.contains_key(header::DATE) {

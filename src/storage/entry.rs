@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, StatusCode};
 
+use crate::cache::chunk::ChunkMap;
 use crate::cache::control::ResponseDirectives;
 use crate::cache::freshness::{self, Freshness};
 use crate::cache::vary::SecondaryKey;
@@ -39,7 +40,7 @@ pub struct Entry {
 pub struct EntryParts {
     pub(crate) status: StatusCode,
     /// Headers as stored: hop-by-hop and `Age` removed, `Date` present, `Content-Length`
-    /// equal to `body.len()`.
+    /// equal to `body.len()` (or, chunked, to the whole length).
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
     /// Fields named by the response's `Vary`, and the request's values for them.
@@ -57,6 +58,9 @@ pub struct EntryParts {
     pub(crate) tags: Box<[Box<str>]>,
     /// A copy of an object another node of the cluster owns.
     pub(crate) replica: bool,
+    /// A representation stored as chunks, each its own entry (`body` is empty, and
+    /// `Content-Length` in `headers` is the whole length): see [`crate::cache::chunk`].
+    pub(crate) chunks: Option<ChunkMap>,
 }
 
 /// The stored fields are read-only once built, so readers see them directly rather than
@@ -76,6 +80,18 @@ impl Entry {
             soft_purged: AtomicU64::new(0),
             hits: AtomicU32::new(0),
         }
+    }
+
+    /// The parts, before the entry is shared (to make a manifest of it).
+    pub(crate) fn into_parts(self) -> EntryParts {
+        self.parts
+    }
+
+    /// The representation's length: the body's, or the whole of a chunked one.
+    pub(crate) fn len(&self) -> u64 {
+        self.chunks
+            .as_ref()
+            .map_or(self.body.len() as u64, |map| map.total)
     }
 
     /// Count a hit.

@@ -22,6 +22,8 @@ use moka::notification::RemovalCause;
 use moka::ops::compute::Op;
 
 pub(crate) use entry::{Entry, EntryParts};
+
+use crate::cache::chunk;
 pub use variants::Variants;
 
 /// Called for every entry the store drops, with why (size, expiry, purge, replacement).
@@ -44,6 +46,14 @@ pub struct Store {
     /// without keys), for `outpost_cache_role_bytes`: added when a value is written, taken
     /// off when moka drops it (the eviction listener sees every removal and replacement).
     roles: Arc<RoleBytes>,
+    /// URL keys whose chunks (of a representation stored in chunks, held by their own owners)
+    /// are stored here: a purge of the URL removes them too. Added on a chunk's insert; a URL
+    /// forgotten here leaves orphan chunks that no manifest names any more (chunk keys carry
+    /// the validator), which expire or are evicted.
+    chunked_urls: moka::sync::Cache<String, ()>,
+    /// URL keys whose origin answered a chunk request with the whole representation (it
+    /// ignores `Range`): stored whole, or streamed, for a while rather than as chunks.
+    unchunkable: moka::sync::Cache<String, ()>,
 }
 
 #[derive(Default)]
@@ -128,9 +138,16 @@ impl Store {
             .max_capacity(100_000)
             .time_to_live(uncacheable_ttl.max(Duration::from_millis(1)))
             .build();
+        let chunked_urls = moka::sync::Cache::builder().max_capacity(1 << 20).build();
+        let unchunkable = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(uncacheable_ttl.max(Duration::from_secs(60)))
+            .build();
         Self {
             cache,
             uncacheable,
+            chunked_urls,
+            unchunkable,
             unapplied: AtomicU64::new(0),
             capacity: memory,
             tag_purges: Mutex::new(VecDeque::new()),
@@ -164,6 +181,9 @@ impl Store {
             .await;
         self.roles.add(stored.value(), 1);
         self.uncacheable.invalidate(key);
+        if let Some(url) = chunk::url_of_chunk(key) {
+            self.chunked_urls.insert(url.to_owned(), ());
+        }
         let unapplied = self.unapplied.fetch_add(weight, Ordering::Relaxed) + weight;
         if unapplied > self.capacity / 16 {
             self.unapplied.store(0, Ordering::Relaxed);
@@ -171,13 +191,40 @@ impl Store {
         }
     }
 
-    /// Remove every variant of `key`; true if something was stored.
+    /// Remove every variant of `key` (and the chunks of its representation held here); true
+    /// if something was stored.
     pub(crate) async fn purge(&self, key: &str) -> bool {
+        self.purge_chunks(key);
         self.cache.remove(key).await.is_some()
+    }
+
+    /// Remove the chunks of `url_key` held here (a soft purge too: a chunk is asked for with
+    /// its validator, so refetching one costs a Range request, never a wrong byte).
+    fn purge_chunks(&self, url_key: &str) {
+        if !self.chunked_urls.contains_key(url_key) {
+            return;
+        }
+        self.chunked_urls.invalidate(url_key);
+        let prefix = chunk::chunk_prefix(url_key);
+        let selected = move |key: &String, _: &Arc<Variants>| key.starts_with(&prefix);
+        if let Err(e) = self.cache.invalidate_entries_if(selected) {
+            // Only if the builder above lost `support_invalidation_closures`.
+            tracing::warn!(error = %e, "chunks of a purged object left to expire");
+        }
+    }
+
+    /// The origin of `url_key` ignores `Range`: no chunks for it for a while.
+    pub(crate) fn mark_unchunkable(&self, url_key: &str) {
+        self.unchunkable.insert(url_key.to_owned(), ());
+    }
+
+    pub(crate) fn is_unchunkable(&self, url_key: &str) -> bool {
+        self.unchunkable.contains_key(url_key)
     }
 
     /// Purge `key` the given way; how many variants it held.
     pub(crate) async fn purge_key(&self, key: &str, mode: PurgeMode) -> usize {
+        self.purge_chunks(key);
         match mode {
             PurgeMode::Hard => self
                 .cache
@@ -323,7 +370,12 @@ impl Store {
     pub(crate) fn all_entries(&self) -> Vec<(Arc<String>, Arc<Entry>)> {
         let mut out = Vec::with_capacity(usize::try_from(self.cache.entry_count()).unwrap_or(0));
         for (key, variants) in self.cache.iter() {
-            for entry in variants.entries() {
+            // Chunked objects are not snapshotted: a manifest without the chunks other nodes
+            // hold, or a chunk without its manifest, is not worth the bytes.
+            if chunk::url_of_chunk(&key).is_some() {
+                continue;
+            }
+            for entry in variants.entries().iter().filter(|e| e.chunks.is_none()) {
                 out.push((key.clone(), entry.clone()));
             }
         }
@@ -396,6 +448,7 @@ mod tests {
             has_validators: false,
             tags: Box::new([]),
             replica,
+            chunks: None,
         }))
     }
 

@@ -447,6 +447,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<(String, Entry), Corrupt> {
         has_validators,
         tags: tags.into_boxed_slice(),
         replica,
+        chunks: None,
     });
     entry.restore(soft_purged, hits);
     Ok((key, entry))
@@ -630,6 +631,7 @@ mod tests {
             has_validators: true,
             tags: vec!["t1".into(), "t2".into()].into_boxed_slice(),
             replica: true,
+            chunks: None,
         });
         entry.restore(1_764_000_100, hits);
         entry

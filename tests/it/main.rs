@@ -23,6 +23,7 @@
 //! | `dns_server` | a tiny authoritative UDP DNS server whose records tests change (not tests) |
 //! | `front_door` | smuggling vectors refused, body limits, request buffering and the minimum body rate (408), the connection limit, drains that close idle connections |
 //! | `steering` | `outpost dns-zone` on a real PowerDNS: answers by client subnet, drained and stopped nodes leave, regions fall over, the default region |
+//! | `chunks` | `cache.chunk_size` with real processes: a 64 MiB object cached across three 48 MiB nodes (exact bytes whole and by range, no second origin fetch, purge of every chunk), a version change mid-object never stitched, origins that ignore Range or have no validator |
 //! | `persist` | `cache.persist` with the real binary: SIGTERM writes the cache, a restart serves it with the right Age; damaged, foreign or junk snapshots |
 //! | `cli` | `outpost check`, `outpost [run] --config`, SIGTERM drain, the memory budget, `demo` |
 
@@ -33,6 +34,7 @@ mod util;
 mod admin;
 mod bad_input;
 mod caching;
+mod chunks;
 mod cli;
 mod cluster;
 mod coalesce;

@@ -14,14 +14,16 @@ use crate::util::{self, Outpost, TempFile, free_port, wait_answering};
 
 const SECRET: &str = "replicas-test-cluster-secret";
 
-struct Member {
-    http: SocketAddr,
-    admin: SocketAddr,
-    process: Outpost,
+pub(crate) struct Member {
+    pub(crate) http: SocketAddr,
+    pub(crate) admin: SocketAddr,
+    pub(crate) process: Outpost,
     _file: TempFile,
 }
 
-async fn start_three(origin: &Origin, replicas: usize) -> Vec<Member> {
+/// Three real `outpost` processes in one cluster in front of `origin`; `extra` are more
+/// top-level tables (before the site).
+pub(crate) async fn start_three(origin: &Origin, replicas: usize, extra: &str) -> Vec<Member> {
     let addr = || -> SocketAddr { format!("127.0.0.1:{}", free_port()).parse().expect("addr") };
     let https: Vec<SocketAddr> = (0..3).map(|_| addr()).collect();
     let admins: Vec<SocketAddr> = (0..3).map(|_| addr()).collect();
@@ -44,6 +46,7 @@ secret = "{SECRET}"
 probe_interval = "100ms"
 replicate = "none"
 replicas = {replicas}
+{extra}
 [[site]]
 hosts = ["example.test"]
 origin = ["{origin}"]
@@ -76,11 +79,11 @@ origin = ["{origin}"]
     members
 }
 
-async fn get_from(http: SocketAddr, path: &str) -> Resp {
+pub(crate) async fn get_from(http: SocketAddr, path: &str) -> Resp {
     send(http, Method::GET, path, "example.test", &[], Bytes::new()).await
 }
 
-async fn metric(admin: SocketAddr, sample: &str) -> f64 {
+pub(crate) async fn metric(admin: SocketAddr, sample: &str) -> f64 {
     let text = util::admin_get(admin, "/metrics", &[]).await.text();
     util::sample(&text, sample).unwrap_or(0.0)
 }
@@ -98,7 +101,7 @@ async fn with_two_replicas_a_killed_node_costs_the_origin_almost_nothing() {
             Reply::ok(format!("body of {}", seen.path)).cache("max-age=600")
         })
         .await;
-        let mut nodes = start_three(&origin, replicas).await;
+        let mut nodes = start_three(&origin, replicas, "").await;
         for i in 0..OBJECTS {
             let r = get_from(nodes[i % 3].http, &format!("/r/{i}")).await;
             assert_eq!(r.status, 200);

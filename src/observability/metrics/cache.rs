@@ -65,6 +65,9 @@ pub(crate) struct Store {
     pub(crate) coalesced: Counter,
     pub(crate) fills_in_flight: Gauge,
     pub(crate) purged: Counter,
+    /// Objects stored in chunks (a manifest stored).
+    pub(crate) chunked_objects: Counter,
+    chunk_fetches: Family<ChunkLabel, Counter>,
     snapshot_entries: Family<SnapshotLabels, Counter>,
     snapshots_skipped: Family<ReasonLabel, Counter>,
 }
@@ -72,6 +75,11 @@ pub(crate) struct Store {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RoleLabel {
     role: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChunkLabel {
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -118,6 +126,16 @@ impl Store {
                 "Entries removed or marked stale by purge requests",
                 Counter::default(),
             ),
+            chunked_objects: reg.register(
+                names::CHUNKED_OBJECTS,
+                "Objects stored in chunks spread over the cluster (manifests stored)",
+                Counter::default(),
+            ),
+            chunk_fetches: reg.register(
+                names::CHUNK_FETCHES,
+                "Chunks read to serve objects stored in chunks, by result: ok, changed (another version answered; the response was cut, never stitched), ignored (the origin ignores Range), failed",
+                Family::default(),
+            ),
             snapshot_entries: reg.register(
                 names::SNAPSHOT_ENTRIES,
                 "Entries of the cache.persist snapshot: op=save (saved, left_out at the deadline) and op=load (loaded, corrupt, expired, over_budget)",
@@ -129,6 +147,13 @@ impl Store {
                 Family::default(),
             ),
         }
+    }
+
+    /// Count one chunk read (`result`: ok, changed, ignored, failed).
+    pub(crate) fn chunk_fetch(&self, result: &'static str) {
+        self.chunk_fetches
+            .get_or_create(&ChunkLabel { result })
+            .inc();
     }
 
     /// Set the bytes held as owner and as replica.

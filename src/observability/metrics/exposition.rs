@@ -92,6 +92,8 @@ mod tests {
         m.store.snapshot_skipped("corrupt");
         m.store.set_role_bytes(100, 20);
         m.membership.replica_write(true);
+        m.store.chunked_objects.inc();
+        m.store.chunk_fetch("ok");
         let text = m.encode_openmetrics();
         let golden =
             include_str!("golden.openmetrics").replace("{version}", env!("CARGO_PKG_VERSION"));

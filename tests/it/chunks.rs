@@ -1,0 +1,280 @@
+//! `cache.chunk_size`: objects larger than one chunk are fetched with Range requests and
+//! stored as chunks, each owned by its own node of the ring, so an object larger than any
+//! node's memory is cached across the cluster. Three real processes of 48 MiB each and a 64 MiB
+//! object; an origin that changes the object mid-read, one that ignores Range, and one with no
+//! validator, on one node.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http::Method;
+
+use crate::harness::*;
+use crate::replicas::{get_from, metric, start_three};
+use crate::util::purge;
+
+const MIB: usize = 1 << 20;
+const SIZE: usize = 64 * MIB;
+
+/// `len` bytes whose every 4-byte word names its offset and the version, so a byte from the
+/// wrong place or the wrong version shows.
+fn representation(len: usize, version: u32) -> Bytes {
+    let mut out = Vec::with_capacity(len + 4);
+    let salt = version.wrapping_mul(0x9e37_79b9);
+    let mut word = 0u32;
+    while out.len() < len {
+        out.extend_from_slice(&(word ^ salt).to_le_bytes());
+        word += 1;
+    }
+    out.truncate(len);
+    Bytes::from(out)
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `bytes=first-last` or `bytes=first-` within `len`.
+fn one_range(range: &str, len: usize) -> Option<(usize, usize)> {
+    let (first, last) = range.strip_prefix("bytes=")?.split_once('-')?;
+    let first: usize = first.parse().ok()?;
+    let last: usize = match last {
+        "" => len - 1,
+        last => last.parse::<usize>().ok()?.min(len - 1),
+    };
+    (first <= last).then_some((first, last))
+}
+
+/// What a file server answers for `body` tagged `etag`: one range honoured unless `If-Range`
+/// names another tag, the whole otherwise.
+fn file_server(seen: &Seen, body: &Bytes, etag: &str) -> Reply {
+    let range = seen.header("range");
+    let if_range = seen.header("if-range");
+    let reply = match one_range(&range, body.len()) {
+        Some((first, last)) if if_range.is_empty() || if_range == etag => {
+            Reply::ok(body.slice(first..=last)).status(206).header(
+                "content-range",
+                format!("bytes {first}-{last}/{}", body.len()),
+            )
+        }
+        _ => Reply::ok(body.clone()),
+    };
+    reply
+        .header("etag", etag)
+        .header("accept-ranges", "bytes")
+        .cache("max-age=600")
+}
+
+fn ranged(origin: &Origin) -> Vec<Seen> {
+    origin
+        .requests()
+        .into_iter()
+        .filter(|s| !s.header("range").is_empty())
+        .collect()
+}
+
+async fn get_range(http: std::net::SocketAddr, path: &str, range: &str) -> Resp {
+    let headers = [("range", range)];
+    send(
+        http,
+        Method::GET,
+        path,
+        "example.test",
+        &headers,
+        Bytes::new(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_large_object_is_spread_over_the_cluster_in_chunks() {
+    let v1 = representation(SIZE, 1);
+    let body = v1.clone();
+    let origin = Origin::start(move |seen, _| file_server(seen, &body, "\"v1\"")).await;
+    let cache = "[cache]\nmemory = \"48MiB\"\nmax_object = \"256MiB\"\nchunk_size = \"1MiB\"";
+    let nodes = start_three(&origin, 1, cache).await;
+    let path = "/big.bin";
+
+    let r = get_from(nodes[0].http, path).await;
+    assert_eq!(r.status, 200, "{}", r.cache_status());
+    assert_eq!(r.body.len(), SIZE);
+    assert_eq!(sha256(&r.body), sha256(&v1));
+    // One GET whose head said "chunks", then each 1 MiB chunk once, asked with its range and
+    // the validator.
+    let ranges = ranged(&origin);
+    assert_eq!(origin.total() - ranges.len(), 1);
+    assert_eq!(ranges.len(), SIZE / MIB);
+    assert!(ranges.iter().all(|s| s.header("if-range") == "\"v1\""));
+    let mut asked: Vec<String> = ranges.iter().map(|s| s.header("range")).collect();
+    asked.sort();
+    asked.dedup();
+    assert_eq!(asked.len(), SIZE / MIB, "every chunk asked once");
+    let fetched = origin.total();
+
+    // Three ranges, one through each node: a chunk's start, across a chunk boundary, the end.
+    let cases = [
+        ("bytes=0-99", 0, 99),
+        ("bytes=1048570-1048580", 1_048_570, 1_048_580),
+        ("bytes=-1000", SIZE - 1000, SIZE - 1),
+    ];
+    for (i, (range, first, last)) in cases.into_iter().enumerate() {
+        let r = get_range(nodes[i].http, path, range).await;
+        assert_eq!(r.status, 206, "{range}: {}", r.cache_status());
+        let want = format!("bytes {first}-{last}/{SIZE}");
+        assert_eq!(r.header("content-range"), want);
+        assert_eq!(sha256(&r.body), sha256(&v1[first..=last]), "{range}");
+    }
+    // Two ranges at once: multipart/byteranges, each part from its chunk.
+    let r = get_range(nodes[1].http, path, "bytes=10-19,33554432-33554441").await;
+    assert_eq!(r.status, 206);
+    assert!(r.header("content-type").starts_with("multipart/byteranges"));
+    for (first, last) in [(10, 19), (33_554_432, 33_554_441)] {
+        let part = &v1[first..=last];
+        assert!(
+            r.body.windows(part.len()).any(|w| w == part),
+            "part {first}-{last}"
+        );
+    }
+
+    // The whole again, through another node: every chunk from the cluster.
+    let r = get_from(nodes[2].http, path).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(sha256(&r.body), sha256(&v1));
+    assert_eq!(origin.total(), fetched, "the origin is not asked again");
+
+    // Every node holds some of the chunks, and none more than its memory.
+    let mut total = 0.0;
+    for (i, n) in nodes.iter().enumerate() {
+        let bytes = metric(n.admin, "outpost_cache_bytes").await;
+        let mib = bytes / MIB as f64;
+        eprintln!("node-{i} holds {mib:.1} MiB");
+        assert!((4.0..=48.0).contains(&mib), "node-{i} holds {mib:.1} MiB");
+        total += bytes;
+    }
+    assert!(
+        total >= SIZE as f64,
+        "the cluster holds the object: {total}"
+    );
+
+    // A purge by URL on one node removes every chunk on every node.
+    let url = r#"{"urls":["http://example.test/big.bin"]}"#;
+    let done = purge(nodes[0].admin, Some("secret"), url).await;
+    assert_eq!(done.status, 200, "{}", done.text());
+    let r = get_from(nodes[1].http, path).await;
+    assert_eq!(sha256(&r.body), sha256(&v1));
+    assert_eq!(origin.total(), 2 * fetched, "every chunk fetched again");
+}
+
+/// One in-process node storing objects over 64 KiB in chunks of 64 KiB.
+async fn small_chunks(origin: &Origin) -> Node {
+    let extra = "[cache]\nchunk_size = \"64KiB\"";
+    Node::start(&site_config(&origin.url(), extra)).await
+}
+
+#[tokio::test]
+async fn a_version_change_mid_object_is_never_stitched() {
+    let (v1, v2) = (representation(MIB, 1), representation(MIB, 2));
+    let chunk_requests = Arc::new(AtomicUsize::new(0));
+    let count = chunk_requests.clone();
+    let (old, new) = (v1.clone(), v2.clone());
+    // The object changes after the origin answered six chunk requests.
+    let origin = Origin::start(move |seen, _| {
+        let n = match seen.header("range").is_empty() {
+            true => count.load(Ordering::SeqCst),
+            false => count.fetch_add(1, Ordering::SeqCst) + 1,
+        };
+        match n <= 6 {
+            true => file_server(seen, &old, "\"v1\""),
+            false => file_server(seen, &new, "\"v2\""),
+        }
+    })
+    .await;
+    let node = small_chunks(&origin).await;
+
+    // The 7th chunk is asked with If-Range "v1" and comes back as the whole of v2: the body
+    // is cut, an error the client sees, never v1's start with v2's end.
+    let cut = try_send(
+        node.http,
+        Method::GET,
+        "/v",
+        "example.test",
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    match cut {
+        Err(_) => {}
+        Ok(r) => panic!(
+            "a complete body of {} bytes: {}",
+            r.body.len(),
+            r.cache_status()
+        ),
+    }
+    let changed = r#"outpost_chunk_fetches_total{result="changed"}"#;
+    assert_eq!(node.metric(changed).await, 1.0);
+    // The manifest went with it: the next request is the new version, whole.
+    let r = get(&node, "/v").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(sha256(&r.body), sha256(&v2));
+    let again = get(&node, "/v").await;
+    assert_eq!(sha256(&again.body), sha256(&v2));
+    assert!(
+        again.cache_status().contains("hit"),
+        "{}",
+        again.cache_status()
+    );
+}
+
+#[tokio::test]
+async fn an_origin_that_ignores_range_gets_the_object_stored_whole() {
+    let body = representation(2 * MIB, 3);
+    let whole = body.clone();
+    let origin = Origin::start(move |_, _| {
+        Reply::ok(whole.clone())
+            .header("etag", "\"w\"")
+            .cache("max-age=600")
+    })
+    .await;
+    let node = small_chunks(&origin).await;
+    let r = get(&node, "/ignores").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(sha256(&r.body), sha256(&body));
+    // The head, the first chunk answered whole, then the object fetched and stored whole.
+    assert_eq!(origin.total(), 3);
+    let ignored = r#"outpost_chunk_fetches_total{result="ignored"}"#;
+    assert_eq!(node.metric(ignored).await, 1.0);
+    let r = get(&node, "/ignores").await;
+    assert_eq!(sha256(&r.body), sha256(&body));
+    assert!(r.cache_status().contains("hit"), "{}", r.cache_status());
+    assert_eq!(origin.total(), 3);
+}
+
+#[tokio::test]
+async fn an_object_without_a_validator_is_not_chunked() {
+    let body = representation(2 * MIB, 4);
+    let whole = body.clone();
+    let origin = Origin::start(move |_, _| Reply::ok(whole.clone()).cache("max-age=600")).await;
+    let node = small_chunks(&origin).await;
+    for _ in 0..2 {
+        let r = get(&node, "/plain").await;
+        assert_eq!(sha256(&r.body), sha256(&body));
+    }
+    assert_eq!(origin.total(), 1);
+    assert!(ranged(&origin).is_empty(), "no Range without a validator");
+}
+
+#[tokio::test]
+async fn a_range_of_a_cold_object_fetches_only_its_chunks() {
+    let body = representation(MIB, 5);
+    let served = body.clone();
+    let origin = Origin::start(move |seen, _| file_server(seen, &served, "\"r\"")).await;
+    let node = small_chunks(&origin).await;
+    let r = get_range(node.http, "/r", "bytes=200000-200009").await;
+    assert_eq!(r.status, 206);
+    assert_eq!(&r.body[..], &body[200_000..200_010]);
+    // The head (whose body is not read), then the one chunk holding the range.
+    let ranges: Vec<String> = ranged(&origin).iter().map(|s| s.header("range")).collect();
+    assert_eq!(ranges, ["bytes=196608-262143"]);
+}
