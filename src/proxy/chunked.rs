@@ -4,10 +4,11 @@
 //! the usual phases, so each is looked up, coalesced, routed to its owner on the ring and
 //! filled from the origin with `Range` and `If-Range` like any other key.
 //!
-//! Chunks are read in order, one ahead of the one being sent. The first is read before the
-//! response head goes out: a representation that changed since the manifest was stored is
-//! found while the answer can still be the new one (the manifest is dropped and the request
-//! fetched again). A change found later cuts the body short, an error the client sees, never
+//! Chunks are read in order, several ahead of the one being sent (up to [`READ_AHEAD`] and
+//! [`READ_AHEAD_BYTES`]): a cold chunk costs round trips to its owner and the origin, and
+//! one at a time they would set the pace. The first is read before the response head goes
+//! out: a representation that changed since the manifest was stored is found while the
+//! answer can still be the new one (the manifest is dropped and the request fetched again). A change found later cuts the body short, an error the client sees, never
 //! bytes of two versions in one response.
 
 use std::collections::VecDeque;
@@ -72,9 +73,9 @@ pub(super) async fn serve(
         segments: segments(&map, &pieces).into(),
         map,
         current: None,
-        ahead: None,
+        ahead: VecDeque::new(),
     };
-    if let Some(first) = reader.next_index(None)
+    if let Some(first) = reader.next_indices(u64::MAX, 1).first().copied()
         && let Err(e) = reader.chunk(first).await
     {
         return Err(reader.failed(e).await);
@@ -142,6 +143,12 @@ enum ChunkError {
 
 type ChunkFetch = Pin<Box<dyn Future<Output = Result<Bytes, ChunkError>> + Send>>;
 
+/// Chunks read ahead of the one being sent, at most: several requests in flight hide each
+/// one's round trip (to the owner, to the origin) when the object is cold.
+const READ_AHEAD: usize = 8;
+/// Bytes read ahead per response, at most (one chunk at least, however large).
+const READ_AHEAD_BYTES: u64 = 16 << 20;
+
 struct Reader {
     proxy: Arc<Proxy>,
     base: Arc<Base>,
@@ -149,17 +156,26 @@ struct Reader {
     segments: VecDeque<Segment>,
     /// The chunk last read (a multipart answer may cut several pieces from one).
     current: Option<(u64, Bytes)>,
-    /// The next chunk, being read.
-    ahead: Option<(u64, JoinHandle<Result<Bytes, ChunkError>>)>,
+    /// The next chunks, being read, in the order they are needed.
+    ahead: VecDeque<(u64, JoinHandle<Result<Bytes, ChunkError>>)>,
 }
 
 impl Reader {
-    /// The first chunk the remaining segments need other than `besides`.
-    fn next_index(&self, besides: Option<u64>) -> Option<u64> {
-        self.segments.iter().find_map(|s| match s {
-            Segment::Chunk { index, .. } if Some(*index) != besides => Some(*index),
-            _ => None,
-        })
+    /// The next chunks the remaining segments need other than `besides`, at most `n`.
+    fn next_indices(&self, besides: u64, n: usize) -> Vec<u64> {
+        let mut out = Vec::with_capacity(n);
+        for s in &self.segments {
+            if let Segment::Chunk { index, .. } = s
+                && *index != besides
+                && !out.contains(index)
+            {
+                if out.len() == n {
+                    break;
+                }
+                out.push(*index);
+            }
+        }
+        out
     }
 
     async fn next(&mut self) -> Option<Result<Bytes, ProxyError>> {
@@ -187,15 +203,15 @@ impl Reader {
         {
             return Ok(bytes.clone());
         }
-        let bytes = match self.ahead.take() {
-            Some((at, task)) if at == index => {
-                task.await
-                    .unwrap_or(Err(ChunkError::Failed(ProxyError::Internal(
-                        "chunk read failed",
-                    ))))
-            }
-            // Not needed after all: it runs on and stores its chunk.
-            _ => {
+        // Reads started for chunks passed over (not needed after all) run on and store them.
+        let started = self.ahead.iter().position(|(at, _)| *at == index);
+        let bytes = match started.and_then(|i| self.ahead.remove(i)) {
+            Some((_, task)) => task
+                .await
+                .unwrap_or(Err(ChunkError::Failed(ProxyError::Internal(
+                    "chunk read failed",
+                )))),
+            None => {
                 fetch(
                     self.proxy.clone(),
                     self.base.clone(),
@@ -205,13 +221,19 @@ impl Reader {
             }
         }?;
         self.current = Some((index, bytes.clone()));
-        if let Some(next) = self.next_index(Some(index)) {
+        let depth = usize::try_from(READ_AHEAD_BYTES / self.map.size.max(1))
+            .unwrap_or(1)
+            .clamp(1, READ_AHEAD);
+        for next in self.next_indices(index, depth) {
+            if self.ahead.iter().any(|(at, _)| *at == next) {
+                continue;
+            }
             let task = fetch(
                 self.proxy.clone(),
                 self.base.clone(),
                 self.map.request(next),
             );
-            self.ahead = Some((next, tokio::spawn(task)));
+            self.ahead.push_back((next, tokio::spawn(task)));
         }
         Ok(bytes)
     }
