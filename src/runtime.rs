@@ -142,13 +142,24 @@ pub async fn run_with_reloads(
     tracing::info!("draining");
     let drain_started = std::time::Instant::now();
     runtime.ready.store(false, Ordering::Relaxed);
+    // A planned leave: peers' probes now hear that this node is leaving and route its keys
+    // to their next holders, which ask it for them while it still serves.
+    let limit = runtime.listen_config().await.shutdown_timeout;
+    if let Some(cluster) = &runtime.front.proxy().cluster
+        && cluster.any_peer_alive()
+    {
+        let notice = cluster.leave_notice.min(limit / 2);
+        let notice_ms = u64::try_from(notice.as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(notice_ms, "leaving the cluster");
+        tokio::time::sleep(notice).await;
+    }
     let _ = stop.send(true);
     reload_task.abort();
     runtime.stop_accepting().await;
     let (connections, max) = runtime.connections();
     let all = u32::try_from(max).unwrap_or(u32::MAX);
-    let limit = runtime.listen_config().await.shutdown_timeout;
-    let drained = tokio::time::timeout(limit, connections.acquire_many(all)).await;
+    let left = limit.saturating_sub(drain_started.elapsed());
+    let drained = tokio::time::timeout(left, connections.acquire_many(all)).await;
     if drained.is_err() {
         tracing::warn!("drain timed out; closing remaining connections");
     }

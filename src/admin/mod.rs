@@ -263,6 +263,7 @@ impl View<'_> {
                     "name": peer.name(),
                     "self": false,
                     "alive": peer.is_alive(),
+                    "leaving": peer.is_leaving(),
                     "share": share,
                     "last_change": httpdate::fmt_http_date(peer.last_change()),
                 }),

@@ -93,6 +93,8 @@ pub(crate) struct Cluster {
     pub(crate) peer_timeout: std::time::Duration,
     /// See [`Cluster::handoff_peer`].
     handoff: std::time::Duration,
+    /// How long a draining node keeps serving after it says it is leaving.
+    pub(crate) leave_notice: std::time::Duration,
     /// Nodes holding each object (`replicas`), see [`Cluster::holds`].
     pub(crate) replicas: usize,
     view: ArcSwap<View>,
@@ -120,6 +122,7 @@ impl Cluster {
             probe_interval: config.probe_interval,
             peer_timeout: config.peer_timeout,
             handoff: config.handoff,
+            leave_notice: config.leave_notice,
             replicas: config.replicas,
             sketch: Sketch::new(SKETCH_CAPACITY),
             client: PeerClient::new(),
@@ -181,6 +184,11 @@ impl Cluster {
             .set(self.view.load().ring.len() as i64);
     }
 
+    /// Whether any peer is live (one that could route to this node).
+    pub(crate) fn any_peer_alive(&self) -> bool {
+        self.view.load().peers.values().any(|p| p.is_alive())
+    }
+
     /// The owner of `key` among live members.
     pub(crate) fn route(&self, key_hash: u64) -> Route {
         let view = self.view.load();
@@ -198,8 +206,23 @@ impl Cluster {
     /// first, so a join (or a leave) does not send the moved keys to the origin. A node that
     /// has just started (joined, or restarted after a crash) had no ring of its own before:
     /// its keys were owned by whoever owns them without it.
+    ///
+    /// A planned leave is a hand-off too, for as long as the leaving node still serves: the
+    /// key's first node that is not dead, when it is a draining peer, holds it.
     pub(crate) fn handoff_peer(&self, key_hash: u64) -> Option<Arc<Peer>> {
         let view = self.view.load();
+        let leaving = view.ring.owner_where(key_hash, |id| {
+            *id == self.me
+                || view
+                    .peers
+                    .get(id)
+                    .is_some_and(|p| p.is_alive() || p.is_leaving())
+        });
+        if let Some(peer) = leaving.and_then(|id| view.peers.get(id))
+            && peer.is_leaving()
+        {
+            return Some(peer.clone());
+        }
         if view.changed.elapsed().unwrap_or_default() >= self.handoff {
             return None;
         }

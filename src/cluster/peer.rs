@@ -46,6 +46,8 @@ pub(crate) struct Peer {
     pub(crate) id: NodeId,
     pub(crate) addr: SocketAddr,
     alive: AtomicBool,
+    /// Its probe said it is draining; cleared by any other probe answer or failure.
+    leaving: AtomicBool,
     /// Probes in a row that got no answer in time; reset by any answer.
     late_probes: AtomicU32,
     /// The node name it reports in probes.
@@ -79,6 +81,7 @@ impl Peer {
             id,
             addr,
             alive: AtomicBool::new(true),
+            leaving: AtomicBool::new(false),
             late_probes: AtomicU32::new(0),
             name: Mutex::new(None),
             last_change: Mutex::new(SystemTime::now()),
@@ -100,8 +103,23 @@ impl Peer {
         *lock(&self.last_change)
     }
 
+    /// Draining: out of the ring's live set, but still serving what it holds (see
+    /// [`crate::cluster::Cluster::handoff_peer`]) until it stops answering.
+    pub(crate) fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::Relaxed)
+    }
+
+    /// Its probe said it is draining: its keys move to the next live node, which asks it
+    /// for them while it still answers.
+    fn leave(&self) {
+        self.heard();
+        self.eject("draining");
+        self.leaving.store(true, Ordering::Relaxed);
+    }
+
     /// Take it out of the ring's live set; its keys move to the next live node.
     pub(crate) fn eject(&self, why: &str) {
+        self.leaving.store(false, Ordering::Relaxed);
         if self.alive.swap(false, Ordering::Relaxed) {
             tracing::warn!(peer = %self.id.0, why, "peer ejected");
             self.metrics.ejections.inc();
@@ -122,6 +140,7 @@ impl Peer {
     fn answered(&self) {
         self.heard();
         self.late_probes.store(0, Ordering::Relaxed);
+        self.leaving.store(false, Ordering::Relaxed);
         self.revive();
     }
 
@@ -149,6 +168,12 @@ impl Peer {
             *lock(&self.last_change) = SystemTime::now();
         }
     }
+}
+
+/// A probe answer's body says the node is draining (see `proxy::internal`).
+fn says_leaving(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .is_ok_and(|v| v["draining"] == serde_json::Value::Bool(true))
 }
 
 /// Why a forwarded request got no response.
@@ -303,6 +328,7 @@ impl PeerClient {
                 }
                 peer.answered();
             }
+            Ok((StatusCode::SERVICE_UNAVAILABLE, body)) if says_leaving(&body) => peer.leave(),
             Ok((status, _)) => peer.eject(&format!("probe answered {status}")),
             Err(ExchangeError::TimedOut) => peer.probe_late(),
             Err(ExchangeError::Failed(why)) => peer.eject(&why),

@@ -82,18 +82,19 @@ pub(crate) fn cluster(f: &ClusterFile, cx: &Ctx<'_>) -> Result<ClusterConfig, Co
             return Err(cx.invalid(r.span(), "cluster.replicas", message));
         }
     };
+    let probe_interval = timeout(
+        &f.probe_interval,
+        DEFAULT_PROBE_INTERVAL,
+        "cluster.probe_interval",
+        cx,
+    )?;
     Ok(ClusterConfig {
         advertise,
         replicas,
         members,
         secret: secret.clone(),
         replicate,
-        probe_interval: timeout(
-            &f.probe_interval,
-            DEFAULT_PROBE_INTERVAL,
-            "cluster.probe_interval",
-            cx,
-        )?,
+        probe_interval,
         peer_timeout: timeout(
             &f.peer_timeout,
             DEFAULT_PEER_TIMEOUT,
@@ -101,6 +102,8 @@ pub(crate) fn cluster(f: &ClusterFile, cx: &Ctx<'_>) -> Result<ClusterConfig, Co
             cx,
         )?,
         handoff: f.handoff.map_or(DEFAULT_HANDOFF, |h| h.0),
+        // Two probe rounds: every peer has probed once since the node said it was leaving.
+        leave_notice: f.leave_notice.map_or(probe_interval * 2, |h| h.0),
     })
 }
 

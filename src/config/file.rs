@@ -120,6 +120,7 @@ pub(crate) struct ClusterFile {
     pub(crate) probe_interval: Option<Spanned<HumanDuration>>,
     pub(crate) peer_timeout: Option<Spanned<HumanDuration>>,
     pub(crate) handoff: Option<HumanDuration>,
+    pub(crate) leave_notice: Option<HumanDuration>,
 }
 
 /// `[dns]`: the resolver used for names Outpost resolves itself (cluster discovery).

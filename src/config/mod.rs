@@ -106,6 +106,9 @@ pub(crate) struct ClusterConfig {
     /// After a membership change, how long a miss on a key's new owner asks its previous
     /// owner first (zero: never).
     pub(crate) handoff: Duration,
+    /// On a drain, how long the node keeps serving after its probes say it is leaving, so
+    /// its peers route its keys to their next holders, which ask it for them meanwhile.
+    pub(crate) leave_notice: Duration,
     /// How many nodes hold each object (1..=3): the first `replicas` of its preference
     /// order. The owner writes each fill through to the others.
     pub(crate) replicas: usize,

@@ -272,3 +272,22 @@ fn request_bodies_are_buffered_up_to_the_site_limit() {
     // Never more than the largest body accepted.
     assert_eq!(site("max_request_body = \"4KiB\"").0, 4096);
 }
+
+#[test]
+fn leave_notice_defaults_to_two_probe_intervals() {
+    let notice = |keys: &str| {
+        let text = format!(
+            "[cluster]\nadvertise = \"127.0.0.1:8080\"\npeers = [\"127.0.0.1:8081\"]\n\
+             secret = \"a-long-enough-secret\"\n{keys}\n\
+             [[site]]\nhosts = [\"a.test\"]\norigin = [\"http://127.0.0.1:1\"]\n"
+        );
+        let c = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        c.cluster.map(|c| c.leave_notice)
+    };
+    assert_eq!(notice(""), Some(secs(2)));
+    assert_eq!(
+        notice("probe_interval = \"250ms\""),
+        Some(Duration::from_millis(500))
+    );
+    assert_eq!(notice("leave_notice = \"0s\""), Some(secs(0)));
+}

@@ -52,7 +52,11 @@ pub(crate) async fn handle(
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            let about = serde_json::json!({ "name": cluster.name, "advertise": cluster.me.0 });
+            let about = serde_json::json!({
+                "name": cluster.name,
+                "advertise": cluster.me.0,
+                "draining": !ready,
+            });
             json(status, &about)
         }
         (&Method::POST, PURGE_PATH) => match signed_body(cluster, &parts, body).await {
