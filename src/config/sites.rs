@@ -155,7 +155,8 @@ fn parse_shield(s: &str) -> Result<SocketAddr, String> {
     })
 }
 
-/// Shields need the cluster secret (their hops are signed) and must not be this node.
+/// Shields need the cluster secret (their hops are signed) and must be neither this node nor
+/// a member of its cluster.
 pub(crate) fn check_shields(
     files: &[SiteFile],
     sites: &[SiteConfig],
@@ -177,6 +178,16 @@ pub(crate) fn check_shields(
             if *addr == cluster.advertise || listen.http.contains(addr) {
                 let message = format!(
                     "{:?} is this node's own listener: a node cannot be its own shield",
+                    raw.get_ref()
+                );
+                return Err(cx.invalid(raw.span(), &format!("site[{i}].shield[{j}]"), message));
+            }
+            if let crate::config::Members::Static(peers) = &cluster.members
+                && peers.contains(addr)
+            {
+                let message = format!(
+                    "{:?} is a member of this node's own cluster ([cluster] peers): a shield \
+                     is the tier above the cluster, and a member would route its keys back",
                     raw.get_ref()
                 );
                 return Err(cx.invalid(raw.span(), &format!("site[{i}].shield[{j}]"), message));
