@@ -877,7 +877,7 @@ async fn a_peer_that_starts_later_is_found_within_a_fraction_of_the_probe_interv
 #[tokio::test]
 async fn a_node_that_joins_takes_its_keys_from_their_previous_owners() {
     use crate::dns_server::{DnsServer, Record};
-    for (handoff, most_refetched) in [("60s", 3), ("0s", usize::MAX)] {
+    for handoff in ["60s", "0s"] {
         let origin = Origin::start(cacheable_origin()).await;
         let dns = DnsServer::start(1).await;
         let mut listeners = Vec::new();
@@ -971,15 +971,16 @@ origin = ["{origin}"]
         }
         assert!(moved > 30, "a quarter of the keys moved: {moved}");
         let refetched = origin.total() - 300;
-        if most_refetched == usize::MAX {
+        if handoff == "0s" {
             // All but those asked through their previous owner (its own hits).
             assert!(
                 refetched * 2 > moved,
                 "handoff {handoff}: {refetched} of {moved} moved keys fetched again"
             );
         } else {
+            // At most 1% of the moved keys.
             assert!(
-                refetched <= most_refetched,
+                refetched * 100 <= moved,
                 "handoff {handoff}: {refetched} of {moved} moved keys fetched again"
             );
             // Those asked through their previous owner were its own hits; the rest were
