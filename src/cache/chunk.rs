@@ -17,6 +17,7 @@ use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::cache::conditional::if_range_holds;
+use crate::cache::content_length;
 
 /// On a hop between nodes: the chunk this request is for, `start-end/total` (end inclusive).
 /// Only honoured on a verified hop; the chunk's validator travels as `If-Range`.
@@ -219,16 +220,6 @@ pub(crate) fn check(
         StatusCode::OK => Err(Mismatch::Changed),
         _ => Err(Mismatch::Wrong),
     }
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 fn value(text: &str) -> HeaderValue {

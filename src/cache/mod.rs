@@ -25,6 +25,17 @@ pub(crate) mod vary;
 
 pub(crate) use freshness::Freshness;
 
+/// `Content-Length` of a response head, if present and valid.
+pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     //! Whole-module robustness: random attacker-style headers through every

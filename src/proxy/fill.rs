@@ -15,9 +15,10 @@ use super::Proxy;
 use super::headers::{append_list, strip_hop_by_hop};
 use super::request::Site;
 use super::route::Upstream;
-use super::store::{self, OriginHead, content_length};
+use super::store::{self, OriginHead};
 use crate::cache::chunk::{self, CHUNK_HEADER, ChunkMap, ChunkRequest};
 use crate::cache::conditional::{head_describes, selects};
+use crate::cache::content_length;
 use crate::cache::control::RequestDirectives;
 use crate::cache::freshness;
 use crate::cache::status::NoCacheReason;
@@ -137,6 +138,25 @@ impl FillJob {
         if self.registered {
             self.proxy.inflight.leave(&self.key, publisher.fill());
         }
+    }
+
+    /// Store `entry`, unless a purge came while the fill was in flight: the purge wins, what
+    /// came is served and nothing stored. Whether it was stored.
+    async fn keep(
+        &self,
+        publisher: &Publisher<FillHead>,
+        request_time: SystemTime,
+        entry: &Arc<Entry>,
+    ) -> bool {
+        let store = &self.proxy.store;
+        if publisher.fill().discarded() || store.tag_purged_since(request_time, &entry.tags) {
+            self.site.metrics.discarded(Discard::Purged);
+            return false;
+        }
+        store
+            .insert(&self.key, entry.clone(), self.site.policy.max_variants)
+            .await;
+        true
     }
 
     /// From now on the key is not shared: new requests skip coalescing for a while.
@@ -332,15 +352,7 @@ async fn store_manifest(
         &job.request_headers,
         policy,
     ));
-    let store = &job.proxy.store;
-    let purged =
-        publisher.fill().discarded() || store.tag_purged_since(head.request_time, &entry.tags);
-    if purged {
-        job.site.metrics.discarded(Discard::Purged);
-    } else {
-        store
-            .insert(&job.key, entry.clone(), policy.max_variants)
-            .await;
+    if job.keep(&publisher, head.request_time, &entry).await {
         job.proxy.metrics.store.chunked_objects.inc();
     }
     job.leave(&publisher);
@@ -584,20 +596,11 @@ async fn stream_body(
             job.upstream.is_owner(),
         );
         publisher.rebase(&entry.body);
-        // A purge while the fill was in flight wins: serve what came, store nothing.
-        let store = &job.proxy.store;
-        let purged =
-            publisher.fill().discarded() || store.tag_purged_since(head.request_time, &entry.tags);
-        if purged {
-            job.site.metrics.discarded(Discard::Purged);
-        } else {
-            let entry = Arc::new(entry);
-            store
-                .insert(&job.key, entry.clone(), policy.max_variants)
-                .await;
-            if let Some(holders) = &job.holders {
-                holders.write_through(&entry, &job.request_headers);
-            }
+        let entry = Arc::new(entry);
+        if job.keep(&publisher, head.request_time, &entry).await
+            && let Some(holders) = &job.holders
+        {
+            holders.write_through(&entry, &job.request_headers);
         }
     } else if let Err(e) = &result {
         // The head went out saying `stored` (Cache-Status is sent before the body): counted
