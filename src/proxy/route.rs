@@ -124,7 +124,7 @@ pub(crate) fn owned_elsewhere(cluster: Option<&Arc<Cluster>>, ctx: &RequestConte
     let key_hash = hash::key(&ctx.key);
     !ctx.hops.peer
         && matches!(cluster.route(key_hash), Route::Peer(_))
-        && !cluster.keep_replica(key_hash)
+        && !cluster.would_keep_replica(key_hash)
 }
 
 /// The owner `failed` could not be reached: its next holder, if there is one to try.
