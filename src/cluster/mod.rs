@@ -323,28 +323,15 @@ impl Cluster {
         });
     }
 
-    /// Whether this node should keep its own copy of a non-owned object it is fetching now
-    /// (the request is counted in the hot sketch).
+    /// Whether this node should keep its own copy of a non-owned object it is fetching now.
     pub(crate) fn keep_replica(&self, key_hash: u64) -> bool {
-        self.keeps(key_hash, || self.sketch.record(key_hash))
-    }
-
-    /// What [`Cluster::keep_replica`] will answer for this request, asked before it is
-    /// counted (and without counting it).
-    pub(crate) fn would_keep_replica(&self, key_hash: u64) -> bool {
-        self.keeps(key_hash, || {
-            self.sketch.estimate(key_hash).saturating_add(1)
-        })
-    }
-
-    fn keeps(&self, key_hash: u64, count: impl FnOnce() -> u32) -> bool {
         if self.holds(key_hash) {
             return true;
         }
         match self.replicate {
             Replicate::None => false,
             Replicate::All => true,
-            Replicate::Hot => count() >= HOT_THRESHOLD,
+            Replicate::Hot => self.sketch.record(key_hash) >= HOT_THRESHOLD,
         }
     }
 

@@ -94,7 +94,8 @@ impl Sketch {
 
     /// The key's estimated request count, aged: never below the true count except by
     /// increments lost to races, above it by collisions. What `record` returns, read without
-    /// recording.
+    /// recording; only tests need that.
+    #[cfg(test)]
     pub(crate) fn estimate(&self, key_hash: u64) -> u32 {
         let min = self
             .slots(key_hash)

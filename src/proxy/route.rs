@@ -115,16 +115,16 @@ pub(crate) fn route(cluster: Option<&Arc<Cluster>>, ctx: &RequestContext) -> Ups
     }
 }
 
-/// Whether this request's fill would ask the key's owner on another node and not keep the
-/// response here (so the client's range can go to the owner as it is).
+/// Whether the key is owned by another node that this request has not come from (so the
+/// client's range can go to the owner as it is). Asked for ranges only: the owner answers
+/// a range from its object or its chunks, where a fill of the whole here, even one kept as a
+/// replica, would have the owner send every byte (every chunk of an object stored in chunks,
+/// which a non-owner never keeps). A replica is filled by a full request instead.
 pub(crate) fn owned_elsewhere(cluster: Option<&Arc<Cluster>>, ctx: &RequestContext) -> bool {
     let Some(cluster) = cluster else {
         return false;
     };
-    let key_hash = hash::key(&ctx.key);
-    !ctx.hops.peer
-        && matches!(cluster.route(key_hash), Route::Peer(_))
-        && !cluster.would_keep_replica(key_hash)
+    !ctx.hops.peer && matches!(cluster.route(hash::key(&ctx.key)), Route::Peer(_))
 }
 
 /// The owner `failed` could not be reached: its next holder, if there is one to try.

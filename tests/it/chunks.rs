@@ -278,3 +278,31 @@ async fn a_range_of_a_cold_object_fetches_only_its_chunks() {
     let ranges: Vec<String> = ranged(&origin).iter().map(|s| s.header("range")).collect();
     assert_eq!(ranges, ["bytes=196608-262143"]);
 }
+
+/// With `replicas = 2` two of three nodes hold each object, and a client's range through a
+/// holder that is not the owner goes to the owner as a range: the owner fetches the chunk it
+/// covers, where a fill of the whole for a replica would read every chunk of the object.
+#[tokio::test]
+async fn a_range_through_a_replica_holder_fetches_only_its_chunks() {
+    const LEN: usize = 8 * MIB;
+    let body = representation(LEN, 7);
+    let served = body.clone();
+    let origin = Origin::start(move |seen, _| file_server(seen, &served, "\"h\"")).await;
+    let cache = "[cache]\nmax_object = \"64MiB\"\nchunk_size = \"1MiB\"";
+    let nodes = start_three(&origin, 2, cache).await;
+    // One object per node asked, so each node is the owner of some and a holder of others.
+    for (i, n) in nodes.iter().enumerate() {
+        for j in 0..3 {
+            let path = format!("/range-{i}-{j}.bin");
+            let before = ranged(&origin).len();
+            let r = get_range(n.http, &path, "bytes=3145728-3145737").await;
+            assert_eq!(r.status, 206, "{path}: {}", r.cache_status());
+            assert_eq!(&r.body[..], &body[3_145_728..3_145_738], "{path}");
+            let asked: Vec<String> = ranged(&origin)[before..]
+                .iter()
+                .map(|s| s.header("range"))
+                .collect();
+            assert_eq!(asked, ["bytes=3145728-4194303"], "{path}: only its chunk");
+        }
+    }
+}
