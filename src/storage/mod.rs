@@ -6,6 +6,7 @@
 //! TinyLFU admission keeps one-hit wonders from flushing popular objects (scan resistance).
 
 pub(crate) mod budget;
+mod chunk_index;
 pub(crate) mod coalesce;
 pub(crate) mod entry;
 pub(crate) mod snapshot;
@@ -24,6 +25,7 @@ use moka::ops::compute::Op;
 pub(crate) use entry::{Entry, EntryParts};
 
 use crate::cache::chunk;
+use chunk_index::ChunkIndex;
 pub use variants::Variants;
 
 /// Called for every entry the store drops, with why (size, expiry, purge, replacement).
@@ -47,10 +49,8 @@ pub struct Store {
     /// off when moka drops it (the eviction listener sees every removal and replacement).
     roles: Arc<RoleBytes>,
     /// URL keys whose chunks (of a representation stored in chunks, held by their own owners)
-    /// are stored here: a purge of the URL removes them too. Added on a chunk's insert; a URL
-    /// forgotten here leaves orphan chunks that no manifest names any more (chunk keys carry
-    /// the validator), which expire or are evicted.
-    chunked_urls: moka::sync::Cache<String, ()>,
+    /// are stored here, counted: a purge of the URL removes them too.
+    chunked_urls: Arc<ChunkIndex>,
     /// URL keys whose origin answered a chunk request with the whole representation (it
     /// ignores `Range`): stored whole, or streamed, for a while rather than as chunks.
     unchunkable: moka::sync::Cache<String, ()>,
@@ -121,6 +121,8 @@ impl Store {
     pub fn new(memory: u64, uncacheable_ttl: Duration, on_evict: EvictionHook) -> Self {
         let roles = Arc::new(RoleBytes::default());
         let dropped = roles.clone();
+        let chunked_urls = Arc::new(ChunkIndex::default());
+        let chunks_dropped = chunked_urls.clone();
         let cache = Cache::builder()
             .max_capacity(memory)
             .weigher(|key: &String, value: &Arc<Variants>| {
@@ -128,8 +130,11 @@ impl Store {
                 u32::try_from(weight).unwrap_or(u32::MAX)
             })
             .expire_after(RetentionExpiry)
-            .eviction_listener(move |_key, value: Arc<Variants>, cause| {
+            .eviction_listener(move |key: Arc<String>, value: Arc<Variants>, cause| {
                 dropped.add(&value, -1);
+                if let Some(url) = chunk::url_of_chunk(&key) {
+                    chunks_dropped.add(url, -1);
+                }
                 on_evict(cause);
             })
             .support_invalidation_closures()
@@ -138,7 +143,6 @@ impl Store {
             .max_capacity(100_000)
             .time_to_live(uncacheable_ttl.max(Duration::from_millis(1)))
             .build();
-        let chunked_urls = moka::sync::Cache::builder().max_capacity(1 << 20).build();
         let unchunkable = moka::sync::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(uncacheable_ttl.max(Duration::from_secs(60)))
@@ -182,7 +186,7 @@ impl Store {
         self.roles.add(stored.value(), 1);
         self.uncacheable.invalidate(key);
         if let Some(url) = chunk::url_of_chunk(key) {
-            self.chunked_urls.insert(url.to_owned(), ());
+            self.chunked_urls.add(url, 1);
         }
         let unapplied = self.unapplied.fetch_add(weight, Ordering::Relaxed) + weight;
         if unapplied > self.capacity / 16 {
@@ -201,10 +205,9 @@ impl Store {
     /// Remove the chunks of `url_key` held here (a soft purge too: a chunk is asked for with
     /// its validator, so refetching one costs a Range request, never a wrong byte).
     fn purge_chunks(&self, url_key: &str) {
-        if !self.chunked_urls.contains_key(url_key) {
+        if !self.chunked_urls.has(url_key) {
             return;
         }
-        self.chunked_urls.invalidate(url_key);
         let prefix = chunk::chunk_prefix(url_key);
         let selected = move |key: &String, _: &Arc<Variants>| key.starts_with(&prefix);
         if let Err(e) = self.cache.invalidate_entries_if(selected) {
@@ -360,6 +363,9 @@ impl Store {
         let entries: Vec<(Arc<String>, Arc<Variants>)> = old.cache.iter().collect();
         for (key, variants) in entries {
             self.roles.add(&variants, 1);
+            if let Some(url) = chunk::url_of_chunk(&key) {
+                self.chunked_urls.add(url, 1);
+            }
             self.cache.insert(key.as_ref().clone(), variants).await;
         }
         self.cache.run_pending_tasks().await;
@@ -473,6 +479,39 @@ mod tests {
                     store.insert(&format!("http://a.test/{i}"), entry(*size), 16).await;
                     store.run_pending_tasks().await;
                     prop_assert!(store.weighted_size() <= BUDGET);
+                }
+                Ok(())
+            })?;
+        }
+
+        /// Chunks written, evicted by size, replaced and purged: the index says a URL has
+        /// chunks exactly when some are stored, so a purge never misses one, and a carried
+        /// store counts what it took.
+        #[test]
+        fn the_chunk_index_matches_the_chunks_stored(
+            ops in proptest::collection::vec((0u8..6, 0u8..4, 0usize..200_000, any::<bool>()), 1..80),
+        ) {
+            runtime().block_on(async {
+                let store = Store::new(BUDGET, Duration::from_secs(30), Arc::new(|_| {}));
+                let url = |u: &u8| format!("http://a.test/{u}");
+                for (u, index, size, purge) in &ops {
+                    if *purge {
+                        store.purge(&url(u)).await;
+                    } else {
+                        let key = format!("{}{index}\u{1}\"v\"", chunk::chunk_prefix(&url(u)));
+                        store.insert(&key, entry(*size), 16).await;
+                    }
+                }
+                store.run_pending_tasks().await;
+                let carried = Store::new(BUDGET, Duration::from_secs(30), Arc::new(|_| {}));
+                carried.take_from(&store).await;
+                for s in [&store, &carried] {
+                    let keys: Vec<Arc<String>> = s.cache.iter().map(|(k, _)| k).collect();
+                    for u in 0u8..6 {
+                        let held = keys.iter().any(|k| chunk::url_of_chunk(k) == Some(url(&u).as_str()));
+                        prop_assert_eq!(s.chunked_urls.has(&url(&u)), held, "url {}", u);
+                    }
+                    prop_assert!(s.chunked_urls.len() <= keys.len());
                 }
                 Ok(())
             })?;
