@@ -20,7 +20,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http::header::{self, HeaderMap};
 use http::{Method, Version};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Limited};
 use tokio::task::JoinHandle;
 
 use super::Proxy;
@@ -34,6 +34,7 @@ use crate::cluster::hop::Hops;
 use crate::error::ProxyError;
 use crate::service::{ClientInfo, ProxyBody};
 use crate::storage::Entry;
+use crate::storage::budget::Reservation;
 
 /// Why a chunked object could not be served from its manifest.
 pub(super) enum Failure {
@@ -70,7 +71,7 @@ pub(super) async fn serve(
     let mut reader = Reader {
         proxy: proxy.clone(),
         base: Arc::new(Base::of(ctx)),
-        segments: segments(&map, &pieces).into(),
+        segments: Segments::new(map.clone(), pieces),
         map,
         current: None,
         ahead: VecDeque::new(),
@@ -109,31 +110,62 @@ enum Segment {
     Chunk { index: u64, from: usize, to: usize },
 }
 
-/// The body's pieces as slices of chunks, in order.
-fn segments(map: &ChunkMap, pieces: &[Piece]) -> Vec<Segment> {
-    let mut out = Vec::new();
-    for piece in pieces {
-        match piece {
-            Piece::Literal(bytes) => out.push(Segment::Literal(bytes.clone())),
-            Piece::Span(span) => {
-                let end = span.end_inclusive.min(map.total.saturating_sub(1));
-                let mut at = span.start;
-                while at <= end {
-                    let index = map.index_of(at);
-                    let chunk = map.request(index);
-                    let to = chunk.end.min(end);
-                    // Offsets within one chunk, which is at most 64 MiB.
-                    out.push(Segment::Chunk {
-                        index,
-                        from: usize::try_from(at - chunk.start).unwrap_or(usize::MAX),
-                        to: usize::try_from(to - chunk.start + 1).unwrap_or(usize::MAX),
-                    });
-                    at = to + 1;
-                }
-            }
+/// The body's pieces as slices of chunks, in order, made as they are needed: a range over
+/// a large object covers many chunks, and a list of them all would cost memory per request
+/// in proportion to the object. Cloning it is cheap (a cursor), which is how the read-ahead
+/// looks at what comes next.
+#[derive(Clone)]
+struct Segments {
+    map: ChunkMap,
+    pieces: Arc<[Piece]>,
+    /// The piece the next segment comes from.
+    piece: usize,
+    /// Within a span, the offset of its next byte (`None`: the span's start).
+    at: Option<u64>,
+}
+
+impl Segments {
+    fn new(map: ChunkMap, pieces: Vec<Piece>) -> Self {
+        Self {
+            map,
+            pieces: pieces.into(),
+            piece: 0,
+            at: None,
         }
     }
-    out
+}
+
+impl Iterator for Segments {
+    type Item = Segment;
+
+    fn next(&mut self) -> Option<Segment> {
+        loop {
+            let span = match self.pieces.get(self.piece)? {
+                Piece::Literal(bytes) => {
+                    self.piece += 1;
+                    return Some(Segment::Literal(bytes.clone()));
+                }
+                Piece::Span(span) => span,
+            };
+            let end = span.end_inclusive.min(self.map.total.saturating_sub(1));
+            let at = self.at.unwrap_or(span.start);
+            if at > end {
+                self.piece += 1;
+                self.at = None;
+                continue;
+            }
+            let index = self.map.index_of(at);
+            let chunk = self.map.request(index);
+            let to = chunk.end.min(end);
+            self.at = Some(to + 1);
+            // Offsets within one chunk, which is at most 64 MiB.
+            return Some(Segment::Chunk {
+                index,
+                from: usize::try_from(at - chunk.start).unwrap_or(usize::MAX),
+                to: usize::try_from(to - chunk.start + 1).unwrap_or(usize::MAX),
+            });
+        }
+    }
 }
 
 enum ChunkError {
@@ -148,38 +180,64 @@ type ChunkFetch = Pin<Box<dyn Future<Output = Result<Bytes, ChunkError>> + Send>
 const READ_AHEAD: usize = 8;
 /// Bytes read ahead per response, at most (one chunk at least, however large).
 const READ_AHEAD_BYTES: u64 = 16 << 20;
+/// What every response together may hold of chunks read ahead: an eighth of the cache's
+/// memory, and one response's read-ahead at least. A response past it reads as it sends.
+pub(super) fn read_ahead_budget(memory: u64) -> u64 {
+    (memory / 8).max(READ_AHEAD_BYTES)
+}
+
+/// Segments looked at for the next chunks to read: a multipart answer may cut many parts
+/// from one chunk, and looking further would cost more than it saves.
+const LOOK_AHEAD: usize = 64;
+
+/// A chunk being read ahead, and the bytes it holds of the node's read-ahead budget.
+struct Ahead {
+    index: u64,
+    task: JoinHandle<Result<Bytes, ChunkError>>,
+    _held: Reservation,
+}
 
 struct Reader {
     proxy: Arc<Proxy>,
     base: Arc<Base>,
     map: ChunkMap,
-    segments: VecDeque<Segment>,
+    segments: Segments,
     /// The chunk last read (a multipart answer may cut several pieces from one).
     current: Option<(u64, Bytes)>,
     /// The next chunks, being read, in the order they are needed.
-    ahead: VecDeque<(u64, JoinHandle<Result<Bytes, ChunkError>>)>,
+    ahead: VecDeque<Ahead>,
+}
+
+impl Drop for Reader {
+    /// A client gone, or a response cut short: the chunks read for it are not waited for
+    /// (their fills run on and store them; only this response's wait and bytes go).
+    fn drop(&mut self) {
+        for ahead in &self.ahead {
+            ahead.task.abort();
+        }
+    }
 }
 
 impl Reader {
     /// The next chunks the remaining segments need other than `besides`, at most `n`.
     fn next_indices(&self, besides: u64, n: usize) -> Vec<u64> {
         let mut out = Vec::with_capacity(n);
-        for s in &self.segments {
+        for s in self.segments.clone().take(LOOK_AHEAD) {
             if let Segment::Chunk { index, .. } = s
-                && *index != besides
-                && !out.contains(index)
+                && index != besides
+                && !out.contains(&index)
             {
                 if out.len() == n {
                     break;
                 }
-                out.push(*index);
+                out.push(index);
             }
         }
         out
     }
 
     async fn next(&mut self) -> Option<Result<Bytes, ProxyError>> {
-        let (index, from, to) = match self.segments.pop_front()? {
+        let (index, from, to) = match self.segments.next()? {
             Segment::Literal(bytes) => return Some(Ok(bytes)),
             Segment::Chunk { index, from, to } => (index, from, to),
         };
@@ -196,7 +254,8 @@ impl Reader {
         })
     }
 
-    /// Chunk `index`, and the next one started.
+    /// Chunk `index`, and the next ones started, as far as this response's read-ahead and
+    /// the node's read-ahead budget allow.
     async fn chunk(&mut self, index: u64) -> Result<Bytes, ChunkError> {
         if let Some((at, bytes)) = &self.current
             && *at == index
@@ -204,13 +263,16 @@ impl Reader {
             return Ok(bytes.clone());
         }
         // Reads started for chunks passed over (not needed after all) run on and store them.
-        let started = self.ahead.iter().position(|(at, _)| *at == index);
+        let started = self.ahead.iter().position(|a| a.index == index);
         let bytes = match started.and_then(|i| self.ahead.remove(i)) {
-            Some((_, task)) => task
-                .await
-                .unwrap_or(Err(ChunkError::Failed(ProxyError::Internal(
-                    "chunk read failed",
-                )))),
+            Some(ahead) => {
+                ahead
+                    .task
+                    .await
+                    .unwrap_or(Err(ChunkError::Failed(ProxyError::Internal(
+                        "chunk read failed",
+                    ))))
+            }
             None => {
                 fetch(
                     self.proxy.clone(),
@@ -225,15 +287,21 @@ impl Reader {
             .unwrap_or(1)
             .clamp(1, READ_AHEAD);
         for next in self.next_indices(index, depth) {
-            if self.ahead.iter().any(|(at, _)| *at == next) {
+            if self.ahead.iter().any(|a| a.index == next) {
                 continue;
             }
-            let task = fetch(
-                self.proxy.clone(),
-                self.base.clone(),
-                self.map.request(next),
-            );
-            self.ahead.push_back((next, tokio::spawn(task)));
+            let request = self.map.request(next);
+            let mut held = Reservation::new(self.proxy.read_ahead_budget.clone());
+            if !held.grow(request.len()) {
+                // The node reads ahead for many responses already: this one reads as it sends.
+                break;
+            }
+            let task = fetch(self.proxy.clone(), self.base.clone(), request);
+            self.ahead.push_back(Ahead {
+                index: next,
+                task: tokio::spawn(task),
+                _held: held,
+            });
         }
         Ok(bytes)
     }
@@ -279,7 +347,9 @@ fn fetch(proxy: Arc<Proxy>, base: Arc<Base>, request: ChunkRequest) -> ChunkFetc
         let (parts, body) = served.response.into_parts();
         chunk::check(&request, parts.status, &parts.headers, SystemTime::now())
             .map_err(ChunkError::Mismatch)?;
-        let bytes = body
+        // No more than the chunk's length is read: a longer body is an error, not memory.
+        let limit = usize::try_from(request.len()).unwrap_or(usize::MAX);
+        let bytes = Limited::new(body, limit)
             .collect()
             .await
             .map_err(|e| ChunkError::Failed(ProxyError::OriginBody(e.to_string())))?
@@ -385,6 +455,10 @@ mod tests {
 
     fn chunk(index: u64, from: usize, to: usize) -> Segment {
         Segment::Chunk { index, from, to }
+    }
+
+    fn segments(map: &ChunkMap, pieces: &[Piece]) -> Vec<Segment> {
+        Segments::new(map.clone(), pieces.to_vec()).collect()
     }
 
     #[test]

@@ -112,6 +112,8 @@ pub(crate) struct Proxy {
     fill_budget: Arc<FillBudget>,
     /// What request bodies read before their origin request may hold, all together.
     upload_budget: Arc<FillBudget>,
+    /// What chunks read ahead of the one being sent may hold, all responses together.
+    read_ahead_budget: Arc<FillBudget>,
     region: Option<String>,
 }
 
@@ -151,6 +153,7 @@ impl Proxy {
             chunk_size: config.cache.chunk_size,
             fill_budget: FillBudget::new((config.cache.memory / 4).max(config.cache.whole_max())),
             upload_budget: FillBudget::new(upload_budget(config)),
+            read_ahead_budget: FillBudget::new(chunked::read_ahead_budget(config.cache.memory)),
             region: config.node.region.clone(),
         })
     }
