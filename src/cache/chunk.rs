@@ -117,9 +117,17 @@ impl ChunkRequest {
     }
 
     /// The chunk's cache key: the object's key, the span, the length and the validator.
-    /// `\u{1}` cannot occur in a URL key, so no URL's key is ever a chunk's.
+    /// `\u{1}` cannot occur in a URL key, so no URL's key is ever a chunk's. The validator is
+    /// hex-encoded: a field value may hold bytes that are not UTF-8 (obs-text), and two tags
+    /// that differ only there must not name one chunk.
     pub(crate) fn key(&self, url_key: &str) -> String {
-        let validator = String::from_utf8_lossy(self.validator.as_bytes());
+        use std::fmt::Write;
+        let bytes = self.validator.as_bytes();
+        let mut validator = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            // Writing to a String cannot fail.
+            let _ = write!(validator, "{b:02x}");
+        }
         format!(
             "{url_key}{SEPARATOR}{}-{}/{}{SEPARATOR}{validator}",
             self.start, self.end, self.total
@@ -248,6 +256,20 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn tags_that_differ_only_in_bytes_outside_utf8_name_different_chunks() {
+        let chunk = |tag: &[u8]| ChunkRequest {
+            start: 0,
+            end: 9,
+            total: 20,
+            validator: HeaderValue::from_bytes(tag).unwrap(),
+        };
+        let (a, b) = (chunk(b"\"v\xff\""), chunk(b"\"v\xfe\""));
+        assert_ne!(a.key("k"), b.key("k"));
+        assert_eq!(url_of_chunk(&a.key("k")), Some("k"));
+        assert!(a.key("k").starts_with(&chunk_prefix("k")));
     }
 
     fn big(extra: &[(&str, &str)]) -> HeaderMap {
