@@ -270,9 +270,18 @@ impl PeerClient {
                 Bytes::new(),
                 peer_timeout,
             );
-            if matches!(probe.await, Ok((StatusCode::OK, _))) {
-                peer.heard();
-                continue;
+            match probe.await {
+                Ok((StatusCode::OK, _)) => {
+                    peer.heard();
+                    continue;
+                }
+                // Draining: it still serves what it holds, this request among them; it is
+                // out of the live set but stays asked as the leaving holder, not ejected.
+                Ok((StatusCode::SERVICE_UNAVAILABLE, body)) if says_leaving(&body) => {
+                    peer.leave();
+                    continue;
+                }
+                _ => {}
             }
             peer.metrics.request(PeerOutcome::Unreachable);
             let why = format!(
