@@ -65,6 +65,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzz_api;
 pub mod hash;
+mod hex;
 pub mod listener;
 pub mod observability;
 pub mod origin;

@@ -121,13 +121,7 @@ impl ChunkRequest {
     /// hex-encoded: a field value may hold bytes that are not UTF-8 (obs-text), and two tags
     /// that differ only there must not name one chunk.
     pub(crate) fn key(&self, url_key: &str) -> String {
-        use std::fmt::Write;
-        let bytes = self.validator.as_bytes();
-        let mut validator = String::with_capacity(bytes.len() * 2);
-        for b in bytes {
-            // Writing to a String cannot fail.
-            let _ = write!(validator, "{b:02x}");
-        }
+        let validator = crate::hex::encode(self.validator.as_bytes());
         format!(
             "{url_key}{SEPARATOR}{}-{}/{}{SEPARATOR}{validator}",
             self.start, self.end, self.total

@@ -199,7 +199,7 @@ pub(crate) fn set_key_field(headers: &mut HeaderMap, extra: Option<String>) {
     if let Some(extra) = extra {
         let value = HeaderValue::from_str(&extra).unwrap_or_else(|_| {
             // Not visible ASCII (a cookie with raw UTF-8, say): hex keeps it exact and valid.
-            let hex: String = extra.bytes().map(|b| format!("{b:02x}")).collect();
+            let hex = crate::hex::encode(extra.as_bytes());
             HeaderValue::from_str(&hex).unwrap_or_else(|_| HeaderValue::from_static(""))
         });
         headers.insert(KEY_FIELD, value);

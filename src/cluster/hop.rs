@@ -172,7 +172,7 @@ impl Secret {
     }
 
     pub fn mac_bytes(&self, message: &[u8]) -> String {
-        hex(hmac::sign(&self.0, message).as_ref())
+        crate::hex::encode(hmac::sign(&self.0, message).as_ref())
     }
 
     /// Verify [`mac`](Self::mac) in constant time.
@@ -197,10 +197,6 @@ fn message(
 
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
