@@ -71,8 +71,7 @@ pub(super) async fn serve(
     let mut reader = Reader {
         proxy: proxy.clone(),
         base: Arc::new(Base::of(ctx)),
-        segments: Segments::new(map.clone(), pieces),
-        map,
+        segments: Segments::new(map, pieces),
         current: None,
         ahead: VecDeque::new(),
     };
@@ -200,7 +199,7 @@ struct Ahead {
 struct Reader {
     proxy: Arc<Proxy>,
     base: Arc<Base>,
-    map: ChunkMap,
+    /// What is left of the body (and the object's chunk map).
     segments: Segments,
     /// The chunk last read (a multipart answer may cut several pieces from one).
     current: Option<(u64, Bytes)>,
@@ -277,20 +276,20 @@ impl Reader {
                 fetch(
                     self.proxy.clone(),
                     self.base.clone(),
-                    self.map.request(index),
+                    self.segments.map.request(index),
                 )
                 .await
             }
         }?;
         self.current = Some((index, bytes.clone()));
-        let depth = usize::try_from(READ_AHEAD_BYTES / self.map.size.max(1))
+        let depth = usize::try_from(READ_AHEAD_BYTES / self.segments.map.size.max(1))
             .unwrap_or(1)
             .clamp(1, READ_AHEAD);
         for next in self.next_indices(index, depth) {
             if self.ahead.iter().any(|a| a.index == next) {
                 continue;
             }
-            let request = self.map.request(next);
+            let request = self.segments.map.request(next);
             let mut held = Reservation::new(self.proxy.read_ahead_budget.clone());
             if !held.grow(request.len()) {
                 // The node reads ahead for many responses already: this one reads as it sends.
