@@ -48,7 +48,10 @@ pub(crate) enum Mismatch {
     Changed,
     /// The same representation, whole: the upstream ignores `Range`.
     Ignored,
-    /// A 206 of other bytes than asked for, or an error status.
+    /// A client error (404, 410, 412, 416, ...): the representation the manifest names is
+    /// no longer there to be read in ranges.
+    Gone,
+    /// A 206 of other bytes than asked for, or a server error.
     Wrong,
 }
 
@@ -220,6 +223,7 @@ pub(crate) fn check(
             Err(Mismatch::Ignored)
         }
         StatusCode::OK => Err(Mismatch::Changed),
+        s if s.is_client_error() => Err(Mismatch::Gone),
         _ => Err(Mismatch::Wrong),
     }
 }
@@ -450,5 +454,11 @@ mod tests {
             check(&request, StatusCode::BAD_GATEWAY, &HeaderMap::new(), now()),
             Err(Mismatch::Wrong)
         );
+        for refused in [StatusCode::NOT_FOUND, StatusCode::RANGE_NOT_SATISFIABLE] {
+            assert_eq!(
+                check(&request, refused, &HeaderMap::new(), now()),
+                Err(Mismatch::Gone)
+            );
+        }
     }
 }

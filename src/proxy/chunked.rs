@@ -305,12 +305,18 @@ impl Reader {
         Ok(bytes)
     }
 
-    /// Count the failure; a changed representation, or an origin that ignores `Range`,
-    /// loses its manifest.
+    /// Count the failure; a changed or refused representation, or an origin that ignores
+    /// `Range`, loses its manifest.
     async fn failed(&self, error: ChunkError) -> Failure {
         let metrics = &self.proxy.metrics.store;
         let store = &self.proxy.store;
         match error {
+            ChunkError::Mismatch(Mismatch::Gone) => {
+                metrics.chunk_fetch("gone");
+                tracing::info!(key = %self.base.url_key, "a chunk was refused; fetching the object again");
+                store.purge(&self.base.url_key).await;
+                Failure::Restart
+            }
             ChunkError::Mismatch(Mismatch::Changed) => {
                 metrics.chunk_fetch("changed");
                 tracing::info!(key = %self.base.url_key, "object changed while served from chunks; fetching it again");

@@ -466,7 +466,13 @@ fn fill_head(
     let vary = policy.vary_fields(&headers);
     let proxy = &job.proxy;
     let chunks = match storable {
-        Ok(()) if job.chunk.is_none() && job.request.method == Method::GET => {
+        // A request with credentials is answered whole: its chunks' requests, shared by
+        // every client, go without them, and would be refused.
+        Ok(())
+            if job.chunk.is_none()
+                && job.request.method == Method::GET
+                && !job.request_headers.contains_key(header::AUTHORIZATION) =>
+        {
             let unchunkable = proxy.store.is_unchunkable(&job.key);
             let now = head.response_time;
             let varies = !vary.is_empty();

@@ -306,3 +306,75 @@ async fn a_range_through_a_replica_holder_fetches_only_its_chunks() {
         }
     }
 }
+
+/// An object deleted at the origin while its manifest is stored: the next chunk read is
+/// refused (404), which drops the manifest and fetches the object again, so the client sees
+/// the origin's 404 rather than a 502 until the manifest expires.
+#[tokio::test]
+async fn a_chunk_refused_by_the_origin_refetches_the_object() {
+    let body = representation(MIB, 8);
+    let served = body.clone();
+    let deleted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gone = deleted.clone();
+    let origin = Origin::start(move |seen, _| match gone.load(Ordering::SeqCst) {
+        true => Reply::ok(Bytes::from_static(b"no such file")).status(404),
+        false => file_server(seen, &served, "\"d\""),
+    })
+    .await;
+    let node = small_chunks(&origin).await;
+    let r = get_range(node.http, "/d", "bytes=0-9").await;
+    assert_eq!(r.status, 206);
+    assert_eq!(&r.body[..], &body[..10]);
+
+    deleted.store(true, Ordering::SeqCst);
+    // A chunk not read yet: asked of the origin, refused.
+    let r = get_range(node.http, "/d", "bytes=900000-900009").await;
+    assert_eq!(r.status, 404, "{}", r.cache_status());
+    assert_eq!(&r.body[..], b"no such file");
+    let refused = r#"outpost_chunk_fetches_total{result="gone"}"#;
+    assert_eq!(node.metric(refused).await, 1.0);
+    // The manifest went: even the chunk still stored is not served as the object.
+    let r = get_range(node.http, "/d", "bytes=0-9").await;
+    assert_eq!(r.status, 404, "{}", r.cache_status());
+}
+
+/// A response to a request with credentials that the origin marks shareable is answered
+/// whole, never in chunks: the chunks' requests are shared by every client and go without
+/// the credentials, which the origin would refuse.
+#[tokio::test]
+async fn a_request_with_credentials_is_not_chunked() {
+    let body = representation(2 * MIB, 9);
+    let served = body.clone();
+    let origin = Origin::start(move |seen, _| match seen.header("authorization").as_str() {
+        "Bearer ok" => {
+            let mut reply = file_server(seen, &served, "\"a\"");
+            reply.headers.retain(|(name, _)| *name != "cache-control");
+            reply.cache("public, max-age=600")
+        }
+        _ => Reply::ok(Bytes::from_static(b"who are you")).status(401),
+    })
+    .await;
+    let node = small_chunks(&origin).await;
+    let headers = [("authorization", "Bearer ok")];
+    for _ in 0..2 {
+        let r = send(
+            node.http,
+            Method::GET,
+            "/private.bin",
+            "example.test",
+            &headers,
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.cache_status());
+        assert_eq!(sha256(&r.body), sha256(&body));
+    }
+    assert!(ranged(&origin).is_empty(), "no chunk requests");
+    assert!(
+        origin
+            .requests()
+            .iter()
+            .all(|s| s.header("authorization") == "Bearer ok"),
+        "every origin request carried the credentials"
+    );
+}

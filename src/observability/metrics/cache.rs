@@ -133,7 +133,7 @@ impl Store {
             ),
             chunk_fetches: reg.register(
                 names::CHUNK_FETCHES,
-                "Chunks read to serve objects stored in chunks, by result: ok, changed (another version answered; the response was cut, never stitched), ignored (the origin ignores Range), failed",
+                "Chunks read to serve objects stored in chunks, by result: ok, changed (another version answered; the response was cut, never stitched), ignored (the origin ignores Range), gone (refused with a client error; the object is fetched again), failed",
                 Family::default(),
             ),
             snapshot_entries: reg.register(
