@@ -12,9 +12,9 @@
 //! * §7.7 `no-transform`, and a response already encoded (`Content-Encoding` other than
 //!   identity), are passed as they are: a proxy never encodes twice.
 //! * §8.8.3: the encoded body is other bytes than the origin's, so its entity tag is made
-//!   weak. A weak tag still matches the identity body's `If-None-Match` (weak comparison:
-//!   the same content), and never an `If-Range` (strong comparison), so a range of one
-//!   variant is never taken for a range of the other.
+//!   weak and suffixed with the coding (`W/"abc-br"`): a client's `If-None-Match` for one
+//!   body never matches the other, and an `If-Range` (strong comparison) never matches it,
+//!   so a range of one variant is never taken for a range of the other.
 
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
@@ -30,6 +30,15 @@ pub(crate) enum Coding {
 
 impl Coding {
     pub(crate) const ALL: [Self; 3] = [Self::Br, Self::Zstd, Self::Gzip];
+
+    /// Its place in [`Coding::ALL`], for tables indexed by coding.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Self::Br => 0,
+            Self::Zstd => 1,
+            Self::Gzip => 2,
+        }
+    }
 
     /// The coding's token in `Content-Encoding` and in the configuration.
     pub(crate) fn token(self) -> &'static str {
@@ -120,8 +129,7 @@ impl Weights {
     }
 
     fn coding(&self, c: Coding) -> u16 {
-        let i = Coding::ALL.iter().position(|x| *x == c).unwrap_or(0);
-        self.codings[i].or(self.any).unwrap_or(0)
+        self.codings[c.index()].or(self.any).unwrap_or(0)
     }
 }
 
@@ -220,6 +228,37 @@ pub(crate) struct Rules {
     pub(crate) types: Vec<MediaPattern>,
     /// Bodies shorter than this gain less than the coding's framing costs.
     pub(crate) min_size: u64,
+    pub(crate) levels: Levels,
+}
+
+/// Compression levels, one per coding. An object is compressed once and served many times,
+/// so the defaults lean to the ratio more than to the speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Levels {
+    /// 0-11.
+    pub(crate) br: u32,
+    /// 1-19 (zstd's fast negative levels are not offered).
+    pub(crate) zstd: i32,
+    /// 1-9.
+    pub(crate) gzip: u32,
+}
+
+impl Default for Levels {
+    fn default() -> Self {
+        Self {
+            br: 6,
+            zstd: 6,
+            gzip: 6,
+        }
+    }
+}
+
+/// The types patterns of [`DEFAULT_TYPES`].
+pub(crate) fn default_types() -> Vec<MediaPattern> {
+    DEFAULT_TYPES
+        .iter()
+        .filter_map(|t| MediaPattern::parse(t))
+        .collect()
 }
 
 /// Why a response is passed as the origin sent it.
@@ -272,17 +311,27 @@ pub(crate) fn compressible(
     Ok(())
 }
 
-/// The entity tag of an encoded body: the origin's, made weak (already weak stays).
-pub(crate) fn encoded_etag(etag: &HeaderValue) -> HeaderValue {
+/// The entity tag of the body encoded in `coding`: weak (§8.8.3: other bytes than the
+/// origin's), and suffixed with the coding, so that a client holding the identity body
+/// (`If-None-Match: "abc"`) is never told its copy is the encoded one, and a client holding
+/// the encoded one (`W/"abc-br"`) gets its 304.
+pub(crate) fn encoded_etag(etag: &HeaderValue, coding: Coding) -> HeaderValue {
     let bytes = etag.as_bytes();
-    if bytes.starts_with(b"W/") {
-        return etag.clone();
+    let opaque = bytes.strip_prefix(b"W/").unwrap_or(bytes);
+    let mut tag = Vec::with_capacity(opaque.len() + 8);
+    tag.extend_from_slice(b"W/");
+    match opaque.strip_suffix(b"\"") {
+        Some(open) if open.starts_with(b"\"") => {
+            tag.extend_from_slice(open);
+            tag.push(b'-');
+            tag.extend_from_slice(coding.token().as_bytes());
+            tag.push(b'"');
+        }
+        // Not an entity tag: kept, only weakened.
+        _ => tag.extend_from_slice(opaque),
     }
-    let mut weak = Vec::with_capacity(bytes.len() + 2);
-    weak.extend_from_slice(b"W/");
-    weak.extend_from_slice(bytes);
-    // The origin's value with two visible characters before it is still a valid value.
-    HeaderValue::from_bytes(&weak).unwrap_or_else(|_| etag.clone())
+    // Visible characters of the origin's value around ours: still a valid value.
+    HeaderValue::from_bytes(&tag).unwrap_or_else(|_| etag.clone())
 }
 
 #[cfg(test)]
@@ -371,11 +420,9 @@ mod tests {
     fn rules() -> Rules {
         Rules {
             codings: OFFERED.to_vec(),
-            types: DEFAULT_TYPES
-                .iter()
-                .map(|t| MediaPattern::parse(t).unwrap())
-                .collect(),
+            types: default_types(),
             min_size: 1024,
+            levels: Levels::default(),
         }
     }
 
@@ -453,11 +500,18 @@ mod tests {
     }
 
     #[test]
+    fn every_default_type_parses() {
+        assert_eq!(default_types().len(), DEFAULT_TYPES.len());
+    }
+
+    #[test]
     fn encoded_etags_are_weak() {
         let strong = HeaderValue::from_static("\"abc\"");
-        assert_eq!(encoded_etag(&strong), "W/\"abc\"");
+        assert_eq!(encoded_etag(&strong, Coding::Br), "W/\"abc-br\"");
         let weak = HeaderValue::from_static("W/\"abc\"");
-        assert_eq!(encoded_etag(&weak), "W/\"abc\"");
+        assert_eq!(encoded_etag(&weak, Coding::Gzip), "W/\"abc-gzip\"");
+        let odd = HeaderValue::from_static("abc");
+        assert_eq!(encoded_etag(&odd, Coding::Zstd), "W/abc");
     }
 
     proptest! {

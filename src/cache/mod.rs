@@ -9,8 +9,6 @@ pub(crate) mod chunk;
 pub(crate) mod conditional;
 pub(crate) mod control;
 pub(crate) mod date;
-// The compression phase's policy, landing ahead of the phase that uses it.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod encoding;
 pub mod freshness;
 #[cfg(test)]

@@ -496,3 +496,76 @@ const STEERING: &[Case] = &[
     ("unknown key", steering!("interval = \"2s\"\n", eu_nodes!("edge-1", "10.1.0.5", "http://10.1.0.5:9090/readyz"), ""), 6, 1, "steering.interval", "unknown"),
     ("unknown node key", steering!("", "nodes = [{ name = \"e\", address = \"10.1.0.5\", ready = \"http://x/\", weight = 2 }]\n", ""), 10, 67, "region[0].nodes[0].weight", "unknown"),
 ];
+
+#[test]
+fn compression_errors() {
+    run(COMPRESSION);
+}
+
+const COMPRESSION: &[Case] = &[
+    (
+        "a coding Outpost does not apply",
+        concat!(site!(), "compress = [\"br\", \"deflate\"]\n"),
+        4,
+        19,
+        "site[0].compress[1]",
+        "not a coding Outpost applies (br, zstd, gzip)",
+    ),
+    (
+        "a coding twice",
+        concat!(site!(), "compress = [\"gzip\", \"gzip\"]\n"),
+        4,
+        21,
+        "site[0].compress[1]",
+        "listed twice",
+    ),
+    (
+        "x-gzip is what clients may say, not a coding to offer",
+        concat!(site!(), "compress = [\"x-gzip\"]\n"),
+        4,
+        13,
+        "site[0].compress[0]",
+        "not a coding",
+    ),
+    (
+        "not a media type",
+        concat!(
+            site!(),
+            "compress = [\"br\"]\ncompress_types = [\"html\"]\n"
+        ),
+        5,
+        19,
+        "site[0].compress_types[0]",
+        "not a media type pattern",
+    ),
+    (
+        "types without codings",
+        concat!(site!(), "compress_types = [\"text/*\"]\n"),
+        4,
+        18,
+        "site[0].compress_types",
+        "has no effect without compress",
+    ),
+    (
+        "brotli level past 11",
+        concat!(
+            site!(),
+            "compress = [\"br\"]\ncompress_levels = { br = 12 }\n"
+        ),
+        5,
+        26,
+        "site[0].compress_levels.br",
+        "between 0 and 11",
+    ),
+    (
+        "gzip level 0 stores, not compresses",
+        concat!(
+            site!(),
+            "compress = [\"gzip\"]\ncompress_levels = { gzip = 0 }\n"
+        ),
+        5,
+        28,
+        "site[0].compress_levels.gzip",
+        "between 1 and 9",
+    ),
+];

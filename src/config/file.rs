@@ -196,10 +196,24 @@ pub(crate) struct SiteFile {
     pub(crate) request_body_timeout: Option<Spanned<HumanDuration>>,
     pub(crate) request_body_min_rate: Option<ByteSize>,
     pub(crate) shield: Option<SpannedList>,
+    /// Codings applied at the edge, in order of preference (off when absent).
+    pub(crate) compress: Option<SpannedList>,
+    pub(crate) compress_types: Option<SpannedList>,
+    pub(crate) compress_min_size: Option<ByteSize>,
+    pub(crate) compress_levels: Option<CompressLevelsFile>,
     #[serde(default)]
     pub(crate) cache: SiteCacheFile,
     #[serde(default)]
     pub(crate) cache_key: CacheKeyFile,
+}
+
+/// `compress_levels = { br = 6, zstd = 6, gzip = 6 }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CompressLevelsFile {
+    pub(crate) br: Option<Spanned<i64>>,
+    pub(crate) zstd: Option<Spanned<i64>>,
+    pub(crate) gzip: Option<Spanned<i64>>,
 }
 
 /// `[site.cache]`: the site's caching policy.

@@ -28,6 +28,7 @@
 //! prints. Loading never panics on any input.
 
 mod cluster;
+mod compress;
 mod ctx;
 mod error;
 mod file;
@@ -240,6 +241,8 @@ pub struct SiteConfig {
     pub(crate) shield: Vec<SocketAddr>,
     pub(crate) cache: SiteCacheConfig,
     pub(crate) cache_key: crate::cache::key::KeyRules,
+    /// Edge compression (`compress`); `None`: off.
+    pub(crate) compress: Option<crate::cache::encoding::Rules>,
 }
 
 /// `[site.cache]`: the site's caching policy.

@@ -66,6 +66,7 @@ fn site(i: usize, f: &SiteFile, seen: &mut Seen, cx: &Ctx<'_>) -> Result<SiteCon
     }
     let origin = origin(i, &f.origin, cx)?;
     let cache = site_cache(&f.cache, &format!("site[{i}].cache"), cx)?;
+    let compress = crate::config::compress::compress(f, &format!("site[{i}]"), cx)?;
     let max_request_body = match &f.max_request_body {
         Some(v) if v.get_ref().0 == 0 => {
             let key = format!("site[{i}].max_request_body");
@@ -102,6 +103,7 @@ fn site(i: usize, f: &SiteFile, seen: &mut Seen, cx: &Ctx<'_>) -> Result<SiteCon
             .map_or(DEFAULT_REQUEST_BODY_MIN_RATE, |r| r.0),
         cache,
         cache_key,
+        compress,
     })
 }
 

@@ -291,3 +291,32 @@ fn leave_notice_defaults_to_two_probe_intervals() {
     );
     assert_eq!(notice("leave_notice = \"0s\""), Some(secs(0)));
 }
+
+#[test]
+fn compression_is_off_unless_codings_are_named() {
+    use crate::cache::encoding::{Coding, Levels};
+    let base = "[[site]]\nhosts = [\"a.test\"]\norigin = [\"http://127.0.0.1:1\"]\n";
+    let c = parse(base).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.sites[0].compress.is_none());
+    let off = parse(&format!("{base}compress = []\n")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(off.sites[0].compress.is_none());
+    let text = format!(
+        "{base}compress = [\"zstd\", \"BR\"]\ncompress_types = [\"text/html\", \"application/*+json\"]\n\
+         compress_min_size = \"4KiB\"\ncompress_levels = {{ br = 11 }}\n"
+    );
+    let c = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let rules = c.sites[0].compress.as_ref().expect("on");
+    assert_eq!(rules.codings, [Coding::Zstd, Coding::Br]);
+    assert_eq!(rules.types.len(), 2);
+    assert_eq!(rules.min_size, 4096);
+    let want = Levels {
+        br: 11,
+        ..Levels::default()
+    };
+    assert_eq!(rules.levels, want);
+    let defaults =
+        parse(&format!("{base}compress = [\"gzip\"]\n")).unwrap_or_else(|e| panic!("{e}"));
+    let rules = defaults.sites[0].compress.as_ref().expect("on");
+    assert_eq!(rules.types, crate::cache::encoding::default_types());
+    assert_eq!(rules.min_size, 1024);
+}

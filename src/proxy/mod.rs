@@ -15,6 +15,7 @@
 //! answers peers' probes and fanned-out purges and invalidations under `/_outpost/`.
 
 mod chunked;
+mod compress;
 pub(crate) mod fill;
 pub(crate) mod headers;
 mod internal;
@@ -295,12 +296,34 @@ impl Proxy {
         outcome: Outcome,
     ) -> Served {
         if entry.chunks.is_none() {
-            return respond::from_entry(&self.node, entry, &ctx, now, outcome);
+            return self.serve_whole(&ctx, entry, now, outcome).await;
         }
         match chunked::serve(&self, &ctx, entry, now, outcome).await {
             Ok(served) => served,
             Err(chunked::Failure::Restart) => self.fetch(ctx, Fwd::Miss, None).await,
             Err(chunked::Failure::Error(e)) => respond::error(&self.node, &e, None),
+        }
+    }
+
+    /// A whole stored entry, in the form the compress phase chooses for the request.
+    async fn serve_whole(
+        &self,
+        ctx: &RequestContext,
+        entry: &Arc<Entry>,
+        now: SystemTime,
+        outcome: Outcome,
+    ) -> Served {
+        match compress::choose(self, ctx, entry).await {
+            compress::Form::AsStored => respond::from_entry(&self.node, entry, ctx, now, outcome),
+            compress::Form::Identity => {
+                let mut served = respond::from_entry(&self.node, entry, ctx, now, outcome);
+                compress::add_vary(served.response.headers_mut());
+                served
+            }
+            compress::Form::Encoded(form, coding) => {
+                self.metrics.store.compressed_response(coding.token());
+                respond::from_entry(&self.node, &form, ctx, now, outcome)
+            }
         }
     }
 
@@ -348,7 +371,12 @@ impl Proxy {
                         }
                     }
                     let outcome = Outcome::fetched(fwd, &head, collapsed);
-                    return respond::from_fill(&self.node, &head, reader, &ctx, outcome);
+                    let varies = compress::fill_varies(&ctx, &head);
+                    let mut served = respond::from_fill(&self.node, &head, reader, &ctx, outcome);
+                    if varies {
+                        compress::add_vary(served.response.headers_mut());
+                    }
+                    return served;
                 }
                 coalesce::Outcome::Entry(entry) => {
                     let foreign_variant = collapsed
@@ -362,7 +390,7 @@ impl Proxy {
                     let ttl = entry.freshness(now).ttl_secs();
                     if entry.chunks.is_none() {
                         let outcome = Outcome::revalidated(fwd, collapsed, ttl);
-                        return respond::from_entry(&self.node, &entry, &ctx, now, outcome);
+                        return self.serve_whole(&ctx, &entry, now, outcome).await;
                     }
                     // A manifest: stored from the origin's 200 head, or freshened by a 304.
                     let outcome = match stale {

@@ -39,6 +39,8 @@ pub(crate) struct Site {
     pub(crate) head_to_origin: bool,
     /// The parent tier a miss this node owns is asked of before the origin.
     pub(crate) shield: Option<Arc<ShieldTier>>,
+    /// Edge compression; `None`: off.
+    pub(crate) compress: Option<crate::cache::encoding::Rules>,
 }
 
 impl Site {
@@ -92,6 +94,7 @@ impl Site {
                 min_rate: config.request_body_min_rate,
             },
             head_to_origin: cache.head_to_origin,
+            compress: config.compress.clone(),
             // Config validation makes sure a site with shields has a cluster (its secret).
             shield: cluster
                 .filter(|_| !config.shield.is_empty())

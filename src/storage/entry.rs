@@ -6,6 +6,7 @@
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use http::{HeaderMap, HeaderName, StatusCode};
 
 use crate::cache::chunk::ChunkMap;
 use crate::cache::control::ResponseDirectives;
+use crate::cache::encoding::Coding;
 use crate::cache::freshness::{self, Freshness};
 use crate::cache::vary::SecondaryKey;
 
@@ -33,6 +35,32 @@ pub struct Entry {
     /// writes, hottest first. A hit already bumps the `Arc`'s count beside it, so this costs
     /// no extra cache-line traffic.
     hits: AtomicU32,
+    /// Its body compressed at the edge, one form per coding, made on first demand: they live
+    /// and die with this entry, so a purge, an eviction or a newer response takes them too.
+    /// Allocated only for an entry that is compressed (most are not).
+    encodings: OnceLock<Box<Encodings>>,
+}
+
+/// The encoded forms of an entry. Each slot is set once: by the first request that needs
+/// it, while the others asking meanwhile wait for that one (`None`: the coding did not make
+/// the body smaller, or failed, and identity is served).
+#[derive(Debug, Default)]
+pub(crate) struct Encodings {
+    forms: [tokio::sync::OnceCell<Option<Arc<Entry>>>; 3],
+}
+
+impl Encodings {
+    pub(crate) fn form(&self, coding: Coding) -> &tokio::sync::OnceCell<Option<Arc<Entry>>> {
+        &self.forms[coding.index()]
+    }
+
+    fn weight(&self) -> u64 {
+        self.forms
+            .iter()
+            .filter_map(|f| f.get().and_then(Option::as_ref))
+            .map(|e| e.weight())
+            .sum()
+    }
 }
 
 /// What an entry is made of, as stored; [`Entry::new`] adds the purge state.
@@ -79,7 +107,18 @@ impl Entry {
             parts,
             soft_purged: AtomicU64::new(0),
             hits: AtomicU32::new(0),
+            encodings: OnceLock::new(),
         }
+    }
+
+    /// The encoded forms' slots, allocated on first use.
+    pub(crate) fn encodings(&self) -> &Encodings {
+        self.encodings.get_or_init(Box::default)
+    }
+
+    /// The form encoded in `coding`, if it was made.
+    pub(crate) fn encoded(&self, coding: Coding) -> Option<&Arc<Entry>> {
+        self.encodings.get()?.form(coding).get()?.as_ref()
     }
 
     /// The parts, before the entry is shared (to make a manifest of it).
@@ -152,7 +191,8 @@ impl Entry {
     }
 
     /// Weight in bytes for the store's budget: body, every header name and value, the
-    /// secondary key, and a fixed overhead.
+    /// secondary key, a fixed overhead, and the encoded forms made so far (the store weighs
+    /// the entry again when one is added).
     pub(crate) fn weight(&self) -> u64 {
         let headers: usize = self
             .headers
@@ -166,7 +206,13 @@ impl Entry {
             .map(|v| v.as_ref().map_or(0, String::len) + 24)
             .sum();
         let tags: usize = self.tags.iter().map(|t| t.len() + 16).sum();
-        self.body.len() as u64 + headers as u64 + secondary as u64 + tags as u64 + ENTRY_OVERHEAD
+        let encoded = self.encodings.get().map_or(0, |e| e.weight());
+        self.body.len() as u64
+            + headers as u64
+            + secondary as u64
+            + tags as u64
+            + ENTRY_OVERHEAD
+            + encoded
     }
 
     /// How long the store keeps the entry: while fresh, and past that only while it can still

@@ -64,15 +64,10 @@ struct RoleBytes {
 
 impl RoleBytes {
     fn add(&self, value: &Variants, sign: i64) {
-        for entry in value.entries() {
-            let weight = i64::try_from(entry.weight()).unwrap_or(i64::MAX) * sign;
-            let role = if entry.replica {
-                &self.replica
-            } else {
-                &self.owner
-            };
-            role.fetch_add(weight, Ordering::Relaxed);
-        }
+        let (owner, replica) = value.role_weights();
+        let signed = |w: u64| i64::try_from(w).unwrap_or(i64::MAX) * sign;
+        self.owner.fetch_add(signed(owner), Ordering::Relaxed);
+        self.replica.fetch_add(signed(replica), Ordering::Relaxed);
     }
 }
 
@@ -192,6 +187,26 @@ impl Store {
         if unapplied > self.capacity / 16 {
             self.unapplied.store(0, Ordering::Relaxed);
             self.cache.run_pending_tasks().await;
+        }
+    }
+
+    /// Weigh `key`'s variants again after `entry` (one of them) grew an encoded form, so the
+    /// budget counts it. Nothing happens if `entry` is no longer stored there.
+    pub(crate) async fn reweigh(&self, key: &str, entry: &Arc<Entry>) {
+        let result = self
+            .cache
+            .entry_by_ref(key)
+            .and_compute_with(|existing| async move {
+                match existing {
+                    Some(e) if e.value().entries().iter().any(|x| Arc::ptr_eq(x, entry)) => {
+                        Op::Put(Arc::new(e.value().reweighed()))
+                    }
+                    _ => Op::Nop,
+                }
+            })
+            .await;
+        if let moka::ops::compute::CompResult::ReplacedWith(stored) = result {
+            self.roles.add(stored.value(), 1);
         }
     }
 

@@ -15,13 +15,36 @@ pub struct Variants {
     /// Newest first, so the most recent matching response is chosen (RFC 9111 §4.1 allows
     /// using the most recent one when several match).
     entries: Vec<Arc<Entry>>,
+    /// The entries' weights as the owner's and as replicas, taken when the set was built:
+    /// what the store counted in is what it takes off when the set goes, even if an entry
+    /// has grown since (an encoded form added; the set is then built again and reweighed).
+    owner: u64,
+    replica: u64,
 }
 
 impl Variants {
-    pub(crate) fn single(entry: Arc<Entry>) -> Self {
-        Self {
-            entries: vec![entry],
+    fn of(entries: Vec<Arc<Entry>>) -> Self {
+        let (mut owner, mut replica) = (0, 0);
+        for e in &entries {
+            match e.replica {
+                true => replica += e.weight(),
+                false => owner += e.weight(),
+            }
         }
+        Self {
+            entries,
+            owner,
+            replica,
+        }
+    }
+
+    pub(crate) fn single(entry: Arc<Entry>) -> Self {
+        Self::of(vec![entry])
+    }
+
+    /// The same entries, weighed again.
+    pub(crate) fn reweighed(&self) -> Self {
+        Self::of(self.entries.clone())
     }
 
     /// The entry whose secondary key matches this request's headers.
@@ -61,17 +84,22 @@ impl Variants {
                 .take(max.saturating_sub(1))
                 .cloned(),
         );
-        Self { entries }
+        Self::of(entries)
     }
 
     /// The set without the variants `drop` selects; `None` when nothing is left.
     pub(crate) fn without(&self, drop: impl Fn(&Entry) -> bool) -> Option<Self> {
         let entries: Vec<_> = self.entries.iter().filter(|e| !drop(e)).cloned().collect();
-        (!entries.is_empty()).then_some(Self { entries })
+        (!entries.is_empty()).then(|| Self::of(entries))
     }
 
     pub(crate) fn weight(&self) -> u64 {
-        self.entries.iter().map(|e| e.weight()).sum()
+        self.owner + self.replica
+    }
+
+    /// Bytes held as the keys' owner and as replicas, as weighed when built.
+    pub(crate) fn role_weights(&self) -> (u64, u64) {
+        (self.owner, self.replica)
     }
 
     pub(crate) fn entries(&self) -> &[Arc<Entry>] {

@@ -38,6 +38,7 @@ mod chunks;
 mod cli;
 mod cluster;
 mod coalesce;
+mod compression;
 mod discovery;
 mod dns_server;
 mod front_door;

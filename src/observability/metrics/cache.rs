@@ -68,6 +68,8 @@ pub(crate) struct Store {
     /// Objects stored in chunks (a manifest stored).
     pub(crate) chunked_objects: Counter,
     chunk_fetches: Family<ChunkLabel, Counter>,
+    compressions: Family<CompressionLabels, Counter>,
+    compressed_responses: Family<CodingLabel, Counter>,
     snapshot_entries: Family<SnapshotLabels, Counter>,
     snapshots_skipped: Family<ReasonLabel, Counter>,
 }
@@ -75,6 +77,17 @@ pub(crate) struct Store {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RoleLabel {
     role: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CompressionLabels {
+    coding: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodingLabel {
+    coding: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -136,6 +149,16 @@ impl Store {
                 "Chunks read to serve objects stored in chunks, by result: ok, changed (another version answered; the response was cut, never stitched), ignored (the origin ignores Range), gone (refused with a client error; the object is fetched again), failed",
                 Family::default(),
             ),
+            compressions: reg.register(
+                names::COMPRESSIONS,
+                "Stored bodies compressed at the edge, by coding and result: stored (the encoded form kept beside the object), larger (no smaller than the original; identity served), failed",
+                Family::default(),
+            ),
+            compressed_responses: reg.register(
+                names::COMPRESSED_RESPONSES,
+                "Responses served with a coding applied at the edge, by coding",
+                Family::default(),
+            ),
             snapshot_entries: reg.register(
                 names::SNAPSHOT_ENTRIES,
                 "Entries of the cache.persist snapshot: op=save (saved, left_out at the deadline) and op=load (loaded, corrupt, expired, over_budget)",
@@ -153,6 +176,20 @@ impl Store {
     pub(crate) fn chunk_fetch(&self, result: &'static str) {
         self.chunk_fetches
             .get_or_create(&ChunkLabel { result })
+            .inc();
+    }
+
+    /// Count one body compressed (`result`: stored, larger, failed).
+    pub(crate) fn compression(&self, coding: &'static str, result: &'static str) {
+        self.compressions
+            .get_or_create(&CompressionLabels { coding, result })
+            .inc();
+    }
+
+    /// Count one response served encoded at the edge.
+    pub(crate) fn compressed_response(&self, coding: &'static str) {
+        self.compressed_responses
+            .get_or_create(&CodingLabel { coding })
             .inc();
     }
 

@@ -94,6 +94,8 @@ mod tests {
         m.membership.replica_write(true);
         m.store.chunked_objects.inc();
         m.store.chunk_fetch("ok");
+        m.store.compression("br", "stored");
+        m.store.compressed_response("br");
         let text = m.encode_openmetrics();
         let golden =
             include_str!("golden.openmetrics").replace("{version}", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,254 @@
+//! Between lookup and respond: the stored body, or its form in the coding the request
+//! prefers (`compress` of the site), compressed once per object and coding.
+//!
+//! The encoded form is kept inside the stored entry it was made from (see
+//! [`crate::storage::entry::Encodings`]) rather than under a key of its own: it then shares the
+//! object's purge, lifetime, eviction and replacement by a newer response with no bookkeeping,
+//! and a hit finds it without a second lookup. The first request for a coding compresses on
+//! the blocking pool while those arriving meanwhile wait for it; the store then weighs the
+//! object again so its budget counts the new bytes.
+//!
+//! A miss is answered as the origin sent it (the body streams before it is stored), with
+//! `Vary: Accept-Encoding` when later hits of it may be encoded, so caches downstream keep
+//! the two apart.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+
+use super::Proxy;
+use super::fill::FillHead;
+use super::request::RequestContext;
+use crate::cache::control::ResponseDirectives;
+use crate::cache::encoding::{self, Coding, Levels, Rules, compressible, negotiate};
+use crate::storage::{Entry, EntryParts};
+
+/// What a stored entry is answered with.
+pub(crate) enum Form {
+    /// The entry as it is: compression is off, or does not apply to it.
+    AsStored,
+    /// The entry as it is, for a request that takes no coding the site offers; the response
+    /// says it varies on `Accept-Encoding`.
+    Identity,
+    /// The entry's encoded form.
+    Encoded(Arc<Entry>, Coding),
+}
+
+/// The form of `entry` to answer `ctx` with, compressing it first if this is the first
+/// request for the coding.
+pub(crate) async fn choose(proxy: &Proxy, ctx: &RequestContext, entry: &Arc<Entry>) -> Form {
+    let Some(rules) = &ctx.site.compress else {
+        return Form::AsStored;
+    };
+    if entry.chunks.is_some() || applies(rules, entry).is_err() {
+        return Form::AsStored;
+    }
+    let Some(coding) = negotiate(&ctx.headers, &rules.codings) else {
+        return Form::Identity;
+    };
+    if let Some(form) = entry.encoded(coding) {
+        return Form::Encoded(form.clone(), coding);
+    }
+    let mut made_here = false;
+    let made = entry
+        .encodings()
+        .form(coding)
+        .get_or_init(|| {
+            made_here = true;
+            encode_entry(proxy, entry, coding, rules.levels)
+        })
+        .await
+        .clone();
+    if made_here && made.is_some() {
+        // The slot is set: weighed again, the entry counts the encoded bytes.
+        proxy.store.reweigh(&ctx.key, entry).await;
+    }
+    match made {
+        Some(form) => Form::Encoded(form, coding),
+        None => Form::Identity,
+    }
+}
+
+fn applies(rules: &Rules, entry: &Entry) -> Result<(), encoding::Untouched> {
+    compressible(
+        entry.status,
+        &entry.headers,
+        entry.directives.no_transform,
+        rules,
+        entry.len(),
+    )
+}
+
+/// Whether a response arriving from a fill will have encoded forms once stored, so says it
+/// varies on `Accept-Encoding` already. Its length may not be known yet: then only its type
+/// and status decide.
+pub(crate) fn fill_varies(ctx: &RequestContext, head: &FillHead) -> bool {
+    let Some(rules) = &ctx.site.compress else {
+        return false;
+    };
+    let no_transform = ResponseDirectives::parse(&head.headers).no_transform;
+    let len = head.content_length.unwrap_or(u64::MAX);
+    compressible(head.status, &head.headers, no_transform, rules, len).is_ok()
+}
+
+/// Add `Accept-Encoding` to `Vary`, unless it is listed (or `*` is).
+pub(crate) fn add_vary(headers: &mut HeaderMap) {
+    let listed = headers
+        .get_all(header::VARY)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(crate::cache::control::trim_ows)
+        .any(|f| f == b"*" || f.eq_ignore_ascii_case(b"accept-encoding"));
+    if !listed {
+        headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+}
+
+/// Compress `entry`'s body off the request threads, and build the entry of its encoded
+/// form; `None` when it would not be smaller or the coder failed.
+async fn encode_entry(
+    proxy: &Proxy,
+    entry: &Arc<Entry>,
+    coding: Coding,
+    levels: Levels,
+) -> Option<Arc<Entry>> {
+    let body = entry.body.clone();
+    let coded = tokio::task::spawn_blocking(move || encode(coding, levels, &body)).await;
+    let metrics = &proxy.metrics.store;
+    match coded {
+        Ok(Ok(coded)) if coded.len() < entry.body.len() => {
+            metrics.compression(coding.token(), "stored");
+            Some(Arc::new(encoded_entry(entry, coding, Bytes::from(coded))))
+        }
+        Ok(Ok(_)) => {
+            metrics.compression(coding.token(), "larger");
+            None
+        }
+        Ok(Err(e)) => {
+            metrics.compression(coding.token(), "failed");
+            tracing::warn!(coding = coding.token(), error = %e, "compression failed");
+            None
+        }
+        Err(e) => {
+            metrics.compression(coding.token(), "failed");
+            tracing::warn!(coding = coding.token(), error = %e, "compression task failed");
+            None
+        }
+    }
+}
+
+/// `body` in `coding`.
+pub(crate) fn encode(coding: Coding, levels: Levels, body: &[u8]) -> std::io::Result<Vec<u8>> {
+    match coding {
+        Coding::Br => {
+            // A 4 MiB window (lgwin 22, brotli's default) and its usual buffer.
+            let mut w = brotli::CompressorWriter::new(Vec::new(), 4096, levels.br, 22);
+            w.write_all(body)?;
+            w.flush()?;
+            Ok(w.into_inner())
+        }
+        Coding::Zstd => zstd::bulk::compress(body, levels.zstd),
+        Coding::Gzip => {
+            let level = flate2::Compression::new(levels.gzip);
+            let mut w = flate2::write::GzEncoder::new(Vec::new(), level);
+            w.write_all(body)?;
+            w.finish()
+        }
+    }
+}
+
+/// Fields that describe the identity body's bytes and are wrong for the encoded ones.
+const OF_THE_BYTES: [&str; 4] = ["content-md5", "digest", "content-digest", "repr-digest"];
+
+/// The entry of `entry`'s body encoded as `body`: the same freshness, tags, variant and age,
+/// with the headers of the encoded bytes.
+fn encoded_entry(entry: &Entry, coding: Coding, body: Bytes) -> Entry {
+    let mut headers = entry.headers.clone();
+    headers.insert(
+        header::CONTENT_ENCODING,
+        HeaderValue::from_static(coding.token()),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if let Some(etag) = entry.headers.get(header::ETAG) {
+        headers.insert(header::ETAG, encoding::encoded_etag(etag, coding));
+    }
+    for name in OF_THE_BYTES {
+        headers.remove(name);
+    }
+    add_vary(&mut headers);
+    Entry::new(EntryParts {
+        status: entry.status,
+        headers,
+        body,
+        vary: entry.vary.clone(),
+        secondary: entry.secondary.clone(),
+        response_time: entry.response_time,
+        corrected_initial_age: entry.corrected_initial_age,
+        lifetime: entry.lifetime,
+        directives: entry.directives.clone(),
+        has_validators: entry.has_validators,
+        tags: entry.tags.clone(),
+        replica: entry.replica,
+        chunks: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(coding: Coding, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        match coding {
+            Coding::Br => {
+                brotli::BrotliDecompress(&mut &data[..], &mut out).unwrap();
+            }
+            Coding::Zstd => out = zstd::bulk::decompress(data, 1 << 24).unwrap(),
+            Coding::Gzip => {
+                use std::io::Read as _;
+                flate2::read::GzDecoder::new(data)
+                    .read_to_end(&mut out)
+                    .unwrap();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_coding_round_trips_and_shrinks_text() {
+        let text: Vec<u8> = (0..20_000)
+            .flat_map(|i| format!("<p>line {i} of a page</p>\n").into_bytes())
+            .collect();
+        for coding in Coding::ALL {
+            let coded = encode(coding, Levels::default(), &text).unwrap();
+            assert!(coded.len() * 4 < text.len(), "{coding:?}: {}", coded.len());
+            assert_eq!(decode(coding, &coded), text, "{coding:?}");
+        }
+        for coding in Coding::ALL {
+            let coded = encode(coding, Levels::default(), b"").unwrap();
+            assert!(decode(coding, &coded).is_empty(), "{coding:?}");
+        }
+    }
+
+    #[test]
+    fn vary_is_added_once() {
+        let mut h = HeaderMap::new();
+        add_vary(&mut h);
+        add_vary(&mut h);
+        assert_eq!(h.get_all(header::VARY).iter().count(), 1);
+        let mut h = HeaderMap::new();
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        add_vary(&mut h);
+        let all: Vec<_> = h.get_all(header::VARY).iter().collect();
+        assert!(
+            all.iter()
+                .any(|v| v.to_str().unwrap().contains("Accept-Encoding"))
+        );
+        let mut h = HeaderMap::new();
+        h.insert(header::VARY, HeaderValue::from_static("*"));
+        add_vary(&mut h);
+        assert_eq!(h.get(header::VARY).unwrap(), "*");
+    }
+}
