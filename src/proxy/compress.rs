@@ -71,6 +71,15 @@ pub(crate) async fn choose(proxy: &Proxy, ctx: &RequestContext, entry: &Arc<Entr
     }
 }
 
+/// Whether answers from `entry` vary on `Accept-Encoding` (some may be encoded): for the
+/// stored responses served without the compress phase (stale, when the origin fails).
+pub(crate) fn stored_varies(ctx: &RequestContext, entry: &Entry) -> bool {
+    ctx.site
+        .compress
+        .as_ref()
+        .is_some_and(|rules| entry.chunks.is_none() && applies(rules, entry).is_ok())
+}
+
 fn applies(rules: &Rules, entry: &Entry) -> Result<(), encoding::Untouched> {
     compressible(
         entry.status,

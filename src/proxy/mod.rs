@@ -462,7 +462,7 @@ impl Proxy {
             return None;
         }
         let outcome = Outcome::stale_if_error(fwd, fwd_status, collapsed, freshness.ttl_secs());
-        Some(respond::from_entry(&self.node, entry, ctx, now, outcome))
+        Some(self.stale_identity(ctx, entry, now, outcome))
     }
 
     /// RFC 9111 §4.2.4: the stored response when the origin cannot be reached at all, within
@@ -481,7 +481,23 @@ impl Proxy {
             return None;
         }
         let outcome = Outcome::stale_disconnected(fwd, collapsed, freshness.ttl_secs());
-        Some(respond::from_entry(&self.node, entry, ctx, now, outcome))
+        Some(self.stale_identity(ctx, entry, now, outcome))
+    }
+
+    /// A stale entry served in place of an origin failure: as stored (no compression while
+    /// the origin is failing), saying it varies if other answers of it may be encoded.
+    fn stale_identity(
+        &self,
+        ctx: &RequestContext,
+        entry: &Entry,
+        now: SystemTime,
+        outcome: Outcome,
+    ) -> Served {
+        let mut served = respond::from_entry(&self.node, entry, ctx, now, outcome);
+        if compress::stored_varies(ctx, entry) {
+            compress::add_vary(served.response.headers_mut());
+        }
+        served
     }
 
     /// RFC 9111 §5.2.2.2, §5.2.2.8, §5.2.2.10: a stale response that must be revalidated,

@@ -303,3 +303,30 @@ async fn a_body_that_does_not_shrink_is_served_as_is() {
     let larger = "outpost_compressions_total{coding=\"gzip\",result=\"larger\"}";
     assert_eq!(node.metric(larger).await, 1.0);
 }
+
+/// A stale object served for a failing origin is served as stored, and still says it
+/// varies: a cache downstream must not keep it for every coding.
+#[tokio::test]
+async fn a_stale_answer_for_a_failing_origin_still_varies() {
+    let body = page(1);
+    let sent = body.clone();
+    let origin = Origin::start(move |_, n| match n {
+        1 => Reply::ok(sent.clone())
+            .cache("max-age=0, stale-if-error=600")
+            .header("content-type", "text/html"),
+        _ => Reply::ok("down").status(503),
+    })
+    .await;
+    let toml = site_config(&origin.url(), "") + "compress = [\"br\"]\n";
+    let node = Node::start(&toml).await;
+    get(&node, "/s").await;
+    let r = get_with(&node, "/s", &[("accept-encoding", "br")]).await;
+    assert_eq!(r.status, 200, "{}", r.cache_status());
+    assert!(
+        r.cache_status().contains("fwd-status=503"),
+        "{}",
+        r.cache_status()
+    );
+    assert_eq!(r.body, body);
+    assert!(varies_on_accept_encoding(&r), "{:?}", r.headers);
+}
