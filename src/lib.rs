@@ -72,6 +72,7 @@ pub mod origin;
 pub mod proxy;
 pub mod runtime;
 pub mod service;
+pub(crate) mod sketch;
 pub mod steering;
 pub mod storage;
 

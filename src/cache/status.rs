@@ -60,6 +60,8 @@ pub(crate) enum NoCacheReason {
     TooLarge,
     /// Fetched from the owner node, and not kept as a replica here.
     NotOwner,
+    /// The store is full and the key was not asked for before.
+    NotAdmitted,
 }
 
 impl NoCacheReason {
@@ -77,6 +79,7 @@ impl NoCacheReason {
             NoCacheReason::NoFreshness => "no-freshness",
             NoCacheReason::TooLarge => "too-large",
             NoCacheReason::NotOwner => "not-owner",
+            NoCacheReason::NotAdmitted => "not-admitted",
         }
     }
 }

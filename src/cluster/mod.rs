@@ -16,7 +16,7 @@
 //! - [`hop`]: the hop header and its MAC;
 //! - [`peer`]: the HTTP client to peers, health probes and ejection;
 //! - [`shield`]: the parent tier a site's owned misses are filled from before the origin;
-//! - [`sketch`]: the frequency sketch that decides which non-owned objects are hot;
+//! - [`crate::sketch`] (shared with the store's admission): decides which non-owned objects are hot;
 //! - [`discovery`]: members from DNS (A/AAAA or SRV), re-resolved on the records' TTL.
 //!
 //! The member list and ring are one immutable [`View`] behind an `ArcSwap`: rebuilt off the
@@ -29,7 +29,6 @@ pub mod hop;
 pub(crate) mod peer;
 pub(crate) mod ring;
 pub(crate) mod shield;
-pub(crate) mod sketch;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -42,10 +41,10 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::config::{ClusterConfig, Replicate};
 use crate::observability::metrics::Metrics;
+use crate::sketch::Sketch;
 use hop::Secret;
 use peer::{ExchangeError, PURGE_MAC, Peer, PeerClient};
 use ring::{NodeId, Ring};
-use sketch::Sketch;
 
 /// Fetches of a non-owned object (within the sketch's aging period) before the node keeps its
 /// own replica (`replicate = "hot"`); well above the estimate a never-seen key can reach from

@@ -317,7 +317,12 @@ async fn respond_with(
         return;
     }
     let storing = fill_head.storing;
-    let not_owner = fill_head.not_stored == Some(NoCacheReason::NotOwner);
+    // Streamed through and shared, but later requests ask again as usual (without skipping
+    // coalescing, as for a response that cannot be stored).
+    let not_owner = matches!(
+        fill_head.not_stored,
+        Some(NoCacheReason::NotOwner | NoCacheReason::NotAdmitted)
+    );
     publisher.head(fill_head, share);
     if not_owner || head_request {
         // Streamed through from the owner, or a HEAD: later requests ask again (a HEAD says
@@ -509,6 +514,15 @@ fn fill_head(
         Ok(()) if chunks.is_some() && job.upstream.is_owner() => Some(NoCacheReason::NotOwner),
         Ok(()) if chunks.is_none() && length.is_some_and(|l| l > proxy.whole_max) => {
             Some(NoCacheReason::TooLarge)
+        }
+        // A chunk, a manifest or a revalidated object was admitted with its object.
+        Ok(())
+            if job.chunk.is_none()
+                && chunks.is_none()
+                && job.stale.is_none()
+                && !proxy.store.admits(&job.key, length.unwrap_or(0)) =>
+        {
+            Some(NoCacheReason::NotAdmitted)
         }
         Ok(()) => None,
     };

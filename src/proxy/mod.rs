@@ -259,6 +259,7 @@ impl Proxy {
 
     async fn cacheable(self: Arc<Self>, ctx: RequestContext) -> Served {
         let now = SystemTime::now();
+        self.store.record_request(&ctx.key);
         let variants = self.store.get(&ctx.key).await;
         match lookup::decide(variants.as_deref(), &ctx.headers, &ctx.directives, now) {
             Lookup::Hit { entry, freshness } => {

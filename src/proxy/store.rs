@@ -55,8 +55,12 @@ pub(crate) fn shareable(
     ttl: i64,
     cc: &ResponseDirectives,
 ) -> bool {
-    not_stored.is_none_or(|r| matches!(r, NoCacheReason::TooLarge | NoCacheReason::NotOwner))
-        && ttl > 0
+    not_stored.is_none_or(|r| {
+        matches!(
+            r,
+            NoCacheReason::TooLarge | NoCacheReason::NotOwner | NoCacheReason::NotAdmitted
+        )
+    }) && ttl > 0
         && !cc.no_cache
         && !cc.private
 }

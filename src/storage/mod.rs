@@ -25,6 +25,7 @@ use moka::ops::compute::Op;
 pub(crate) use entry::{Entry, EntryParts};
 
 use crate::cache::chunk;
+use crate::sketch::Sketch;
 use chunk_index::ChunkIndex;
 pub use variants::Variants;
 
@@ -54,7 +55,15 @@ pub struct Store {
     /// URL keys whose origin answered a chunk request with the whole representation (it
     /// ignores `Range`): stored whole, or streamed, for a while rather than as chunks.
     unchunkable: moka::sync::Cache<String, ()>,
+    /// How often each key was asked for lately: once the store is full, a new object is
+    /// admitted only if it was asked for before (see [`Store::admits`]).
+    popularity: Sketch,
 }
+
+/// Requests for a key (this one included, within the sketch's aging period) before a full
+/// store admits its object: a key asked for once is most likely asked for never again, and
+/// storing it would evict one that is.
+const ADMIT_AFTER: u32 = 2;
 
 #[derive(Default)]
 struct RoleBytes {
@@ -151,7 +160,23 @@ impl Store {
             capacity: memory,
             tag_purges: Mutex::new(VecDeque::new()),
             roles,
+            // One counter per 4 KiB of memory: more keys than the store can hold, so the
+            // sketch remembers the ones it turned away.
+            popularity: Sketch::new(usize::try_from(memory / 4096).unwrap_or(usize::MAX)),
         }
+    }
+
+    /// Count a request for `key`.
+    pub(crate) fn record_request(&self, key: &str) {
+        self.popularity.record(crate::hash::key(key));
+    }
+
+    /// Whether a new object of `weight` bytes for `key` should be stored: while there is
+    /// room, always; once full, only if `key` was asked for before (TinyLFU's doorkeeper,
+    /// in front of moka's own admission, which compares the candidate with its victims).
+    pub(crate) fn admits(&self, key: &str, weight: u64) -> bool {
+        self.weighted_size().saturating_add(weight) <= self.capacity
+            || self.popularity.estimate(crate::hash::key(key)) >= ADMIT_AFTER
     }
 
     /// Bytes held as owner and as replica (see [`Store::weighted_size`] for the total).
@@ -482,6 +507,32 @@ mod tests {
     }
 
     const BUDGET: u64 = 1 << 20;
+
+    /// While there is room every object is admitted; once full, only one asked for before.
+    #[test]
+    fn a_full_store_admits_only_keys_asked_for_before() {
+        runtime().block_on(async {
+            let store = Store::new(BUDGET, Duration::from_secs(30), Arc::new(|_| {}));
+            let size = 100_000;
+            let weight = entry(size).weight();
+            assert!(store.admits("http://a.test/new", weight), "room left");
+            for i in 0..12 {
+                store
+                    .insert(&format!("http://a.test/{i}"), entry(size), 16)
+                    .await;
+            }
+            store.run_pending_tasks().await;
+            assert!(store.weighted_size() + weight > BUDGET, "now full");
+            store.record_request("http://a.test/new");
+            assert!(!store.admits("http://a.test/new", weight), "asked for once");
+            store.record_request("http://a.test/new");
+            assert!(store.admits("http://a.test/new", weight), "asked for twice");
+            assert!(
+                !store.admits("http://a.test/other", weight),
+                "never asked for"
+            );
+        });
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]

@@ -327,6 +327,46 @@ async fn memory_budget_caps_cache_bytes_and_evicts_by_size() {
     stop(node).await;
 }
 
+/// Once the store is full, an object asked for for the first time is served but not stored
+/// (it would evict one that is asked for again); asked for a second time, it is.
+#[tokio::test]
+async fn a_full_store_admits_an_object_on_its_second_request() {
+    let (origin, node, http, _admin, _file) = memory_node().await;
+    fetch_objects(http, 0..80).await;
+    let get = || {
+        send(
+            http,
+            Method::GET,
+            "/obj/500",
+            "example.test",
+            &[],
+            Bytes::new(),
+        )
+    };
+    let first = get().await;
+    assert_eq!(first.body.len(), MIB);
+    assert!(
+        first.cache_status().contains("detail=not-admitted"),
+        "first request: {}",
+        first.cache_status()
+    );
+    let second = get().await;
+    assert!(
+        second.cache_status().contains("stored"),
+        "second request: {}",
+        second.cache_status()
+    );
+    let third = get().await;
+    assert!(
+        third.cache_status().contains("hit"),
+        "third request: {}",
+        third.cache_status()
+    );
+    assert_eq!(third.body, first.body);
+    assert_eq!(origin.total(), 82, "80 fills, then /obj/500 twice");
+    stop(node).await;
+}
+
 #[tokio::test]
 async fn memory_budget_keeps_rss_under_160_mib() {
     let (_origin, mut node, http, admin, _file) = memory_node().await;

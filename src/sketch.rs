@@ -1,6 +1,7 @@
 //! "Is this key hot?": a count-min frequency sketch with periodic aging (TinyLFU style).
 //!
-//! A non-owner node replicates objects it serves often. Counting every key exactly would cost
+//! Two users: a non-owner node replicates objects it serves often, and a full store admits
+//! a new object only if it was asked for before (see `storage`). Counting every key exactly would cost
 //! memory per distinct key, and most keys on a CDN are requested once; a count-min sketch
 //! costs a fixed `4 × width` bytes and never under-counts (short of the races below), which is
 //! the safe direction for "hot enough to keep a copy".
@@ -94,8 +95,7 @@ impl Sketch {
 
     /// The key's estimated request count, aged: never below the true count except by
     /// increments lost to races, above it by collisions. What `record` returns, read without
-    /// recording; only tests need that.
-    #[cfg(test)]
+    /// recording.
     pub(crate) fn estimate(&self, key_hash: u64) -> u32 {
         let min = self
             .slots(key_hash)
