@@ -174,8 +174,14 @@ impl Store {
     /// Whether a new object of `weight` bytes for `key` should be stored: while there is
     /// room, always; once full, only if `key` was asked for before (TinyLFU's doorkeeper,
     /// in front of moka's own admission, which compares the candidate with its victims).
+    ///
+    /// "Room" leaves out the last sixteenth of the budget: moka's size lags the inserts not
+    /// yet applied (up to that much, see [`Store::insert`]), and a full store whose evictions
+    /// have just been applied sits a little under its budget, which would otherwise let every
+    /// insert until the next maintenance through.
     pub(crate) fn admits(&self, key: &str, weight: u64) -> bool {
-        self.weighted_size().saturating_add(weight) <= self.capacity
+        let room = self.capacity - self.capacity / 16;
+        self.weighted_size().saturating_add(weight) <= room
             || self.popularity.estimate(crate::hash::key(key)) >= ADMIT_AFTER
     }
 
