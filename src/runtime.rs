@@ -38,6 +38,8 @@ use crate::storage::{self, Store};
 pub struct Listeners {
     pub http: Vec<TcpListener>,
     pub https: Vec<TcpListener>,
+    /// HTTP/3 (UDP) sockets.
+    pub quic: Vec<std::net::UdpSocket>,
     pub admin: Option<TcpListener>,
 }
 
@@ -52,12 +54,30 @@ impl Listeners {
         for addr in &config.listen.https {
             https.push(bind(*addr).await?);
         }
+        let mut quic = Vec::new();
+        for addr in &config.listen.quic {
+            quic.push(bind_udp(*addr)?);
+        }
         let admin = match config.admin.listen {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        Ok(Self { http, https, admin })
+        Ok(Self {
+            http,
+            https,
+            quic,
+            admin,
+        })
     }
+}
+
+fn bind_udp(addr: SocketAddr) -> Result<std::net::UdpSocket, RunError> {
+    let bound = std::net::UdpSocket::bind(addr).and_then(|socket| {
+        // tokio, under quinn, takes the socket as it is.
+        socket.set_nonblocking(true)?;
+        Ok(socket)
+    });
+    bound.map_err(|e| RunError::from(listener::quic::QuicSetupError::Bind(addr, e)))
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, RunError> {
@@ -72,6 +92,8 @@ pub enum RunError {
     Bind(std::net::SocketAddr, std::io::Error),
     #[error(transparent)]
     Tls(#[from] listener::tls::TlsSetupError),
+    #[error(transparent)]
+    Quic(#[from] listener::quic::QuicSetupError),
     #[error(transparent)]
     Origin(#[from] crate::origin::OriginSetupError),
     #[error("cache.persist: cannot keep a snapshot in {}: {error}", dir.display())]
@@ -216,6 +238,8 @@ struct Applied {
     /// Cluster probes and DNS discovery; replaced with the cluster.
     background: JoinSet<()>,
     loops: HashMap<(bool, SocketAddr), Running>,
+    /// The QUIC accept loops and their endpoints (a reload swaps their certificates).
+    quic: HashMap<SocketAddr, (Running, quinn::Endpoint)>,
 }
 
 pub(crate) struct Runtime {
@@ -279,6 +303,7 @@ impl Runtime {
                 config,
                 background,
                 loops: HashMap::new(),
+                quic: HashMap::new(),
             }),
         });
         {
@@ -288,6 +313,10 @@ impl Runtime {
             }
             for socket in listeners.https {
                 runtime.spawn_loop(&mut applied, socket, true);
+            }
+            let quic = quic_config(&applied.config)?;
+            for socket in listeners.quic {
+                runtime.spawn_quic_loop(&mut applied, socket, quic.clone())?;
             }
         }
         Ok(runtime)
@@ -311,6 +340,34 @@ impl Runtime {
         applied.loops.insert((https, addr), Running { stop, task });
     }
 
+    fn spawn_quic_loop(
+        &self,
+        applied: &mut Applied,
+        socket: std::net::UdpSocket,
+        config: Option<quinn::ServerConfig>,
+    ) -> Result<(), RunError> {
+        let Ok(addr) = socket.local_addr() else {
+            return Ok(());
+        };
+        let endpoint = listener::quic::endpoint(socket, config)
+            .map_err(|e| listener::quic::QuicSetupError::Bind(addr, e))?;
+        let (stop, accepting) = watch::channel(false);
+        let acceptor = Acceptor {
+            handler: self.front.clone(),
+            tls: None,
+            settings: self.settings.clone(),
+            connections: self.connections.clone(),
+            shutdown: self.shutdown.clone(),
+            accepting,
+            metrics: Some(self.metrics.clone()),
+        };
+        let task = tokio::spawn(listener::quic::accept_loop(endpoint.clone(), acceptor));
+        applied
+            .quic
+            .insert(addr, (Running { stop, task }, endpoint));
+        Ok(())
+    }
+
     /// The connection limit, for the drain.
     pub(crate) fn connections(&self) -> (&Arc<Semaphore>, usize) {
         (&self.connections, self.max_connections)
@@ -319,7 +376,10 @@ impl Runtime {
     /// Stop every accept loop and background task and wait for the loops to end.
     pub(crate) async fn stop_accepting(&self) {
         let mut applied = self.applied.lock().await;
-        for (_, running) in applied.loops.drain() {
+        let applied = &mut *applied;
+        let quic = applied.quic.drain().map(|(_, (running, _))| running);
+        let running: Vec<_> = applied.loops.drain().map(|(_, r)| r).chain(quic).collect();
+        for running in running {
             let _ = running.stop.send(true);
             let _ = running.task.await;
         }
@@ -348,6 +408,13 @@ impl Runtime {
         let mut applied = self.applied.lock().await;
         // Everything that can fail, before anything changes.
         let tls = tls_config(&config)?;
+        let quic = quic_config(&config)?;
+        let mut bound_quic = Vec::new();
+        for addr in &config.listen.quic {
+            if !applied.quic.contains_key(addr) {
+                bound_quic.push(bind_udp(*addr)?);
+            }
+        }
         let mut bound = Vec::new();
         for (https, addrs) in [(false, &config.listen.http), (true, &config.listen.https)] {
             for addr in addrs {
@@ -393,6 +460,25 @@ impl Runtime {
         self.token.store(Arc::new(config.admin.token.clone()));
         for (https, socket) in bound {
             self.spawn_loop(&mut applied, socket, https);
+        }
+        // Certificates and limits for new QUIC connections; those open keep theirs.
+        for (_, endpoint) in applied.quic.values() {
+            endpoint.set_server_config(quic.clone());
+        }
+        for socket in bound_quic {
+            self.spawn_quic_loop(&mut applied, socket, quic.clone())?;
+        }
+        let removed: Vec<_> = applied
+            .quic
+            .keys()
+            .filter(|addr| !config.listen.quic.contains(addr))
+            .copied()
+            .collect();
+        for addr in removed {
+            if let Some((running, _)) = applied.quic.remove(&addr) {
+                let _ = running.stop.send(true);
+                let _ = running.task.await;
+            }
         }
         let wanted = |https: bool, addr: &SocketAddr| {
             let list = if https {
@@ -456,6 +542,17 @@ fn new_store(config: &Config, metrics: &Metrics) -> Arc<Store> {
         config.cache.uncacheable_ttl,
         eviction_hook(metrics),
     ))
+}
+
+/// quinn's configuration for the QUIC listeners, if any are configured (validation made sure
+/// there are certificates then).
+fn quic_config(config: &Config) -> Result<Option<quinn::ServerConfig>, RunError> {
+    if config.listen.quic.is_empty() || config.tls.certificates.is_empty() {
+        return Ok(None);
+    }
+    let tls = listener::tls::quic_server_config(&config.tls.certificates)?;
+    let settings = ConnSettings::from(&config.listen);
+    Ok(Some(listener::quic::server_config(tls, &settings)?))
 }
 
 /// TLS server configuration for the certificates, if any.

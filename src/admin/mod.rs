@@ -16,11 +16,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::service::ClientBody;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 use crate::cluster::peer::{CASCADE, PURGE_PATH, Peer};
 use crate::cluster::{Cluster, Route};
@@ -58,7 +58,7 @@ const FAN_OUT_TIMEOUT: Duration = Duration::from_secs(5);
 impl<N: Node> Handler for Admin<N> {
     async fn call(
         self: Arc<Self>,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
         _client: ClientInfo,
     ) -> Response<ProxyBody> {
         let proxy = self.node.proxy();
@@ -109,7 +109,7 @@ struct View<'a> {
 }
 
 impl<N: Node> Admin<N> {
-    fn authorize(&self, request: &Request<Incoming>) -> Result<(), Refusal> {
+    fn authorize(&self, request: &Request<ClientBody>) -> Result<(), Refusal> {
         let token = self.node.token();
         let Some(token) = token.as_deref() else {
             return Err(Refusal::NoToken);
@@ -127,7 +127,7 @@ impl<N: Node> Admin<N> {
 }
 
 impl View<'_> {
-    async fn metrics_page(&self, request: &Request<Incoming>) -> Response<ProxyBody> {
+    async fn metrics_page(&self, request: &Request<ClientBody>) -> Response<ProxyBody> {
         let store = self.proxy.store();
         store.run_pending_tasks().await;
         self.metrics
@@ -163,7 +163,7 @@ impl View<'_> {
         response
     }
 
-    async fn purge(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+    async fn purge(&self, request: Request<ClientBody>) -> Response<ProxyBody> {
         let body = match Limited::new(request.into_body(), MAX_PURGE_BODY)
             .collect()
             .await

@@ -144,6 +144,7 @@ pub(crate) struct NodeFile {
 pub(crate) struct ListenFile {
     pub(crate) http: Option<SpannedList>,
     pub(crate) https: Option<SpannedList>,
+    pub(crate) quic: Option<SpannedList>,
     pub(crate) header_read_timeout: Option<Spanned<HumanDuration>>,
     pub(crate) idle_timeout: Option<Spanned<HumanDuration>>,
     pub(crate) max_header_bytes: Option<Spanned<ByteSize>>,

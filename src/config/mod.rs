@@ -156,6 +156,8 @@ pub(crate) struct NodeConfig {
 pub(crate) struct ListenConfig {
     pub(crate) http: Vec<SocketAddr>,
     pub(crate) https: Vec<SocketAddr>,
+    /// HTTP/3 (UDP) sockets, with the HTTPS listeners' certificates.
+    pub(crate) quic: Vec<SocketAddr>,
     pub(crate) header_read_timeout: Duration,
     /// Keep-alive idle timeout.
     pub(crate) idle_timeout: Duration,

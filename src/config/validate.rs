@@ -99,9 +99,11 @@ fn tls(f: &TlsFile, cx: &Ctx<'_>) -> Result<TlsConfig, ConfigError> {
 
 fn listen(f: &ListenFile, has_certs: bool, cx: &Ctx<'_>) -> Result<ListenConfig, ConfigError> {
     let (http, https) = listen_addresses(f, has_certs, cx)?;
+    let quic = quic_addresses(f, has_certs, cx)?;
     Ok(ListenConfig {
         http,
         https,
+        quic,
         header_read_timeout: timeout(
             &f.header_read_timeout,
             DEFAULT_HEADER_READ_TIMEOUT,
@@ -182,6 +184,21 @@ fn listen_addresses(
     }
     no_duplicates(&lists, cx)?;
     Ok((http, https))
+}
+
+/// `listen.quic`: UDP, so the same address as an HTTPS (TCP) listener is the usual setup.
+fn quic_addresses(
+    f: &ListenFile,
+    has_certs: bool,
+    cx: &Ctx<'_>,
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    let quic = addresses(f.quic.as_ref(), "listen.quic", cx)?;
+    if let (false, false, Some(list)) = (quic.is_empty(), has_certs, &f.quic) {
+        let message = "QUIC listeners need at least one [[tls.certificates]] entry";
+        return Err(cx.invalid(list.span(), "listen.quic", message));
+    }
+    no_duplicates(&[(f.quic.as_ref(), "listen.quic")], cx)?;
+    Ok(quic)
 }
 
 fn addresses(

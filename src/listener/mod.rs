@@ -4,6 +4,7 @@
 //! request-smuggling shape hyper hides), and a graceful drain on shutdown.
 
 pub mod framing;
+pub(crate) mod quic;
 pub(crate) mod tls;
 mod watched;
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use http::uri::Scheme;
 
-use http::header;
+use http::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -28,7 +29,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::ListenConfig;
 use crate::observability::metrics::Metrics;
-use crate::service::{AmbiguousFraming, ClientInfo, Handler};
+use crate::service::{AmbiguousFraming, ClientBody, ClientInfo, Handler};
 use framing::Framing;
 use watched::Watched;
 
@@ -40,7 +41,13 @@ pub(crate) struct ConnSettings {
     pub(crate) idle_timeout: Duration,
     pub(crate) max_header_bytes: usize,
     pub(crate) max_headers: usize,
+    /// `Alt-Svc` for responses on TLS connections while QUIC listeners run (RFC 7838,
+    /// RFC 9114 §3.1.1): `h3` on the first QUIC port.
+    pub(crate) alt_svc: Option<HeaderValue>,
 }
+
+/// How long clients may remember the `h3` alternative.
+const ALT_SVC_MAX_AGE: u32 = 86_400;
 
 impl From<&ListenConfig> for ConnSettings {
     fn from(c: &ListenConfig) -> Self {
@@ -49,6 +56,10 @@ impl From<&ListenConfig> for ConnSettings {
             idle_timeout: c.idle_timeout,
             max_header_bytes: c.max_header_bytes,
             max_headers: c.max_headers,
+            alt_svc: c.quic.first().and_then(|addr| {
+                let value = format!("h3=\":{}\"; ma={ALT_SVC_MAX_AGE}", addr.port());
+                HeaderValue::from_str(&value).ok()
+            }),
         }
     }
 }
@@ -182,7 +193,10 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
-    let client = ClientInfo { addr: peer, scheme };
+    let client = ClientInfo {
+        addr: peer,
+        scheme: scheme.clone(),
+    };
     let handler = acceptor.handler.clone();
     let activity = Arc::new(Activity::default());
     let tracker = activity.clone();
@@ -192,7 +206,11 @@ where
     let ambiguous = Arc::new(AtomicU64::new(0));
     let framing = Framing::new(max_buf(&settings), settings.max_headers);
     let io = Watched::new(io, framing, ambiguous.clone());
-    let service = service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+    let alt_svc = (scheme == Scheme::HTTPS)
+        .then(|| settings.alt_svc.clone())
+        .flatten();
+    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+        let mut request = request.map(ClientBody::from);
         let (in_flight, number) = InFlight::start(tracker.clone());
         if ambiguous.load(Ordering::Relaxed) == number
             && request.headers().contains_key(header::TRANSFER_ENCODING)
@@ -201,8 +219,12 @@ where
         }
         let handler = handler.clone();
         let client = client.clone();
+        let alt_svc = alt_svc.clone();
         async move {
-            let response = handler.call(request, client).await;
+            let mut response = handler.call(request, client).await;
+            if let Some(value) = alt_svc {
+                response.headers_mut().insert(header::ALT_SVC, value);
+            }
             drop(in_flight);
             Ok::<_, Infallible>(response)
         }

@@ -1,6 +1,7 @@
 //! The TLS front door: rustls with the aws-lc-rs provider passed explicitly, TLS 1.2 and 1.3,
 //! ALPN `h2` and `http/1.1`, and certificates chosen by SNI from the DNS names each
-//! certificate carries (the first configured certificate is the default).
+//! certificate carries (the first configured certificate is the default). QUIC listeners get
+//! the same certificates with TLS 1.3 only and ALPN `h3`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +35,22 @@ pub(crate) fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The same certificates for QUIC: TLS 1.3 only (RFC 9001 §4.2), ALPN `h3`.
+pub(crate) fn quic_server_config(
+    files: &[CertificateFiles],
+) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let resolver = SniResolver::load(files, &provider)?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = vec![b"h3".to_vec()];
+    // No 0-RTT: replayed early data would let a request run twice.
+    config.max_early_data_size = 0;
     Ok(Arc::new(config))
 }
 

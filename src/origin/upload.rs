@@ -21,10 +21,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::service::ClientBody;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{LengthLimitError, Limited};
-use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::ProxyError;
@@ -93,14 +93,14 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A body's bytes as they arrive, each by the time its [`Pace`] allows.
 struct Paced {
-    inner: Limited<Incoming>,
+    inner: Limited<ClientBody>,
     pace: Pace,
     started: Instant,
     timer: Pin<Box<Sleep>>,
 }
 
 impl Paced {
-    fn new(inner: Limited<Incoming>, limits: &UploadLimits) -> Self {
+    fn new(inner: Limited<ClientBody>, limits: &UploadLimits) -> Self {
         let pace = Pace::new(limits);
         let started = Instant::now();
         let timer = Box::pin(tokio::time::sleep_until(
@@ -153,7 +153,7 @@ impl RequestBody {
     /// part read so far and the rest to stream. `announced` is its `Content-Length`, if any:
     /// one over the buffer streams at once, one over `max` is refused before a byte is read.
     pub(crate) async fn receive(
-        body: Incoming,
+        body: ClientBody,
         announced: Option<u64>,
         limits: &UploadLimits,
         budget: &Arc<FillBudget>,

@@ -4,11 +4,11 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::service::ClientBody;
 use http::header;
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 use super::Proxy;
 use super::purge::{Invalidation, PurgeRequest};
@@ -42,7 +42,7 @@ pub(crate) async fn handle(
     proxy: &Proxy,
     cluster: &Cluster,
     parts: Parts,
-    body: Incoming,
+    body: ClientBody,
 ) -> Response<ProxyBody> {
     match (&parts.method, parts.uri.path()) {
         (&Method::GET, PROBE_PATH) => {
@@ -111,7 +111,7 @@ pub(crate) async fn handle(
 async fn signed_body(
     cluster: &Cluster,
     parts: &Parts,
-    body: Incoming,
+    body: ClientBody,
 ) -> Result<bytes::Bytes, Response<ProxyBody>> {
     let body = match tokio::time::timeout(
         Duration::from_secs(10),

@@ -32,10 +32,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::SystemTime;
 
+use crate::service::ClientBody;
 use arc_swap::ArcSwap;
 use http::uri::Scheme;
 use http::{Method, Request, Response};
-use hyper::body::Incoming;
 
 use crate::cache::chunk::{CHUNK_HEADER, ChunkRequest};
 use crate::cache::conditional::validators;
@@ -86,7 +86,7 @@ impl Front {
 impl Handler for Front {
     fn call(
         self: Arc<Self>,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
         client: ClientInfo,
     ) -> impl std::future::Future<Output = Response<ProxyBody>> + Send {
         self.current.load_full().handle(request, client)
@@ -166,7 +166,7 @@ impl Proxy {
     /// Serve one client request.
     pub(crate) async fn handle(
         self: Arc<Self>,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
         client: ClientInfo,
     ) -> Response<ProxyBody> {
         let (mut parts, body) = request.into_parts();

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use hyper::body::Incoming;
+use crate::service::ClientBody;
 
 use super::outcome::Served;
 use super::request::{self, Forward, RequestContext};
@@ -19,7 +19,7 @@ use crate::origin::upload::RequestBody;
 impl Proxy {
     /// Methods we never cache: forwarded once with the client's body; a successful unsafe
     /// method invalidates what is stored for the URI (RFC 9111 §4.4).
-    pub(super) async fn pass(self: Arc<Self>, ctx: RequestContext, body: Incoming) -> Served {
+    pub(super) async fn pass(self: Arc<Self>, ctx: RequestContext, body: ClientBody) -> Served {
         let announced = ctx
             .headers
             .get(http::header::CONTENT_LENGTH)

@@ -296,7 +296,8 @@ pub fn prepare(
     })
 }
 
-/// The absolute URI's authority wins over `Host` (RFC 9112 §3.2.2); h2 carries `:authority`.
+/// The absolute URI's authority wins over `Host` (RFC 9112 §3.2.2); h2 and h3 carry
+/// `:authority`.
 fn request_authority(parts: &Parts) -> Option<HeaderValue> {
     match parts.uri.authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
@@ -446,6 +447,7 @@ pub(crate) fn origin_headers(ctx: &RequestContext, node: &str, forward: Forward)
 fn via_version(version: Version) -> &'static str {
     match version {
         Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
         Version::HTTP_10 => "1.0",
         _ => "1.1",
     }

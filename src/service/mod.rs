@@ -6,8 +6,10 @@
 //! plumbing: the listener knows only handlers, the proxy and the admin API are handlers.
 
 mod body;
+mod client_body;
 
 pub(crate) use body::ProxyBody;
+pub(crate) use client_body::ClientBody;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,13 +19,12 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::Scheme;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 /// Something that answers requests: the proxy, or the admin API.
 pub(crate) trait Handler: Send + Sync + 'static {
     fn call(
         self: Arc<Self>,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
         client: ClientInfo,
     ) -> impl Future<Output = Response<ProxyBody>> + Send;
 }

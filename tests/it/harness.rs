@@ -333,6 +333,21 @@ impl Node {
     /// Start on an http listener bound by the caller (cluster members know each other's
     /// addresses before they start).
     pub async fn start_on(toml: &str, https: bool, http: TcpListener) -> Self {
+        Self::start_with(toml, https, http, None).await
+    }
+
+    /// Start with an HTTP/3 socket too (the config names its address in `listen.quic`).
+    pub async fn start_quic(toml: &str, quic: std::net::UdpSocket) -> Self {
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_with(toml, true, http, Some(quic)).await
+    }
+
+    async fn start_with(
+        toml: &str,
+        https: bool,
+        http: TcpListener,
+        quic: Option<std::net::UdpSocket>,
+    ) -> Self {
         let config = Config::parse(toml, "test.toml", &fixtures().join("tls"))
             .unwrap_or_else(|e| panic!("test config: {e}"));
         let bind = || async { TcpListener::bind("127.0.0.1:0").await.expect("bind") };
@@ -346,6 +361,7 @@ impl Node {
         let listeners = outpost::Listeners {
             http: vec![http],
             https: tls.into_iter().collect(),
+            quic: quic.into_iter().collect(),
             admin: Some(admin),
         };
         let (stop, stopped) = oneshot::channel::<()>();

@@ -349,6 +349,7 @@ async fn a_reload_swaps_the_certificates_for_new_connections() {
     let listeners = outpost::Listeners {
         http: Vec::new(),
         https: vec![https],
+        quic: Vec::new(),
         admin: None,
     };
     let (reload, reloads) = tokio::sync::mpsc::channel(1);

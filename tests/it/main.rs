@@ -21,6 +21,7 @@
 //! | `shield` | regions and the shield tier: two regions fill from one shield (origin once per object, Cache-Status names the shield), coalescing across tiers, shields down, mutual shields stop after one shield hop |
 //! | `discovery` | cluster members from DNS (A/AAAA, SRV) on a real in-process DNS server: TTLs, outages |
 //! | `dns_server` | a tiny authoritative UDP DNS server whose records tests change (not tests) |
+//! | `http3` | `listen.quic` with the h3 client: miss, hit, range, purge, a POST body, SNI, Alt-Svc on TLS, a drain that finishes the request in flight |
 //! | `front_door` | smuggling vectors refused, body limits, request buffering and the minimum body rate (408), the connection limit, drains that close idle connections |
 //! | `steering` | `outpost dns-zone` on a real PowerDNS: answers by client subnet, drained and stopped nodes leave, regions fall over, the default region |
 //! | `chunks` | `cache.chunk_size` with real processes: a 64 MiB object cached across three 48 MiB nodes (exact bytes whole and by range, no second origin fetch, purge of every chunk), a version change mid-object never stitched, origins that ignore Range or have no validator |
@@ -42,6 +43,7 @@ mod compression;
 mod discovery;
 mod dns_server;
 mod front_door;
+mod http3;
 mod listeners;
 mod origin_failures;
 mod origins;

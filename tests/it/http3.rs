@@ -1,0 +1,302 @@
+//! HTTP/3 on `listen.quic`, with hyperium's h3 client over quinn: the same request path as
+//! TCP (miss, hit, range, purge, a POST body), `Alt-Svc` on TLS responses, certificates by
+//! SNI, a drain that lets a request in flight finish.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Method, Request, StatusCode, Version};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::harness::*;
+use crate::util::purge;
+
+fn config(origin: &str, quic: SocketAddr) -> String {
+    format!(
+        r#"
+[node]
+name = "edge-test"
+[admin]
+token = "secret"
+[listen]
+quic = ["{quic}"]
+[[tls.certificates]]
+cert = "alpha.pem"
+key = "alpha.key"
+[[tls.certificates]]
+cert = "beta.pem"
+key = "beta.key"
+[[site]]
+hosts = ["alpha.test", "beta.test"]
+origin = ["{origin}"]
+"#
+    )
+}
+
+fn udp() -> (std::net::UdpSocket, SocketAddr) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    let addr = socket.local_addr().expect("addr");
+    (socket, addr)
+}
+
+/// An HTTP/3 connection to the node, trusting the test CA.
+struct H3 {
+    send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    endpoint: quinn::Endpoint,
+    peer_cert: CertificateDer<'static>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl H3 {
+    async fn connect(addr: SocketAddr, sni: &str) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(fixtures().join("tls/ca.pem")).expect("ca") {
+            roots.add(cert.expect("ca cert")).expect("add ca");
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+        let mut endpoint =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client endpoint");
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+        let conn = endpoint
+            .connect(addr, sni)
+            .expect("connect")
+            .await
+            .expect("QUIC handshake");
+        let peer_cert = conn
+            .peer_identity()
+            .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+            .expect("peer certificates")[0]
+            .clone();
+        let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn))
+            .await
+            .expect("h3 client");
+        let driver = tokio::spawn(async move {
+            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        });
+        Self {
+            send,
+            endpoint,
+            peer_cert,
+            driver,
+        }
+    }
+
+    async fn request(
+        &mut self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Resp {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let mut stream = self
+            .send
+            .send_request(req.body(()).expect("request"))
+            .await
+            .expect("send request");
+        if !body.is_empty() {
+            stream
+                .send_data(Bytes::copy_from_slice(body))
+                .await
+                .expect("send body");
+        }
+        stream.finish().await.expect("finish");
+        let response = stream.recv_response().await.expect("response head");
+        let mut read = BytesMut::new();
+        while let Some(mut chunk) = stream.recv_data().await.expect("response body") {
+            read.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+        }
+        let (parts, ()) = response.into_parts();
+        Resp {
+            status: parts.status,
+            headers: parts.headers,
+            body: read.freeze(),
+            version: parts.version,
+        }
+    }
+
+    async fn get(&mut self, uri: &str, headers: &[(&str, &str)]) -> Resp {
+        self.request(Method::GET, uri, headers, b"").await
+    }
+
+    async fn close(self) {
+        drop(self.send);
+        self.endpoint.close(0u32.into(), b"done");
+        self.driver.abort();
+    }
+}
+
+#[tokio::test]
+async fn http3_serves_a_miss_a_hit_a_range_and_a_purge() {
+    let origin = Origin::fixed("0123456789", "max-age=60").await;
+    let (socket, quic) = udp();
+    let node = Node::start_quic(&config(&origin.url(), quic), socket).await;
+    let mut h3 = H3::connect(quic, "alpha.test").await;
+
+    let miss = h3.get("https://alpha.test/a", &[]).await;
+    assert_eq!(miss.status, StatusCode::OK);
+    assert_eq!(miss.version, Version::HTTP_3);
+    assert_eq!(miss.text(), "0123456789");
+    assert!(
+        miss.cache_status().contains("fwd=uri-miss"),
+        "{}",
+        miss.cache_status()
+    );
+    assert_eq!(origin.last("/a").header("via"), "3 edge-test");
+
+    let hit = h3.get("https://alpha.test/a", &[]).await;
+    assert_eq!(hit.text(), "0123456789");
+    assert!(hit.cache_status().contains("hit"), "{}", hit.cache_status());
+
+    let range = h3
+        .get("https://alpha.test/a", &[("range", "bytes=2-5")])
+        .await;
+    assert_eq!(range.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(range.text(), "2345");
+    assert_eq!(range.header("content-range"), "bytes 2-5/10");
+    assert_eq!(
+        origin.count("/a"),
+        1,
+        "the hit and the range came from the cache"
+    );
+
+    let purged = purge(
+        node.admin,
+        Some("secret"),
+        r#"{"urls":["https://alpha.test/a"]}"#,
+    )
+    .await;
+    assert_eq!(purged.status, StatusCode::OK, "{}", purged.text());
+    let after = h3.get("https://alpha.test/a", &[]).await;
+    assert_eq!(after.text(), "0123456789");
+    assert!(
+        after.cache_status().contains("fwd=uri-miss"),
+        "{}",
+        after.cache_status()
+    );
+    assert_eq!(origin.count("/a"), 2, "the purge removed the object");
+    assert_eq!(
+        node.metric("outpost_connections_accepted_total").await,
+        1.0,
+        "one QUIC connection"
+    );
+    h3.close().await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn an_http3_post_body_reaches_the_origin_whole() {
+    let origin = Origin::start(|seen, _| Reply::ok(format!("got {} bytes", seen.body.len()))).await;
+    let (socket, quic) = udp();
+    let node = Node::start_quic(&config(&origin.url(), quic), socket).await;
+    let mut h3 = H3::connect(quic, "beta.test").await;
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let r = h3
+        .request(
+            Method::POST,
+            "https://beta.test/upload",
+            &[("content-length", &body.len().to_string())],
+            &body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.text(), "got 200000 bytes");
+    assert_eq!(origin.last("/upload").body, Bytes::from(body));
+    h3.close().await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn http3_chooses_the_certificate_by_sni() {
+    let origin = Origin::fixed("x", "max-age=60").await;
+    let (socket, quic) = udp();
+    let node = Node::start_quic(&config(&origin.url(), quic), socket).await;
+    for name in ["alpha", "beta"] {
+        let h3 = H3::connect(quic, &format!("{name}.test")).await;
+        let expected =
+            CertificateDer::from_pem_file(fixtures().join(format!("tls/{name}.pem"))).expect("pem");
+        assert_eq!(
+            h3.peer_cert, expected,
+            "{name}.test gets its own certificate"
+        );
+        h3.close().await;
+    }
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn tls_responses_advertise_http3_with_alt_svc() {
+    let origin = Origin::fixed("x", "max-age=60").await;
+    let (socket, quic) = udp();
+    let node = Node::start_quic(&config(&origin.url(), quic), socket).await;
+    let https = node.https.expect("https listener");
+    let out = tokio::process::Command::new("curl")
+        .args(["-sk", "-D", "-", "-o", "/dev/null", "--resolve"])
+        .arg(format!("alpha.test:{}:127.0.0.1", https.port()))
+        .arg(format!("https://alpha.test:{}/a", https.port()))
+        .output()
+        .await
+        .expect("curl");
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let expected = format!("alt-svc: h3=\":{}\"; ma=86400", quic.port());
+    assert!(head.contains(&expected), "{head}");
+    // Cleartext responses do not advertise it (RFC 7838 alternatives are for https origins).
+    let plain = send(
+        node.http,
+        Method::GET,
+        "/a",
+        "alpha.test",
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(plain.header("alt-svc"), "");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_drain_lets_an_http3_request_in_flight_finish() {
+    let origin =
+        Origin::start(|_, _| Reply::ok("slow but whole").delay(Duration::from_millis(400))).await;
+    let (socket, quic) = udp();
+    let node = Node::start_quic(&config(&origin.url(), quic), socket).await;
+    let mut h3 = H3::connect(quic, "alpha.test").await;
+    let in_flight = tokio::spawn(async move {
+        let r = h3.get("https://alpha.test/slow", &[]).await;
+        h3.close().await;
+        r
+    });
+    eventually("the request reached the origin", || async {
+        origin.count("/slow") == 1
+    })
+    .await;
+    node.stop().await;
+    let r = in_flight.await.expect("request task");
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text(), "slow but whole");
+}
+
+#[tokio::test]
+async fn quic_listeners_need_certificates() {
+    let toml = "[listen]\nquic = [\"127.0.0.1:4433\"]\n[[site]]\nhosts = [\"a.test\"]\norigin = [\"http://127.0.0.1:1\"]\n";
+    let err = outpost::config::Config::parse(toml, "test.toml", &fixtures())
+        .expect_err("quic without certificates");
+    assert!(
+        err.to_string()
+            .contains("QUIC listeners need at least one [[tls.certificates]]"),
+        "{err}"
+    );
+}
