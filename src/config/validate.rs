@@ -174,8 +174,11 @@ fn listen_addresses(
     let given = lists
         .iter()
         .find_map(|(list, key)| list.map(|l| (l.span(), *key)));
-    if let (true, true, Some((span, key))) = (http.is_empty(), https.is_empty(), given) {
-        let message = "no listeners: give at least one address in listen.http or listen.https";
+    let quic = f.quic.as_ref().is_some_and(|l| !l.get_ref().is_empty());
+    if let (true, true, false, Some((span, key))) = (http.is_empty(), https.is_empty(), quic, given)
+    {
+        let message =
+            "no listeners: give at least one address in listen.http, listen.https or listen.quic";
         return Err(cx.invalid(span, key, message));
     }
     if let (false, false, Some(list)) = (https.is_empty(), has_certs, &f.https) {

@@ -300,3 +300,67 @@ async fn quic_listeners_need_certificates() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_reload_swaps_the_quic_certificates_and_open_connections_carry_on() {
+    let origin = Origin::fixed("secure", "max-age=60").await;
+    let dir = fixtures().join("tls");
+    let (socket, quic) = udp();
+    let config_with = |cert: &str| {
+        format!(
+            "[node]\nname = \"edge-test\"\n[listen]\nhttp = []\nquic = [\"{quic}\"]\n[[tls.certificates]]\ncert = \"{d}/{cert}.pem\"\nkey = \"{d}/{cert}.key\"\n[[site]]\nhosts = [\"alpha.test\", \"beta.test\"]\norigin = [\"{o}\"]\n",
+            d = dir.display(),
+            o = origin.url()
+        )
+    };
+    let file = crate::util::TempFile::new("quic-reload", &config_with("alpha"));
+    let config = outpost::config::Config::load(file.path()).expect("config");
+    let listeners = outpost::Listeners {
+        http: Vec::new(),
+        https: Vec::new(),
+        quic: vec![socket],
+        admin: None,
+    };
+    let (reload, reloads) = tokio::sync::mpsc::channel(1);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let path = file.path().to_path_buf();
+    let node = tokio::spawn(async move {
+        outpost::run_with_reloads(
+            config,
+            listeners,
+            async {
+                let _ = stopped.await;
+            },
+            Some(path),
+            reloads,
+        )
+        .await
+    });
+    let mut before = H3::connect(quic, "alpha.test").await;
+    let alpha = CertificateDer::from_pem_file(dir.join("alpha.pem")).expect("pem");
+    assert_eq!(before.peer_cert, alpha);
+
+    std::fs::write(file.path(), config_with("beta")).expect("rewrite");
+    reload.send(()).await.expect("reload");
+    let beta = CertificateDer::from_pem_file(dir.join("beta.pem")).expect("pem");
+    eventually("the new certificate is served over QUIC", || async {
+        // Until the reload lands the handshake fails verification (a panic in the task).
+        let attempt = tokio::spawn(async move {
+            let h3 = H3::connect(quic, "beta.test").await;
+            let cert = h3.peer_cert.clone();
+            h3.close().await;
+            cert
+        });
+        attempt.await.is_ok_and(|cert| cert == beta)
+    })
+    .await;
+    let r = before.get("https://alpha.test/s", &[]).await;
+    assert_eq!(
+        r.text(),
+        "secure",
+        "a connection from before the reload still serves"
+    );
+    before.close().await;
+    let _ = stop.send(());
+    node.await.expect("join").expect("node run");
+}
