@@ -51,13 +51,29 @@ pub(crate) async fn choose(proxy: &Proxy, ctx: &RequestContext, entry: &Arc<Entr
     if let Some(form) = entry.encoded(coding) {
         return Form::Encoded(form.clone(), coding);
     }
+    // Boxed: the first request for a coding is rare, and its future would otherwise make
+    // every hit's future (moved on each task spawn) as large as itself.
+    match Box::pin(encode_once(proxy, ctx, entry, coding, rules.levels)).await {
+        Some(form) => Form::Encoded(form, coding),
+        None => Form::Identity,
+    }
+}
+
+/// `entry` in `coding`, compressed by this request or by the one that came first.
+async fn encode_once(
+    proxy: &Proxy,
+    ctx: &RequestContext,
+    entry: &Arc<Entry>,
+    coding: Coding,
+    levels: Levels,
+) -> Option<Arc<Entry>> {
     let mut made_here = false;
     let made = entry
         .encodings()
         .form(coding)
         .get_or_init(|| {
             made_here = true;
-            encode_entry(proxy, entry, coding, rules.levels)
+            encode_entry(proxy, entry, coding, levels)
         })
         .await
         .clone();
@@ -65,10 +81,7 @@ pub(crate) async fn choose(proxy: &Proxy, ctx: &RequestContext, entry: &Arc<Entr
         // The slot is set: weighed again, the entry counts the encoded bytes.
         proxy.store.reweigh(&ctx.key, entry).await;
     }
-    match made {
-        Some(form) => Form::Encoded(form, coding),
-        None => Form::Identity,
-    }
+    made
 }
 
 /// Whether answers from `entry` vary on `Accept-Encoding` (some may be encoded): for the

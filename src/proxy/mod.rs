@@ -179,7 +179,7 @@ impl Proxy {
         let marker = parts.headers.remove(&CHUNK_HEADER);
         if let Some(cluster) = &self.cluster {
             if parts.uri.path().starts_with(internal::PREFIX) {
-                return internal::handle(&self, cluster, parts, body).await;
+                return Box::pin(internal::handle(&self, cluster, parts, body)).await;
             }
             // A request from another node has taken the hops it says (the route phase allows no
             // second of either kind); one whose hop does not verify is an ordinary client
@@ -224,7 +224,7 @@ impl Proxy {
         let access = logged.is_some().then(|| self.access.clone());
         let Served { response, outcome } = match ctx.method {
             Method::GET | Method::HEAD => self.cacheable(ctx).await,
-            _ => self.pass(ctx, body).await,
+            _ => Box::pin(self.pass(ctx, body)).await,
         };
         site.metrics.request(outcome.result());
         let length = http_body::Body::size_hint(response.body()).exact();
@@ -282,8 +282,8 @@ impl Proxy {
             {
                 respond::error(&self.node, &ProxyError::NotCached, Some(fwd))
             }
-            Lookup::Revalidate { entry, fwd } => self.fetch(ctx, fwd, Some(entry)).await,
-            Lookup::Miss { fwd } => self.fetch(ctx, fwd, None).await,
+            Lookup::Revalidate { entry, fwd } => Box::pin(self.fetch(ctx, fwd, Some(entry))).await,
+            Lookup::Miss { fwd } => Box::pin(self.fetch(ctx, fwd, None)).await,
         }
     }
 
@@ -299,9 +299,9 @@ impl Proxy {
         if entry.chunks.is_none() {
             return self.serve_whole(&ctx, entry, now, outcome).await;
         }
-        match chunked::serve(&self, &ctx, entry, now, outcome).await {
+        match Box::pin(chunked::serve(&self, &ctx, entry, now, outcome)).await {
             Ok(served) => served,
-            Err(chunked::Failure::Restart) => self.fetch(ctx, Fwd::Miss, None).await,
+            Err(chunked::Failure::Restart) => Box::pin(self.fetch(ctx, Fwd::Miss, None)).await,
             Err(chunked::Failure::Error(e)) => respond::error(&self.node, &e, None),
         }
     }
