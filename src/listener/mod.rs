@@ -3,6 +3,7 @@
 //! header-read timeouts against slowloris, a watch on HTTP/1.1 framing (`framing`, for the
 //! request-smuggling shape hyper hides), and a graceful drain on shutdown.
 
+mod coalesce;
 pub mod framing;
 pub(crate) mod quic;
 pub(crate) mod tls;
@@ -30,6 +31,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::ListenConfig;
 use crate::observability::metrics::Metrics;
 use crate::service::{AmbiguousFraming, ClientBody, ClientInfo, Handler};
+use coalesce::Coalesced;
 use framing::Framing;
 use watched::Watched;
 
@@ -159,7 +161,9 @@ pub(crate) async fn accept_loop<H: Handler>(listener: TcpListener, acceptor: Acc
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             match acceptor.tls.as_ref().map(|tls| tls.load_full()) {
-                None => serve(stream, peer, Scheme::HTTP, &acceptor).await,
+                // Cleartext h2 (prior knowledge) is for tests and trusted hops; it is written
+                // as HTTP/1.1 is.
+                None => serve(stream, peer, Scheme::HTTP, false, &acceptor).await,
                 // An https listener whose certificates a reload removed: nothing to offer.
                 Some(None) => tracing::debug!(%peer, "no TLS certificate configured; closing"),
                 Some(Some(config)) => {
@@ -174,7 +178,10 @@ pub(crate) async fn accept_loop<H: Handler>(listener: TcpListener, acceptor: Acc
                         }
                     }
                     match handshake {
-                        Ok(Ok(stream)) => serve(stream, peer, Scheme::HTTPS, &acceptor).await,
+                        Ok(Ok(stream)) => {
+                            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                            serve(stream, peer, Scheme::HTTPS, h2, &acceptor).await;
+                        }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -188,7 +195,8 @@ pub(crate) async fn accept_loop<H: Handler>(listener: TcpListener, acceptor: Acc
     }
 }
 
-async fn serve<IO, H>(io: IO, peer: SocketAddr, scheme: Scheme, acceptor: &Acceptor<H>)
+/// `h2`: the connection speaks HTTP/2 (by ALPN), whose responses are written together.
+async fn serve<IO, H>(io: IO, peer: SocketAddr, scheme: Scheme, h2: bool, acceptor: &Acceptor<H>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
@@ -205,7 +213,7 @@ where
     // drops the latter); the bytes show it, and the request is marked for the handler.
     let ambiguous = Arc::new(AtomicU64::new(0));
     let framing = Framing::new(max_buf(&settings), settings.max_headers);
-    let io = Watched::new(io, framing, ambiguous.clone());
+    let io = Watched::new(Coalesced::new(io, h2), framing, ambiguous.clone());
     let alt_svc = (scheme == Scheme::HTTPS)
         .then(|| settings.alt_svc.clone())
         .flatten();
@@ -220,14 +228,14 @@ where
         let handler = handler.clone();
         let client = client.clone();
         let alt_svc = alt_svc.clone();
-        async move {
+        Box::pin(async move {
             let mut response = handler.call(request, client).await;
             if let Some(value) = alt_svc {
                 response.headers_mut().insert(header::ALT_SVC, value);
             }
             drop(in_flight);
             Ok::<_, Infallible>(response)
-        }
+        })
     });
     let builder = builder(&settings);
     let conn = builder.serve_connection(TokioIo::new(io), service);

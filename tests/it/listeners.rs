@@ -396,3 +396,55 @@ async fn a_reload_swaps_the_certificates_for_new_connections() {
     let _ = stop.send(());
     node.await.expect("join").expect("node run");
 }
+
+/// The body the origin sends for `/mix/<n>`: large for every fourth, so small responses
+/// written together and large ones written from their own memory share one connection.
+fn mixed_body(path: &str) -> Bytes {
+    let n: usize = path.trim_start_matches("/mix/").parse().unwrap_or(0);
+    let len = if n.is_multiple_of(4) { 200_000 + n } else { 100 + n };
+    (0..len).map(|i| (i * 31 + n) as u8).collect()
+}
+
+#[tokio::test]
+async fn concurrent_h2_streams_over_tls_each_get_their_own_bytes() {
+    let origin =
+        Origin::start(|seen, _| Reply::ok(mixed_body(&seen.path)).cache("max-age=60")).await;
+    let node = Node::start_tls(&tls_config().replace("ORIGIN", &origin.url()), true).await;
+    let https = node.https.expect("https listener");
+    let (alpn, _, stream) = tls_connect(https, "alpha.test", &[b"h2"]).await;
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    // Twice: misses streamed from the origin, then hits from the store.
+    for round in ["miss", "hit"] {
+        let requests = (0..64).map(|n| {
+            let mut sender = sender.clone();
+            async move {
+                let req = Request::builder()
+                    .uri(format!("https://alpha.test/mix/{n}"))
+                    .body(Full::new(Bytes::new()))
+                    .expect("req");
+                let r = collect(sender.send_request(req).await.expect("h2 response"))
+                    .await
+                    .expect("body");
+                (n, r)
+            }
+        });
+        for (n, r) in futures_util::future::join_all(requests).await {
+            assert_eq!(r.status, 200, "{round} /mix/{n}");
+            assert!(
+                r.body == mixed_body(&format!("/mix/{n}")),
+                "{round} /mix/{n}: {} bytes, not the origin's",
+                r.body.len()
+            );
+        }
+    }
+    assert_eq!(
+        origin.total(),
+        64,
+        "the second round was served from the store"
+    );
+}
