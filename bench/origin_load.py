@@ -2,7 +2,8 @@
 """Outpost under cache misses: how hard it drives its origin, and what it adds to a miss.
 
     python3 bench/origin_load.py [--binary target/release/outpost] [--scenarios load,overhead]
-        [--seconds 10] [--max-connections N] [--clients 500] [--delay-ms 50] [--json FILE]
+        [--seconds 10] [--max-connections N] [--clients 500] [--delay-ms 50]
+        [--overhead-connections 1] [--json FILE]
 
 On 127.0.0.1: an nginx origin (port 19500, echo module) and one Outpost node in front of it
 (19510); wrk is the client, and every request uses a URL never sent before
@@ -176,7 +177,8 @@ def scenario_load(args, procs):
 def scenario_overhead(args, procs):
     runs = []
     for i, (name, port) in enumerate([("direct", ORIGIN_PORT), ("outpost", OUTPOST_PORT)] * 2):
-        r = wrk(port, 1, 1, args.seconds, f"/fast/run{i}/")  # a fresh prefix: no URL is reused
+        # A fresh prefix per run: no URL is reused.
+        r = wrk(port, args.overhead_connections, 1, args.seconds, f"/fast/run{i}/")
         runs.append(dict(r, name=name, pair=i // 2 + 1))
         procs.check()
     added = [b["p50_us"] - a["p50_us"] for a, b in zip(runs[::2], runs[1::2])]
@@ -208,7 +210,9 @@ def report(args, results):
                 f"fetches {verdict(0 <= extra <= args.clients, 'one per client request')}."]
     if "overhead" in results:
         o, med = results["overhead"], results["overhead"]["added_p50_median_us"]
-        out += ["", f"### overhead: 1 connection, every request a miss, no-delay origin, "
+        conns = args.overhead_connections
+        out += ["", f"### overhead: {conns} connection{'s' if conns > 1 else ''}, every request "
+                f"a miss, no-delay origin, "
                 f"{args.seconds} s per run", "",
                 "| run | p50 us | p90 us | p99 us | req/s | errors |", "|---|---|---|---|---|---|"]
         out += [f"| {r['name']} {r['pair']} | {r['p50_us']} | {r['p90_us']} | {r['p99_us']} | "
@@ -246,13 +250,16 @@ def main():
     p.add_argument("--max-connections", type=int, help="write [site.origin] max_connections = N")
     p.add_argument("--clients", type=int, default=500, help="wrk connections in `load`")
     p.add_argument("--delay-ms", type=int, default=50, help="origin delay in `load`")
+    p.add_argument("--overhead-connections", type=int, default=1,
+                   help="wrk connections in `overhead` (closed loop; more adds queueing)")
     p.add_argument("--json", metavar="FILE", help="also write the raw figures here")
     p.add_argument("--nice", type=int, help="niceness increment for this script and its children")
     args = p.parse_args()
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if not scenarios or set(scenarios) - {"load", "overhead"}:
         p.error("--scenarios takes a comma-separated list of: load, overhead")
-    if min(args.seconds, args.delay_ms, args.clients - 1, args.max_connections or 1) < 1:
+    if min(args.seconds, args.delay_ms, args.clients - 1, args.max_connections or 1,
+           args.overhead_connections) < 1:
         p.error("--seconds, --delay-ms and --max-connections must be >= 1, --clients >= 2")
     args.binary = os.path.abspath(args.binary)
     for path in (args.binary, NGINX, WRK, ECHO_MODULE):
