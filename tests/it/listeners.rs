@@ -401,7 +401,11 @@ async fn a_reload_swaps_the_certificates_for_new_connections() {
 /// written together and large ones written from their own memory share one connection.
 fn mixed_body(path: &str) -> Bytes {
     let n: usize = path.trim_start_matches("/mix/").parse().unwrap_or(0);
-    let len = if n.is_multiple_of(4) { 200_000 + n } else { 100 + n };
+    let len = if n.is_multiple_of(4) {
+        200_000 + n
+    } else {
+        100 + n
+    };
     (0..len).map(|i| (i * 31 + n) as u8).collect()
 }
 
