@@ -71,6 +71,9 @@ fn check(path: Option<PathBuf>) -> ExitCode {
     };
     match Config::load(&path) {
         Ok(config) => {
+            for warning in config.warnings() {
+                eprintln!("{}: warning: {warning}", path.display());
+            }
             println!("{}: ok ({} site(s))", path.display(), config.sites.len());
             ExitCode::SUCCESS
         }

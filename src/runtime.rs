@@ -26,11 +26,13 @@ use tokio::task::{JoinHandle, JoinSet};
 mod persist;
 
 use crate::admin;
-use crate::cluster::Cluster;
+use crate::cluster::purges::Purges;
+use crate::cluster::{Apply, Cluster};
 use crate::config::{Config, ConfigError};
 use crate::listener::{self, Acceptor, ConnSettings};
 use crate::observability::access::AccessLog;
 use crate::observability::metrics::Metrics;
+use crate::observability::metrics::PurgeSource;
 use crate::proxy::{Front, Proxy};
 use crate::storage::{self, Store};
 
@@ -190,7 +192,15 @@ pub async fn run_with_reloads(
     {
         let config = runtime.applied.lock().await.config.clone();
         let store = runtime.front.proxy().store().clone();
-        persist::save(&config, store, &runtime.metrics, drain_started + limit).await;
+        let purges = runtime.node.purges.clone();
+        persist::save(
+            &config,
+            store,
+            &purges,
+            &runtime.metrics,
+            drain_started + limit,
+        )
+        .await;
     }
     let _ = admin_stop.send(true);
     if let Some(admin_loop) = admin_loop {
@@ -244,6 +254,9 @@ struct Applied {
 
 pub(crate) struct Runtime {
     path: Option<PathBuf>,
+    /// What outlives reloads: the purge log and lease, the channel of purge records to
+    /// apply, readiness.
+    node: NodeHandles,
     pub(crate) front: Arc<Front>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) ready: Arc<AtomicBool>,
@@ -270,10 +283,15 @@ impl Runtime {
     ) -> Result<Arc<Self>, RunError> {
         let metrics = Arc::new(Metrics::new());
         let store = new_store(&config, &metrics);
-        // Before any listener accepts: the node is ready with its cache back, or not at all.
-        persist::load(&config, &store, &metrics).await?;
         let ready = Arc::new(AtomicBool::new(true));
-        let (cluster, background) = start_cluster(&config, &metrics, None);
+        let purges = Purges::new(metrics.clone());
+        let (records, records_in) = mpsc::channel(16);
+        let node = NodeHandles {
+            purges: purges.clone(),
+            records,
+            ready: ready.clone(),
+        };
+        let (cluster, background) = start_cluster(&config, &metrics, None, &node);
         let access = Arc::new(AccessLog::new(
             config.log.access,
             metrics.front.access_log_dropped.clone(),
@@ -285,11 +303,18 @@ impl Runtime {
             cluster,
             ready.clone(),
             access.clone(),
+            purges.clone(),
         )?;
+        // Before any listener accepts: the node is ready with its cache back (and the purges
+        // it had taken), or not at all.
+        persist::load(&config, &proxy, &metrics).await?;
         let tls = Arc::new(ArcSwapOption::new(tls_config(&config)?));
+        let front = Front::new(proxy);
+        tokio::spawn(apply_records(front.clone(), records_in));
         let runtime = Arc::new(Self {
             path,
-            front: Front::new(proxy),
+            node,
+            front,
             metrics,
             ready,
             token: ArcSwap::from_pointee(config.admin.token.clone()),
@@ -439,7 +464,7 @@ impl Runtime {
             .clone()
             .filter(|_| same_cluster(&applied.config, &config));
         let reused = reuse.is_some();
-        let (cluster, background) = start_cluster(&config, &self.metrics, reuse);
+        let (cluster, background) = start_cluster(&config, &self.metrics, reuse, &self.node);
         let proxy = Proxy::new(
             &config,
             store,
@@ -447,6 +472,7 @@ impl Runtime {
             cluster,
             self.ready.clone(),
             self.access.clone(),
+            self.node.purges.clone(),
         )
         .map_err(RunError::from)?;
         // Commit.
@@ -532,6 +558,27 @@ impl Runtime {
     }
 }
 
+/// What a node keeps across reloads for its cluster and proxy.
+pub(crate) struct NodeHandles {
+    pub(crate) purges: Arc<Purges>,
+    records: mpsc::Sender<Apply>,
+    ready: Arc<AtomicBool>,
+}
+
+/// Apply the purge records comparisons of purge logs found missing, through the proxy
+/// serving now, until the node stops.
+async fn apply_records(front: Arc<Front>, mut records: mpsc::Receiver<Apply>) {
+    while let Some(apply) = records.recv().await {
+        let proxy = front.proxy();
+        for record in apply.records {
+            if crate::proxy::purge::check_record(&record).is_ok() {
+                proxy.take_record(record, PurgeSource::Exchange).await;
+            }
+        }
+        let _ = apply.done.send(());
+    }
+}
+
 fn new_store(config: &Config, metrics: &Metrics) -> Arc<Store> {
     metrics
         .store
@@ -571,9 +618,16 @@ fn start_cluster(
     config: &Config,
     metrics: &Arc<Metrics>,
     reuse: Option<Arc<Cluster>>,
+    node: &NodeHandles,
 ) -> (Option<Arc<Cluster>>, JoinSet<()>) {
     let mut background = JoinSet::new();
     let Some(cluster_config) = &config.cluster else {
+        node.purges.configure(
+            crate::config::DEFAULT_PURGE_LOG_WINDOW,
+            crate::config::DEFAULT_PURGE_LOG_MEMORY,
+            crate::config::DEFAULT_PURGE_LEASE,
+            false,
+        );
         return (None, background);
     };
     if let Some(cluster) = reuse {
@@ -582,7 +636,20 @@ fn start_cluster(
         }
         return (Some(cluster), background);
     }
-    let cluster = Cluster::new(cluster_config, &config.node.name, metrics.clone());
+    let mut shields: Vec<SocketAddr> = Vec::new();
+    for addr in config.sites.iter().flat_map(|site| &site.shield) {
+        if !shields.contains(addr) {
+            shields.push(*addr);
+        }
+    }
+    let parts = crate::cluster::NodeParts {
+        purges: node.purges.clone(),
+        records: node.records.clone(),
+        ready: node.ready.clone(),
+        shields,
+        cache_memory: config.cache.memory,
+    };
+    let cluster = Cluster::new(cluster_config, &config.node.name, metrics.clone(), parts);
     background.spawn(cluster.clone().probe_forever());
     if let Some(discovery) = crate::cluster::discovery::start(config, cluster.clone()) {
         background.spawn(discovery);
@@ -601,10 +668,28 @@ fn same_cluster(old: &Config, new: &Config) -> bool {
                     crate::config::Members::Static(_)
                 )
             );
+            let shields = |c: &Config| -> Vec<SocketAddr> {
+                let mut all: Vec<SocketAddr> =
+                    c.sites.iter().flat_map(|s| s.shield.clone()).collect();
+                all.sort();
+                all.dedup();
+                all
+            };
             a.advertise == b.advertise
                 && a.secret == b.secret
                 && a.replicate == b.replicate
+                && a.replicas == b.replicas
                 && a.probe_interval == b.probe_interval
+                && a.peer_timeout == b.peer_timeout
+                && a.handoff == b.handoff
+                && a.leave_notice == b.leave_notice
+                && a.regions == b.regions
+                && a.purge_log_window == b.purge_log_window
+                && a.purge_log_memory == b.purge_log_memory
+                && a.purge_lease == b.purge_lease
+                && a.push_memory == b.push_memory
+                && old.cache.memory == new.cache.memory
+                && shields(old) == shields(new)
                 && (static_members || a.members == b.members)
                 && old.node.name == new.node.name
                 && old.dns.servers == new.dns.servers

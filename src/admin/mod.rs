@@ -5,7 +5,7 @@
 //! | GET    | `/metrics` | none   | Prometheus metrics: OpenMetrics if the scraper accepts it, else text 0.0.4 |
 //! | GET    | `/healthz` | none   | 200 while the process runs |
 //! | GET    | `/readyz`  | none   | 200 when serving, 503 while draining or before the first probe of every peer |
-//! | POST   | `/purge`   | bearer | `{"urls": [..], "tags": [..], "soft": false}`: remove (or, soft, mark stale) every variant of each URL and every entry with each tag, here and on every cluster member |
+//! | POST   | `/purge`   | bearer | `{"urls": [..], "tags": [..], "soft": false}`: remove (or, soft, mark stale) every variant of each URL and every entry with each tag, here, on every cluster member, the shield tier and every other region; totals per URL and tag, each node's answer, and the nodes that did not confirm |
 //! | POST   | `/reload`  | bearer | re-read the configuration file, as SIGHUP does: `{"reloaded": true}`, or 422 with the reason (the running configuration stays) |
 //! | GET    | `/cluster` | none   | this node, the members with their health and ring shares, when the membership last changed |
 //! | GET    | `/cluster/owner?url=…` | none | the cache key of an absolute URL and the node that owns it |
@@ -14,7 +14,6 @@
 //! refused, so an admin port exposed by mistake cannot wipe the cache.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::service::ClientBody;
 use bytes::Bytes;
@@ -22,8 +21,8 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
-use crate::cluster::peer::{CASCADE, PURGE_PATH, Peer};
-use crate::cluster::{Cluster, Route};
+use crate::cluster::broadcast::{Delivery, Reach};
+use crate::cluster::{Cluster, Group, Route};
 use crate::observability::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::proxy::purge::PurgeRequest;
@@ -51,9 +50,6 @@ pub(crate) trait Node: Send + Sync + 'static {
     /// Re-read the configuration file; the error says why it was refused.
     fn reload(&self) -> impl std::future::Future<Output = Result<(), String>> + Send;
 }
-
-/// How long a purge waits for each peer's answer.
-const FAN_OUT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl<N: Node> Handler for Admin<N> {
     async fn call(
@@ -192,52 +188,14 @@ impl View<'_> {
                 &serde_json::json!({ "error": error }),
             );
         }
+        let (here, delivered) = self.proxy.purge_everywhere(&purge).await;
         let Some(cluster) = self.cluster else {
-            return json(StatusCode::OK, &self.proxy.apply_purge(&purge).await);
+            return json(StatusCode::OK, &here);
         };
-        // Here, on every other member and on the shield tier (each shield node passes it to
-        // its own members) at once; each answers for itself.
-        let shields = self.proxy.shield_nodes();
-        let shield_path = format!("{PURGE_PATH}?{CASCADE}");
-        let (local, peers, shielded) = tokio::join!(
-            self.proxy.apply_purge(&purge),
-            fan_out(cluster, &body),
-            cluster.post_signed(shields.into_iter(), &shield_path, &body, FAN_OUT_TIMEOUT)
-        );
-        let mut total = local["purged"].as_u64().unwrap_or(0);
-        let mut nodes = vec![
-            serde_json::json!({ "node": cluster.name, "address": cluster.me.0, "result": local }),
-        ];
-        for (peer, result) in peers {
-            let entry = match result {
-                Ok(value) => {
-                    total += value["purged"].as_u64().unwrap_or(0);
-                    serde_json::json!({ "node": peer.name(), "address": peer.id.0, "result": value })
-                }
-                Err(error) => {
-                    serde_json::json!({ "node": peer.name(), "address": peer.id.0, "error": error })
-                }
-            };
-            nodes.push(entry);
-        }
-        let shields: Vec<_> = shielded
-            .into_iter()
-            .map(|(node, answer)| match answer_json(answer) {
-                Ok(value) => {
-                    serde_json::json!({ "node": node.name(), "address": node.id.0, "result": value })
-                }
-                Err(error) => {
-                    serde_json::json!({ "node": node.name(), "address": node.id.0, "error": error })
-                }
-            })
-            .collect();
-        let mut answer = local;
-        answer["purged"] = total.into();
-        answer["nodes"] = nodes.into();
-        if !shields.is_empty() {
-            answer["shields"] = shields.into();
-        }
-        json(StatusCode::OK, &answer)
+        json(
+            StatusCode::OK,
+            &purge_answer(cluster, &purge, here, delivered),
+        )
     }
 
     /// `GET /cluster`: members, health, ring share, last change.
@@ -370,29 +328,104 @@ impl View<'_> {
     }
 }
 
-/// Send a purge body to every other member, signed with the cluster secret.
-async fn fan_out(
+/// The answer to `POST /purge` in a cluster: totals per URL and tag across every node that
+/// answered, each node's own answer (members under `nodes`, this one first; the shield tier
+/// under `shields`; other regions under `regions`), and the nodes that did not confirm.
+fn purge_answer(
     cluster: &Cluster,
-    body: &Bytes,
-) -> Vec<(Arc<Peer>, Result<serde_json::Value, String>)> {
-    let answers = cluster.fan_out(PURGE_PATH, body, FAN_OUT_TIMEOUT).await;
-    answers
-        .into_iter()
-        .map(|(peer, answer)| (peer, answer_json(answer)))
-        .collect()
+    purge: &PurgeRequest,
+    here: serde_json::Value,
+    delivered: Vec<Delivery>,
+) -> serde_json::Value {
+    let mut total = here["purged"].as_u64().unwrap_or(0);
+    let mut urls: Vec<serde_json::Value> = here["urls"].as_array().cloned().unwrap_or_default();
+    let mut tags: Vec<serde_json::Value> = here["tags"].as_array().cloned().unwrap_or_default();
+    let mut nodes =
+        vec![serde_json::json!({ "node": cluster.name, "address": cluster.me.0, "result": here })];
+    let mut shields = Vec::new();
+    let mut regions = serde_json::Map::new();
+    let mut unconfirmed = Vec::new();
+    for delivery in delivered {
+        let node = delivery
+            .peer
+            .name()
+            .unwrap_or_else(|| delivery.peer.id.0.clone());
+        let mut entry = serde_json::json!({ "node": node, "address": delivery.peer.id.0 });
+        match delivery.answer {
+            Ok(value) => {
+                total += value["purged"].as_u64().unwrap_or(0);
+                merge_counts(&mut urls, &value["urls"], "url");
+                merge_counts(&mut tags, &value["tags"], "tag");
+                entry["result"] = value;
+            }
+            Err(error) => {
+                entry["error"] = error.into();
+                unconfirmed.push(serde_json::json!({
+                    "node": entry["node"],
+                    "address": entry["address"],
+                    "timed_out": delivery.timed_out,
+                }));
+            }
+        }
+        match delivery.reach {
+            Reach::Member => nodes.push(entry),
+            Reach::Remote(Group::Shield) => shields.push(entry),
+            Reach::Remote(Group::Region(name)) => {
+                let list = regions.entry(name).or_insert_with(|| serde_json::json!([]));
+                if let Some(list) = list.as_array_mut() {
+                    list.push(entry);
+                }
+            }
+        }
+    }
+    // A region none of whose nodes answered is named.
+    let unreachable: Vec<&String> = regions
+        .iter()
+        .filter(|(_, list)| {
+            list.as_array()
+                .is_some_and(|l| l.iter().all(|n| n.get("error").is_some()))
+        })
+        .map(|(name, _)| name)
+        .collect();
+    let mut answer = serde_json::json!({
+        "id": nodes[0]["result"]["id"],
+        "purged": total,
+        "soft": purge.soft,
+        "urls": urls,
+        "tags": tags,
+        "nodes": nodes,
+        "complete": unconfirmed.is_empty(),
+        "unconfirmed": unconfirmed,
+    });
+    if !shields.is_empty() {
+        answer["shields"] = shields.into();
+    }
+    if !regions.is_empty() {
+        answer["unreachable_regions"] = serde_json::json!(unreachable);
+        answer["regions"] = regions.into();
+    }
+    answer
 }
 
-/// A node's answer to a purge: its JSON, or why there is none.
-fn answer_json(
-    answer: Result<(StatusCode, Bytes), crate::cluster::peer::ExchangeError>,
-) -> Result<serde_json::Value, String> {
-    match answer {
-        Ok((StatusCode::OK, bytes)) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
-        Ok((status, bytes)) => Err(format!(
-            "{status}: {}",
-            String::from_utf8_lossy(&bytes).trim()
-        )),
-        Err(e) => Err(e.to_string()),
+/// Add another node's per-URL (`"purged": bool`) or per-tag (`"purged": n`) answers to the
+/// totals, item by item (every node answers in the request's order).
+fn merge_counts(totals: &mut [serde_json::Value], theirs: &serde_json::Value, name: &str) {
+    let Some(theirs) = theirs.as_array() else {
+        return;
+    };
+    for (total, their) in totals.iter_mut().zip(theirs) {
+        if total[name] != their[name] {
+            continue;
+        }
+        match (&total["purged"], &their["purged"]) {
+            (serde_json::Value::Bool(a), serde_json::Value::Bool(b)) => {
+                total["purged"] = (*a || *b).into();
+            }
+            (a, b) if a.is_u64() && b.is_u64() => {
+                total["purged"] = (a.as_u64().unwrap_or(0) + b.as_u64().unwrap_or(0)).into();
+            }
+            _ => {}
+        }
     }
 }
 

@@ -22,6 +22,39 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 pub(crate) const HOP_HEADER: HeaderName = HeaderName::from_static("outpost-hop");
 
+/// On a node's answer to a hop: when the object it answers with was fetched from the origin
+/// (milliseconds since the Unix epoch), so a copy kept from the answer carries that time (see
+/// `cluster::purge_log`). Never sent to clients, and dropped from origins' responses.
+pub(crate) const FETCHED_HEADER: HeaderName = HeaderName::from_static("outpost-fetched");
+
+/// [`FETCHED_HEADER`]'s value for `fetched`.
+pub(crate) fn fetched_value(fetched: SystemTime) -> HeaderValue {
+    HeaderValue::from(super::message::unix_ms(fetched))
+}
+
+/// What [`FETCHED_HEADER`] says in `headers`, if it says a time.
+pub(crate) fn fetched_of(headers: &HeaderMap) -> Option<SystemTime> {
+    let ms = headers
+        .get(FETCHED_HEADER)?
+        .to_str()
+        .ok()?
+        .parse::<u64>()
+        .ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_millis(ms))
+}
+
+/// Take [`FETCHED_HEADER`] out of `headers`: the time it says (never after `at_most`, when
+/// the answer came), or `otherwise` without one.
+pub(crate) fn take_fetched(
+    headers: &mut HeaderMap,
+    at_most: SystemTime,
+    otherwise: SystemTime,
+) -> SystemTime {
+    let said = fetched_of(headers);
+    headers.remove(FETCHED_HEADER);
+    said.map_or(otherwise, |t| t.min(at_most))
+}
+
 /// How far a hop's timestamp may be from this node's clock.
 const MAX_SKEW: Duration = Duration::from_secs(300);
 

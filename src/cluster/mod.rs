@@ -17,18 +17,34 @@
 //! - [`peer`]: the HTTP client to peers, health probes and ejection;
 //! - [`shield`]: the parent tier a site's owned misses are filled from before the origin;
 //! - [`crate::sketch`] (shared with the store's admission): decides which non-owned objects are hot;
-//! - [`discovery`]: members from DNS (A/AAAA or SRV), re-resolved on the records' TTL.
+//! - [`discovery`]: members from DNS (A/AAAA or SRV), re-resolved on the records' TTL;
+//! - [`message`]: the one signed format of what a node asks of another for itself;
+//! - [`purge_log`], [`purges`], [`clock`]: every purge by identity and time, and the lease
+//!   that says whether this node may serve what it holds without the origin;
+//! - [`sync`]: purge logs compared on every probe, the missing records fetched;
+//! - [`broadcast`]: a purge or invalidation to every node of every region and the shields;
+//! - [`replicate`]: the stored entry pushed to the key's other holders;
+//! - [`progress`]: which of its peers' requests this node is working on (a waiting peer
+//!   asks, to tell a slow origin from a wedged node).
 //!
 //! The member list and ring are one immutable [`View`] behind an `ArcSwap`: rebuilt off the
 //! request path when membership changes (DNS, reload), read without a lock by every request.
 //! Peer health is an atomic flag per peer, so ejecting a dead peer needs no rebuild: its keys
 //! go to the next live node of their preference order at once.
 
+pub(crate) mod broadcast;
+pub(crate) mod clock;
 pub(crate) mod discovery;
 pub mod hop;
+pub mod message;
 pub(crate) mod peer;
+pub(crate) mod progress;
+pub(crate) mod purge_log;
+pub(crate) mod purges;
+pub(crate) mod replicate;
 pub(crate) mod ring;
 pub(crate) mod shield;
+pub(crate) mod sync;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,12 +54,17 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{ClusterConfig, Replicate};
-use crate::observability::metrics::Metrics;
+use crate::observability::metrics::{Metrics, PeerMetrics};
 use crate::sketch::Sketch;
+use crate::storage::budget::FillBudget;
 use hop::Secret;
-use peer::{ExchangeError, PURGE_MAC, Peer, PeerClient};
+use message::{Message, SIGNATURE};
+use peer::{ExchangeError, Peer, PeerClient};
+use purge_log::PurgeRecord;
+use purges::Purges;
 use ring::{NodeId, Ring};
 
 /// Fetches of a non-owned object (within the sketch's aging period) before the node keeps its
@@ -58,8 +79,6 @@ const PROBE_TIMEOUT_MIN: std::time::Duration = std::time::Duration::from_secs(1)
 /// The first wait between probes of peers never yet seen alive; doubled each round while
 /// some remain unseen, up to `probe_interval`.
 const FAST_PROBE: std::time::Duration = std::time::Duration::from_millis(100);
-/// How long a holder may take to fetch an object written through to it from this node.
-const WRITE_THROUGH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Distinct objects the hot sketch tracks well.
 const SKETCH_CAPACITY: usize = 1 << 16;
 
@@ -102,11 +121,92 @@ pub(crate) struct Cluster {
     metrics: Arc<Metrics>,
     /// Set after the first probe round.
     probed_once: std::sync::atomic::AtomicBool,
+    /// The purge log and lease (the node's, shared with the proxy and outliving reloads).
+    pub(crate) purges: Arc<Purges>,
+    /// Nodes outside this cluster that purges go to and purge logs are compared with: the
+    /// shield tier's and every other region's.
+    pub(crate) remotes: Vec<Remote>,
+    /// Records a comparison found missing go here to be applied (by the runtime, through
+    /// the proxy serving now).
+    records: mpsc::Sender<Apply>,
+    /// False while this node drains: its probes say so, and peers route its keys elsewhere.
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    /// What replica pushes in flight may hold, all together.
+    pub(crate) push_budget: Arc<FillBudget>,
+    /// Requests from other nodes this node is working on.
+    pub(crate) progress: Arc<progress::Progress>,
+    /// Which remote node of each group the next probe round compares logs with.
+    remote_turn: std::sync::atomic::AtomicUsize,
+}
+
+/// Purge records for the runtime to apply; `done` when they were.
+pub(crate) struct Apply {
+    pub(crate) records: Vec<PurgeRecord>,
+    pub(crate) done: oneshot::Sender<()>,
+}
+
+/// What a cluster needs from the node it runs in.
+pub(crate) struct NodeParts {
+    pub(crate) purges: Arc<Purges>,
+    pub(crate) records: mpsc::Sender<Apply>,
+    pub(crate) ready: Arc<std::sync::atomic::AtomicBool>,
+    /// Every site's shield nodes.
+    pub(crate) shields: Vec<SocketAddr>,
+    /// The default for `push_memory`: an eighth of the cache's memory.
+    pub(crate) cache_memory: u64,
+}
+
+/// A node outside this cluster: purges go to it, and logs are compared with it.
+pub(crate) struct Remote {
+    pub(crate) group: Group,
+    pub(crate) peer: Arc<Peer>,
+}
+
+/// Where a remote node belongs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Group {
+    /// The shield tier of this node's sites.
+    Shield,
+    /// Another region, by name.
+    Region(String),
 }
 
 impl Cluster {
-    pub(crate) fn new(config: &ClusterConfig, name: &str, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub(crate) fn new(
+        config: &ClusterConfig,
+        name: &str,
+        metrics: Arc<Metrics>,
+        node: NodeParts,
+    ) -> Arc<Self> {
         let me = NodeId(config.advertise.to_string());
+        let remote = |group: Group, addr: &SocketAddr| Remote {
+            group,
+            peer: Arc::new(Peer::with_metrics(
+                NodeId(addr.to_string()),
+                *addr,
+                PeerMetrics::detached(),
+            )),
+        };
+        let mut remotes: Vec<Remote> = Vec::new();
+        for addr in &node.shields {
+            if !remotes.iter().any(|r| r.peer.addr == *addr) {
+                remotes.push(remote(Group::Shield, addr));
+            }
+        }
+        for (region, addrs) in &config.regions {
+            for addr in addrs {
+                remotes.push(remote(Group::Region(region.clone()), addr));
+            }
+        }
+        let partners = !remotes.is_empty()
+            || !matches!(&config.members, crate::config::Members::Static(m) if m.len() < 2);
+        node.purges.configure(
+            config.purge_log_window,
+            config.purge_log_memory,
+            config.purge_lease,
+            partners,
+        );
+        let push_memory = config.push_memory.unwrap_or(node.cache_memory / 8);
         let cluster = Arc::new(Self {
             view: ArcSwap::from_pointee(View {
                 ring: Ring::new([me.clone()]),
@@ -127,6 +227,13 @@ impl Cluster {
             client: PeerClient::new(),
             metrics,
             probed_once: std::sync::atomic::AtomicBool::new(false),
+            purges: node.purges,
+            remotes,
+            records: node.records,
+            ready: node.ready,
+            push_budget: FillBudget::new(push_memory),
+            progress: Arc::default(),
+            remote_turn: std::sync::atomic::AtomicUsize::new(0),
         });
         if let crate::config::Members::Static(addrs) = &config.members {
             cluster.set_members(addrs);
@@ -273,55 +380,6 @@ impl Cluster {
             .collect()
     }
 
-    /// Write an object this node stored through to `holders`: each gets a HEAD for it, with a
-    /// hop header that says no hop was taken (so it routes it as a client request would, to
-    /// this node, and keeps the copy as a holder) and carries the client's scheme (the key
-    /// depends on it). A pull on the holder's side, started by this push: the body crosses
-    /// once, holder-bound, and the answer is a head. Runs in the background; a holder that
-    /// does not answer in time is counted and left to fill on its first request.
-    pub(crate) fn write_through(
-        self: &Arc<Self>,
-        holders: Vec<Arc<Peer>>,
-        https: bool,
-        target: String,
-        path_and_query: String,
-        headers: HeaderMap,
-    ) {
-        let cluster = self.clone();
-        tokio::spawn(async move {
-            let hop = cluster.secret.sign_hops(
-                &cluster.me.0,
-                https,
-                hop::Hops::default(),
-                &Method::HEAD,
-                &target,
-                SystemTime::now(),
-            );
-            let mut headers = headers;
-            headers.insert(hop::HOP_HEADER, hop);
-            let writes = holders.iter().map(|peer| {
-                cluster.client.exchange(
-                    peer.addr,
-                    Method::HEAD,
-                    &path_and_query,
-                    headers.clone(),
-                    Bytes::new(),
-                    WRITE_THROUGH_TIMEOUT,
-                )
-            });
-            for (peer, result) in holders
-                .iter()
-                .zip(futures_util::future::join_all(writes).await)
-            {
-                let ok = matches!(result, Ok((status, _)) if status.is_success());
-                if !ok {
-                    tracing::debug!(node = %peer.id.0, ?result, "write-through to a holder failed");
-                }
-                cluster.metrics.membership.replica_write(ok);
-            }
-        });
-    }
-
     /// Whether this node should keep its own copy of a non-owned object it is fetching now.
     pub(crate) fn keep_replica(&self, key_hash: u64) -> bool {
         if self.holds(key_hash) {
@@ -334,55 +392,66 @@ impl Cluster {
         }
     }
 
-    /// POST `body` to `path` on every other member at once, its MAC with the cluster secret
-    /// in [`PURGE_MAC`], and wait up to `timeout` for each answer (purge and invalidation
-    /// fan-out). Each answer comes back with the peer that gave it.
-    pub(crate) async fn fan_out(
+    /// Send a signed message (see [`message`]) to `addr` and wait up to `timeout` for the
+    /// whole answer.
+    pub(crate) async fn send(
         &self,
+        addr: SocketAddr,
+        method: Method,
         path: &str,
-        body: &Bytes,
+        query: Option<&str>,
+        body: Bytes,
         timeout: std::time::Duration,
-    ) -> Vec<(Arc<Peer>, Result<(StatusCode, Bytes), ExchangeError>)> {
-        let view = self.view_full();
-        self.post_signed(view.peers.values().cloned(), path, body, timeout)
+    ) -> Result<(StatusCode, Bytes), ExchangeError> {
+        let headers = self.signed_headers(&method, path, query, &body);
+        let target = match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        };
+        self.client
+            .exchange(addr, method, &target, headers, body, timeout)
             .await
     }
 
-    /// POST `body` to `path` on each of `nodes` at once (members, or shield nodes), signed
-    /// as [`Self::fan_out`] does.
-    pub(crate) async fn post_signed(
+    /// The headers of a signed message from this node.
+    pub(crate) fn signed_headers(
         &self,
-        nodes: impl Iterator<Item = Arc<Peer>>,
+        method: &Method,
         path: &str,
-        body: &Bytes,
-        timeout: std::time::Duration,
-    ) -> Vec<(Arc<Peer>, Result<(StatusCode, Bytes), ExchangeError>)> {
+        query: Option<&str>,
+        body: &[u8],
+    ) -> HeaderMap {
+        let message = Message {
+            method,
+            path,
+            query,
+            body,
+        };
+        let at = self.purges.clock.now_ms();
         let mut headers = HeaderMap::new();
-        if let Ok(mac) = HeaderValue::from_str(&self.secret.mac_bytes(body)) {
-            headers.insert(PURGE_MAC, mac);
+        headers.insert(SIGNATURE, self.secret.sign_message(&self.me.0, message, at));
+        if !body.is_empty() {
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
         }
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        let requests = nodes.map(|peer| {
-            let headers = headers.clone();
-            async move {
-                let answer = self
-                    .client
-                    .exchange(
-                        peer.addr,
-                        Method::POST,
-                        path,
-                        headers,
-                        body.clone(),
-                        timeout,
-                    )
-                    .await;
-                (peer, answer)
-            }
-        });
-        futures_util::future::join_all(requests).await
+        headers
+    }
+
+    /// Records a comparison found missing: applied (by the proxy serving now) before this
+    /// returns, or dropped if the node is stopping.
+    pub(crate) async fn apply(&self, records: Vec<PurgeRecord>) -> bool {
+        let (done, applied) = oneshot::channel();
+        if self.records.send(Apply { records, done }).await.is_err() {
+            return false;
+        }
+        applied.await.is_ok()
+    }
+
+    /// Whether this node is serving (not draining).
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How long a probe waits: the probe interval, but never less than [`PROBE_TIMEOUT_MIN`].
@@ -394,7 +463,11 @@ impl Cluster {
     /// that does not is ejected. Peers never yet seen alive (a rolling start, where the next
     /// node is not listening yet) are probed fast, from [`FAST_PROBE`] doubling up to the
     /// interval, so that a node refused before it listened is not left ejected for a whole
-    /// interval while its keys go to the origin from elsewhere. Runs until the node stops.
+    /// interval while its keys go to the origin from elsewhere. Every probe is signed: a peer
+    /// that hears from this node takes it as alive (so a node that starts last is routed to
+    /// by the others as soon as it is ready), and its answer carries its purge log's digest,
+    /// compared here ([`sync`]); one node of each other region and of the shield tier is
+    /// compared with too. Runs until the node stops.
     pub(crate) async fn probe_forever(self: Arc<Self>) {
         let mut fast = FAST_PROBE;
         loop {
@@ -407,9 +480,20 @@ impl Cluster {
                 } else {
                     PROBE_TIMEOUT_MIN
                 };
-                self.client.probe(peer, timeout)
+                sync::probe(&self, peer, timeout)
             });
-            futures_util::future::join_all(probes).await;
+            let this = &self;
+            let remotes = self
+                .remotes_this_round()
+                .into_iter()
+                .map(|peer| async move { sync::probe(this, &peer, this.probe_timeout()).await });
+            futures_util::future::join(
+                futures_util::future::join_all(probes),
+                futures_util::future::join_all(remotes),
+            )
+            .await;
+            self.purges.prune();
+            self.purges.observe_lease();
             self.probed_once
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             let wait = if view.peers.values().any(|peer| !peer.seen()) {
@@ -422,6 +506,35 @@ impl Cluster {
             };
             tokio::time::sleep_until(started + wait).await;
         }
+    }
+
+    /// One node of each remote group to compare purge logs with this round: in turn, the
+    /// live ones first.
+    fn remotes_this_round(&self) -> Vec<Arc<Peer>> {
+        let turn = self
+            .remote_turn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut groups: Vec<&Group> = Vec::new();
+        for remote in &self.remotes {
+            if !groups.contains(&&remote.group) {
+                groups.push(&remote.group);
+            }
+        }
+        groups
+            .into_iter()
+            .filter_map(|group| {
+                let members: Vec<&Arc<Peer>> = self
+                    .remotes
+                    .iter()
+                    .filter(|r| r.group == *group)
+                    .map(|r| &r.peer)
+                    .collect();
+                let live: Vec<&Arc<Peer>> =
+                    members.iter().copied().filter(|p| p.is_alive()).collect();
+                let pool = if live.is_empty() { &members } else { &live };
+                pool.get(turn % pool.len().max(1)).map(|p| (*p).clone())
+            })
+            .collect()
     }
 
     /// Whether every peer has been probed once since the node started: until then `/readyz`

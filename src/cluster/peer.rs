@@ -31,16 +31,15 @@ use crate::origin::{OriginRequest, error_chain};
 pub(crate) const PROBE_PATH: &str = "/_outpost/peer";
 /// Late probes in a row that eject a peer (a hung peer is out after this many intervals).
 pub(crate) const PROBE_FALL: u32 = 3;
-/// Path on a node's http listener that applies a purge fanned out by a peer.
+/// Path on a node's http listener that applies a purge or an invalidation another node took.
 pub(crate) const PURGE_PATH: &str = "/_outpost/purge";
-/// Path on a node's http listener that removes the cache keys an unsafe method invalidated
-/// on another member (RFC 9111 §4.4).
-pub(crate) const INVALIDATE_PATH: &str = "/_outpost/invalidate";
-/// The query of a purge or invalidation sent to a shield node: apply it and pass it on to
-/// the shield's own members.
+/// Path on a node's http listener that answers with the purge records the asker lacks.
+pub(crate) const PURGE_LOG_PATH: &str = "/_outpost/purges";
+/// Path on a node's http listener that stores an entry another node pushed to it.
+pub(crate) const REPLICA_PATH: &str = "/_outpost/replica";
+/// The query of a purge sent to a shield node: apply it and pass it on to the shield's own
+/// members (under the signature like the rest).
 pub(crate) const CASCADE: &str = "cascade";
-/// Header carrying the MAC of a fanned-out purge or invalidation body.
-pub(crate) const PURGE_MAC: &str = "outpost-purge-mac";
 
 pub(crate) struct Peer {
     pub(crate) id: NodeId,
@@ -50,11 +49,14 @@ pub(crate) struct Peer {
     leaving: AtomicBool,
     /// Probes in a row that got no answer in time; reset by any answer.
     late_probes: AtomicU32,
+    /// Forwarded requests in a row it answered neither with a head nor by working on them;
+    /// reset by a response head.
+    stalled: AtomicU32,
+    /// When it last answered a forwarded request with a head, in ms of [`monotonic_ms`].
+    last_response_ms: AtomicU64,
     /// The node name it reports in probes.
     name: Mutex<Option<String>>,
     last_change: Mutex<SystemTime>,
-    /// When it last answered anything (a hop or a probe), in ms of [`monotonic_ms`].
-    last_answer_ms: AtomicU64,
     /// Whether it has answered anything since this node started: until then it is probed
     /// fast (a node of a rolling start may not be listening yet).
     seen: AtomicBool,
@@ -83,9 +85,10 @@ impl Peer {
             alive: AtomicBool::new(true),
             leaving: AtomicBool::new(false),
             late_probes: AtomicU32::new(0),
+            stalled: AtomicU32::new(0),
+            last_response_ms: AtomicU64::new(0),
             name: Mutex::new(None),
             last_change: Mutex::new(SystemTime::now()),
-            last_answer_ms: AtomicU64::new(monotonic_ms()),
             seen: AtomicBool::new(false),
             metrics,
         }
@@ -107,6 +110,31 @@ impl Peer {
     /// [`crate::cluster::Cluster::handoff_peer`]) until it stops answering.
     pub(crate) fn is_leaving(&self) -> bool {
         self.leaving.load(Ordering::Relaxed)
+    }
+
+    /// It sent this node a signed probe: it is up (and listening: a node probes only once
+    /// its listeners are bound), so its keys go to it again at once.
+    pub(crate) fn heard_from(&self, draining: bool) {
+        if draining {
+            self.leave();
+        } else {
+            self.answered();
+        }
+    }
+
+    /// A forwarded request got no head in time and the peer was not working on it: after
+    /// [`PROBE_FALL`] in a row it is ejected, although it answers its probes.
+    fn stall(&self, why: &str) {
+        let stalled = self.stalled.fetch_add(1, Ordering::Relaxed) + 1;
+        if stalled >= PROBE_FALL {
+            self.eject(&format!("{stalled} requests in a row not answered: {why}"));
+        }
+    }
+
+    /// How long since it last answered a forwarded request with a head.
+    fn silent_to_requests(&self) -> Duration {
+        let last = self.last_response_ms.load(Ordering::Relaxed);
+        Duration::from_millis(monotonic_ms().saturating_sub(last))
     }
 
     /// Its probe said it is draining: its keys move to the next live node, which asks it
@@ -146,19 +174,12 @@ impl Peer {
 
     /// It answered something just now.
     fn heard(&self) {
-        self.last_answer_ms.store(monotonic_ms(), Ordering::Relaxed);
         self.seen.store(true, Ordering::Relaxed);
     }
 
     /// Whether it has ever answered (see [`Peer::seen`]).
     pub(crate) fn seen(&self) -> bool {
         self.seen.load(Ordering::Relaxed)
-    }
-
-    /// How long since it last answered anything.
-    fn silent_for(&self) -> Duration {
-        let last = self.last_answer_ms.load(Ordering::Relaxed);
-        Duration::from_millis(monotonic_ms().saturating_sub(last))
     }
 
     fn revive(&self) {
@@ -176,6 +197,12 @@ fn says_leaving(body: &[u8]) -> bool {
         .is_ok_and(|v| v["draining"] == serde_json::Value::Bool(true))
 }
 
+/// A probe answer's body says the node is working on the request the probe named.
+fn says_working(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .is_ok_and(|v| v["working"] == serde_json::Value::Bool(true))
+}
+
 /// Why a forwarded request got no response.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PeerError {
@@ -185,7 +212,14 @@ pub(crate) enum PeerError {
     /// Connected, but no response head in time: the owner is slow (its origin is).
     #[error("peer did not answer in time")]
     Timeout,
+    /// It answers probes but is not working on the request: ask the next holder.
+    #[error("peer answers probes but not the request: {0}")]
+    Stalled(String),
 }
+
+/// A signed probe that names the key a forwarded request is for (see
+/// [`super::progress`]): its path and query, and its headers.
+pub(crate) type ProgressCheck<'a> = &'a (dyn Fn() -> (String, HeaderMap) + Send + Sync);
 
 /// Why a small exchange with a peer (probe, purge fan-out) got no answer.
 #[derive(Debug, thiserror::Error)]
@@ -223,14 +257,14 @@ impl PeerClient {
         Self { client }
     }
 
-    /// Forward a GET/HEAD to `peer` with the hop header, and wait up to `timeout` for the
-    /// response head. An unreachable peer is ejected before this returns.
     /// Forward a fill to its owner and wait for the response head, at most `timeout` (the
     /// owner may be waiting on a slow origin). A hung owner (stopped, wedged) still accepts
     /// connections, so its silence looks like a slow origin. Each `peer_timeout` without a
-    /// head, the owner must have answered something (another hop, a probe) in the last
-    /// `peer_timeout`, or answer a probe of that length now; if not, it is ejected and the
-    /// fill goes elsewhere after about twice `peer_timeout`, instead of after `timeout`.
+    /// head, unless it answered another request meanwhile, the owner is asked with `check`
+    /// (a probe naming the key) whether it is working on this request: yes, the wait goes on;
+    /// no (its request path is stuck behind a probe handler that answers), the request goes
+    /// to the next holder after about twice `peer_timeout` ([`PeerError::Stalled`]); no
+    /// answer at all, it is ejected ([`PeerError::Unreachable`]).
     pub(crate) async fn forward(
         &self,
         peer: &Peer,
@@ -238,6 +272,7 @@ impl PeerClient {
         hop: HeaderValue,
         peer_timeout: Duration,
         timeout: Duration,
+        check: ProgressCheck<'_>,
     ) -> Result<Response<Incoming>, PeerError> {
         let mut headers = request.headers.clone();
         headers.insert(HOP_HEADER, hop);
@@ -258,22 +293,31 @@ impl PeerClient {
             if let Ok(answer) = tokio::time::timeout(peer_timeout.min(left), &mut sent).await {
                 break Ok(answer);
             }
-            // Answering others (or a recent probe): alive, busy or waiting on its origin.
-            if peer.silent_for() < peer_timeout {
+            // Answering other requests just now: alive and serving, busy or waiting on its
+            // origin for this one.
+            if peer.silent_to_requests() < peer_timeout {
                 continue;
             }
+            let (target, headers) = check();
             let probe = self.exchange(
                 peer.addr,
                 Method::GET,
-                PROBE_PATH,
-                HeaderMap::new(),
+                &target,
+                headers,
                 Bytes::new(),
                 peer_timeout,
             );
             match probe.await {
-                Ok((StatusCode::OK, _)) => {
+                Ok((StatusCode::OK, body)) if says_working(&body) => {
                     peer.heard();
                     continue;
+                }
+                Ok((StatusCode::OK, _)) => {
+                    peer.heard();
+                    peer.metrics.request(PeerOutcome::Timeout);
+                    let why = "not working on it after peer_timeout";
+                    peer.stall(why);
+                    return Err(PeerError::Stalled(why.to_owned()));
                 }
                 // Draining: it still serves what it holds, this request among them; it is
                 // out of the live set but stays asked as the leaving holder, not ejected.
@@ -294,6 +338,9 @@ impl PeerClient {
         match answered {
             Ok(Ok(response)) => {
                 peer.heard();
+                peer.last_response_ms
+                    .store(monotonic_ms(), Ordering::Relaxed);
+                peer.stalled.store(0, Ordering::Relaxed);
                 peer.metrics.request(PeerOutcome::Response);
                 // Answering requests: a late probe before this one says nothing.
                 peer.late_probes.store(0, Ordering::Relaxed);
@@ -310,6 +357,7 @@ impl PeerClient {
             }
             Err(_) => {
                 peer.metrics.request(PeerOutcome::Timeout);
+                peer.stall("no response head within the origin's first-byte timeout");
                 Err(PeerError::Timeout)
             }
         }
@@ -317,12 +365,25 @@ impl PeerClient {
 
     /// One health probe: alive if the peer answers its probe path in time.
     pub(crate) async fn probe(&self, peer: &Peer, timeout: Duration) {
+        self.probe_with(peer, timeout, PROBE_PATH, HeaderMap::new())
+            .await;
+    }
+
+    /// A health probe to `target` (the probe path and a query) with `headers` (a signature):
+    /// the peer's state follows its answer, and a 200's body comes back.
+    pub(crate) async fn probe_with(
+        &self,
+        peer: &Peer,
+        timeout: Duration,
+        target: &str,
+        headers: HeaderMap,
+    ) -> Option<Bytes> {
         let answer = self
             .exchange(
                 peer.addr,
                 Method::GET,
-                PROBE_PATH,
-                HeaderMap::new(),
+                target,
+                headers,
                 Bytes::new(),
                 timeout,
             )
@@ -336,12 +397,14 @@ impl PeerClient {
                     *lock(&peer.name) = name;
                 }
                 peer.answered();
+                return Some(body);
             }
             Ok((StatusCode::SERVICE_UNAVAILABLE, body)) if says_leaving(&body) => peer.leave(),
             Ok((status, _)) => peer.eject(&format!("probe answered {status}")),
             Err(ExchangeError::TimedOut) => peer.probe_late(),
             Err(ExchangeError::Failed(why)) => peer.eject(&why),
         }
+        None
     }
 
     /// A small request with a whole body each way (probes, purge fan-out).

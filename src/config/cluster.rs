@@ -5,11 +5,15 @@
 //! authenticates peer hops and purge fan-out. The member list may include this node; it is
 //! added when it does not, so every node computes the same ring from the same list.
 
-use crate::config::ctx::{Ctx, socket_addr, timeout};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use crate::config::ctx::{Ctx, check_name, socket_addr, timeout};
 use crate::config::error::ConfigError;
 use crate::config::file::{
     ClusterFile, DEFAULT_DNS_MAX_TTL, DEFAULT_DNS_MIN_TTL, DEFAULT_HANDOFF, DEFAULT_PEER_TIMEOUT,
-    DEFAULT_PROBE_INTERVAL, DnsFile, MIN_SECRET_LEN,
+    DEFAULT_PROBE_INTERVAL, DEFAULT_PURGE_LEASE, DEFAULT_PURGE_LOG_MEMORY,
+    DEFAULT_PURGE_LOG_WINDOW, DnsFile, MIN_SECRET_LEN,
 };
 use crate::config::{ClusterConfig, DnsConfig, Members, Replicate};
 
@@ -88,9 +92,36 @@ pub(crate) fn cluster(f: &ClusterFile, cx: &Ctx<'_>) -> Result<ClusterConfig, Co
         "cluster.probe_interval",
         cx,
     )?;
+    let regions = regions(f, advertise, &members, cx)?;
+    let purge_log_memory = match &f.purge_log_memory {
+        None => DEFAULT_PURGE_LOG_MEMORY,
+        Some(v) if v.get_ref().0 < MIN_PURGE_LOG_MEMORY => {
+            let message = "must be at least \"64KiB\"";
+            return Err(cx.invalid(v.span(), "cluster.purge_log_memory", message));
+        }
+        Some(v) => v.get_ref().0,
+    };
+    let push_memory = match &f.push_memory {
+        None => None,
+        Some(v) if v.get_ref().0 == 0 => {
+            let message = "must be greater than zero (replicas > 1 pushes every stored object)";
+            return Err(cx.invalid(v.span(), "cluster.push_memory", message));
+        }
+        Some(v) => Some(v.get_ref().0),
+    };
     Ok(ClusterConfig {
         advertise,
         replicas,
+        regions,
+        purge_log_window: timeout(
+            &f.purge_log_window,
+            DEFAULT_PURGE_LOG_WINDOW,
+            "cluster.purge_log_window",
+            cx,
+        )?,
+        purge_log_memory,
+        purge_lease: purge_lease(f, probe_interval, cx)?,
+        push_memory,
         members,
         secret: secret.clone(),
         replicate,
@@ -105,6 +136,68 @@ pub(crate) fn cluster(f: &ClusterFile, cx: &Ctx<'_>) -> Result<ClusterConfig, Co
         // Two probe rounds: every peer has probed once since the node said it was leaving.
         leave_notice: f.leave_notice.map_or(probe_interval * 2, |h| h.0),
     })
+}
+
+/// `purge_lease`: by default three probe intervals and at least five seconds; it must be
+/// longer than one probe interval (each probe round renews it).
+fn purge_lease(
+    f: &ClusterFile,
+    probe_interval: std::time::Duration,
+    cx: &Ctx<'_>,
+) -> Result<std::time::Duration, ConfigError> {
+    let default = DEFAULT_PURGE_LEASE.max(probe_interval * 3);
+    let lease = timeout(&f.purge_lease, default, "cluster.purge_lease", cx)?;
+    if let Some(v) = &f.purge_lease
+        && lease <= probe_interval
+    {
+        let message = "must be longer than cluster.probe_interval: each round of probes renews it";
+        return Err(cx.invalid(v.span(), "cluster.purge_lease", message));
+    }
+    Ok(lease)
+}
+
+/// The smallest purge log accepted: a few hundred purges.
+const MIN_PURGE_LOG_MEMORY: u64 = 64 << 10;
+
+/// `[cluster.regions]`: region names, each with its members' addresses; none of them this
+/// node or a member of its own cluster, none listed twice.
+fn regions(
+    f: &ClusterFile,
+    advertise: SocketAddr,
+    members: &Members,
+    cx: &Ctx<'_>,
+) -> Result<BTreeMap<String, Vec<SocketAddr>>, ConfigError> {
+    let Some(table) = &f.regions else {
+        return Ok(BTreeMap::new());
+    };
+    let mut out = BTreeMap::new();
+    let mut seen: Vec<SocketAddr> = Vec::new();
+    for (name, list) in table.get_ref() {
+        let key = format!("cluster.regions.{name}");
+        let spanned = toml::Spanned::new(list.span(), name.clone());
+        check_name(&spanned, &key, cx)?;
+        if list.get_ref().is_empty() {
+            return Err(cx.invalid(list.span(), &key, "list at least one node of the region"));
+        }
+        let mut addrs = Vec::with_capacity(list.get_ref().len());
+        for (i, node) in list.get_ref().iter().enumerate() {
+            let at = format!("{key}[{i}]");
+            let addr = socket_addr(node, &at, cx)?;
+            let own =
+                addr == advertise || matches!(members, Members::Static(m) if m.contains(&addr));
+            if own {
+                let message = format!("{addr} is a member of this node's own cluster");
+                return Err(cx.invalid(node.span(), &at, message));
+            }
+            if seen.contains(&addr) {
+                return Err(cx.invalid(node.span(), &at, format!("{addr} is listed twice")));
+            }
+            seen.push(addr);
+            addrs.push(addr);
+        }
+        out.insert(name.clone(), addrs);
+    }
+    Ok(out)
 }
 
 pub(crate) fn dns(f: &DnsFile, cx: &Ctx<'_>) -> Result<DnsConfig, ConfigError> {

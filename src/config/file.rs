@@ -63,6 +63,12 @@ pub(crate) const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_millis(500);
 /// `[cluster] handoff`.
 pub(crate) const DEFAULT_HANDOFF: Duration = Duration::from_secs(60);
+/// `[cluster] purge_log_window`: one day.
+pub(crate) const DEFAULT_PURGE_LOG_WINDOW: Duration = Duration::from_secs(86_400);
+/// `[cluster] purge_log_memory`.
+pub(crate) const DEFAULT_PURGE_LOG_MEMORY: u64 = 32 << 20;
+/// `[cluster] purge_lease`.
+pub(crate) const DEFAULT_PURGE_LEASE: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_DNS_MIN_TTL: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_DNS_MAX_TTL: Duration = Duration::from_secs(300);
 /// Shortest cluster secret accepted: 128 bits of printable text at the very least.
@@ -121,6 +127,12 @@ pub(crate) struct ClusterFile {
     pub(crate) peer_timeout: Option<Spanned<HumanDuration>>,
     pub(crate) handoff: Option<HumanDuration>,
     pub(crate) leave_notice: Option<HumanDuration>,
+    /// `[cluster.regions]`: the members of every other region, by region name.
+    pub(crate) regions: Option<Spanned<std::collections::BTreeMap<String, SpannedList>>>,
+    pub(crate) purge_log_window: Option<Spanned<HumanDuration>>,
+    pub(crate) purge_log_memory: Option<Spanned<ByteSize>>,
+    pub(crate) purge_lease: Option<Spanned<HumanDuration>>,
+    pub(crate) push_memory: Option<Spanned<ByteSize>>,
 }
 
 /// `[dns]`: the resolver used for names Outpost resolves itself (cluster discovery).

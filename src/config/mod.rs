@@ -28,6 +28,7 @@
 //! prints. Loading never panics on any input.
 
 mod cluster;
+pub(crate) use file::{DEFAULT_PURGE_LEASE, DEFAULT_PURGE_LOG_MEMORY, DEFAULT_PURGE_LOG_WINDOW};
 mod compress;
 mod ctx;
 mod error;
@@ -111,8 +112,21 @@ pub(crate) struct ClusterConfig {
     /// its peers route its keys to their next holders, which ask it for them meanwhile.
     pub(crate) leave_notice: Duration,
     /// How many nodes hold each object (1..=3): the first `replicas` of its preference
-    /// order. The owner writes each fill through to the others.
+    /// order. The node that stores a fill pushes the stored entry to the others.
     pub(crate) replicas: usize,
+    /// The members of every other region (`[cluster.regions]`), by region name: purges and
+    /// invalidations go to each of them, and purge logs are compared with them.
+    pub(crate) regions: std::collections::BTreeMap<String, Vec<SocketAddr>>,
+    /// How long the purge log keeps a purge.
+    pub(crate) purge_log_window: Duration,
+    /// Bytes the purge log may hold; the oldest purges go first beyond it.
+    pub(crate) purge_log_memory: u64,
+    /// How long after its last purge-log comparison with another node a node still serves
+    /// what it holds without asking the origin.
+    pub(crate) purge_lease: Duration,
+    /// Bytes replica pushes in flight may hold, all together; `None`: an eighth of
+    /// `cache.memory`.
+    pub(crate) push_memory: Option<u64>,
 }
 
 /// Where the member list comes from.
@@ -397,5 +411,31 @@ impl Config {
         let file: file::FileConfig =
             toml::from_str(text).map_err(|e| keypath::from_toml(&source, &e))?;
         validate::validate(file, &ctx::Ctx { source, base_dir })
+    }
+
+    /// What is valid but probably not what was meant: `outpost check` prints these, and a
+    /// node logs them when it starts or reloads.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(cluster) = &self.cluster {
+            if let Members::Static(members) = &cluster.members
+                && cluster.replicas > members.len()
+            {
+                out.push(format!(
+                    "cluster.replicas: {} holders per object, but the cluster has {} member(s): each object is held by all {} of them",
+                    cluster.replicas,
+                    members.len(),
+                    members.len()
+                ));
+            }
+            let alone = matches!(&cluster.members, Members::Static(m) if m.len() < 2);
+            let shields = self.sites.iter().any(|s| !s.shield.is_empty());
+            if alone && cluster.regions.is_empty() && !shields {
+                out.push(
+                    "cluster: no peers, no [cluster.regions] and no shields: a purge this node misses while it is down or cut off is never caught up".to_owned(),
+                );
+            }
+        }
+        out
     }
 }

@@ -207,6 +207,7 @@ fn encoded_entry(entry: &Entry, coding: Coding, body: Bytes) -> Entry {
         vary: entry.vary.clone(),
         secondary: entry.secondary.clone(),
         response_time: entry.response_time,
+        fetched: entry.fetched,
         corrected_initial_age: entry.corrected_initial_age,
         lifetime: entry.lifetime,
         directives: entry.directives.clone(),

@@ -23,7 +23,9 @@ use crate::cache::control::RequestDirectives;
 use crate::cache::freshness;
 use crate::cache::status::NoCacheReason;
 use crate::cache::vary::{SecondaryKey, secondary_key};
-use crate::cluster::peer::PeerError;
+use crate::cluster::hop::FETCHED_HEADER;
+use crate::cluster::peer::{PROBE_PATH, PeerError};
+use crate::cluster::purge_log::Verdict;
 use crate::error::ProxyError;
 use crate::observability::metrics::Discard;
 use crate::origin::{OriginRequest, UpstreamBody};
@@ -76,60 +78,35 @@ pub(crate) struct FillJob {
     pub(crate) chunk: Option<ChunkRequest>,
 }
 
-/// With `replicas > 1`, the other live nodes that hold the key, and what they need to ask
-/// this node for it: a fill this node stores is written through to them.
+/// With `replicas > 1`, the other live nodes that hold the key: what this node stores of a
+/// fill is pushed to them ([`crate::cluster::replicate`]).
 pub(crate) struct Holders {
     cluster: Arc<crate::cluster::Cluster>,
     peers: Vec<Arc<crate::cluster::peer::Peer>>,
-    https: bool,
-    authority: HeaderValue,
-    path_and_query: String,
 }
 
 impl Holders {
     /// For a fill that stores its response here as the key's first holder (not one that asks
-    /// the owner: that one is the owner's to write through).
+    /// the owner: that one is the owner's to push). `key` is the object's, or a chunk's.
     pub(crate) fn of(
         cluster: Option<&Arc<crate::cluster::Cluster>>,
-        ctx: &super::request::RequestContext,
+        key: &str,
         upstream: &Upstream,
     ) -> Option<Self> {
         let cluster = cluster.filter(|c| c.replicas > 1)?;
         if upstream.is_owner() {
             return None;
         }
-        let peers = cluster.other_holders(crate::hash::key(&ctx.key));
+        let peers = cluster.other_holders(crate::hash::key(key));
         (!peers.is_empty()).then(|| Self {
             cluster: cluster.clone(),
             peers,
-            https: ctx.client.scheme == http::uri::Scheme::HTTPS,
-            authority: ctx.authority.clone(),
-            path_and_query: ctx.path_and_query.as_str().to_owned(),
         })
     }
 
-    /// Ask each holder to fetch `entry` from here, with the request fields its `Vary` names
-    /// (so each gets the same variant).
-    fn write_through(&self, entry: &Entry, request_headers: &HeaderMap) {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, self.authority.clone());
-        for name in &entry.vary {
-            for value in request_headers.get_all(name) {
-                headers.append(name.clone(), value.clone());
-            }
-        }
-        let target = format!(
-            "{}{}",
-            self.authority.to_str().unwrap_or_default(),
-            self.path_and_query
-        );
-        self.cluster.write_through(
-            self.peers.clone(),
-            self.https,
-            target,
-            self.path_and_query.clone(),
-            headers,
-        );
+    /// Push `entry`, stored here under `key`, to each holder.
+    fn push(&self, key: &str, entry: &Arc<Entry>) {
+        crate::cluster::replicate::push(&self.cluster, self.peers.clone(), key, entry.clone());
     }
 }
 
@@ -156,6 +133,9 @@ impl FillJob {
         store
             .insert(&self.key, entry.clone(), self.site.policy.max_variants)
             .await;
+        if let Some(holders) = &self.holders {
+            holders.push(&self.key, entry);
+        }
         true
     }
 
@@ -203,11 +183,32 @@ impl FillJob {
                     "only-if-cached",
                 );
             }
-            match cluster
+            let key_hash = crate::hash::key(&self.key);
+            let check = || {
+                let query = format!("key={key_hash:016x}");
+                let headers =
+                    cluster.signed_headers(&http::Method::GET, PROBE_PATH, Some(&query), b"");
+                (format!("{PROBE_PATH}?{query}"), headers)
+            };
+            let answer = cluster
                 .client
-                .forward(&hop.peer, &request, signed, cluster.peer_timeout, timeout)
-                .await
-            {
+                .forward(
+                    &hop.peer,
+                    &request,
+                    signed,
+                    cluster.peer_timeout,
+                    timeout,
+                    &check,
+                )
+                .await;
+            match answer {
+                Ok(response) if self.purged_since(&response) => {
+                    // The node missed a purge that names what it answered with: the origin
+                    // has the version the purge left.
+                    tracing::info!(node = %hop.peer.id.0, key = %self.key, "a node answered with a purged version; asking the origin");
+                    drop(response);
+                    self.upstream = Upstream::Origin;
+                }
                 Ok(response) if handoff => {
                     let hit = response.status() != StatusCode::GATEWAY_TIMEOUT;
                     cluster.count_handoff(hit);
@@ -225,13 +226,44 @@ impl FillJob {
                     cluster.count_handoff(false);
                     self.upstream.unreachable();
                 }
-                Err(PeerError::Unreachable(why)) => {
-                    tracing::debug!(node = %hop.peer.id.0, %why, "node unreachable; asking the next upstream");
+                Err(PeerError::Unreachable(why) | PeerError::Stalled(why)) => {
+                    tracing::debug!(node = %hop.peer.id.0, %why, "node unreachable or stalled; asking the next upstream");
                     self.upstream.unreachable();
                 }
             }
         }
-        self.site.origin.send(&self.request, None).await
+        let mut response = self.site.origin.send(&self.request, None).await?;
+        // Only another node says when its copy was fetched.
+        response.headers_mut().remove(FETCHED_HEADER);
+        Ok(response)
+    }
+
+    /// Whether another node's answer is a copy fetched before a purge this node holds that
+    /// names it (the node missed that purge: down, stopped or cut off when it was taken).
+    fn purged_since(&self, response: &Response<hyper::body::Incoming>) -> bool {
+        if !response.status().is_success() {
+            return false;
+        }
+        let headers = response.headers();
+        let now = SystemTime::now();
+        // Its own time if it says; else what its Age says (a fresh miss there: now).
+        let age = headers
+            .get(header::AGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let by_age = now
+            .checked_sub(Duration::from_secs(age))
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let fetched = crate::cluster::hop::fetched_of(headers).map_or(by_age, |t| t.min(now));
+        if !self.proxy.purges.any_since(fetched) {
+            return false;
+        }
+        let tags = self.site.policy.tags(headers);
+        matches!(
+            self.proxy.purges.verdict(&self.key, &tags, fetched),
+            Verdict::Purged | Verdict::Stale(_)
+        )
     }
 }
 
@@ -413,6 +445,10 @@ async fn store_refreshed(
             .store
             .insert(&job.key, entry.clone(), policy.max_variants)
             .await;
+        // The holders' copies are freshened too (a stale one would ask the origin again).
+        if let Some(holders) = &job.holders {
+            holders.push(&job.key, &entry);
+        }
     } else {
         job.proxy.store.purge(&job.key).await;
     }
@@ -617,11 +653,7 @@ async fn stream_body(
         );
         publisher.rebase(&entry.body);
         let entry = Arc::new(entry);
-        if job.keep(&publisher, head.request_time, &entry).await
-            && let Some(holders) = &job.holders
-        {
-            holders.write_through(&entry, &job.request_headers);
-        }
+        job.keep(&publisher, head.request_time, &entry).await;
     } else if let Err(e) = &result {
         // The head went out saying `stored` (Cache-Status is sent before the body): counted
         // and logged, so that the claim can be checked.

@@ -45,7 +45,8 @@ use crate::cache::freshness::{
 use crate::cache::status::Fwd;
 use crate::cache::vary::secondary_key;
 use crate::cluster::Cluster;
-use crate::cluster::hop::{HOP_HEADER, Hops};
+use crate::cluster::hop::{FETCHED_HEADER, HOP_HEADER, Hops, fetched_value};
+use crate::cluster::purges::Purges;
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::observability::access::{self, AccessLog};
@@ -116,6 +117,8 @@ pub(crate) struct Proxy {
     /// What chunks read ahead of the one being sent may hold, all responses together.
     read_ahead_budget: Arc<FillBudget>,
     region: Option<String>,
+    /// The purge log and lease: whether what is stored may be served without the origin.
+    pub(crate) purges: Arc<Purges>,
 }
 
 impl Proxy {
@@ -126,6 +129,7 @@ impl Proxy {
         cluster: Option<Arc<Cluster>>,
         ready: Arc<AtomicBool>,
         access: Arc<AccessLog>,
+        purges: Arc<Purges>,
     ) -> Result<Self, OriginSetupError> {
         let sites = Sites::build_in(
             &config.sites,
@@ -156,6 +160,7 @@ impl Proxy {
             upload_budget: FillBudget::new(upload_budget(config)),
             read_ahead_budget: FillBudget::new(chunked::read_ahead_budget(config.cache.memory)),
             region: config.node.region.clone(),
+            purges,
         })
     }
 
@@ -209,6 +214,11 @@ impl Proxy {
             ctx.key = chunk.key(&ctx.key);
             ctx.chunk = Some(chunk);
         }
+        // Another node waits on this request: it may ask whether it is being worked on.
+        let _working = match &self.cluster {
+            Some(cluster) if hops.any() => Some(cluster.progress.start(crate::hash::key(&ctx.key))),
+            _ => None,
+        };
         let site = ctx.site.clone();
         // Only what the access log needs, and only when it is on.
         let logged = self.access.enabled().then(|| {
@@ -261,7 +271,9 @@ impl Proxy {
         let now = SystemTime::now();
         self.store.record_request(&ctx.key);
         let variants = self.store.get(&ctx.key).await;
-        match lookup::decide(variants.as_deref(), &ctx.headers, &ctx.directives, now) {
+        let lookup = lookup::decide(variants.as_deref(), &ctx.headers, &ctx.directives, now);
+        let lookup = self.unless_untrusted(lookup);
+        match lookup {
             Lookup::Hit { entry, freshness } => {
                 entry.touch();
                 if entry.replica {
@@ -287,6 +299,23 @@ impl Proxy {
         }
     }
 
+    /// A hit on an entry this node may not serve without the origin (its purge lease ran out,
+    /// or the entry is older than what its purge log covers) is a revalidation: a purge this
+    /// node missed may name it (see `cluster::purges`).
+    fn unless_untrusted(&self, lookup: Lookup) -> Lookup {
+        match lookup {
+            Lookup::Hit { entry, .. } | Lookup::StaleWhileRevalidate { entry, .. }
+                if !self.purges.trusted(entry.fetched) =>
+            {
+                Lookup::Revalidate {
+                    entry,
+                    fwd: Fwd::Stale,
+                }
+            }
+            other => other,
+        }
+    }
+
     /// A stored entry, found by the lookup: served from its body, or from its chunks. An
     /// object whose chunks say it changed is fetched again.
     async fn serve_stored(
@@ -296,14 +325,26 @@ impl Proxy {
         now: SystemTime,
         outcome: Outcome,
     ) -> Served {
-        if entry.chunks.is_none() {
-            return self.serve_whole(&ctx, entry, now, outcome).await;
+        let hop = ctx.hops.any();
+        let mut served = if entry.chunks.is_none() {
+            self.serve_whole(&ctx, entry, now, outcome).await
+        } else {
+            match Box::pin(chunked::serve(&self, &ctx, entry, now, outcome)).await {
+                Ok(served) => served,
+                Err(chunked::Failure::Restart) => {
+                    return Box::pin(self.fetch(ctx, Fwd::Miss, None)).await;
+                }
+                Err(chunked::Failure::Error(e)) => return respond::error(&self.node, &e, None),
+            }
+        };
+        if hop {
+            // The asking node keeps the time this node's copy was fetched, not its own.
+            served
+                .response
+                .headers_mut()
+                .insert(FETCHED_HEADER, fetched_value(entry.fetched));
         }
-        match Box::pin(chunked::serve(&self, &ctx, entry, now, outcome)).await {
-            Ok(served) => served,
-            Err(chunked::Failure::Restart) => Box::pin(self.fetch(ctx, Fwd::Miss, None)).await,
-            Err(chunked::Failure::Error(e)) => respond::error(&self.node, &e, None),
-        }
+        served
     }
 
     /// A whole stored entry, in the form the compress phase chooses for the request.
@@ -445,6 +486,15 @@ impl Proxy {
             && route::owned_elsewhere(self.cluster.as_ref(), ctx)
     }
 
+    /// A stale entry that may stand in for a failing origin: not an object in chunks (its
+    /// chunks may be gone with the origin), and not one a purge this node may have missed
+    /// could name (the purge lease ran out).
+    fn servable_stale<'e>(&self, stale: &'e Option<Arc<Entry>>) -> Option<&'e Arc<Entry>> {
+        stale
+            .as_ref()
+            .filter(|e| e.chunks.is_none() && self.purges.trusted(e.fetched))
+    }
+
     /// RFC 5861 §4: the stored response instead of an origin failure (5xx, timeout, refused
     /// connection), when `stale-if-error` in the response or the request allows it.
     fn stale_if_error(
@@ -455,8 +505,7 @@ impl Proxy {
         fwd_status: Option<u16>,
         collapsed: bool,
     ) -> Option<Served> {
-        // An object in chunks is not served stale: its chunks may be gone with the origin.
-        let entry = stale.as_ref().filter(|e| e.chunks.is_none())?;
+        let entry = self.servable_stale(stale)?;
         let now = SystemTime::now();
         let freshness = entry.freshness(now);
         if !may_serve_stale_if_error(freshness, &ctx.directives, &entry.directives) {
@@ -475,7 +524,7 @@ impl Proxy {
         fwd: Fwd,
         collapsed: bool,
     ) -> Option<Served> {
-        let entry = stale.as_ref().filter(|e| e.chunks.is_none())?;
+        let entry = self.servable_stale(stale)?;
         let now = SystemTime::now();
         let freshness = entry.freshness(now);
         if !may_serve_stale_when_disconnected(freshness, &entry.directives) {
@@ -610,11 +659,8 @@ impl Proxy {
             request_cc: ctx.directives.clone(),
             stale,
             registered,
-            // Chunks are held by their owners alone.
-            holders: match ctx.chunk {
-                None => fill::Holders::of(self.cluster.as_ref(), ctx, &upstream),
-                Some(_) => None,
-            },
+            // A chunk has holders of its own: its place on the ring is its own key's.
+            holders: fill::Holders::of(self.cluster.as_ref(), &ctx.key, &upstream),
             upstream,
             chunk: ctx.chunk.clone(),
         };
@@ -624,24 +670,6 @@ impl Proxy {
     /// `[node] region`, if set.
     pub(crate) fn region(&self) -> Option<&str> {
         self.region.as_deref()
-    }
-
-    /// Every shield node of every site, once each (purges go to them too).
-    pub(crate) fn shield_nodes(&self) -> Vec<Arc<crate::cluster::peer::Peer>> {
-        let mut nodes: Vec<Arc<crate::cluster::peer::Peer>> = Vec::new();
-        for tier in self
-            .sites
-            .all()
-            .iter()
-            .filter_map(|site| site.shield.as_ref())
-        {
-            for node in tier.nodes() {
-                if !nodes.iter().any(|n| n.addr == node.addr) {
-                    nodes.push(node.clone());
-                }
-            }
-        }
-        nodes
     }
 
     /// The sites, for the admin pages.

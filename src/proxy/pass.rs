@@ -54,8 +54,7 @@ impl Proxy {
                 if !ctx.method.is_safe() && (status.is_success() || status.is_redirection()) {
                     let mut keys = vec![ctx.key.clone()];
                     keys.extend(related_keys(&ctx, response.headers()));
-                    self.invalidate_everywhere(keys, ctx.site.shield.as_ref())
-                        .await;
+                    self.invalidate_everywhere(keys).await;
                 }
                 respond::pass(
                     &self.node,

@@ -1,37 +1,35 @@
-//! Purge requests: what `POST /purge` on the admin listener asks, applied on this node.
-//! The admin handler fans the same request out to every peer (authenticated with the
-//! cluster secret), which apply it through [`Proxy::apply_purge`] too. Unsafe methods passed
-//! through invalidate the same way, here and on every peer ([`Proxy::invalidate_everywhere`]).
+//! Purges and invalidations on this node: what `POST /purge` on the admin listener asks, what
+//! an unsafe method invalidates (RFC 9111 §4.4), and what other nodes took. Each is a
+//! [`PurgeRecord`] with an identity and a time: logged ([`crate::cluster::purges`]), applied
+//! here once, and sent to every other node ([`crate::cluster::broadcast`]); one a node missed
+//! reaches it when purge logs are compared.
 
 use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use http::Uri;
 use http::uri::{PathAndQuery, Scheme};
-use http::{StatusCode, Uri};
 
 use super::{Proxy, request};
 use crate::cache::key::KeyRules;
-use crate::cluster::peer::{CASCADE, INVALIDATE_PATH};
-use crate::cluster::shield::ShieldTier;
+use crate::cluster::broadcast::{self, Delivery};
+use crate::cluster::purge_log::{Inserted, Matcher, PurgeRecord};
+use crate::observability::metrics::PurgeSource;
 use crate::storage::PurgeMode;
 
-/// How long the response to an unsafe method waits for each peer to confirm its
-/// invalidation: a peer that is hung or unreachable delays it this much at most (one that
-/// refuses the connection not at all), and is logged and counted. The probe's shortest wait:
-/// a busy peer answers within it.
+/// How long the response to an unsafe method waits for each node to confirm its
+/// invalidation: a node that is hung or unreachable delays it this much at most (one that
+/// refuses the connection not at all), and is logged and counted; it gets the invalidation
+/// from the purge log later. The probe's shortest wait: a busy node answers within it.
 const INVALIDATION_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The cache keys an unsafe method invalidated (RFC 9111 §4.4), as sent to the other members.
-/// Keys, not URLs: the sender computed them with the site's key rules and the client's
-/// scheme, so every member removes exactly what the sender did.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Invalidation {
-    pub(crate) keys: Vec<String>,
-}
+/// How long a purge waits for each node's answer.
+pub(crate) const PURGE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most URLs, tags or keys one record may name (a purge of 10,000 URLs is well within).
+const MAX_NAMES: usize = 100_000;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -51,17 +49,100 @@ impl PurgeRequest {
     }
 }
 
+/// Whether a record another node sent is one this node can apply.
+pub(crate) fn check_record(record: &PurgeRecord) -> Result<(), String> {
+    if record.node.is_empty() || record.node.len() > 256 {
+        return Err("a record names the node that took it".to_owned());
+    }
+    if record.is_empty() {
+        return Err("a record names URLs, tags or keys".to_owned());
+    }
+    let names = record.urls.len() + record.tags.len() + record.keys.len();
+    if names > MAX_NAMES {
+        return Err(format!(
+            "at most {MAX_NAMES} URLs, tags and keys in one record"
+        ));
+    }
+    Ok(())
+}
+
 impl Proxy {
-    /// Apply a purge here: `{"purged": n, "soft": .., "urls": [...], "tags": [...]}`.
-    pub(crate) async fn apply_purge(&self, purge: &PurgeRequest) -> serde_json::Value {
-        let mode = if purge.soft {
+    /// A new record for a purge taken here.
+    pub(crate) fn new_record(&self, purge: &PurgeRequest) -> PurgeRecord {
+        PurgeRecord {
+            node: self.record_node(),
+            at: self.purges.stamp(),
+            urls: purge.urls.clone(),
+            tags: purge.tags.clone(),
+            keys: Vec::new(),
+            soft: purge.soft,
+        }
+    }
+
+    /// What this node calls itself in the records it takes: its advertised address in a
+    /// cluster (unique among the nodes), else its name.
+    fn record_node(&self) -> String {
+        match &self.cluster {
+            Some(cluster) => cluster.me.0.clone(),
+            None => self.node.name.clone(),
+        }
+    }
+
+    /// What `record` removes here: the keys of its URLs (with their site's key rules, under
+    /// both schemes), its invalidated keys, and its tags.
+    fn matcher(&self, record: &PurgeRecord) -> Matcher {
+        let mut keys: Vec<String> = record
+            .urls
+            .iter()
+            .filter_map(|url| self.keys_of(url).ok())
+            .flatten()
+            .collect();
+        keys.extend(record.keys.iter().cloned());
+        Matcher {
+            keys,
+            tags: record.tags.clone(),
+        }
+    }
+
+    /// Log `record` and, the first time, apply it here: `{"purged": n, "soft": .., "urls":
+    /// [...], "tags": [...]}`; a record seen before answers `"known": true` and does nothing.
+    pub(crate) async fn take_record(
+        &self,
+        record: PurgeRecord,
+        source: PurgeSource,
+    ) -> serde_json::Value {
+        let matcher = self.matcher(&record);
+        let id = format!("{}@{}", record.at, record.node);
+        match self.purges.insert(record.clone(), matcher) {
+            Inserted::Known => {
+                self.metrics.purges.taken(PurgeSource::Known);
+                serde_json::json!({ "id": id, "known": true, "purged": 0 })
+            }
+            Inserted::New | Inserted::BeforeHorizon => {
+                self.metrics.purges.taken(source);
+                let mut applied = self.apply_record(&record).await;
+                applied["id"] = id.into();
+                applied
+            }
+        }
+    }
+
+    /// Log a record this node applied before it restarted (from its snapshot's purge log).
+    pub(crate) fn log_record(&self, record: PurgeRecord) {
+        let matcher = self.matcher(&record);
+        self.purges.insert(record, matcher);
+    }
+
+    /// Apply a record here: `{"purged": n, "soft": .., "urls": [...], "tags": [...]}`.
+    async fn apply_record(&self, record: &PurgeRecord) -> serde_json::Value {
+        let mode = if record.soft {
             PurgeMode::Soft
         } else {
             PurgeMode::Hard
         };
-        let mut urls = Vec::with_capacity(purge.urls.len());
+        let mut urls = Vec::with_capacity(record.urls.len());
         let mut total = 0;
-        for url in &purge.urls {
+        for url in &record.urls {
             match self.purge_url(url, mode).await {
                 Ok(n) => {
                     total += n;
@@ -70,13 +151,36 @@ impl Proxy {
                 Err(e) => urls.push(serde_json::json!({ "url": url, "error": e.to_string() })),
             }
         }
-        let mut tags = Vec::with_capacity(purge.tags.len());
-        for tag in &purge.tags {
+        let mut tags = Vec::with_capacity(record.tags.len());
+        for tag in &record.tags {
             let n = self.purge_tag(tag, mode).await;
             total += n;
             tags.push(serde_json::json!({ "tag": tag, "purged": n }));
         }
-        serde_json::json!({ "purged": total, "soft": purge.soft, "urls": urls, "tags": tags })
+        for key in &record.keys {
+            self.invalidate(key).await;
+        }
+        let mut answer =
+            serde_json::json!({ "purged": total, "soft": record.soft, "urls": urls, "tags": tags });
+        if !record.keys.is_empty() {
+            answer["invalidated"] = record.keys.len().into();
+        }
+        answer
+    }
+
+    /// A purge taken here (`POST /purge`): applied here, then sent to every other node; the
+    /// answers, each node's with it.
+    pub(crate) async fn purge_everywhere(
+        &self,
+        purge: &PurgeRequest,
+    ) -> (serde_json::Value, Vec<Delivery>) {
+        let record = self.new_record(purge);
+        let here = self.take_record(record.clone(), PurgeSource::Here).await;
+        let Some(cluster) = &self.cluster else {
+            return (here, Vec::new());
+        };
+        let delivered = broadcast::broadcast(cluster, &record, PURGE_TIMEOUT, true).await;
+        (here, delivered)
     }
 
     /// Remove what is stored for `key`, and keep a fill already in flight from storing it
@@ -86,64 +190,44 @@ impl Proxy {
         self.store.purge_key(key, PurgeMode::Hard).await;
     }
 
-    /// RFC 9111 §4.4 across the cluster: remove what is stored for `keys` here and on every
-    /// other member (the owner holds the object, and any member may hold a replica), before
-    /// the unsafe method's response goes back. A member that does not confirm within
-    /// [`INVALIDATION_TIMEOUT`] is logged and counted, and the response goes back anyway.
-    pub(super) async fn invalidate_everywhere(
-        &self,
-        keys: Vec<String>,
-        shield: Option<&Arc<ShieldTier>>,
-    ) {
-        let here = async {
-            for key in &keys {
-                self.invalidate(key).await;
-            }
+    /// RFC 9111 §4.4 everywhere: remove what is stored for `keys` here and on every other
+    /// node (the owner holds the object, any member may hold a replica, the shield tier and
+    /// other regions may hold it too), before the unsafe method's response goes back. A node
+    /// that does not confirm within [`INVALIDATION_TIMEOUT`] is logged and counted, and the
+    /// response goes back anyway: the invalidation is in the purge log, which that node
+    /// compares with its peers' before it serves from its cache again.
+    pub(super) async fn invalidate_everywhere(&self, keys: Vec<String>) {
+        let record = PurgeRecord {
+            node: self.record_node(),
+            at: self.purges.stamp(),
+            urls: Vec::new(),
+            tags: Vec::new(),
+            keys,
+            soft: false,
         };
+        self.take_record(record.clone(), PurgeSource::Here).await;
         let Some(cluster) = &self.cluster else {
-            return here.await;
+            return;
         };
-        let invalidation = Invalidation { keys: keys.clone() };
-        // A list of strings always serializes; an empty body would be refused and counted.
-        let body = Bytes::from(serde_json::to_vec(&invalidation).unwrap_or_default());
-        let peers = cluster.fan_out(INVALIDATE_PATH, &body, INVALIDATION_TIMEOUT);
-        // The shield tier holds the URI too (each shield node passes it to its members).
-        let shield_path = format!("{INVALIDATE_PATH}?{CASCADE}");
-        let shields = cluster.post_signed(
-            shield.into_iter().flat_map(|tier| tier.nodes().cloned()),
-            &shield_path,
-            &body,
-            INVALIDATION_TIMEOUT,
-        );
-        let ((), mut answers, shielded) = tokio::join!(here, peers, shields);
-        answers.extend(shielded);
-        for (peer, answer) in answers {
-            let why = match answer {
-                Ok((StatusCode::OK, _)) => continue,
-                Ok((status, _)) => format!("answered {status}"),
-                Err(e) => e.to_string(),
+        let delivered = broadcast::broadcast(cluster, &record, INVALIDATION_TIMEOUT, false).await;
+        for delivery in delivered {
+            let why = match delivery.answer {
+                Ok(_) => continue,
+                Err(why) => why,
             };
-            peer.metrics.invalidations_failed.inc();
+            delivery.peer.metrics.invalidations_failed.inc();
             tracing::warn!(
-                peer = %peer.id.0,
+                node = %delivery.peer.id.0,
                 %why,
-                keys = ?invalidation.keys,
-                "a peer did not confirm an invalidation: its stored copy may outlive the change"
+                keys = ?record.keys,
+                "a node did not confirm an invalidation: it applies it from the purge log"
             );
         }
     }
 
-    /// An invalidation another member fanned out: applied here only.
-    pub(crate) async fn apply_invalidation(&self, invalidation: &Invalidation) -> usize {
-        for key in &invalidation.keys {
-            self.invalidate(key).await;
-        }
-        invalidation.keys.len()
-    }
-
     /// The cache keys of an absolute URL under both schemes (with the site's key rules), the
     /// URL's own scheme first.
-    fn keys_of(&self, url: &str) -> Result<[String; 2], PurgeError> {
+    pub(crate) fn keys_of(&self, url: &str) -> Result<[String; 2], PurgeError> {
         url_keys(url, |host| {
             self.sites.find(host).map(|site| &site.key_rules)
         })

@@ -15,6 +15,7 @@ use crate::cache::policy::Policy;
 use crate::cache::status::NoCacheReason;
 use crate::cache::storable::{SetCookie, storable};
 use crate::cache::vary::secondary_key;
+use crate::cluster::hop::{FETCHED_HEADER, take_fetched};
 use crate::storage::{Entry, EntryParts};
 
 /// The origin's response head as the fill sees it, with when it was asked and answered.
@@ -97,6 +98,8 @@ pub fn build_entry(
     let vary = policy.vary_fields(&headers);
     let secondary = secondary_key(&vary, request_headers);
     let tags = policy.tags(&headers);
+    let mut headers = headers;
+    let fetched = take_fetched(&mut headers, head.response_time, head.request_time);
     let mut headers = stored_headers(headers, head.response_time, body.len() as u64);
     strip_restricted_fields(&mut headers, &directives);
     headers.remove(&policy.tag_header);
@@ -122,6 +125,7 @@ pub fn build_entry(
         vary,
         secondary,
         response_time: head.response_time,
+        fetched,
         corrected_initial_age,
         lifetime,
         directives,
@@ -155,6 +159,11 @@ pub(crate) fn refreshed(
     policy: &Policy,
 ) -> Entry {
     let mut merged = merge_304(&stale.headers, not_modified);
+    // The 304 confirmed the stored representation when it was asked for (or, from another
+    // node, when that node last had it confirmed).
+    let mut confirmed = not_modified.clone();
+    let fetched = take_fetched(&mut confirmed, head.response_time, head.request_time);
+    merged.remove(FETCHED_HEADER);
     // A 304's Cache-Status describes how an upstream cache answered the revalidation, not
     // the stored representation: the stored one stays.
     match stale.headers.get(CACHE_STATUS) {
@@ -197,6 +206,7 @@ pub(crate) fn refreshed(
         vary: stale.vary.clone(),
         secondary: stale.secondary.clone(),
         response_time: head.response_time,
+        fetched,
         corrected_initial_age,
         lifetime,
         directives,

@@ -79,6 +79,10 @@ pub struct EntryParts {
     pub(crate) secondary: SecondaryKey,
     /// When the response that produced this entry was received (RFC 9111 §4.2.3).
     pub(crate) response_time: SystemTime,
+    /// When the node that fetched it from the origin asked for it: a copy arriving later (a
+    /// replica push, a hop's answer, a snapshot) keeps that node's time, so a purge taken
+    /// after it still names it (see `cluster::purge_log`).
+    pub(crate) fetched: SystemTime,
     pub(crate) corrected_initial_age: Duration,
     /// The freshness lifetime computed when stored; [`Entry::lifetime`] is the one in effect.
     pub(crate) lifetime: Duration,
@@ -127,6 +131,17 @@ impl Entry {
     /// The parts, before the entry is shared (to make a manifest of it).
     pub(crate) fn into_parts(self) -> EntryParts {
         self.parts
+    }
+
+    /// The same entry, held as a copy of an object another node stored (a pushed replica):
+    /// its purge state and hits kept, its encoded forms left to be made here.
+    pub(crate) fn into_replica(self) -> Entry {
+        let (soft_purged, hits) = (self.soft_purged_at(), self.hits());
+        let mut parts = self.parts;
+        parts.replica = true;
+        let entry = Entry::new(parts);
+        entry.restore(soft_purged, hits);
+        entry
     }
 
     /// The representation's length: the body's, or the whole of a chunked one.

@@ -422,12 +422,9 @@ impl Store {
     pub(crate) fn all_entries(&self) -> Vec<(Arc<String>, Arc<Entry>)> {
         let mut out = Vec::with_capacity(usize::try_from(self.cache.entry_count()).unwrap_or(0));
         for (key, variants) in self.cache.iter() {
-            // Chunked objects are not snapshotted: a manifest without the chunks other nodes
-            // hold, or a chunk without its manifest, is not worth the bytes.
-            if chunk::url_of_chunk(&key).is_some() {
-                continue;
-            }
-            for entry in variants.entries().iter().filter(|e| e.chunks.is_none()) {
+            // Manifests and chunks too: each is one node's share of an object spread over the
+            // cluster, read back by the node that holds it.
+            for entry in variants.entries().iter() {
                 out.push((key.clone(), entry.clone()));
             }
         }
@@ -494,6 +491,7 @@ mod tests {
             vary: Vec::new(),
             secondary: SecondaryKey::default(),
             response_time: SystemTime::now(),
+            fetched: SystemTime::now(),
             corrected_initial_age: Duration::ZERO,
             lifetime: Duration::from_secs(3600),
             directives: ResponseDirectives::default(),

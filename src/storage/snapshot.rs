@@ -39,6 +39,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::entry::{Entry, EntryParts};
+use crate::cache::chunk::ChunkMap;
 use crate::cache::control::ResponseDirectives;
 use crate::cache::vary::SecondaryKey;
 use crate::config::SiteConfig;
@@ -46,7 +47,7 @@ use crate::config::SiteConfig;
 /// The first bytes of every snapshot file.
 const MAGIC: &[u8; 8] = b"OUTPOSTS";
 /// The layout of records; a change makes old snapshots be skipped whole.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 const DIGEST_LEN: usize = 32;
 /// The snapshot's name in the `cache.persist` directory.
 pub(crate) const FILE_NAME: &str = "cache.snapshot";
@@ -329,6 +330,7 @@ pub(crate) fn encode(key: &str, entry: &Entry, out: &mut Vec<u8>) {
         w.opt_bytes(value.as_deref().map(str::as_bytes));
     }
     w.time(entry.response_time);
+    w.time(entry.fetched);
     w.duration(entry.corrected_initial_age);
     w.duration(entry.lifetime);
     directives(&mut w, &entry.directives);
@@ -340,6 +342,12 @@ pub(crate) fn encode(key: &str, entry: &Entry, out: &mut Vec<u8>) {
     w.bool(entry.replica);
     w.u64(entry.soft_purged_at());
     w.u32(entry.hits());
+    w.bool(entry.chunks.is_some());
+    if let Some(map) = &entry.chunks {
+        w.u64(map.total);
+        w.u64(map.size);
+        w.bytes(map.validator.as_bytes());
+    }
 }
 
 fn directives(w: &mut Writer<'_>, d: &ResponseDirectives) {
@@ -420,6 +428,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<(String, Entry), Corrupt> {
         });
     }
     let response_time = r.time()?;
+    let fetched = r.time()?;
     let corrected_initial_age = r.duration()?;
     let lifetime = r.duration()?;
     let directives = read_directives(&mut r)?;
@@ -431,6 +440,22 @@ pub(crate) fn decode(payload: &[u8]) -> Result<(String, Entry), Corrupt> {
     let replica = r.bool()?;
     let soft_purged = r.u64()?;
     let hits = r.u32()?;
+    let chunks = match r.bool()? {
+        false => None,
+        true => {
+            let (total, size) = (r.u64()?, r.u64()?);
+            let validator = HeaderValue::from_bytes(r.bytes()?).map_err(|_| Corrupt)?;
+            // A chunk size of 0 would divide by zero when the manifest is served.
+            if size == 0 || total == 0 {
+                return Err(Corrupt);
+            }
+            Some(ChunkMap {
+                total,
+                size,
+                validator,
+            })
+        }
+    };
     if !r.0.is_empty() {
         return Err(Corrupt);
     }
@@ -441,13 +466,14 @@ pub(crate) fn decode(payload: &[u8]) -> Result<(String, Entry), Corrupt> {
         vary,
         secondary: SecondaryKey(secondary),
         response_time,
+        fetched,
         corrected_initial_age,
         lifetime,
         directives,
         has_validators,
         tags: tags.into_boxed_slice(),
         replica,
-        chunks: None,
+        chunks,
     });
     entry.restore(soft_purged, hits);
     Ok((key, entry))
@@ -606,6 +632,7 @@ mod tests {
             vary: vec![HeaderName::from_static("accept-encoding")],
             secondary: SecondaryKey(vec![Some("gzip".into())]),
             response_time: UNIX_EPOCH + Duration::from_nanos(1_764_000_000_123_456_789),
+            fetched: UNIX_EPOCH + Duration::from_nanos(1_764_000_000_023_456_789),
             corrected_initial_age: Duration::from_millis(2500),
             lifetime: Duration::from_secs(600),
             directives: ResponseDirectives {
@@ -644,6 +671,8 @@ mod tests {
         assert_eq!(a.vary, b.vary);
         assert_eq!(a.secondary, b.secondary);
         assert_eq!(a.response_time, b.response_time);
+        assert_eq!(a.fetched, b.fetched);
+        assert_eq!(a.chunks, b.chunks);
         assert_eq!(a.corrected_initial_age, b.corrected_initial_age);
         assert_eq!(a.lifetime, b.lifetime);
         assert_eq!(a.directives, b.directives);
@@ -662,6 +691,25 @@ mod tests {
         let (key, back) = decode(&payload).expect("decodes");
         assert_eq!(key, "http://a.test/x");
         same(&entry, &back);
+    }
+
+    #[test]
+    fn a_manifest_reads_back_with_its_chunk_map() {
+        let mut parts = sample("", 2).into_parts();
+        parts.chunks = Some(ChunkMap {
+            total: 10 << 20,
+            size: 1 << 20,
+            validator: HeaderValue::from_static("\"v1\""),
+        });
+        let entry = Entry::new(parts);
+        let mut payload = Vec::new();
+        encode("http://a.test/big", &entry, &mut payload);
+        let (_, back) = decode(&payload).expect("decodes");
+        same(&entry, &back);
+        // A chunk size of zero is refused, not a division by zero later.
+        let at = payload.len() - 4 - 4 - 8;
+        payload[at..at + 8].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(decode(&payload).err(), Some(Corrupt));
     }
 
     #[test]

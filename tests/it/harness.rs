@@ -170,6 +170,14 @@ impl Origin {
         self.requests().iter().filter(|s| s.path == path).count()
     }
 
+    /// Requests received whose path (and query) starts with `prefix`.
+    pub fn count_prefix(&self, prefix: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|s| s.path.starts_with(prefix))
+            .count()
+    }
+
     pub fn total(&self) -> usize {
         self.requests().len()
     }

@@ -53,6 +53,17 @@ pub(crate) struct PeerMetrics {
 }
 
 impl PeerMetrics {
+    /// Handles counted nowhere: a node of another region, asked for its purge log only.
+    pub(crate) fn detached() -> Self {
+        Self {
+            requests: PeerOutcome::ALL.map(|_| Counter::default()),
+            duration: latency_histogram(),
+            ejections: Counter::default(),
+            up: Gauge::default(),
+            invalidations_failed: Counter::default(),
+        }
+    }
+
     pub(crate) fn request(&self, outcome: PeerOutcome) {
         self.requests[outcome as usize].inc();
     }
@@ -66,7 +77,6 @@ pub(crate) struct Membership {
     pub(crate) hop_limit: Counter,
     node_info: Family<NodeInfoLabels, Gauge>,
     handoffs: Family<HandoffLabel, Counter>,
-    replica_writes: Family<HandoffLabel, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -108,24 +118,12 @@ impl Membership {
                 "Misses after a membership change asked of the key's previous owner, by result (hit: it still held the key)",
                 Family::default(),
             ),
-            replica_writes: reg.register(
-                names::REPLICA_WRITES,
-                "Stored objects written through to the key's other holders (replicas > 1), by result (ok, failed)",
-                Family::default(),
-            ),
         }
     }
 
     pub(crate) fn handoff(&self, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
         self.handoffs.get_or_create(&HandoffLabel { result }).inc();
-    }
-
-    pub(crate) fn replica_write(&self, ok: bool) {
-        let result = if ok { "ok" } else { "failed" };
-        self.replica_writes
-            .get_or_create(&HandoffLabel { result })
-            .inc();
     }
 
     /// Say which node this is (set once the configuration is known; a reload may rename it).

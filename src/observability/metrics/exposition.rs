@@ -37,7 +37,7 @@ pub(crate) fn openmetrics_to_prometheus(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{CacheResult, Metrics, OriginOutcome, PeerOutcome};
+    use super::super::{CacheResult, Metrics, OriginOutcome, PeerOutcome, PurgeSource};
     use crate::error::OriginFailure;
 
     #[test]
@@ -91,7 +91,14 @@ mod tests {
         m.store.snapshot("load", "loaded", 3);
         m.store.snapshot_skipped("corrupt");
         m.store.set_role_bytes(100, 20);
-        m.membership.replica_write(true);
+        m.purges.taken(PurgeSource::Here);
+        m.purges.set_log(1, 300);
+        m.purges.lease.set(1);
+        m.purges.exchange("same");
+        m.purges.refused("bad_mac");
+        m.purges.push("stored");
+        m.purges.push_bytes.inc_by(1000);
+        m.purges.received("stored");
         m.store.chunked_objects.inc();
         m.store.chunk_fetch("ok");
         m.store.compression("br", "stored");

@@ -13,12 +13,14 @@ mod cache;
 mod cluster;
 mod exposition;
 mod front;
+mod messages;
 pub(crate) mod names;
 mod origin;
 
 pub(crate) use cache::CacheResult;
 pub(crate) use cluster::{PeerMetrics, PeerOutcome};
 pub(crate) use exposition::openmetrics_to_prometheus;
+pub(crate) use messages::PurgeSource;
 pub(crate) use origin::{Discard, OriginOutcome, OriginServerMetrics};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -103,6 +105,8 @@ pub struct Metrics {
     pub(crate) membership: cluster::Membership,
     peers: cluster::PeerFamilies,
     shields: cluster::ShieldFamilies,
+    /// Purges, the purge log and replica pushes.
+    pub(crate) purges: messages::Purges,
 }
 
 impl Metrics {
@@ -119,6 +123,7 @@ impl Metrics {
         let membership = cluster::Membership::register(&mut reg);
         let peers = cluster::PeerFamilies::register(&mut reg);
         let shields = cluster::ShieldFamilies::register(&mut reg);
+        let purges = messages::Purges::register(&mut reg);
         // An `Info` is set once and has no handle to keep.
         let info = Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]);
         reg.0.register(names::BUILD, "Build information", info);
@@ -133,6 +138,7 @@ impl Metrics {
             membership,
             peers,
             shields,
+            purges,
         }
     }
 
