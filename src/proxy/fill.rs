@@ -56,6 +56,9 @@ pub(crate) struct FillHead {
     /// The origin's `Set-Cookie` fields, kept out of `headers`: they go to the client whose
     /// request fetched the response, never to others sharing it or to the store.
     pub(crate) set_cookie: Vec<HeaderValue>,
+    /// Another Outpost node answered (the owner, a shield, a previous owner): its error
+    /// already says what its cache decided.
+    pub(crate) from_node: bool,
 }
 
 pub(crate) struct FillJob {
@@ -413,6 +416,15 @@ async fn revalidated(
         Share::One
     };
     job.leave(&publisher);
+    // Another node answered the revalidation: the caches it names handled this response
+    // too (RFC 9211), before this one.
+    let upstream_status = headers
+        .get("cache-status")
+        .filter(|_| job.upstream.node_hop().is_some());
+    let entry = match upstream_status {
+        Some(status) => Arc::new(entry.answered_with_status(status.clone())),
+        None => entry,
+    };
     publisher.entry(entry, share);
 }
 
@@ -532,9 +544,13 @@ fn fill_head(
         }
         _ => None,
     };
+    // A client's range passed on (to the owner, or by a private fill): only a whole 200 may
+    // stand for the object; a 206 or a 416 answers that range alone.
+    let ranged = job.chunk.is_none() && job.request.headers.contains_key(header::RANGE);
     let not_stored = match storable {
         // A HEAD response has no body to store; it freshened the stored GET response, if any.
         _ if job.request.method == Method::HEAD => Some(NoCacheReason::Method),
+        Ok(()) if ranged && head.status != StatusCode::OK => Some(NoCacheReason::Status),
         // A client's range, answered by the owner from its object.
         Err(NoCacheReason::Status)
             if head.status == StatusCode::PARTIAL_CONTENT
@@ -588,6 +604,7 @@ fn fill_head(
         content_length: length,
         headers,
         set_cookie,
+        from_node: job.upstream.node_hop().is_some(),
     };
     (fill_head, share, chunks)
 }

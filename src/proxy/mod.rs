@@ -282,6 +282,13 @@ impl Proxy {
                 let outcome = Outcome::hit(freshness.ttl_secs());
                 self.serve_stored(ctx, &entry, now, outcome).await
             }
+            // Another node asking for what this one holds (a hand-off) gets a copy it can
+            // use as it is, or a 504: never one that needs renewing.
+            Lookup::StaleWhileRevalidate { .. }
+                if ctx.directives.only_if_cached && ctx.hops.any() =>
+            {
+                respond::error(&self.node, &ProxyError::NotCached, Some(Fwd::Stale))
+            }
             Lookup::StaleWhileRevalidate { entry, freshness } => {
                 entry.touch();
                 self.revalidate_in_background(&ctx, entry.clone());
@@ -408,7 +415,11 @@ impl Proxy {
                         {
                             return response;
                         }
-                        if let Some(response) = self.must_revalidate(&stale, fwd, code) {
+                        // A node's 5xx is already its cache's answer (its own 504 for a
+                        // response that must be revalidated): passed on as it is.
+                        if !head.from_node
+                            && let Some(response) = self.must_revalidate(&stale, fwd, code)
+                        {
                             return response;
                         }
                     }
@@ -627,7 +638,12 @@ impl Proxy {
         fill: Arc<Fill<FillHead>>,
         registered: bool,
     ) {
-        let upstream = route::route(self.cluster.as_ref(), ctx);
+        let mut upstream = route::route(self.cluster.as_ref(), ctx);
+        if stale.is_some() && matches!(upstream, route::Upstream::Handoff(_)) {
+            // A hand-off is for what this node lacks: a copy it holds is renewed where it
+            // came from, never from another node's copy, no fresher than its own.
+            upstream.unreachable();
+        }
         let forward = if registered {
             Forward::SharedFill
         } else {

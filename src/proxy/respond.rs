@@ -59,7 +59,7 @@ pub fn from_entry(
     outcome: Outcome,
 ) -> Served {
     let mut headers = entry.headers.clone();
-    ctx.site.policy.strip_targeted(&mut headers);
+    for_receiver(entry, ctx, &mut headers);
     let age = entry.current_age(now).as_secs();
     // RFC 9110 §13.2.1: preconditions apply to successful responses only.
     let conditional = entry.status.is_success();
@@ -77,6 +77,22 @@ pub fn from_entry(
     finish(node, code, headers, body, outcome, Some(age))
 }
 
+/// A stored entry's headers as the receiver needs them: a client does not get the site's
+/// own targeted fields; another node asking (a hop) gets them, and the entry's tags in the
+/// site's tag field, so a copy it keeps is stored and purged as this one is.
+fn for_receiver(entry: &Entry, ctx: &RequestContext, headers: &mut HeaderMap) {
+    if !ctx.hops.any() {
+        ctx.site.policy.strip_targeted(headers);
+        return;
+    }
+    if !entry.tags.is_empty() {
+        let tags: Vec<&str> = entry.tags.iter().map(|t| &**t).collect();
+        if let Ok(value) = HeaderValue::from_str(&tags.join(" ")) {
+            headers.insert(ctx.site.policy.tag_header.clone(), value);
+        }
+    }
+}
+
 /// What to send of a representation stored in chunks, decided as [`from_entry`] decides it
 /// for a whole one: the status, the headers, and the pieces of the representation that make
 /// the body (`None`: no body; 304, HEAD, 416).
@@ -86,7 +102,7 @@ pub(crate) fn plan_chunked(
     now: SystemTime,
 ) -> (StatusCode, HeaderMap, Option<Vec<Piece>>) {
     let mut headers = entry.headers.clone();
-    ctx.site.policy.strip_targeted(&mut headers);
+    for_receiver(entry, ctx, &mut headers);
     if not_modified(&ctx.method, &ctx.headers, &entry.headers, now) {
         headers.remove(header::CONTENT_LENGTH);
         return (StatusCode::NOT_MODIFIED, headers, None);
@@ -212,7 +228,10 @@ pub(crate) fn from_fill(
     outcome: Outcome,
 ) -> Served {
     let mut headers = head.headers.clone();
-    ctx.site.policy.strip_downstream(&mut headers);
+    if !ctx.hops.any() {
+        // Another node asking keeps the fields a copy is stored with, as this node did.
+        ctx.site.policy.strip_downstream(&mut headers);
+    }
     if reader.is_leader() {
         for cookie in &head.set_cookie {
             headers.append(header::SET_COOKIE, cookie.clone());

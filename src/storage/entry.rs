@@ -67,7 +67,7 @@ impl Encodings {
 }
 
 /// What an entry is made of, as stored; [`Entry::new`] adds the purge state.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct EntryParts {
     pub(crate) status: StatusCode,
     /// Headers as stored: hop-by-hop and `Age` removed, `Date` present, `Content-Length`
@@ -131,6 +131,18 @@ impl Entry {
     /// The parts, before the entry is shared (to make a manifest of it).
     pub(crate) fn into_parts(self) -> EntryParts {
         self.parts
+    }
+
+    /// A copy of this entry to answer with, not to store, whose `Cache-Status` is `value`
+    /// (the caches before this node that answered its revalidation). Its body is shared.
+    pub(crate) fn answered_with_status(&self, value: http::HeaderValue) -> Entry {
+        let mut parts = self.parts.clone();
+        parts
+            .headers
+            .insert(http::HeaderName::from_static("cache-status"), value);
+        let entry = Entry::new(parts);
+        entry.restore(self.soft_purged_at(), self.hits());
+        entry
     }
 
     /// The same entry, held as a copy of an object another node stored (a pushed replica):

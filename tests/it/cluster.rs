@@ -98,8 +98,34 @@ impl TestCluster {
         }
     }
 
+    /// The address of node `i`'s http listener.
+    pub(crate) fn address(&self, i: usize) -> String {
+        self.addrs[i].to_string()
+    }
+
+    /// Which node owns `path` and the addresses of every node in its preference order, as
+    /// node `asking` sees them (`/cluster/owner`).
+    pub(crate) async fn preference(&self, asking: usize, path: &str) -> (String, Vec<String>) {
+        let json = self.owner_page(asking, path).await;
+        let preference = json["preference"]
+            .as_array()
+            .expect("preference")
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect();
+        (
+            json["owner"].as_str().expect("owner").to_owned(),
+            preference,
+        )
+    }
+
     /// Which node owns `path`, as node `asking` sees it (`/cluster/owner`).
     pub(crate) async fn owner(&self, asking: usize, path: &str) -> String {
+        let json = self.owner_page(asking, path).await;
+        json["owner"].as_str().expect("owner").to_owned()
+    }
+
+    async fn owner_page(&self, asking: usize, path: &str) -> serde_json::Value {
         // The URL is a query value: its own query must not end the parameter.
         let path = path
             .replace('%', "%25")
@@ -112,8 +138,7 @@ impl TestCluster {
             &[],
         )
         .await;
-        let json: serde_json::Value = serde_json::from_slice(&r.body).expect("owner json");
-        json["owner"].as_str().expect("owner").to_owned()
+        serde_json::from_slice(&r.body).expect("owner json")
     }
 }
 

@@ -205,6 +205,7 @@ async fn what_is_never_compressed(t: Ctx) {
         let origin_coding = if path == "/encoded" { "gzip" } else { "" };
         assert_eq!(r.header("content-encoding"), origin_coding, "{path}");
         assert!(!varies_on_accept_encoding(&r), "{path}: {:?}", r.headers);
+        assert_eq!(t.origin.count(path), 1, "{path}");
     }
 }
 

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `harness` | programmable origin, in-process node, h1 / h2c / TLS clients (not tests) |
 //! | `util` | raw-socket clients, misbehaving and TLS origins, the real binary as a child (not tests) |
-//! | `topology` | `both_ways!`: a table of cases, each run on one node and through a non-owner of a 3-node cluster (not tests) |
+//! | `topology` | `both_ways!`: a table of cases, each run on one node and through a node that holds no copy, with `replicas` 1, 2 and 3 and `replicate = "all"`, asserting the origin's exact counts (not tests) |
 //! | `listeners` | h1, h2c, TLS with SNI and ALPN, sites by host, unknown hosts refused, loops refused |
 //! | `caching` | RFC 9111 core, on one node and through a non-owner: storability, freshness, Age, Vary, validation, invalidation, purge, HEAD, Range, If-Range, conditionals |
 //! | `coalesce` | one origin fetch per key, fills that outlive clients, failures and uncacheable releases, max_object streaming |

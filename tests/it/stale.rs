@@ -1,5 +1,5 @@
 //! RFC 5861: serving stale content while it is renewed, and instead of origin errors. The
-//! table's cases run on one node and through a non-owner (`topology`).
+//! table's cases run on one node and through every cluster placement (`topology`).
 
 use std::time::{Duration, Instant};
 
@@ -101,6 +101,7 @@ async fn stale_if_error_from_the_request_and_must_revalidate_overriding_it(t: Ct
         "{}",
         strict.cache_status()
     );
+    assert_eq!((t.origin.count("/req"), t.origin.count("/strict")), (2, 2));
 }
 
 #[tokio::test]

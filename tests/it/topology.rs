@@ -1,9 +1,12 @@
-//! One caching behaviour, two topologies. Each case of a [`both_ways!`] table runs against
-//! one node, and through a node of a 3-node cluster that does not own the object, so every
-//! request crosses the peer hop to the owner, which holds the object. A case is an
-//! `async fn(Ctx)`: it programs the origin, sends requests through the [`Ctx`], and asserts
-//! what the client sees (status, body bytes, headers) and what the origin was asked. The
-//! assertions are the same code both ways, so they hold the same both ways.
+//! One caching behaviour, every placement. Each case of a [`both_ways!`] table runs against
+//! one node, and through a node of a cluster that does not hold the object, so every request
+//! crosses the peer hop to the owner: with one holder per object (3 nodes), with `replicas =
+//! 2` (3 nodes) and `replicas = 3` (4 nodes), where the owner pushes what it stores to the
+//! other holders, and with `replicate = "all"`, where the asking node keeps its own copy. A
+//! case is an `async fn(Ctx)`: it programs the origin, sends requests through the [`Ctx`], and
+//! asserts what the client sees (status, body bytes, headers) and exactly what the origin was
+//! asked. The assertions are the same code every way, so a placement that changes what a
+//! client or the origin sees fails them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +25,41 @@ pub enum Topology {
     /// A 3-node cluster without replicas, each request sent to a node that does not own its
     /// path.
     ThroughNonOwner,
+    /// A cluster where each object has `holders` holders (`replicas`), each request sent to a
+    /// node that holds none of its path's.
+    Replicas { nodes: usize, holders: usize },
+    /// A 3-node cluster with `replicate = "all"`: the node asked keeps a copy of what it
+    /// fetched through the owner, and may answer later requests from it.
+    ReplicateAll,
+}
+
+impl Topology {
+    /// Every placement a case runs through besides one node.
+    pub const CLUSTERED: [Topology; 4] = [
+        Topology::ThroughNonOwner,
+        Topology::Replicas {
+            nodes: 3,
+            holders: 2,
+        },
+        Topology::Replicas {
+            nodes: 4,
+            holders: 3,
+        },
+        Topology::ReplicateAll,
+    ];
+
+    fn cluster(self) -> Option<(usize, String, usize)> {
+        match self {
+            Topology::Single => None,
+            Topology::ThroughNonOwner => Some((3, "replicate = \"none\"".to_owned(), 1)),
+            Topology::Replicas { nodes, holders } => Some((
+                nodes,
+                format!("replicate = \"none\"\nreplicas = {holders}"),
+                holders,
+            )),
+            Topology::ReplicateAll => Some((3, "replicate = \"all\"".to_owned(), 1)),
+        }
+    }
 }
 
 type Answer = Arc<dyn Fn(&Seen, usize) -> Reply + Send + Sync>;
@@ -51,14 +89,14 @@ impl Ctx {
             answer.expect("the case sets the origin's answers first")(seen, n)
         })
         .await;
-        let nodes = match topology {
-            Topology::Single => {
+        let nodes = match topology.cluster() {
+            None => {
                 // The site table comes last: what follows it is in it.
                 let toml = site_config(&origin.url(), "") + site_extra;
                 Nodes::Single(Node::start(&toml).await)
             }
-            Topology::ThroughNonOwner => Nodes::Cluster(
-                TestCluster::start_with_site(3, &origin, "replicate = \"none\"", site_extra).await,
+            Some((n, cluster_extra, _)) => Nodes::Cluster(
+                TestCluster::start_with_site(n, &origin, &cluster_extra, site_extra).await,
             ),
         };
         Self {
@@ -89,7 +127,8 @@ impl Ctx {
     }
 
     /// Any request for `path` on host `example.test`. Through a non-owner, a GET or HEAD
-    /// must have crossed the hop: the owner's `Cache-Status` member first, then the edge's.
+    /// must have crossed the hop: the owner's `Cache-Status` member first, then the edge's
+    /// (with `replicate = "all"`, or the edge's alone when it answered from its copy).
     pub async fn send(
         &self,
         method: Method,
@@ -100,7 +139,8 @@ impl Ctx {
         let (node, caches) = self.route(path).await;
         let cacheable = method == Method::GET || method == Method::HEAD;
         let r = send(node.http, method, path, "example.test", headers, body).await;
-        if cacheable && self.topology == Topology::ThroughNonOwner {
+        let own_copy = self.topology == Topology::ReplicateAll && names(&r) == caches[1..];
+        if cacheable && self.topology != Topology::Single && !own_copy {
             assert_eq!(
                 names(&r),
                 caches,
@@ -142,18 +182,20 @@ impl Ctx {
             .count()
     }
 
-    /// The node that serves `path` and the caches its responses cross.
+    /// The node that serves `path` and the caches its responses cross: a node that holds
+    /// none of its copies (its owner's, nor a replica's).
     async fn route(&self, path: &str) -> (&Node, Vec<String>) {
         let cluster = match &self.nodes {
             Nodes::Single(node) => return (node, vec!["edge-test".to_owned()]),
             Nodes::Cluster(cluster) => cluster,
         };
+        let holders = self.topology.cluster().map_or(1, |(_, _, h)| h);
         let mut routes = self.routes.lock().await;
         if !routes.contains_key(path) {
-            let owner = cluster.owner(0, path).await;
+            let (owner, preference) = cluster.preference(0, path).await;
             let edge = (0..cluster.len())
-                .find(|i| format!("node-{i}") != owner)
-                .expect("a node that does not own the path");
+                .find(|i| !preference[..holders].contains(&cluster.address(*i)))
+                .expect("a node that holds nothing of the path");
             routes.insert(path.to_owned(), (edge, vec![owner, format!("node-{edge}")]));
         }
         let (edge, caches) = routes[path].clone();
@@ -172,22 +214,41 @@ pub fn names(r: &Resp) -> Vec<String> {
 }
 
 /// The table: `both_ways! { case, other_case with "site key = 1", ... }` makes, for each
-/// `async fn case(ctx: Ctx)`, a module `case` with the tests `on_one_node` and
-/// `through_a_non_owner`. `with` adds keys to the site's table for that case.
+/// `async fn case(ctx: Ctx)`, a module `case` with the tests `on_one_node`,
+/// `through_a_non_owner`, `with_two_replicas`, `with_three_replicas` and `replicate_all`.
+/// `with` adds keys to the site's table for that case.
 macro_rules! both_ways {
     ($($case:ident $(with $site:literal)?),* $(,)?) => {$(
         mod $case {
             use $crate::topology::{Ctx, Topology};
 
+            async fn run(topology: Topology) {
+                super::$case(Ctx::start(topology, concat!("" $(, $site)?)).await).await;
+            }
+
             #[tokio::test]
             async fn on_one_node() {
-                super::$case(Ctx::start(Topology::Single, concat!("" $(, $site)?)).await).await;
+                run(Topology::Single).await;
             }
 
             #[tokio::test]
             async fn through_a_non_owner() {
-                let topology = Topology::ThroughNonOwner;
-                super::$case(Ctx::start(topology, concat!("" $(, $site)?)).await).await;
+                run(Topology::CLUSTERED[0]).await;
+            }
+
+            #[tokio::test]
+            async fn with_two_replicas() {
+                run(Topology::CLUSTERED[1]).await;
+            }
+
+            #[tokio::test]
+            async fn with_three_replicas() {
+                run(Topology::CLUSTERED[2]).await;
+            }
+
+            #[tokio::test]
+            async fn replicate_all() {
+                run(Topology::CLUSTERED[3]).await;
             }
         }
     )*};
