@@ -307,6 +307,20 @@ impl Cluster {
         }
     }
 
+    /// The owner of `key_hash` among live members other than `skipped` (nodes a request has
+    /// already tried: ejected or not, they did not answer it).
+    pub(crate) fn route_skipping(&self, key_hash: u64, skipped: &[NodeId]) -> Route {
+        let view = self.view.load();
+        let owner = view.ring.owner_where(key_hash, |id| {
+            *id == self.me
+                || (!skipped.contains(id) && view.peers.get(id).is_some_and(|p| p.is_alive()))
+        });
+        match owner.and_then(|id| view.peers.get(id)) {
+            Some(peer) => Route::Peer(peer.clone()),
+            None => Route::Local,
+        }
+    }
+
     /// The live node that owned `key_hash` before the last membership change, if that was
     /// less than `handoff` ago and it was another node: a miss on its new owner asks it
     /// first, so a join (or a leave) does not send the moved keys to the origin. A node that

@@ -75,8 +75,6 @@ pub(crate) struct FillJob {
     pub(crate) registered: bool,
     /// Where the response is asked for, decided by the route phase.
     pub(crate) upstream: Upstream,
-    /// The key's other holders, which a stored response is written through to.
-    pub(crate) holders: Option<Holders>,
     /// The chunk this fill is for (`key` is the chunk's), asked with `Range` and `If-Range`.
     pub(crate) chunk: Option<ChunkRequest>,
 }
@@ -136,10 +134,18 @@ impl FillJob {
         store
             .insert(&self.key, entry.clone(), self.site.policy.max_variants)
             .await;
-        if let Some(holders) = &self.holders {
+        self.push_to_holders(entry);
+        true
+    }
+
+    /// Push what this node stored to the key's other holders, if it stored it as the key's
+    /// first holder (from the origin or the shield, or in place of an owner that failed):
+    /// decided by where the fill went in the end.
+    fn push_to_holders(&self, entry: &Arc<Entry>) {
+        let cluster = self.proxy.cluster.as_ref();
+        if let Some(holders) = Holders::of(cluster, &self.key, &self.upstream) {
             holders.push(&self.key, entry);
         }
-        true
     }
 
     /// From now on the key is not shared: new requests skip coalescing for a while.
@@ -458,9 +464,7 @@ async fn store_refreshed(
             .insert(&job.key, entry.clone(), policy.max_variants)
             .await;
         // The holders' copies are freshened too (a stale one would ask the origin again).
-        if let Some(holders) = &job.holders {
-            holders.push(&job.key, &entry);
-        }
+        job.push_to_holders(&entry);
     } else {
         job.proxy.store.purge(&job.key).await;
     }

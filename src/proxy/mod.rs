@@ -675,8 +675,6 @@ impl Proxy {
             request_cc: ctx.directives.clone(),
             stale,
             registered,
-            // A chunk has holders of its own: its place on the ring is its own key's.
-            holders: fill::Holders::of(self.cluster.as_ref(), &ctx.key, &upstream),
             upstream,
             chunk: ctx.chunk.clone(),
         };

@@ -55,9 +55,9 @@ pub(crate) struct Target {
     shield: Option<Arc<ShieldTier>>,
     /// Shield nodes that could not be reached for this fill (two, and the origin is asked).
     shields_failed: u8,
-    /// Holders of the key that could not be reached for this fill (`replicas - 1` of them,
-    /// and the shield tier or the origin is asked).
-    holders_failed: u8,
+    /// Holders of the key that could not be reached (or did not answer) for this fill:
+    /// `replicas - 1` of them, and the shield tier or the origin is asked.
+    holders_failed: Vec<crate::cluster::ring::NodeId>,
     /// The hops the request had taken when it reached this node.
     taken: Hops,
 }
@@ -79,7 +79,7 @@ pub(crate) fn route(cluster: Option<&Arc<Cluster>>, ctx: &RequestContext) -> Ups
         key_hash,
         shield: ctx.site.shield.clone(),
         shields_failed: 0,
-        holders_failed: 0,
+        holders_failed: Vec::new(),
         taken: ctx.hops,
     };
     match cluster.route(key_hash) {
@@ -129,20 +129,20 @@ pub(crate) fn owned_elsewhere(cluster: Option<&Arc<Cluster>>, ctx: &RequestConte
 
 /// The owner `failed` could not be reached: its next holder, if there is one to try.
 fn next_holder(failed: NodeHop) -> Upstream {
-    let to = failed.to;
-    let tries = usize::from(to.holders_failed) + 1;
-    let next = match to.cluster.route(to.key_hash) {
-        Route::Peer(peer) if tries < to.cluster.replicas && peer.id != failed.peer.id => peer,
+    let mut to = failed.to;
+    to.holders_failed.push(failed.peer.id.clone());
+    // The next node in the key's order that this fill has not tried: live ones only, and the
+    // one that failed left out even when it still counts as live (it answers probes but did
+    // not answer this request).
+    let next = match to.cluster.route_skipping(to.key_hash, &to.holders_failed) {
+        Route::Peer(peer) if to.holders_failed.len() < to.cluster.replicas => peer,
         _ => return to_shield(to),
     };
     Upstream::Owner(NodeHop {
         peer: next,
         hops: failed.hops,
         keep_replica: failed.keep_replica,
-        to: Target {
-            holders_failed: to.holders_failed + 1,
-            ..to
-        },
+        to,
     })
 }
 

@@ -19,7 +19,7 @@ const SIZE: usize = 64 * MIB;
 
 /// `len` bytes whose every 4-byte word names its offset and the version, so a byte from the
 /// wrong place or the wrong version shows.
-fn representation(len: usize, version: u32) -> Bytes {
+pub(crate) fn representation(len: usize, version: u32) -> Bytes {
     let mut out = Vec::with_capacity(len + 4);
     let salt = version.wrapping_mul(0x9e37_79b9);
     let mut word = 0u32;
@@ -31,7 +31,7 @@ fn representation(len: usize, version: u32) -> Bytes {
     Bytes::from(out)
 }
 
-fn sha256(bytes: &[u8]) -> String {
+pub(crate) fn sha256(bytes: &[u8]) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -49,7 +49,7 @@ fn one_range(range: &str, len: usize) -> Option<(usize, usize)> {
 
 /// What a file server answers for `body` tagged `etag`: one range honoured unless `If-Range`
 /// names another tag, the whole otherwise.
-fn file_server(seen: &Seen, body: &Bytes, etag: &str) -> Reply {
+pub(crate) fn file_server(seen: &Seen, body: &Bytes, etag: &str) -> Reply {
     let range = seen.header("range");
     let if_range = seen.header("if-range");
     let reply = match one_range(&range, body.len()) {

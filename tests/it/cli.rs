@@ -61,6 +61,50 @@ fn check_accepts_the_demo_config() {
     assert_eq!(code, Some(0), "stderr: {stderr}");
 }
 
+/// Valid but not what was meant: `replicas` above the member count is said (on stderr, the
+/// file still passes), as are the purge-log keys' limits and a bad region.
+#[test]
+fn check_warns_of_more_replicas_than_members_and_refuses_bad_cluster_keys() {
+    let cluster = |keys: &str| {
+        format!(
+            "[cluster]\nadvertise = \"10.0.0.1:80\"\npeers = [\"10.0.0.2:80\"]\nsecret = \"0123456789abcdef\"\n{keys}\n{SITE}"
+        )
+    };
+    let file = TempFile::new("warn", &cluster("replicas = 3"));
+    let (code, stdout, stderr) = run_to_end(&["check", "--config", &file.shown()]);
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    assert!(stdout.contains(": ok"), "{stdout}");
+    let warning = format!(
+        "{}: warning: cluster.replicas: 3 holders per object, but the cluster has 2 member(s)",
+        file.shown()
+    );
+    assert!(stderr.contains(&warning), "{stderr}");
+    let fine = TempFile::new("nowarn", &cluster("replicas = 2"));
+    let (code, _, stderr) = run_to_end(&["check", "--config", &fine.shown()]);
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
+    check_refuses(
+        &cluster("probe_interval = \"2s\"\npurge_lease = \"1s\""),
+        6,
+        15,
+        "cluster.purge_lease",
+        "must be longer than cluster.probe_interval",
+    );
+    check_refuses(
+        &cluster("purge_log_memory = \"1KiB\""),
+        5,
+        20,
+        "cluster.purge_log_memory",
+        "at least",
+    );
+    check_refuses(
+        &cluster("[cluster.regions]\nus = [\"10.0.0.2:80\"]"),
+        6,
+        7,
+        "cluster.regions.us[0]",
+        "is a member of this node's own cluster",
+    );
+}
+
 #[test]
 fn check_reports_unknown_key_with_position() {
     check_refuses(

@@ -687,6 +687,84 @@ async fn a_hung_owner_costs_about_two_peer_timeouts_and_is_ejected() {
     node.stop().await;
 }
 
+/// A member whose probe handler answers while its request path hangs (a stand-in: `200` on
+/// `/_outpost/peer`, nothing else ever answered). A request for one of its keys waits one
+/// `peer_timeout`, asks it whether it is working on the request (it says nothing of the
+/// kind), and goes to the key's next holder, which serves it or fills it from the origin:
+/// answered within about twice `peer_timeout`. After three such requests in a row it is
+/// ejected although it still answers probes, and its keys go to their next holders at once.
+#[tokio::test]
+async fn a_member_answering_probes_but_not_requests_costs_about_two_peer_timeouts() {
+    let origin = Origin::start(cacheable_origin()).await;
+    let wedged = Origin::start(|seen, _| {
+        if seen.path.starts_with("/_outpost/peer") {
+            Reply::ok(r#"{"name":"wedged"}"#)
+        } else {
+            Reply::ok("").delay(Duration::from_secs(60))
+        }
+    })
+    .await;
+    let listeners = [
+        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+    ];
+    let addrs = [
+        listeners[0].local_addr().expect("addr"),
+        listeners[1].local_addr().expect("addr"),
+        wedged.addr,
+    ];
+    let extra = "replicas = 2\npeer_timeout = \"300ms\"\nreplicate = \"none\"";
+    let [l0, l1] = listeners;
+    let a = Node::start_on(&config(0, &addrs, &[0, 1, 2], &origin, extra), false, l0).await;
+    let b = Node::start_on(&config(1, &addrs, &[0, 1, 2], &origin, extra), false, l1).await;
+    let owned = |n: usize| async move {
+        let mut paths = Vec::new();
+        for i in 0..400 {
+            let path = format!("/wedged-{i}");
+            let url = format!("http://example.test{path}");
+            let page = admin_get(a.admin, &format!("/cluster/owner?url={url}"), &[]).await;
+            let json: serde_json::Value = serde_json::from_slice(&page.body).expect("json");
+            if json["address"] == wedged.addr.to_string() {
+                paths.push(path);
+                if paths.len() == n {
+                    break;
+                }
+            }
+        }
+        paths
+    };
+    let paths = owned(6).await;
+    assert_eq!(paths.len(), 6);
+    for path in &paths {
+        let started = Instant::now();
+        let r = get(&a, path).await;
+        let took = started.elapsed();
+        assert_eq!(r.text(), format!("body of {path}"), "{}", r.cache_status());
+        assert!(
+            took < Duration::from_millis(1500),
+            "{path}: waited {took:?} on a member that does not serve"
+        );
+        assert_eq!(origin.count(path), 1, "{path}");
+    }
+    let up = format!("outpost_peer_up{{peer=\"{}\"}}", wedged.addr);
+    assert_eq!(
+        a.metric(&up).await,
+        0.0,
+        "ejected although it answers probes"
+    );
+    // Its keys' next holders answer them now, from what they stored.
+    let r = get(&b, &paths[0]).await;
+    assert_eq!(r.text(), format!("body of {}", paths[0]));
+    assert_eq!(origin.count(&paths[0]), 1);
+    // The stand-in was asked: each request once (the first three, before it was ejected).
+    let asked = wedged
+        .requests()
+        .iter()
+        .filter(|s| s.path.starts_with("/wedged-"))
+        .count();
+    assert!((3..=4).contains(&asked), "{asked}");
+}
+
 #[tokio::test]
 async fn a_live_owner_waiting_on_a_slow_origin_is_waited_for() {
     let origin = Origin::start(|seen, _| {

@@ -18,6 +18,7 @@
 //! | `regression` | one test per bug found, named after it |
 //! | `cluster` | 3-node clusters: ring ownership, one origin fetch per object, hop MAC, failover, replicas, cluster purge, admin pages |
 //! | `replicas` | `[cluster] replicas = 2` with real processes: fills written through to the second holder, a SIGKILLed node's objects served from the copies (origin asked ≤ 3 times for 300) |
+//! | `replication` | replication that is exact, with real processes: 10 nodes hold a 256 MiB chunked object twice, a SIGKILLed node costs the origin nothing, a restart serves chunks from the snapshot; a rolling start routes every key alike |
 //! | `shield` | regions and the shield tier: two regions fill from one shield (origin once per object, Cache-Status names the shield), coalescing across tiers, shields down, mutual shields stop after one shield hop |
 //! | `discovery` | cluster members from DNS (A/AAAA, SRV) on a real in-process DNS server: TTLs, outages |
 //! | `dns_server` | a tiny authoritative UDP DNS server whose records tests change (not tests) |
@@ -51,6 +52,7 @@ mod persist;
 mod policy;
 mod regression;
 mod replicas;
+mod replication;
 mod shield;
 mod stale;
 mod steering;

@@ -14,27 +14,23 @@ use crate::harness::*;
 use crate::util::{self, Outpost, TempFile, wait_answering};
 
 /// A directory under the system temp dir, removed on drop.
-struct Dir(PathBuf);
+struct Dir(util::TempDir);
 
 impl Dir {
     fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "outpost-persist-{name}-{}-{}",
-            std::process::id(),
-            util::free_port()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        Self(dir)
+        Self(util::TempDir::new(&format!("persist-{name}")))
     }
 
     fn snapshot(&self) -> PathBuf {
-        self.0.join("cache.snapshot")
+        self.0.0.join("cache.snapshot")
     }
 }
 
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+impl std::ops::Deref for Dir {
+    type Target = PathBuf;
+
+    fn deref(&self) -> &PathBuf {
+        &self.0.0
     }
 }
 
@@ -85,7 +81,7 @@ const LOADED: &str = r#"outpost_cache_snapshot_entries_total{op="load",result="l
 async fn a_restarted_node_serves_its_cache_from_the_snapshot_with_the_right_age() {
     let origin = aged_origin().await;
     let dir = Dir::new("restart");
-    let (file, http, admin) = persisting(&origin, &dir.0);
+    let (file, http, admin) = persisting(&origin, &dir);
     let node = start(&file, admin).await;
     for path in ["/a", "/b", "/c", "/a", "/b"] {
         assert_eq!(get(http, path).await.text(), format!("body of {path}"));
@@ -119,9 +115,9 @@ async fn a_restarted_node_serves_its_cache_from_the_snapshot_with_the_right_age(
 async fn a_corrupt_snapshot_starts_an_empty_cache_and_says_so() {
     let origin = aged_origin().await;
     let dir = Dir::new("corrupt");
-    std::fs::create_dir_all(&dir.0).expect("dir");
+    std::fs::create_dir_all(dir.as_path()).expect("dir");
     std::fs::write(dir.snapshot(), b"not a snapshot at all").expect("junk");
-    let (file, http, admin) = persisting(&origin, &dir.0);
+    let (file, http, admin) = persisting(&origin, &dir);
     let node = start(&file, admin).await;
     let skipped = r#"outpost_cache_snapshots_skipped_total{reason="corrupt"}"#;
     assert_eq!(metric(admin, skipped).await, 1.0);
@@ -147,7 +143,7 @@ async fn a_corrupt_snapshot_starts_an_empty_cache_and_says_so() {
 async fn a_damaged_entry_is_fetched_again_and_the_others_are_hits() {
     let origin = aged_origin().await;
     let dir = Dir::new("damaged");
-    let (file, http, admin) = persisting(&origin, &dir.0);
+    let (file, http, admin) = persisting(&origin, &dir);
     let node = start(&file, admin).await;
     for path in ["/one", "/two", "/three"] {
         get(http, path).await;
@@ -183,7 +179,7 @@ async fn a_damaged_entry_is_fetched_again_and_the_others_are_hits() {
 async fn a_snapshot_of_another_configuration_is_skipped_whole() {
     let origin = aged_origin().await;
     let dir = Dir::new("config");
-    let (file, http, admin) = persisting(&origin, &dir.0);
+    let (file, http, admin) = persisting(&origin, &dir);
     let node = start(&file, admin).await;
     get(http, "/a").await;
     stop(node).await;

@@ -19,18 +19,64 @@ pub(crate) struct Member {
     pub(crate) http: SocketAddr,
     pub(crate) admin: SocketAddr,
     pub(crate) process: Outpost,
-    _file: TempFile,
+    file: TempFile,
+}
+
+impl Member {
+    /// Start the node again on the same configuration (after it was killed or stopped).
+    pub(crate) async fn restart(&mut self) {
+        self.process = Outpost::spawn(&["run", "--config", &self.file.shown()]);
+        wait_answering(&mut self.process, self.admin, "/healthz", "admin").await;
+    }
+
+    /// Whether it says it is ready.
+    pub(crate) async fn ready(&self) -> bool {
+        util::admin_get(self.admin, "/readyz", &[]).await.status == 200
+    }
+}
+
+/// How a cluster of real processes is started.
+pub(crate) struct Launch<'a> {
+    pub(crate) nodes: usize,
+    /// More `[cluster]` keys (`replicas = 2`, ...).
+    pub(crate) cluster: &'a str,
+    /// More top-level tables for node `i` (before the site).
+    pub(crate) extra: &'a dyn Fn(usize) -> String,
+    pub(crate) probe_interval: &'a str,
+    /// Start each node once the one before says it is ready (a rolling start) and return
+    /// when the last is ready, rather than start all at once and wait until every node sees
+    /// every other alive.
+    pub(crate) one_by_one: bool,
 }
 
 /// Three real `outpost` processes in one cluster in front of `origin`; `extra` are more
 /// top-level tables (before the site).
 pub(crate) async fn start_three(origin: &Origin, replicas: usize, extra: &str) -> Vec<Member> {
+    let cluster = format!("replicas = {replicas}");
+    let extra = |_| extra.to_owned();
+    start_members(
+        origin,
+        &Launch {
+            nodes: 3,
+            cluster: &cluster,
+            extra: &extra,
+            probe_interval: "100ms",
+            one_by_one: false,
+        },
+    )
+    .await
+}
+
+/// Real `outpost` processes in one cluster in front of `origin`, every one alive in every
+/// other's view when this returns.
+pub(crate) async fn start_members(origin: &Origin, launch: &Launch<'_>) -> Vec<Member> {
+    let n = launch.nodes;
     let addr = || -> SocketAddr { format!("127.0.0.1:{}", free_port()).parse().expect("addr") };
-    let https: Vec<SocketAddr> = (0..3).map(|_| addr()).collect();
-    let admins: Vec<SocketAddr> = (0..3).map(|_| addr()).collect();
+    let https: Vec<SocketAddr> = (0..n).map(|_| addr()).collect();
+    let admins: Vec<SocketAddr> = (0..n).map(|_| addr()).collect();
     let peers: Vec<String> = https.iter().map(|a| format!("\"{a}\"")).collect();
-    let mut members = Vec::new();
-    for i in 0..3 {
+    let mut members: Vec<Member> = Vec::new();
+    for i in 0..n {
         let text = format!(
             r#"
 [node]
@@ -44,9 +90,9 @@ token = "secret"
 advertise = "{http}"
 peers = [{peers}]
 secret = "{SECRET}"
-probe_interval = "100ms"
+probe_interval = "{probe}"
 replicate = "none"
-replicas = {replicas}
+{cluster}
 {extra}
 [[site]]
 hosts = ["example.test"]
@@ -55,25 +101,40 @@ origin = ["{origin}"]
             http = https[i],
             admin = admins[i],
             peers = peers.join(", "),
+            probe = launch.probe_interval,
+            cluster = launch.cluster,
+            extra = (launch.extra)(i),
             origin = origin.url(),
         );
         let file = TempFile::new("replicas", &text);
-        let process = Outpost::spawn(&["run", "--config", &file.shown()]);
+        let mut process = Outpost::spawn(&["run", "--config", &file.shown()]);
+        if launch.one_by_one {
+            wait_answering(&mut process, admins[i], "/healthz", "admin").await;
+            let admin = admins[i];
+            wait_until("ready", Duration::from_secs(20), || async move {
+                util::admin_get(admin, "/readyz", &[]).await.status == 200
+            })
+            .await;
+        }
         members.push(Member {
             http: https[i],
             admin: admins[i],
             process,
-            _file: file,
+            file,
         });
+    }
+    if launch.one_by_one {
+        // Each said it was ready, which is all a load balancer waits for.
+        return members;
     }
     for m in &mut members {
         wait_answering(&mut m.process, m.admin, "/healthz", "admin").await;
         let admin = m.admin;
-        wait_until("every peer alive", Duration::from_secs(10), || async move {
+        wait_until("every peer alive", Duration::from_secs(20), || async move {
             let r = util::admin_get(admin, "/cluster", &[]).await;
             let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
             let members = json["members"].as_array().cloned().unwrap_or_default();
-            members.len() == 3 && members.iter().all(|m| m["alive"] == true)
+            members.len() == n && members.iter().all(|m| m["alive"] == true)
         })
         .await;
     }

@@ -65,6 +65,27 @@ impl Drop for TempFile {
     }
 }
 
+/// A directory under the system temp dir (not created), removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "outpost-dir-{name}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A loopback port that was free a moment ago (bound, then released).
 pub fn free_port() -> u16 {
     let listener = StdListener::bind("127.0.0.1:0").expect("bind for a free port");
