@@ -15,6 +15,7 @@
 //! | `admin` | health, readiness, metrics (promtool, OpenMetrics), purge and its auth |
 //! | `policy` | per-site policy: RFC 9213 targeted fields, status TTLs, grace, cookies, variant bounds, key rules, tags and soft purge, must-revalidate |
 //! | `stale` | RFC 5861, on one node and through a non-owner: stale-while-revalidate, stale-if-error |
+//! | `purges` | purges never lost, with real processes: another region, a node restarted from its snapshot, a node frozen while the purge went out, a fill in flight |
 //! | `regression` | one test per bug found, named after it |
 //! | `cluster` | 3-node clusters: ring ownership, one origin fetch per object, hop MAC, failover, replicas, cluster purge, admin pages |
 //! | `replicas` | `[cluster] replicas = 2` with real processes: fills written through to the second holder, a SIGKILLed node's objects served from the copies (origin asked ≤ 3 times for 300) |
@@ -50,6 +51,7 @@ mod origin_failures;
 mod origins;
 mod persist;
 mod policy;
+mod purges;
 mod regression;
 mod replicas;
 mod replication;

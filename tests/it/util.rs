@@ -193,6 +193,15 @@ impl Outpost {
         assert!(status.success(), "kill -TERM failed: {status}");
     }
 
+    /// `kill -<signal> <pid>` (`STOP`, `CONT`, ...).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed: {status}");
+    }
+
     /// `kill -KILL <pid>`: gone at once, no drain.
     pub fn sigkill(&mut self) {
         let _ = self.child.kill();
