@@ -463,6 +463,21 @@ class Client(threading.Thread):
                 self.drop(i)
             return r.status, headers, body
 
+    def try_attempt(self, i, path):
+        """(None, (status, headers, body)), or (the cause of a transport failure, None)."""
+        try:
+            return None, self.attempt(i, path)
+        except Truncated as e:
+            return f"{e.status} cut mid-body", None
+        except ConnectionRefusedError:
+            return "connection refused", None
+        except (socket.timeout, TimeoutError):
+            return "client timeout", None
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            return "connection reset", None
+        except (OSError, http.client.HTTPException) as e:
+            return f"transport: {type(e).__name__}", None
+
     def run(self):
         tl, names = self.cluster.timeline, self.cluster.names
         while time.monotonic() < self.stop_at:
@@ -474,20 +489,9 @@ class Client(threading.Thread):
             final = None  # (cause, node) of the failure the client is left with
             for i in order:
                 a0 = time.monotonic()
-                try:
-                    status, headers, body = self.attempt(i, path)
-                except Truncated as e:
-                    cause = f"{e.status} cut mid-body"
-                except ConnectionRefusedError:
-                    cause = "connection refused"
-                except (socket.timeout, TimeoutError):
-                    cause = "client timeout"
-                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                    cause = "connection reset"
-                except (OSError, http.client.HTTPException) as e:
-                    cause = f"transport: {type(e).__name__}"
-                else:
-                    cause = None
+                cause, response = self.try_attempt(i, path)
+                if cause is None:
+                    status, headers, body = response
                 a1 = time.monotonic()
                 if cause is not None:
                     ctx = self.context(i, a0, a1)

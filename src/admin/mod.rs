@@ -136,6 +136,7 @@ impl View<'_> {
             .set(gauge(store.entry_count()));
         let (owner, replica) = store.role_bytes();
         self.metrics.store.set_role_bytes(owner, replica);
+        self.proxy.purges.observe_lease();
         let openmetrics = request
             .headers()
             .get(header::ACCEPT)

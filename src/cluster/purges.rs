@@ -93,6 +93,8 @@ impl Purges {
         self.lease_ms.store(millis(lease), Ordering::Relaxed);
         self.partners.store(partners, Ordering::Relaxed);
         self.publish(&log);
+        drop(log);
+        self.observe_lease();
     }
 
     pub(crate) fn lease(&self) -> Duration {

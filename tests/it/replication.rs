@@ -72,6 +72,12 @@ async fn ten_nodes_hold_a_chunked_object_twice_and_a_lost_node_costs_the_origin_
     .await;
     let owner = total(&admins, r#"outpost_cache_role_bytes{role="owner"}"#).await;
     let replica = total(&admins, r#"outpost_cache_role_bytes{role="replica"}"#).await;
+    // What crossed is the object once more and a few hundred bytes per entry.
+    let pushed = total(&admins, "outpost_replica_push_bytes_total").await;
+    assert!(
+        pushed >= SIZE as f64 && pushed < SIZE as f64 * 1.01,
+        "pushed {pushed}"
+    );
     assert!(owner >= SIZE as f64, "owner bytes {owner}");
     assert!(
         replica >= SIZE as f64,
