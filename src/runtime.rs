@@ -148,6 +148,7 @@ pub async fn run_with_reloads(
                 &runtime.listen_config().await,
             ))),
             connections: Arc::new(Semaphore::new(256)),
+            per_client: crate::listener::per_client::PerClient::new(0),
             shutdown: admin_stopped,
             accepting,
             metrics: None,
@@ -267,6 +268,8 @@ pub(crate) struct Runtime {
     tls: Arc<ArcSwapOption<ServerConfig>>,
     settings: Arc<ArcSwap<ConnSettings>>,
     connections: Arc<Semaphore>,
+    /// The limit per client address (TCP and QUIC together), reloadable.
+    per_client: Arc<crate::listener::per_client::PerClient>,
     /// The semaphore's size, fixed at start (a reload does not resize it).
     max_connections: usize,
     shutdown: watch::Receiver<bool>,
@@ -290,24 +293,19 @@ impl Runtime {
             purges: purges.clone(),
             records,
             ready: ready.clone(),
+            compress_pool: crate::proxy::compress_pool(),
+            loaded: watch::channel(false).0,
         };
         let (cluster, background) = start_cluster(&config, &metrics, None, &node);
         let access = Arc::new(AccessLog::new(
             config.log.access,
             metrics.front.access_log_dropped.clone(),
         ));
-        let proxy = Proxy::new(
-            &config,
-            store,
-            metrics.clone(),
-            cluster,
-            ready.clone(),
-            access.clone(),
-            purges.clone(),
-        )?;
+        let proxy = Proxy::new(&config, store, cluster, node.shared(&metrics, &access))?;
         // Before any listener accepts: the node is ready with its cache back (and the purges
-        // it had taken), or not at all.
+        // it had taken), or not at all; only then does it compare purge logs with its peers.
         persist::load(&config, &proxy, &metrics).await?;
+        node.loaded.send_replace(true);
         let tls = Arc::new(ArcSwapOption::new(tls_config(&config)?));
         let front = Front::new(proxy);
         tokio::spawn(apply_records(front.clone(), records_in));
@@ -322,6 +320,9 @@ impl Runtime {
             tls,
             settings: Arc::new(ArcSwap::from_pointee(ConnSettings::from(&config.listen))),
             connections: Arc::new(Semaphore::new(config.listen.max_connections)),
+            per_client: crate::listener::per_client::PerClient::new(
+                config.listen.max_connections_per_client,
+            ),
             max_connections: config.listen.max_connections,
             shutdown,
             applied: Mutex::new(Applied {
@@ -357,6 +358,7 @@ impl Runtime {
             tls: https.then(|| self.tls.clone()),
             settings: self.settings.clone(),
             connections: self.connections.clone(),
+            per_client: self.per_client.clone(),
             shutdown: self.shutdown.clone(),
             accepting,
             metrics: Some(self.metrics.clone()),
@@ -382,6 +384,7 @@ impl Runtime {
             tls: None,
             settings: self.settings.clone(),
             connections: self.connections.clone(),
+            per_client: self.per_client.clone(),
             shutdown: self.shutdown.clone(),
             accepting,
             metrics: Some(self.metrics.clone()),
@@ -468,11 +471,8 @@ impl Runtime {
         let proxy = Proxy::new(
             &config,
             store,
-            self.metrics.clone(),
             cluster,
-            self.ready.clone(),
-            self.access.clone(),
-            self.node.purges.clone(),
+            self.node.shared(&self.metrics, &self.access),
         )
         .map_err(RunError::from)?;
         // Commit.
@@ -483,6 +483,8 @@ impl Runtime {
         self.tls.store(tls);
         self.settings
             .store(Arc::new(ConnSettings::from(&config.listen)));
+        self.per_client
+            .set_max(config.listen.max_connections_per_client);
         self.token.store(Arc::new(config.admin.token.clone()));
         for (https, socket) in bound {
             self.spawn_loop(&mut applied, socket, https);
@@ -563,6 +565,23 @@ pub(crate) struct NodeHandles {
     pub(crate) purges: Arc<Purges>,
     records: mpsc::Sender<Apply>,
     ready: Arc<AtomicBool>,
+    compress_pool: Arc<crate::proxy::CompressPool>,
+    /// See `cluster::NodeParts::loaded`; open for the node's life (a cluster made by a
+    /// reload reads it too).
+    loaded: watch::Sender<bool>,
+}
+
+impl NodeHandles {
+    /// What a proxy of this node shares with the others it builds.
+    fn shared(&self, metrics: &Arc<Metrics>, access: &Arc<AccessLog>) -> crate::proxy::Shared {
+        crate::proxy::Shared {
+            metrics: metrics.clone(),
+            ready: self.ready.clone(),
+            access: access.clone(),
+            purges: self.purges.clone(),
+            compress_pool: self.compress_pool.clone(),
+        }
+    }
 }
 
 /// Apply the purge records comparisons of purge logs found missing, through the proxy
@@ -648,6 +667,7 @@ fn start_cluster(
         ready: node.ready.clone(),
         shields,
         cache_memory: config.cache.memory,
+        loaded: node.loaded.subscribe(),
     };
     let cluster = Cluster::new(cluster_config, &config.node.name, metrics.clone(), parts);
     background.spawn(cluster.clone().probe_forever());

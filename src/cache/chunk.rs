@@ -160,14 +160,14 @@ pub(crate) fn validator(headers: &HeaderMap, now: SystemTime) -> Option<HeaderVa
 }
 
 /// Whether a storable 200 of `length` bytes is stored as chunks of `size`, and their map: a
-/// known length above one chunk and within `max_object`, no `Vary` (one representation per
-/// URL, so a chunk key needs no variant), a strong validator, no `Accept-Ranges: none`, and
-/// not already partial.
+/// known length above `above` (and one chunk) and within `max_object`, no `Vary` (one
+/// representation per URL, so a chunk key needs no variant), a strong validator, no
+/// `Accept-Ranges: none`, and not already partial.
 pub(crate) fn plan(
     status: StatusCode,
     headers: &HeaderMap,
     varies: bool,
-    size: u64,
+    (size, above): (u64, u64),
     max_object: u64,
     now: SystemTime,
 ) -> Option<ChunkMap> {
@@ -177,7 +177,7 @@ pub(crate) fn plan(
         .iter()
         .any(|v| v.as_bytes().eq_ignore_ascii_case(b"none"));
     if status != StatusCode::OK
-        || total <= size
+        || total <= size.max(above)
         || total > max_object
         || varies
         || no_ranges
@@ -278,7 +278,8 @@ mod tests {
 
     #[test]
     fn plan_needs_a_length_above_one_chunk_a_strong_validator_and_no_vary() {
-        let ok = |h: &HeaderMap, varies| plan(StatusCode::OK, h, varies, MIB, 1 << 40, now());
+        let ok =
+            |h: &HeaderMap, varies| plan(StatusCode::OK, h, varies, (MIB, MIB), 1 << 40, now());
         let map = ok(&big(&[("etag", "\"v1\"")]), false).expect("chunked");
         assert_eq!(
             (map.total, map.count(), map.validator.to_str().unwrap()),
@@ -311,7 +312,7 @@ mod tests {
             StatusCode::OK,
             &big(&[("etag", "\"v\"")]),
             false,
-            MIB,
+            (MIB, MIB),
             MIB * 8,
             now(),
         );
@@ -320,11 +321,21 @@ mod tests {
             StatusCode::PARTIAL_CONTENT,
             &big(&[("etag", "\"v\"")]),
             false,
-            MIB,
+            (MIB, MIB),
             1 << 40,
             now(),
         );
         assert_eq!(partial, None);
+        // Up to `above`, stored whole however many chunks it would make.
+        let above = plan(
+            StatusCode::OK,
+            &big(&[("etag", "\"v\"")]),
+            false,
+            (MIB, 64 * MIB),
+            1 << 40,
+            now(),
+        );
+        assert_eq!(above, None);
     }
 
     #[test]
@@ -334,11 +345,12 @@ mod tests {
             ("last-modified", lm),
             ("date", "Thu, 01 Jan 2026 00:00:05 GMT"),
         ]);
-        let map = plan(StatusCode::OK, &strong, false, MIB, 1 << 40, now()).expect("chunked");
+        let map =
+            plan(StatusCode::OK, &strong, false, (MIB, MIB), 1 << 40, now()).expect("chunked");
         assert_eq!(map.validator.to_str().unwrap(), lm);
         let weak = big(&[("last-modified", lm), ("date", lm)]);
         assert_eq!(
-            plan(StatusCode::OK, &weak, false, MIB, 1 << 40, now()),
+            plan(StatusCode::OK, &weak, false, (MIB, MIB), 1 << 40, now()),
             None
         );
     }

@@ -228,6 +228,8 @@ pub(crate) struct Rules {
     pub(crate) types: Vec<MediaPattern>,
     /// Bodies shorter than this gain less than the coding's framing costs.
     pub(crate) min_size: u64,
+    /// Bodies longer than this are served as they are (`compress_max_size`).
+    pub(crate) max_size: u64,
     pub(crate) levels: Levels,
 }
 
@@ -274,6 +276,8 @@ pub(crate) enum Untouched {
     Type,
     /// Shorter than `compress_min_size`.
     Small,
+    /// Longer than `compress_max_size`.
+    Large,
 }
 
 /// Whether a stored response of `len` bytes may be compressed under `rules`.
@@ -307,6 +311,9 @@ pub(crate) fn compressible(
     }
     if len < rules.min_size {
         return Err(Untouched::Small);
+    }
+    if len > rules.max_size {
+        return Err(Untouched::Large);
     }
     Ok(())
 }
@@ -422,6 +429,7 @@ mod tests {
             codings: OFFERED.to_vec(),
             types: default_types(),
             min_size: 1024,
+            max_size: 16 << 20,
             levels: Levels::default(),
         }
     }

@@ -137,6 +137,8 @@ pub(crate) struct Cluster {
     pub(crate) progress: Arc<progress::Progress>,
     /// Which remote node of each group the next probe round compares logs with.
     remote_turn: std::sync::atomic::AtomicUsize,
+    /// See [`NodeParts::loaded`].
+    loaded: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Purge records for the runtime to apply; `done` when they were.
@@ -154,6 +156,9 @@ pub(crate) struct NodeParts {
     pub(crate) shields: Vec<SocketAddr>,
     /// The default for `push_memory`: an eighth of the cache's memory.
     pub(crate) cache_memory: u64,
+    /// True once the node has loaded what it kept across a restart (its purge log first):
+    /// probes compare that log, never the empty one a starting node has before.
+    pub(crate) loaded: tokio::sync::watch::Receiver<bool>,
 }
 
 /// A node outside this cluster: purges go to it, and logs are compared with it.
@@ -234,6 +239,7 @@ impl Cluster {
             push_budget: FillBudget::new(push_memory),
             progress: Arc::default(),
             remote_turn: std::sync::atomic::AtomicUsize::new(0),
+            loaded: node.loaded,
         });
         if let crate::config::Members::Static(addrs) = &config.members {
             cluster.set_members(addrs);
@@ -483,6 +489,10 @@ impl Cluster {
     /// compared here ([`sync`]); one node of each other region and of the shield tier is
     /// compared with too. Runs until the node stops.
     pub(crate) async fn probe_forever(self: Arc<Self>) {
+        let mut loaded = self.loaded.clone();
+        if loaded.wait_for(|done| *done).await.is_err() {
+            return;
+        }
         let mut fast = FAST_PROBE;
         loop {
             let started = tokio::time::Instant::now();

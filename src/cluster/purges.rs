@@ -200,12 +200,21 @@ impl Purges {
         self.metrics.purges.lease.set(i64::from(self.lease_holds()));
     }
 
-    /// The digest of the log since `since_ms`, or since its horizon if that is later: the
-    /// time used, the digest and the horizon.
-    pub(crate) fn digest(&self, since_ms: u64) -> (u64, Digest, u64) {
+    /// The digest of the logged records since `since_ms` (exactly: below the horizon the log
+    /// holds nothing, so another log that reaches further back differs), and the horizon.
+    pub(crate) fn digest(&self, since_ms: u64) -> (Digest, u64) {
         let log = lock(&self.log);
-        let since = since_ms.max(log.horizon_ms());
-        (since, log.digest_since(since), log.horizon_ms())
+        (log.digest_since(since_ms), log.horizon_ms())
+    }
+
+    /// Before records fetched from a peer whose log reaches back to `peer_horizon_ms` are
+    /// applied: the horizon they will make true (see [`Log::merged_horizon`]), so that those
+    /// older than the current one are logged, not only applied.
+    pub(crate) fn prepare_merge(&self, peer_horizon_ms: u64) {
+        let lost = (!self.lease_holds()).then(|| self.synced_wall.load(Ordering::Relaxed));
+        let mut log = lock(&self.log);
+        log.merged_horizon(peer_horizon_ms, lost);
+        self.publish(&log);
     }
 
     pub(crate) fn horizon_ms(&self) -> u64 {

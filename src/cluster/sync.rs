@@ -68,20 +68,21 @@ pub(crate) fn probe_query(cluster: &Cluster) -> String {
     } else {
         "draining"
     };
-    let (since, digest, _) = cluster.purges.digest(0);
+    let horizon = cluster.purges.horizon_ms();
+    let (digest, _) = cluster.purges.digest(horizon);
     format!(
-        "since={since}&count={}&xor={}&state={state}",
+        "since={horizon}&count={}&xor={}&state={state}",
         digest.count, digest.xor
     )
 }
 
-/// On a signed probe from another node: if its digest (in `query`) matches this node's log
-/// since its horizon, this node's lease is renewed too (from now: the probe left just
-/// before).
+/// On a signed probe from a node whose log is complete since `since` with that digest: if
+/// this log reaches as far back and holds the same records since then, it is complete too,
+/// and this node's lease is renewed (from now: the probe left just before).
 pub(crate) fn compare_probe(cluster: &Cluster, since: u64, count: u64, xor: u64) {
     let started = cluster.purges.sync_started();
-    let (ours_since, ours, _) = cluster.purges.digest(since);
-    if ours_since == since && ours.count == count && ours.xor == xor {
+    let (ours, horizon) = cluster.purges.digest(since);
+    if horizon <= since && ours.count == count && ours.xor == xor {
         cluster.purges.synced(started, since);
     }
 }
@@ -108,18 +109,28 @@ pub(crate) async fn probe(cluster: &Cluster, peer: &Peer, timeout: Duration) {
     }
 }
 
-/// Compare this node's log with `peer`'s `summary`, fetching what is missing.
+/// Compare this node's log with `peer`'s `summary` (its digest since its horizon),
+/// fetching what is missing: afterwards this node holds every record the peer holds, so its
+/// log is complete as far back as the peer's is (or, after a time out of touch, from where
+/// the peer's log begins, if that is later than when it lost touch).
 async fn compare(cluster: &Cluster, peer: &Peer, summary: Summary, started: SyncStart) {
     let purges = &cluster.purges;
     let metrics = &cluster.metrics.purges;
-    let (since, ours, _) = purges.digest(summary.since);
-    if since == summary.since && ours.count == summary.count && ours.xor == summary.xor {
+    let (ours, _) = purges.digest(summary.since);
+    if ours.count == summary.count && ours.xor == summary.xor {
         purges.synced(started, summary.horizon);
         metrics.exchange("same");
         return;
     }
-    match exchange(cluster, peer, since).await {
-        Ok(horizon) => {
+    match exchange(cluster, peer, summary.since).await {
+        Ok((records, horizon)) => {
+            // Every page is in: the horizon moves first, so records older than the old one
+            // are logged; then they are applied, then the lease runs.
+            purges.prepare_merge(horizon);
+            if !records.is_empty() && !cluster.apply(records).await {
+                metrics.exchange("failed");
+                return;
+            }
             purges.synced(started, horizon);
             metrics.exchange("caught_up");
         }
@@ -130,15 +141,26 @@ async fn compare(cluster: &Cluster, peer: &Peer, summary: Summary, started: Sync
     }
 }
 
-/// Fetch and apply the records `peer` holds since `since` that this node lacks; the peer's
-/// horizon.
-async fn exchange(cluster: &Cluster, peer: &Peer, since: u64) -> Result<u64, String> {
+/// Most bytes of records one exchange collects (several times what a log may hold).
+const MAX_EXCHANGE_BYTES: u64 = MAX_PAGES as u64 * PAGE_BYTES;
+
+/// The records `peer` holds since `since` that this node lacks, every page of them, and the
+/// peer's horizon.
+async fn exchange(
+    cluster: &Cluster,
+    peer: &Peer,
+    since: u64,
+) -> Result<(Vec<PurgeRecord>, u64), String> {
     let query = format!("since={since}");
+    let mut have: std::collections::HashSet<u64> =
+        cluster.purges.ids_since(since).into_iter().collect();
+    let mut records = Vec::new();
+    let mut bytes = 0;
     for _ in 0..MAX_PAGES {
-        let have = Have {
-            have: cluster.purges.ids_since(since),
+        let body = Have {
+            have: have.iter().copied().collect(),
         };
-        let body = serde_json::to_vec(&have).map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
         let (status, answer) = cluster
             .send(
                 peer.addr,
@@ -154,11 +176,16 @@ async fn exchange(cluster: &Cluster, peer: &Peer, since: u64) -> Result<u64, Str
             return Err(format!("answered {status}"));
         }
         let page: Page = serde_json::from_slice(&answer).map_err(|e| e.to_string())?;
-        if !page.records.is_empty() && !cluster.apply(page.records).await {
-            return Err("the node is stopping".to_owned());
+        for record in page.records {
+            bytes += record.weight();
+            have.insert(record.id());
+            records.push(record);
+        }
+        if bytes > MAX_EXCHANGE_BYTES {
+            return Err("more records than a log holds".to_owned());
         }
         if !page.more {
-            return Ok(page.horizon);
+            return Ok((records, page.horizon));
         }
     }
     Err("more pages than a log holds".to_owned())

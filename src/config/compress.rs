@@ -14,6 +14,9 @@ use crate::config::file::{CompressLevelsFile, SiteFile};
 
 /// Below this a coding's framing eats most of what it saves.
 pub(crate) const DEFAULT_MIN_SIZE: u64 = 1024;
+/// Above this a body is served as it is: one compression of it would hold a pool thread (and
+/// its memory) for long. JavaScript and JSON bundles of several MiB are compressed.
+pub(crate) const DEFAULT_MAX_SIZE: u64 = 16 << 20;
 
 pub(crate) fn compress(
     f: &SiteFile,
@@ -71,10 +74,20 @@ pub(crate) fn compress(
         None => Levels::default(),
         Some(l) => levels(l, &key("compress_levels"), cx)?,
     };
+    let min_size = f.compress_min_size.map_or(DEFAULT_MIN_SIZE, |b| b.0);
+    let max_size = match &f.compress_max_size {
+        None => DEFAULT_MAX_SIZE.max(min_size),
+        Some(v) if v.get_ref().0 < min_size => {
+            let message = format!("must not be below compress_min_size ({min_size} bytes)");
+            return Err(cx.invalid(v.span(), &key("compress_max_size"), message));
+        }
+        Some(v) => v.get_ref().0,
+    };
     Ok(Some(Rules {
         codings,
         types,
-        min_size: f.compress_min_size.map_or(DEFAULT_MIN_SIZE, |b| b.0),
+        min_size,
+        max_size,
         levels,
     }))
 }

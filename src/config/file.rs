@@ -28,6 +28,8 @@ pub(crate) const DEFAULT_MAX_HEADER_BYTES: u64 = 64 << 10;
 pub(crate) const MIN_MAX_HEADER_BYTES: u64 = 8 * 1024;
 pub(crate) const DEFAULT_MAX_HEADERS: usize = 100;
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// `[listen] max_connections_per_client`: no one address takes more than a tenth.
+pub(crate) const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 1_000;
 pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_MAX_REQUEST_BODY: u64 = 64 << 20;
 pub(crate) const DEFAULT_REQUEST_BUFFERING: u64 = 1 << 20;
@@ -67,8 +69,9 @@ pub(crate) const DEFAULT_HANDOFF: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_PURGE_LOG_WINDOW: Duration = Duration::from_secs(86_400);
 /// `[cluster] purge_log_memory`.
 pub(crate) const DEFAULT_PURGE_LOG_MEMORY: u64 = 32 << 20;
-/// `[cluster] purge_lease`.
-pub(crate) const DEFAULT_PURGE_LEASE: Duration = Duration::from_secs(5);
+/// `[cluster] purge_lease`: long enough that a node slowed by a burst (its probes late) does
+/// not lose it and turn every hit into a revalidation.
+pub(crate) const DEFAULT_PURGE_LEASE: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_DNS_MIN_TTL: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_DNS_MAX_TTL: Duration = Duration::from_secs(300);
 /// Shortest cluster secret accepted: 128 bits of printable text at the very least.
@@ -162,6 +165,7 @@ pub(crate) struct ListenFile {
     pub(crate) max_header_bytes: Option<Spanned<ByteSize>>,
     pub(crate) max_headers: Option<Spanned<usize>>,
     pub(crate) max_connections: Option<Spanned<usize>>,
+    pub(crate) max_connections_per_client: Option<Spanned<usize>>,
     pub(crate) shutdown_timeout: Option<Spanned<HumanDuration>>,
 }
 
@@ -192,6 +196,7 @@ pub(crate) struct CacheFile {
     pub(crate) memory: Option<Spanned<ByteSize>>,
     pub(crate) max_object: Option<Spanned<ByteSize>>,
     pub(crate) chunk_size: Option<Spanned<ByteSize>>,
+    pub(crate) chunk_above: Option<Spanned<ByteSize>>,
     pub(crate) uncacheable_ttl: Option<HumanDuration>,
     pub(crate) heuristic_fraction: Option<Spanned<u32>>,
     pub(crate) heuristic_max: Option<HumanDuration>,
@@ -213,6 +218,7 @@ pub(crate) struct SiteFile {
     pub(crate) compress: Option<SpannedList>,
     pub(crate) compress_types: Option<SpannedList>,
     pub(crate) compress_min_size: Option<ByteSize>,
+    pub(crate) compress_max_size: Option<Spanned<ByteSize>>,
     pub(crate) compress_levels: Option<CompressLevelsFile>,
     #[serde(default)]
     pub(crate) cache: SiteCacheFile,

@@ -178,6 +178,8 @@ pub(crate) struct ListenConfig {
     pub(crate) max_header_bytes: usize,
     pub(crate) max_headers: usize,
     pub(crate) max_connections: usize,
+    /// Most connections (TCP and QUIC together) from one client address; 0: no limit.
+    pub(crate) max_connections_per_client: usize,
     /// How long a drain waits for in-flight requests.
     pub(crate) shutdown_timeout: Duration,
 }
@@ -215,6 +217,9 @@ pub(crate) struct CacheConfig {
     pub(crate) max_object: u64,
     /// The size of one chunk of an object stored in chunks (64KiB..=64MiB, ≤ `memory`).
     pub(crate) chunk_size: u64,
+    /// Objects longer than this are stored in chunks; those up to it whole (`chunk_above`,
+    /// at least `chunk_size`; by default a quarter of `memory`).
+    pub(crate) chunk_above: u64,
     /// How long a key that answered uncacheable skips request coalescing.
     pub(crate) uncacheable_ttl: Duration,
     /// Heuristic freshness as a percentage of the age since
@@ -232,6 +237,12 @@ impl CacheConfig {
     /// origin that ignores `Range`): within `max_object`, `memory` and the store's weights.
     pub(crate) fn whole_max(&self) -> u64 {
         self.max_object.min(self.memory).min(file::MAX_WHOLE_OBJECT)
+    }
+
+    /// Objects longer than this (with a strong validator) are stored in chunks: what
+    /// `chunk_above` says, and never more than what can be stored whole.
+    pub(crate) fn chunk_threshold(&self) -> u64 {
+        self.chunk_above.min(self.whole_max())
     }
 }
 

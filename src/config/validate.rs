@@ -129,6 +129,10 @@ fn listen(f: &ListenFile, has_certs: bool, cx: &Ctx<'_>) -> Result<ListenConfig,
             "listen.max_connections",
             cx,
         )?,
+        max_connections_per_client: f
+            .max_connections_per_client
+            .as_ref()
+            .map_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT, |v| *v.get_ref()),
         shutdown_timeout: timeout(
             &f.shutdown_timeout,
             DEFAULT_SHUTDOWN_TIMEOUT,
@@ -289,10 +293,23 @@ fn cache(f: &CacheFile, cx: &Ctx<'_>) -> Result<CacheConfig, ConfigError> {
         Some(v) => *v.get_ref(),
         None => DEFAULT_HEURISTIC_FRACTION,
     };
+    let chunk_above = match &f.chunk_above {
+        None => (memory / 4).max(chunk_size),
+        Some(v) if v.get_ref().0 < chunk_size => {
+            let message = format!(
+                "{} is below cache.chunk_size ({}): an object that short is one chunk",
+                v.get_ref(),
+                ByteSize(chunk_size)
+            );
+            return Err(cx.invalid(v.span(), "cache.chunk_above", message));
+        }
+        Some(v) => v.get_ref().0,
+    };
     Ok(CacheConfig {
         memory,
         max_object,
         chunk_size,
+        chunk_above,
         uncacheable_ttl: f.uncacheable_ttl.map_or(DEFAULT_UNCACHEABLE_TTL, |d| d.0),
         heuristic_fraction,
         heuristic_max: f.heuristic_max.map_or(DEFAULT_HEURISTIC_MAX, |d| d.0),

@@ -5,6 +5,7 @@
 
 mod coalesce;
 pub mod framing;
+pub(crate) mod per_client;
 pub(crate) mod quic;
 pub(crate) mod tls;
 mod watched;
@@ -104,6 +105,8 @@ pub(crate) struct Acceptor<H> {
     /// One permit per open connection: the limit, and the drain's way to know when every
     /// connection has closed.
     pub(crate) connections: Arc<Semaphore>,
+    /// The limit per client address, shared by every listener of the node.
+    pub(crate) per_client: Arc<per_client::PerClient>,
     /// The node drains: stop accepting, finish and close every connection.
     pub(crate) shutdown: watch::Receiver<bool>,
     /// This listener alone stops accepting (a reload removed it); its connections carry on.
@@ -118,6 +121,7 @@ impl<H> Clone for Acceptor<H> {
             tls: self.tls.clone(),
             settings: self.settings.clone(),
             connections: self.connections.clone(),
+            per_client: self.per_client.clone(),
             shutdown: self.shutdown.clone(),
             accepting: self.accepting.clone(),
             metrics: self.metrics.clone(),
@@ -146,6 +150,14 @@ pub(crate) async fn accept_loop<H: Handler>(listener: TcpListener, acceptor: Acc
             }
         };
         let metrics = acceptor.metrics.clone();
+        let Some(slot) = acceptor.per_client.take(peer.ip()) else {
+            tracing::debug!(%peer, "connection limit of this client address reached; closing");
+            if let Some(m) = &metrics {
+                m.front.connections_refused.inc();
+                m.front.client_limit_refusals.inc();
+            }
+            continue;
+        };
         let Ok(permit) = acceptor.connections.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "connection limit reached; closing");
             if let Some(m) = &metrics {
@@ -191,6 +203,7 @@ pub(crate) async fn accept_loop<H: Handler>(listener: TcpListener, acceptor: Acc
                 m.front.connections_open.dec();
             }
             drop(permit);
+            drop(slot);
         });
     }
 }

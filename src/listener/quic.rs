@@ -80,6 +80,15 @@ pub(crate) async fn accept_loop<H: Handler>(endpoint: quinn::Endpoint, acceptor:
         };
         let Some(incoming) = incoming else { break };
         let metrics = acceptor.metrics.clone();
+        let Some(slot) = acceptor.per_client.take(incoming.remote_address().ip()) else {
+            tracing::debug!(peer = %incoming.remote_address(), "connection limit of this client address reached; refusing");
+            incoming.refuse();
+            if let Some(m) = &metrics {
+                m.front.connections_refused.inc();
+                m.front.client_limit_refusals.inc();
+            }
+            continue;
+        };
         let Ok(permit) = acceptor.connections.clone().try_acquire_owned() else {
             tracing::debug!(peer = %incoming.remote_address(), "connection limit reached; refusing");
             incoming.refuse();
@@ -99,6 +108,7 @@ pub(crate) async fn accept_loop<H: Handler>(endpoint: quinn::Endpoint, acceptor:
                 m.front.connections_open.dec();
             }
             drop(permit);
+            drop(slot);
         });
     }
     endpoint.set_server_config(None);
@@ -133,9 +143,32 @@ async fn serve<H: Handler>(incoming: quinn::Incoming, acceptor: &Acceptor<H>) {
     };
     let mut shutdown = acceptor.shutdown.clone();
     let mut draining = false;
+    // Requests in flight on this connection; the idle clock runs only while there are none.
+    let in_flight = Arc::new(InFlight::default());
+    // PINGs keep a QUIC connection open, not its slot: with no request in flight, a
+    // connection that sent none within `header_read_timeout` of its handshake, or none for
+    // `idle_timeout` since its last one ended, is closed (as TCP closes an idle keep-alive).
+    let mut served_any = false;
+    let mut idle_since = tokio::time::Instant::now();
     loop {
+        let limit = if served_any {
+            settings.idle_timeout
+        } else {
+            settings.header_read_timeout
+        };
+        let idle = in_flight.count() == 0;
         let accepted = tokio::select! {
             accepted = conn.accept() => accepted,
+            () = tokio::time::sleep_until(idle_since + limit), if idle && !draining => {
+                tracing::debug!(%peer, served_any, "HTTP/3 connection idle; closing");
+                let no_error = quinn::VarInt::from_u64(h3::error::Code::H3_NO_ERROR.value());
+                quic.close(no_error.unwrap_or_default(), b"idle");
+                break;
+            }
+            () = in_flight.idle.notified(), if !idle => {
+                idle_since = tokio::time::Instant::now();
+                continue;
+            }
             () = stopped(&mut shutdown), if !draining => {
                 // GOAWAY: no new requests; `accept` ends once those in flight are done.
                 draining = true;
@@ -148,10 +181,15 @@ async fn serve<H: Handler>(incoming: quinn::Incoming, acceptor: &Acceptor<H>) {
         };
         match accepted {
             Ok(Some(resolver)) => {
+                served_any = true;
                 let handler = acceptor.handler.clone();
                 let client = client.clone();
                 let settings = settings.clone();
-                tokio::spawn(async move { request(resolver, handler, client, &settings).await });
+                let working = in_flight.start();
+                tokio::spawn(async move {
+                    request(resolver, handler, client, &settings).await;
+                    drop(working);
+                });
             }
             Ok(None) => {
                 // Every response is written; closing now could cut what quinn has not sent
@@ -165,6 +203,41 @@ async fn serve<H: Handler>(incoming: quinn::Incoming, acceptor: &Acceptor<H>) {
                 }
                 break;
             }
+        }
+    }
+}
+
+/// The requests in flight on one connection, and a wake-up when the last one ends.
+#[derive(Default)]
+struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One request in flight; dropped when it ends.
+struct Working(Arc<InFlight>);
+
+impl InFlight {
+    fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn start(self: &Arc<Self>) -> Working {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Working(self.clone())
+    }
+}
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            // A permit is kept if the connection is not waiting yet: it wakes at once.
+            self.0.idle.notify_one();
         }
     }
 }
@@ -184,6 +257,14 @@ async fn request<H: Handler>(
         Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "HTTP/3 request refused"),
         Err(_) => return tracing::debug!(%peer, "HTTP/3 request head timed out"),
     };
+    if let Some(field) = connection_specific(head.headers()) {
+        // RFC 9114 §4.2: a malformed request, a stream error, never a response.
+        tracing::debug!(%peer, %field, "HTTP/3 request with a connection-specific field refused");
+        let mut stream = stream;
+        stream.stop_sending(h3::error::Code::H3_MESSAGE_ERROR);
+        stream.stop_stream(h3::error::Code::H3_MESSAGE_ERROR);
+        return;
+    }
     let (mut send, recv) = stream.split();
     let response = if head.headers().len() > settings.max_headers {
         text(
@@ -231,6 +312,26 @@ async fn respond(
     send.finish().await
 }
 
+/// The first field of a request head that HTTP/3 forbids (RFC 9114 §4.2): the
+/// connection-specific ones, and `TE` with any value but `trailers`.
+fn connection_specific(headers: &HeaderMap) -> Option<&'static str> {
+    const FORBIDDEN: [&str; 5] = [
+        "connection",
+        "transfer-encoding",
+        "keep-alive",
+        "upgrade",
+        "proxy-connection",
+    ];
+    if let Some(name) = FORBIDDEN.into_iter().find(|n| headers.contains_key(*n)) {
+        return Some(name);
+    }
+    let te_ok = headers
+        .get_all(header::TE)
+        .iter()
+        .all(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    (!te_ok).then_some("te")
+}
+
 fn strip_connection_fields(headers: &mut HeaderMap) {
     for name in [
         header::CONNECTION,
@@ -246,6 +347,29 @@ fn strip_connection_fields(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_with_connection_specific_fields_are_malformed() {
+        let with = |name: &str, value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT, "*/*".parse().unwrap());
+            headers.insert(
+                header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+            connection_specific(&headers)
+        };
+        assert_eq!(with("connection", "close"), Some("connection"));
+        assert_eq!(
+            with("transfer-encoding", "chunked"),
+            Some("transfer-encoding")
+        );
+        assert_eq!(with("keep-alive", "5"), Some("keep-alive"));
+        assert_eq!(with("upgrade", "h2c"), Some("upgrade"));
+        assert_eq!(with("te", "gzip"), Some("te"));
+        assert_eq!(with("te", "trailers"), None);
+        assert_eq!(with("x-other", "1"), None);
+    }
 
     #[test]
     fn connection_specific_fields_are_not_sent_over_http3() {

@@ -539,7 +539,7 @@ fn fill_head(
                         head.status,
                         &headers,
                         varies,
-                        proxy.chunk_size,
+                        (proxy.chunk_size, proxy.chunk_threshold),
                         proxy.max_object,
                         now,
                     )

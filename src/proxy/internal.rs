@@ -190,13 +190,15 @@ fn probe(
         peer.heard_from(query_value(parts, "state") == Some("draining"));
     }
     let number = |name| query_value(parts, name).and_then(|v| v.parse::<u64>().ok());
-    let since = number("since").unwrap_or(0);
-    if let (Some(count), Some(xor)) = (number("count"), number("xor")) {
+    if let (Some(since), Some(count), Some(xor)) = (number("since"), number("count"), number("xor"))
+    {
         crate::cluster::sync::compare_probe(cluster, since, count, xor);
     }
-    let (since, digest, horizon) = cluster.purges.digest(since);
+    // This log since its own horizon: the asker compares what it holds over the same span.
+    let horizon = cluster.purges.horizon_ms();
+    let (digest, _) = cluster.purges.digest(horizon);
     about["purges"] = serde_json::to_value(Summary {
-        since,
+        since: horizon,
         count: digest.count,
         xor: digest.xor,
         horizon,

@@ -109,6 +109,8 @@ pub(crate) struct Proxy {
     /// The largest object stored whole (`cache.whole_max()`).
     whole_max: u64,
     chunk_size: u64,
+    /// Objects longer than this are stored in chunks (`cache.chunk_threshold()`).
+    chunk_threshold: u64,
     /// Bytes fills may hold while buffering bodies to store (a quarter of the cache memory,
     /// at least one object stored whole).
     fill_budget: Arc<FillBudget>,
@@ -119,18 +121,35 @@ pub(crate) struct Proxy {
     region: Option<String>,
     /// The purge log and lease: whether what is stored may be served without the origin.
     pub(crate) purges: Arc<Purges>,
+    /// Where stored bodies are compressed (the node's, outliving reloads).
+    compress_pool: Arc<compress::pool::Pool>,
+}
+
+/// What every proxy of one node shares: a reload builds a new proxy with the same.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) metrics: Arc<Metrics>,
+    /// False while draining.
+    pub(crate) ready: Arc<AtomicBool>,
+    pub(crate) access: Arc<AccessLog>,
+    pub(crate) purges: Arc<Purges>,
+    pub(crate) compress_pool: Arc<CompressPool>,
 }
 
 impl Proxy {
     pub(crate) fn new(
         config: &Config,
         store: Arc<Store>,
-        metrics: Arc<Metrics>,
         cluster: Option<Arc<Cluster>>,
-        ready: Arc<AtomicBool>,
-        access: Arc<AccessLog>,
-        purges: Arc<Purges>,
+        shared: Shared,
     ) -> Result<Self, OriginSetupError> {
+        let Shared {
+            metrics,
+            ready,
+            access,
+            purges,
+            compress_pool,
+        } = shared;
         let sites = Sites::build_in(
             &config.sites,
             HeuristicPolicy {
@@ -156,11 +175,13 @@ impl Proxy {
             max_object: config.cache.max_object,
             whole_max: config.cache.whole_max(),
             chunk_size: config.cache.chunk_size,
+            chunk_threshold: config.cache.chunk_threshold(),
             fill_budget: FillBudget::new((config.cache.memory / 4).max(config.cache.whole_max())),
             upload_budget: FillBudget::new(upload_budget(config)),
             read_ahead_budget: FillBudget::new(chunked::read_ahead_budget(config.cache.memory)),
             region: config.node.region.clone(),
             purges,
+            compress_pool,
         })
     }
 
@@ -694,6 +715,13 @@ impl Proxy {
     pub(crate) fn node_name(&self) -> &str {
         &self.node.name
     }
+}
+
+/// The pool stored bodies are compressed on, sized for this machine (one per node).
+pub(crate) type CompressPool = compress::pool::Pool;
+
+pub(crate) fn compress_pool() -> Arc<CompressPool> {
+    CompressPool::for_this_machine()
 }
 
 /// The method a fill asks with: GET, whose response can be stored and answers HEAD too (RFC

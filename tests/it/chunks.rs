@@ -169,7 +169,7 @@ async fn a_large_object_is_spread_over_the_cluster_in_chunks() {
 
 /// One in-process node storing objects over 64 KiB in chunks of 64 KiB.
 async fn small_chunks(origin: &Origin) -> Node {
-    let extra = "[cache]\nchunk_size = \"64KiB\"";
+    let extra = "[cache]\nchunk_size = \"64KiB\"\nchunk_above = \"64KiB\"";
     Node::start(&site_config(&origin.url(), extra)).await
 }
 
@@ -288,7 +288,7 @@ async fn a_range_through_a_replica_holder_fetches_only_its_chunks() {
     let body = representation(LEN, 7);
     let served = body.clone();
     let origin = Origin::start(move |seen, _| file_server(seen, &served, "\"h\"")).await;
-    let cache = "[cache]\nmax_object = \"64MiB\"\nchunk_size = \"1MiB\"";
+    let cache = "[cache]\nmax_object = \"64MiB\"\nchunk_size = \"1MiB\"\nchunk_above = \"1MiB\"";
     let nodes = start_three(&origin, 2, cache).await;
     // One object per node asked, so each node is the owner of some and a holder of others.
     for (i, n) in nodes.iter().enumerate() {

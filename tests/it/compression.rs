@@ -331,3 +331,80 @@ async fn a_stale_answer_for_a_failing_origin_still_varies() {
     assert_eq!(r.body, body);
     assert!(varies_on_accept_encoding(&r), "{:?}", r.headers);
 }
+
+/// Many large objects asked at once in a coding: at most as many compressions run as the
+/// pool has threads (one fewer than the cores, at least one); the others are answered with
+/// the identity body at once (counted `busy`), not queued; every answer is the object's
+/// exact bytes; and hits of another object meanwhile stay fast.
+#[tokio::test]
+async fn a_burst_of_distinct_objects_never_queues_behind_compressions_nor_slows_hits() {
+    const OBJECTS: usize = 40;
+    // 1 MiB of text per object, distinct per path.
+    let big = |path: &str| {
+        let mut text = String::with_capacity(1 << 20);
+        let mut i = 0;
+        while text.len() < 1 << 20 {
+            text.push_str(&format!("<p>{path} row {i}: the quick brown fox</p>\n"));
+            i += 1;
+        }
+        Bytes::from(text)
+    };
+    let origin = Origin::start(move |seen, _| html(big(&seen.path))).await;
+    let toml = site_config(&origin.url(), "") + "compress = [\"br\"]\n";
+    let toml = toml.replace("[[site]]", "[cache]\nmemory = \"512MiB\"\n[[site]]");
+    let node = Node::start(&toml).await;
+    let paths: Vec<String> = (0..OBJECTS).map(|i| format!("/big/{i}")).collect();
+    for path in &paths {
+        assert_eq!(get(&node, path).await.status, 200);
+    }
+    get(&node, "/probe").await;
+    let node = &node;
+    let burst = futures_util::future::join_all(paths.iter().map(|path| async move {
+        (
+            path,
+            get_with(node, path, &[("accept-encoding", "br")]).await,
+        )
+    }));
+    let probe = async {
+        let mut took = Vec::new();
+        for _ in 0..200 {
+            let started = std::time::Instant::now();
+            let r = get(node, "/probe").await;
+            took.push(started.elapsed());
+            assert_eq!(r.status, 200);
+        }
+        took
+    };
+    let (answers, mut took) = tokio::join!(burst, probe);
+    for (path, r) in &answers {
+        let body = match r.header("content-encoding") {
+            "br" => Bytes::from(decode("br", &r.body)),
+            "" => r.body.clone(),
+            other => panic!("{path}: coding {other}"),
+        };
+        assert_eq!(body, big(path), "{path}");
+    }
+    let busy = node
+        .metric("outpost_compressions_total{coding=\"br\",result=\"busy\"}")
+        .await;
+    let stored = node
+        .metric("outpost_compressions_total{coding=\"br\",result=\"stored\"}")
+        .await;
+    let threads =
+        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
+    assert!(
+        stored >= 1.0 && stored <= threads as f64 + 1.0,
+        "stored {stored}"
+    );
+    assert!(
+        busy >= (OBJECTS - threads - 1) as f64,
+        "busy {busy}: queued instead"
+    );
+    took.sort();
+    let p99 = took[took.len() * 99 / 100];
+    assert!(
+        p99 < std::time::Duration::from_millis(250),
+        "hit p99 {p99:?}"
+    );
+    assert_eq!(origin.total(), OBJECTS + 1);
+}

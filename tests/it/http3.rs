@@ -48,25 +48,41 @@ struct H3 {
     endpoint: quinn::Endpoint,
     peer_cert: CertificateDer<'static>,
     driver: tokio::task::JoinHandle<()>,
+    quic: quinn::Connection,
+}
+
+/// A QUIC client endpoint trusting the test CA, offering `h3`; with `ping`, its connections
+/// send a PING that often (QUIC keep-alive) whatever they do.
+fn client_endpoint(ping: Option<Duration>) -> quinn::Endpoint {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(fixtures().join("tls/ca.pem")).expect("ca") {
+        roots.add(cert.expect("ca cert")).expect("add ca");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client endpoint");
+    let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(ping);
+    client.transport_config(Arc::new(transport));
+    endpoint.set_default_client_config(client);
+    endpoint
 }
 
 impl H3 {
     async fn connect(addr: SocketAddr, sni: &str) -> Self {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(fixtures().join("tls/ca.pem")).expect("ca") {
-            roots.add(cert.expect("ca cert")).expect("add ca");
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![b"h3".to_vec()];
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
-        let mut endpoint =
-            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client endpoint");
-        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+        Self::connect_pinging(addr, sni, None).await
+    }
+
+    async fn connect_pinging(addr: SocketAddr, sni: &str, ping: Option<Duration>) -> Self {
+        let endpoint = client_endpoint(ping);
         let conn = endpoint
             .connect(addr, sni)
             .expect("connect")
@@ -77,6 +93,7 @@ impl H3 {
             .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
             .expect("peer certificates")[0]
             .clone();
+        let quic = conn.clone();
         let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn))
             .await
             .expect("h3 client");
@@ -88,6 +105,7 @@ impl H3 {
             endpoint,
             peer_cert,
             driver,
+            quic,
         }
     }
 
@@ -363,4 +381,159 @@ async fn a_reload_swaps_the_quic_certificates_and_open_connections_carry_on() {
     before.close().await;
     let _ = stop.send(());
     node.await.expect("join").expect("node run");
+}
+
+/// Whether a TCP connection to `addr` is closed with no answer to a request.
+async fn closed_without_answer(addr: SocketAddr) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let _ = stream
+        .write_all(b"GET /a HTTP/1.1\r\nhost: alpha.test\r\nconnection: close\r\n\r\n")
+        .await;
+    let (got, closed) = crate::util::read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    closed && got.is_empty()
+}
+
+/// A node with TCP and QUIC listeners and small limits: `max_connections`, a 1 s header
+/// timeout, a 2 s idle timeout.
+async fn limited(origin: &Origin, extra: &str) -> (Node, SocketAddr) {
+    let (socket, quic) = udp();
+    let toml = config(&origin.url(), quic).replace(
+        "[listen]\n",
+        &format!(
+            "[listen]\nhttp = [\"127.0.0.1:0\"]\nheader_read_timeout = \"1s\"\nidle_timeout = \"2s\"\n{extra}\n"
+        ),
+    );
+    (Node::start_quic(&toml, socket).await, quic)
+}
+
+/// QUIC connections that never send a request hold their slot no longer than
+/// `header_read_timeout`, however often they PING, and one idle after its request no longer
+/// than `idle_timeout`: a flood of them takes every slot only for that long, and TCP clients
+/// are served again after it.
+#[tokio::test]
+async fn idle_quic_connections_give_their_slots_back_whatever_they_ping() {
+    let origin = Origin::fixed("hello", "max-age=60").await;
+    let (node, quic) = limited(&origin, "max_connections = 8").await;
+    let ping = Some(Duration::from_millis(200));
+    let mut flood = Vec::new();
+    for _ in 0..8 {
+        flood.push(H3::connect_pinging(quic, "alpha.test", ping).await);
+    }
+    assert_eq!(node.metric("outpost_connections_open").await, 8.0);
+    // Every slot taken: a TCP client is turned away.
+    assert!(
+        closed_without_answer(node.http).await,
+        "served while every slot was taken"
+    );
+    let started = std::time::Instant::now();
+    for c in &flood {
+        tokio::time::timeout(Duration::from_secs(5), c.quic.closed())
+            .await
+            .expect("closed by the node");
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2500), "closed after {took:?}");
+    wait_until("every slot back", Duration::from_secs(5), || async {
+        node.metric("outpost_connections_open").await == 0.0
+    })
+    .await;
+    let served = send(
+        node.http,
+        Method::GET,
+        "/a",
+        "alpha.test",
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(served.text(), "hello");
+    // After a request: closed once idle for idle_timeout, PINGs or not.
+    let mut used = H3::connect_pinging(quic, "alpha.test", ping).await;
+    assert_eq!(used.get("https://alpha.test/a", &[]).await.text(), "hello");
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(6), used.quic.closed())
+        .await
+        .expect("closed once idle");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(4),
+        "closed after {took:?}"
+    );
+    for c in flood {
+        c.close().await;
+    }
+}
+
+/// One client address holds at most `max_connections_per_client` connections, TCP and QUIC
+/// together; other addresses (here, the limit's slots given back) are served.
+#[tokio::test]
+async fn one_client_address_cannot_take_every_connection() {
+    let origin = Origin::fixed("hello", "max-age=60").await;
+    let (node, quic) = limited(&origin, "max_connections_per_client = 3").await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(H3::connect(quic, "alpha.test").await);
+    }
+    let tcp = tokio::net::TcpStream::connect(node.http)
+        .await
+        .expect("tcp");
+    wait_until("three connections", Duration::from_secs(5), || async {
+        node.metric("outpost_connections_open").await == 3.0
+    })
+    .await;
+    // A fourth, over TCP: closed at once.
+    assert!(closed_without_answer(node.http).await);
+    // And over QUIC: refused.
+    let endpoint = client_endpoint(None);
+    let attempt = endpoint.connect(quic, "alpha.test").expect("connect").await;
+    assert!(attempt.is_err(), "a fourth QUIC connection was accepted");
+    assert_eq!(
+        node.metric("outpost_client_limit_refusals_total").await,
+        2.0
+    );
+    drop(tcp);
+    for c in held {
+        c.close().await;
+    }
+    wait_until("slots back", Duration::from_secs(5), || async {
+        node.metric("outpost_connections_open").await == 0.0
+    })
+    .await;
+    let served = send(
+        node.http,
+        Method::GET,
+        "/a",
+        "alpha.test",
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(served.text(), "hello");
+}
+
+/// RFC 9114 §4.2: a request carrying a connection-specific field is malformed: the stream
+/// is reset, no response is sent, and the connection serves the next request.
+#[tokio::test]
+async fn an_http3_request_with_connection_specific_fields_is_a_stream_error() {
+    let origin = Origin::fixed("hello", "max-age=60").await;
+    let (node, quic) = limited(&origin, "").await;
+    let mut h3 = H3::connect(quic, "alpha.test").await;
+    for (name, value) in [("connection", "close"), ("te", "gzip"), ("keep-alive", "5")] {
+        let req = Request::builder()
+            .uri("https://alpha.test/a")
+            .header(name, value)
+            .body(())
+            .expect("request");
+        let mut stream = h3.send.send_request(req).await.expect("send request");
+        let _ = stream.finish().await;
+        assert!(
+            stream.recv_response().await.is_err(),
+            "{name}: a response to a malformed request"
+        );
+    }
+    assert_eq!(h3.get("https://alpha.test/a", &[]).await.text(), "hello");
+    assert_eq!(origin.total(), 1);
+    h3.close().await;
+    node.stop().await;
 }

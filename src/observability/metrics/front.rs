@@ -23,6 +23,8 @@ pub(crate) struct FrontDoor {
     pub(crate) connections_open: Gauge,
     pub(crate) connections_accepted: Counter,
     pub(crate) connections_refused: Counter,
+    /// Of those, refused because their address held `max_connections_per_client` already.
+    pub(crate) client_limit_refusals: Counter,
     pub(crate) tls_handshakes: Counter,
     pub(crate) tls_handshake_failures: Counter,
     pub(crate) config_reloads: Counter,
@@ -45,7 +47,12 @@ impl FrontDoor {
             ),
             connections_refused: reg.register(
                 names::CONNECTIONS_REFUSED,
-                "Client connections closed at once: listen.max_connections reached",
+                "Client connections closed at once: listen.max_connections or max_connections_per_client reached",
+                Counter::default(),
+            ),
+            client_limit_refusals: reg.register(
+                names::CLIENT_LIMIT_REFUSALS,
+                "Client connections closed at once because their address held listen.max_connections_per_client",
                 Counter::default(),
             ),
             tls_handshakes: reg.register(

@@ -23,6 +23,9 @@ use super::fill::FillHead;
 use super::request::RequestContext;
 use crate::cache::control::ResponseDirectives;
 use crate::cache::encoding::{self, Coding, Levels, Rules, compressible, negotiate};
+use crate::storage::budget::Reservation;
+
+pub(crate) mod pool;
 use crate::storage::{Entry, EntryParts};
 
 /// What a stored entry is answered with.
@@ -59,7 +62,9 @@ pub(crate) async fn choose(proxy: &Proxy, ctx: &RequestContext, entry: &Arc<Entr
     }
 }
 
-/// `entry` in `coding`, compressed by this request or by the one that came first.
+/// `entry` in `coding`, compressed by this request or by the one that came first; `None`
+/// (identity) when it is not smaller, or when every compression thread is busy or the fill
+/// budget is spent (then the slot stays empty and a later request compresses it).
 async fn encode_once(
     proxy: &Proxy,
     ctx: &RequestContext,
@@ -67,15 +72,22 @@ async fn encode_once(
     coding: Coding,
     levels: Levels,
 ) -> Option<Arc<Entry>> {
+    let slot = entry.encodings().form(coding);
     let mut made_here = false;
-    let made = entry
-        .encodings()
-        .form(coding)
-        .get_or_init(|| {
+    // One request at a time tries to fill the slot; the others wait for it. A try that finds
+    // the pool or the budget full leaves the slot empty (identity for this request), and the
+    // next one waiting tries in its turn.
+    let made = slot
+        .get_or_try_init(|| async {
+            let Some(started) = start(proxy, entry, coding, levels) else {
+                proxy.metrics.store.compression(coding.token(), "busy");
+                return Err(Busy);
+            };
             made_here = true;
-            encode_entry(proxy, entry, coding, levels)
+            Ok(finish(proxy, entry, coding, started).await)
         })
         .await
+        .ok()?
         .clone();
     if made_here && made.is_some() {
         // The slot is set: weighed again, the entry counts the encoded bytes.
@@ -83,6 +95,9 @@ async fn encode_once(
     }
     made
 }
+
+/// Every compression thread was busy, or the budget spent.
+struct Busy;
 
 /// Whether answers from `entry` vary on `Accept-Encoding` (some may be encoded): for the
 /// stored responses served without the compress phase (stale, when the origin fails).
@@ -111,7 +126,8 @@ pub(crate) fn fill_varies(ctx: &RequestContext, head: &FillHead) -> bool {
         return false;
     };
     let no_transform = ResponseDirectives::parse(&head.headers).no_transform;
-    let len = head.content_length.unwrap_or(u64::MAX);
+    // A length not known yet: its type and status decide.
+    let len = head.content_length.unwrap_or(rules.min_size);
     compressible(head.status, &head.headers, no_transform, rules, len).is_ok()
 }
 
@@ -128,16 +144,50 @@ pub(crate) fn add_vary(headers: &mut HeaderMap) {
     }
 }
 
-/// Compress `entry`'s body off the request threads, and build the entry of its encoded
-/// form; `None` when it would not be smaller or the coder failed.
-async fn encode_entry(
+/// A compression under way on the pool, and the working memory it holds.
+struct Started {
+    result: tokio::sync::oneshot::Receiver<std::io::Result<Vec<u8>>>,
+    _held: Reservation,
+}
+
+/// What a compression of `len` bytes holds while it runs: its output (at most about the
+/// input) and the coder's state (brotli's and zstd's windows and tables at the levels
+/// offered; deflate's is small).
+fn working_memory(coding: Coding, len: usize) -> u64 {
+    let state: u64 = match coding {
+        Coding::Br => 24 << 20,
+        Coding::Zstd => 8 << 20,
+        Coding::Gzip => 1 << 20,
+    };
+    len as u64 + state
+}
+
+/// Start compressing `entry`'s body on the pool, within the fill budget; `None` if either
+/// is full.
+fn start(proxy: &Proxy, entry: &Entry, coding: Coding, levels: Levels) -> Option<Started> {
+    let mut held = Reservation::new(proxy.fill_budget.clone());
+    if !held.grow(working_memory(coding, entry.body.len())) {
+        return None;
+    }
+    let body = entry.body.clone();
+    let result = proxy
+        .compress_pool
+        .try_run(move || encode(coding, levels, &body))?;
+    Some(Started {
+        result,
+        _held: held,
+    })
+}
+
+/// The encoded form, once the pool is done: `None` when it would not be smaller or the
+/// coder failed.
+async fn finish(
     proxy: &Proxy,
     entry: &Arc<Entry>,
     coding: Coding,
-    levels: Levels,
+    started: Started,
 ) -> Option<Arc<Entry>> {
-    let body = entry.body.clone();
-    let coded = tokio::task::spawn_blocking(move || encode(coding, levels, &body)).await;
+    let coded = started.result.await;
     let metrics = &proxy.metrics.store;
     match coded {
         Ok(Ok(coded)) if coded.len() < entry.body.len() => {
@@ -153,9 +203,9 @@ async fn encode_entry(
             tracing::warn!(coding = coding.token(), error = %e, "compression failed");
             None
         }
-        Err(e) => {
+        Err(_) => {
             metrics.compression(coding.token(), "failed");
-            tracing::warn!(coding = coding.token(), error = %e, "compression task failed");
+            tracing::warn!(coding = coding.token(), "compression thread gone");
             None
         }
     }
