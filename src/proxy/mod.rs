@@ -447,6 +447,10 @@ impl Proxy {
                     let outcome = Outcome::fetched(fwd, &head, collapsed);
                     let varies = compress::fill_varies(&ctx, &head);
                     let mut served = respond::from_fill(&self.node, &head, reader, &ctx, outcome);
+                    if varies && !ctx.hops.any() {
+                        // Another node asking keeps the origin's bytes, as this one does.
+                        served = compress::encode_miss(&self, &ctx, served);
+                    }
                     if varies {
                         compress::add_vary(served.response.headers_mut());
                     }

@@ -5,7 +5,7 @@
 //! It sits below `listener`, `proxy` and `admin`, so none of them imports another for this
 //! plumbing: the listener knows only handlers, the proxy and the admin API are handlers.
 
-mod body;
+pub(crate) mod body;
 mod client_body;
 
 pub(crate) use body::ProxyBody;

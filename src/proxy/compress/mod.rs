@@ -20,12 +20,15 @@ use http::header::{self, HeaderMap, HeaderValue};
 
 use super::Proxy;
 use super::fill::FillHead;
+use super::outcome::Served;
 use super::request::RequestContext;
 use crate::cache::control::ResponseDirectives;
 use crate::cache::encoding::{self, Coding, Levels, Rules, compressible, negotiate};
+use crate::service::ProxyBody;
 use crate::storage::budget::Reservation;
 
 pub(crate) mod pool;
+mod stream;
 use crate::storage::{Entry, EntryParts};
 
 /// What a stored entry is answered with.
@@ -129,6 +132,52 @@ pub(crate) fn fill_varies(ctx: &RequestContext, head: &FillHead) -> bool {
     // A length not known yet: its type and status decide.
     let len = head.content_length.unwrap_or(rules.min_size);
     compressible(head.status, &head.headers, no_transform, rules, len).is_ok()
+}
+
+/// A miss (a fill streaming to this client) in the coding the request prefers: its 200 body
+/// compressed as it streams, at a fast level (see [`stream`]); anything else as it is. Only
+/// for a fill that [`fill_varies`] said will be compressed once stored.
+pub(crate) fn encode_miss(proxy: &Proxy, ctx: &RequestContext, mut served: Served) -> Served {
+    let Some(rules) = &ctx.site.compress else {
+        return served;
+    };
+    let response = &mut served.response;
+    if ctx.method != http::Method::GET || response.status() != http::StatusCode::OK {
+        return served;
+    }
+    let Some(coding) = negotiate(&ctx.headers, &rules.codings) else {
+        return served;
+    };
+    if crate::cache::content_length(response.headers()).is_some_and(|l| l > rules.max_size) {
+        return served;
+    }
+    let Some(encoder) = stream::Encoder::start(coding) else {
+        return served;
+    };
+    let body = std::mem::replace(response.body_mut(), ProxyBody::Empty);
+    let ProxyBody::Stream { chunks, .. } = body else {
+        *response.body_mut() = body;
+        return served;
+    };
+    *response.body_mut() = ProxyBody::Stream {
+        chunks: stream::encode_stream(chunks, encoder),
+        len: None,
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_ENCODING,
+        HeaderValue::from_static(coding.token()),
+    );
+    headers.remove(header::CONTENT_LENGTH);
+    if let Some(etag) = headers.get(header::ETAG).cloned() {
+        headers.insert(header::ETAG, encoding::encoded_etag(&etag, coding));
+    }
+    for name in OF_THE_BYTES {
+        headers.remove(name);
+    }
+    add_vary(headers);
+    proxy.metrics.store.compressed_response(coding.token());
+    served
 }
 
 /// Add `Accept-Encoding` to `Vary`, unless it is listed (or `*` is).
