@@ -15,7 +15,7 @@
 //! answers peers' probes and fanned-out purges and invalidations under `/_outpost/`.
 
 mod chunked;
-mod compress;
+pub mod compress;
 pub(crate) mod fill;
 pub(crate) mod headers;
 mod internal;

@@ -260,6 +260,20 @@ async fn finish(
     }
 }
 
+/// `body` compressed as a site's `compress` does it for a stored object: `coding` is `br`,
+/// `zstd` or `gzip` and `level` in its range; `None` for another coding or a failure. For
+/// benchmarks and tools (`benches/compression.rs`).
+pub fn compress(coding: &str, level: i32, body: &[u8]) -> Option<Vec<u8>> {
+    let coding = Coding::parse(coding.as_bytes())?;
+    let level_u = u32::try_from(level).ok()?;
+    let levels = Levels {
+        br: level_u,
+        zstd: level,
+        gzip: level_u,
+    };
+    encode(coding, levels, body).ok()
+}
+
 /// `body` in `coding`.
 pub(crate) fn encode(coding: Coding, levels: Levels, body: &[u8]) -> std::io::Result<Vec<u8>> {
     match coding {
