@@ -68,6 +68,7 @@ pub mod hash;
 mod hex;
 pub mod listener;
 pub mod observability;
+pub mod ops;
 pub mod origin;
 pub mod proxy;
 pub mod runtime;

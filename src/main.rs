@@ -48,6 +48,64 @@ enum Command {
         #[arg(long)]
         pdns_settings: bool,
     },
+    /// A live view of a node: requests by cache result, hit ratios, origin, members, the
+    /// busiest URLs and errors, refreshed every second.
+    Top {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Stop after this many refreshes.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Follow a node's access log (JSON lines), filtered.
+    Log {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// A status (404) or a class (5xx).
+        #[arg(long)]
+        status: Option<String>,
+        /// A cache result: hit, miss, stale, revalidated, peer, pass, error.
+        #[arg(long)]
+        cache: Option<String>,
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long)]
+        path_prefix: Option<String>,
+        #[arg(long)]
+        site: Option<String>,
+    },
+    /// Purge URLs and tags everywhere; exit status 1 unless every node confirmed.
+    Purge {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Absolute URLs (every variant, both schemes).
+        urls: Vec<String>,
+        /// Entries carrying this tag (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Mark stale instead of removing.
+        #[arg(long)]
+        soft: bool,
+    },
+    /// A node's view of its cluster; exit status 1 if a member is down.
+    Cluster {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// How an operator command reaches a node's admin API.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The admin listener, IP:PORT (default: [admin] listen of --config).
+    #[arg(long)]
+    admin: Option<String>,
+    /// The bearer token (default: $OUTPOST_ADMIN_TOKEN, then [admin] token of --config).
+    #[arg(long)]
+    token: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -61,6 +119,85 @@ fn main() -> ExitCode {
             outpost::demo::Demo::Cluster
         })),
         Command::DnsZone { pdns_settings } => exit(dns_zone(cli.config, pdns_settings)),
+        Command::Top {
+            admin,
+            interval,
+            count,
+        } => ops(&admin, cli.config.as_deref(), |client| async move {
+            let options = outpost::ops::top::Options {
+                every: std::time::Duration::from_secs_f64(interval.max(0.1)),
+                count,
+                redraw: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            };
+            outpost::ops::top::run(client, options).await.map(|()| true)
+        }),
+        Command::Log {
+            admin,
+            status,
+            cache,
+            host,
+            path_prefix,
+            site,
+        } => ops(&admin, cli.config.as_deref(), |client| async move {
+            let filters = outpost::ops::log::Filters {
+                status,
+                cache,
+                host,
+                path_prefix,
+                site,
+            };
+            outpost::ops::log::run(&client, &filters)
+                .await
+                .map(|()| true)
+        }),
+        Command::Purge {
+            admin,
+            urls,
+            tags,
+            soft,
+        } => ops(&admin, cli.config.as_deref(), |client| async move {
+            let purge = outpost::ops::purge::Purge { urls, tags, soft };
+            let answer = outpost::ops::purge::send(&client, &purge).await?;
+            let (text, complete) = outpost::ops::purge::render(&answer);
+            print!("{text}");
+            Ok(complete)
+        }),
+        Command::Cluster { admin } => ops(&admin, cli.config.as_deref(), |client| async move {
+            let page = outpost::ops::cluster::fetch(&client).await?;
+            let (text, all_up) = outpost::ops::cluster::render(&page);
+            print!("{text}");
+            Ok(all_up)
+        }),
+    }
+}
+
+/// Run an operator command against a node's admin API: exit 0 when it says all is well, 1
+/// when not (a node did not confirm, a member is down), 2 when the node could not be asked.
+fn ops<F, Fut>(args: &AdminArgs, config: Option<&std::path::Path>, command: F) -> ExitCode
+where
+    F: FnOnce(outpost::ops::client::AdminClient) -> Fut,
+    Fut: std::future::Future<Output = Result<bool, outpost::ops::OpsError>>,
+{
+    let target =
+        match outpost::ops::Target::resolve(args.admin.as_deref(), args.token.as_deref(), config) {
+            Ok(target) => target,
+            Err(e) => {
+                eprintln!("outpost: {e}");
+                return ExitCode::from(e.exit_code());
+            }
+        };
+    let Ok(runtime) = runtime() else {
+        eprintln!("outpost: cannot start the runtime");
+        return ExitCode::from(2);
+    };
+    let client = outpost::ops::client::AdminClient::new(target);
+    match runtime.block_on(command(client)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("outpost: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }
 

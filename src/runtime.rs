@@ -123,6 +123,7 @@ pub async fn run_with_reloads(
 ) -> Result<(), RunError> {
     let (stop, stopped) = watch::channel(false);
     let admin_listen = listeners.admin;
+    let admin_addr = admin_listen.as_ref().and_then(|l| l.local_addr().ok());
     let runtime = Runtime::start(
         config,
         Listeners {
@@ -162,7 +163,12 @@ pub async fn run_with_reloads(
             let _ = reloader.reload().await;
         }
     });
-    tracing::info!("serving");
+    let (http, https) = (
+        runtime_addrs(&runtime, false).await,
+        runtime_addrs(&runtime, true).await,
+    );
+    let quic = runtime.quic_addrs().await;
+    tracing::info!(?http, ?https, ?quic, admin = ?admin_addr, "serving");
     shutdown.await;
     tracing::info!("draining");
     let drain_started = std::time::Instant::now();
@@ -208,6 +214,19 @@ pub async fn run_with_reloads(
         let _ = admin_loop.await;
     }
     Ok(())
+}
+
+/// The addresses the node's http (or https) accept loops listen on.
+async fn runtime_addrs(runtime: &Runtime, https: bool) -> Vec<SocketAddr> {
+    let applied = runtime.applied.lock().await;
+    let mut addrs: Vec<SocketAddr> = applied
+        .loops
+        .keys()
+        .filter(|(tls, _)| *tls == https)
+        .map(|(_, addr)| *addr)
+        .collect();
+    addrs.sort();
+    addrs
 }
 
 pub(crate) fn eviction_hook(metrics: &Metrics) -> storage::EvictionHook {
@@ -394,6 +413,13 @@ impl Runtime {
             .quic
             .insert(addr, (Running { stop, task }, endpoint));
         Ok(())
+    }
+
+    /// The addresses the QUIC listeners are bound to.
+    async fn quic_addrs(&self) -> Vec<SocketAddr> {
+        let mut addrs: Vec<SocketAddr> = self.applied.lock().await.quic.keys().copied().collect();
+        addrs.sort();
+        addrs
     }
 
     /// The connection limit, for the drain.
@@ -737,5 +763,9 @@ impl admin::Node for Runtime {
 
     async fn reload(&self) -> Result<(), String> {
         Runtime::reload(self).await.map_err(|e| e.to_string())
+    }
+
+    fn access_log(&self) -> Arc<AccessLog> {
+        self.access.clone()
     }
 }

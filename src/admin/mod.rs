@@ -7,6 +7,7 @@
 //! | GET    | `/readyz`  | none   | 200 when serving, 503 while draining or before the first probe of every peer |
 //! | POST   | `/purge`   | bearer | `{"urls": [..], "tags": [..], "soft": false}`: remove (or, soft, mark stale) every variant of each URL and every entry with each tag, here, on every cluster member, the shield tier and every other region; totals per URL and tag, each node's answer, and the nodes that did not confirm |
 //! | POST   | `/reload`  | bearer | re-read the configuration file, as SIGHUP does: `{"reloaded": true}`, or 422 with the reason (the running configuration stays) |
+//! | GET    | `/log`     | bearer | the access log as NDJSON while the client stays, filtered by `status=5xx`, `cache=miss`, `host=`, `path_prefix=`, `site=`; a follower that falls behind gets `{"lost": n}` |
 //! | GET    | `/cluster` | none   | this node, the members with their health and ring shares, when the membership last changed |
 //! | GET    | `/cluster/owner?url=…` | none | the cache key of an absolute URL and the node that owns it |
 //!
@@ -23,6 +24,7 @@ use http_body_util::{BodyExt, Limited};
 
 use crate::cluster::broadcast::{Delivery, Reach};
 use crate::cluster::{Cluster, Group, Route};
+use crate::observability::access::{AccessLog, Filter};
 use crate::observability::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::proxy::purge::PurgeRequest;
@@ -49,6 +51,8 @@ pub(crate) trait Node: Send + Sync + 'static {
     fn token(&self) -> Arc<Option<String>>;
     /// Re-read the configuration file; the error says why it was refused.
     fn reload(&self) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    /// The access log, which `GET /log` follows.
+    fn access_log(&self) -> Arc<AccessLog>;
 }
 
 impl<N: Node> Handler for Admin<N> {
@@ -71,6 +75,10 @@ impl<N: Node> Handler for Admin<N> {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not ready (starting: peers not probed yet, or draining)\n",
             ),
+            (&Method::GET, "/log") => match self.authorize(&request) {
+                Ok(()) => follow_log(&self.node.access_log(), view.metrics, request.uri().query()),
+                Err(refusal) => refusal.response(),
+            },
             (&Method::GET, "/cluster") => view.cluster_page(),
             (&Method::GET, "/cluster/owner") => view.owner(request.uri().query()),
             (&Method::POST, "/purge") => match self.authorize(&request) {
@@ -90,7 +98,7 @@ impl<N: Node> Handler for Admin<N> {
             (
                 _,
                 "/metrics" | "/healthz" | "/readyz" | "/purge" | "/reload" | "/cluster"
-                | "/cluster/owner",
+                | "/cluster/owner" | "/log",
             ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
@@ -430,8 +438,57 @@ fn merge_counts(totals: &mut [serde_json::Value], theirs: &serde_json::Value, na
     }
 }
 
+/// `GET /log`: every request from now on as a JSON line, those the query's filter keeps,
+/// until the client goes. Lines a slow client missed are said (`{"lost": n}`) and counted.
+fn follow_log(
+    access: &AccessLog,
+    metrics: &Arc<Metrics>,
+    query: Option<&str>,
+) -> Response<ProxyBody> {
+    let filter = match Filter::parse(query) {
+        Ok(filter) => filter,
+        Err(error) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({ "error": error }),
+            );
+        }
+    };
+    let followed = access.follow();
+    let lost = metrics.front.log_follower_lost.clone();
+    let lines = futures_util::stream::unfold(followed, move |mut followed| {
+        let filter = filter.clone();
+        let lost = lost.clone();
+        async move {
+            loop {
+                match followed.recv().await {
+                    Ok(record) if filter.keeps(&record) => {
+                        return Some((Ok(Bytes::from(record.line.clone())), followed));
+                    }
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        lost.inc_by(n);
+                        let line = format!("{{\"lost\": {n}}}\n");
+                        return Some((Ok(Bytes::from(line)), followed));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        }
+    });
+    let mut response = Response::new(ProxyBody::Stream {
+        chunks: Box::pin(lines),
+        len: None,
+    });
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    response
+}
+
 /// `%XX` escapes of a query value (the URL given to `/cluster/owner`).
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

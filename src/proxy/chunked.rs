@@ -348,7 +348,7 @@ impl Reader {
 fn fetch(proxy: Arc<Proxy>, base: Arc<Base>, request: ChunkRequest) -> ChunkFetch {
     Box::pin(async move {
         let ctx = base.context(&request);
-        let served = proxy.clone().cacheable(ctx).await;
+        let served = proxy.cacheable(ctx).await;
         let (parts, body) = served.response.into_parts();
         chunk::check(&request, parts.status, &parts.headers, SystemTime::now())
             .map_err(ChunkError::Mismatch)?;

@@ -37,6 +37,9 @@ use crate::storage::coalesce::{Publisher, Share};
 /// the fill stops reading from the origin.
 const PASS_WINDOW: usize = 1 << 20;
 
+/// Why a fill that was not storing stopped: its readers were gone.
+const READERS_LEFT: &str = "every reader left or stopped reading";
+
 /// What subscribers learn when the origin's response head arrives.
 #[derive(Debug)]
 pub(crate) struct FillHead {
@@ -653,7 +656,7 @@ async fn stream_body(
         }
         publisher.push(data);
         if !storing && !publisher.wait_for_readers(PASS_WINDOW, idle).await {
-            break Err(ProxyError::Internal("every reader left or stopped reading"));
+            break Err(ProxyError::Internal(READERS_LEFT));
         }
     };
     if let (Ok(()), true) = (&result, storing) {
@@ -675,6 +678,9 @@ async fn stream_body(
         publisher.rebase(&entry.body);
         let entry = Arc::new(entry);
         job.keep(&publisher, head.request_time, &entry).await;
+    } else if let Err(ProxyError::Internal(READERS_LEFT)) = &result {
+        // Clients leave: not the origin's failure, and nothing was being stored.
+        tracing::debug!(key = %job.key, "every client left or stopped reading; the origin's body is no longer read");
     } else if let Err(e) = &result {
         // The head went out saying `stored` (Cache-Status is sent before the body): counted
         // and logged, so that the claim can be checked.

@@ -123,6 +123,18 @@ pub(crate) struct Proxy {
     pub(crate) purges: Arc<Purges>,
     /// Where stored bodies are compressed (the node's, outliving reloads).
     compress_pool: Arc<compress::pool::Pool>,
+    /// Responses to requests no site serves (an unknown host) or that were refused before a
+    /// site was known (ambiguous framing): counted as site `unknown`.
+    unknown_site: crate::observability::metrics::SiteMetrics,
+}
+
+/// What the access log keeps of a request, taken before the request is served.
+struct Seen {
+    method: Method,
+    host: String,
+    path: String,
+    user_agent: Option<http::HeaderValue>,
+    referer: Option<http::HeaderValue>,
 }
 
 /// What every proxy of one node shares: a reload builds a new proxy with the same.
@@ -163,6 +175,7 @@ impl Proxy {
         metrics
             .membership
             .set_node(&config.node.name, config.node.region.as_deref());
+        let unknown_site = metrics.site("unknown");
         Ok(Self {
             node: Node::new(&config.node.name),
             cluster,
@@ -182,6 +195,7 @@ impl Proxy {
             region: config.node.region.clone(),
             purges,
             compress_pool,
+            unknown_site,
         })
     }
 
@@ -195,9 +209,19 @@ impl Proxy {
         request: Request<ClientBody>,
         client: ClientInfo,
     ) -> Response<ProxyBody> {
+        let started = std::time::Instant::now();
         let (mut parts, body) = request.into_parts();
         if let Err(e) = request::check_framing(&parts) {
-            return respond::error(&self.node, &e, None).response;
+            let seen = self.seen_refused(&parts);
+            let served = respond::error(&self.node, &e, None);
+            return self.account(
+                &self.unknown_site,
+                "unknown",
+                seen,
+                &client,
+                served,
+                started,
+            );
         }
         let mut client = client;
         let mut hops = Hops::default();
@@ -224,10 +248,21 @@ impl Proxy {
             }
             parts.headers.remove(&HOP_HEADER);
         }
-        let started = std::time::Instant::now();
+        // A refusal (an unknown host, say) is counted and logged like any response.
+        let refused = self.seen_refused(&parts);
         let mut ctx = match request::prepare(&self.sites, parts, &client, &self.node.name, hops) {
             Ok(ctx) => ctx,
-            Err(e) => return respond::error(&self.node, &e, None).response,
+            Err(e) => {
+                let served = respond::error(&self.node, &e, None);
+                return self.account(
+                    &self.unknown_site,
+                    "unknown",
+                    refused,
+                    &client,
+                    served,
+                    started,
+                );
+            }
         };
         if let Some(chunk) = chunk
             && ctx.method == Method::GET
@@ -241,34 +276,70 @@ impl Proxy {
             _ => None,
         };
         let site = ctx.site.clone();
-        // Only what the access log needs, and only when it is on.
-        let logged = self.access.enabled().then(|| {
-            let header = |name| ctx.headers.get(name).cloned();
-            (
-                ctx.method.clone(),
-                ctx.authority.clone(),
-                ctx.path_and_query.clone(),
-                header(http::header::USER_AGENT),
-                header(http::header::REFERER),
-            )
+        // Only what the access log needs, and only when it is wanted.
+        let seen = self.access.wanted().then(|| Seen {
+            method: ctx.method.clone(),
+            host: ctx.authority.to_str().unwrap_or_default().to_owned(),
+            path: ctx.path_and_query.as_str().to_owned(),
+            user_agent: ctx.headers.get(http::header::USER_AGENT).cloned(),
+            referer: ctx.headers.get(http::header::REFERER).cloned(),
         });
-        let access = logged.is_some().then(|| self.access.clone());
-        let Served { response, outcome } = match ctx.method {
+        let served = match ctx.method {
             Method::GET | Method::HEAD => self.cacheable(ctx).await,
-            _ => Box::pin(self.pass(ctx, body)).await,
+            _ => Box::pin(self.clone().pass(ctx, body)).await,
         };
-        site.metrics.request(outcome.result());
+        self.account(&site.metrics, &site.name, seen, &client, served, started)
+    }
+
+    /// What the access log needs of a request refused before its site was known.
+    fn seen_refused(&self, parts: &http::request::Parts) -> Option<Seen> {
+        self.access.wanted().then(|| {
+            let host = parts
+                .uri
+                .authority()
+                .map(|a| a.as_str())
+                .or_else(|| {
+                    parts
+                        .headers
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                })
+                .unwrap_or_default();
+            Seen {
+                method: parts.method.clone(),
+                host: host.to_owned(),
+                path: parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_owned(),
+                user_agent: parts.headers.get(http::header::USER_AGENT).cloned(),
+                referer: parts.headers.get(http::header::REFERER).cloned(),
+            }
+        })
+    }
+
+    /// Count a response in its site's metrics and log it (when the log is wanted).
+    fn account(
+        &self,
+        metrics: &crate::observability::metrics::SiteMetrics,
+        site: &str,
+        seen: Option<Seen>,
+        client: &ClientInfo,
+        served: Served,
+        started: std::time::Instant,
+    ) -> Response<ProxyBody> {
+        let Served { response, outcome } = served;
+        metrics.request(outcome.result());
         let length = http_body::Body::size_hint(response.body()).exact();
         let elapsed = started.elapsed();
-        site.metrics
-            .response(response.status(), elapsed.as_secs_f64(), length);
-        if let (Some((method, authority, path, user_agent, referer)), Some(log)) = (logged, access)
-        {
-            log.record(&access::Entry {
+        metrics.response(response.status(), elapsed.as_secs_f64(), length);
+        if let Some(seen) = seen {
+            self.access.record(&access::Entry {
                 client: client.addr,
-                method: &method,
-                host: authority.to_str().unwrap_or_default(),
-                path: path.as_str(),
+                method: &seen.method,
+                host: &seen.host,
+                path: &seen.path,
                 status: response.status(),
                 bytes: length,
                 // The whole header: the members of the caches before this one too.
@@ -277,18 +348,19 @@ impl Proxy {
                     .get("cache-status")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default(),
+                cache: outcome.result().as_str(),
                 upstream: outcome.upstream(),
-                site: &site.name,
+                site,
                 started: SystemTime::now() - elapsed,
                 duration: elapsed,
-                user_agent: user_agent.as_ref(),
-                referer: referer.as_ref(),
+                user_agent: seen.user_agent.as_ref(),
+                referer: seen.referer.as_ref(),
             });
         }
         response
     }
 
-    async fn cacheable(self: Arc<Self>, ctx: RequestContext) -> Served {
+    async fn cacheable(self: &Arc<Self>, ctx: RequestContext) -> Served {
         let now = SystemTime::now();
         self.store.record_request(&ctx.key);
         let variants = self.store.get(&ctx.key).await;
@@ -322,8 +394,10 @@ impl Proxy {
             {
                 respond::error(&self.node, &ProxyError::NotCached, Some(fwd))
             }
-            Lookup::Revalidate { entry, fwd } => Box::pin(self.fetch(ctx, fwd, Some(entry))).await,
-            Lookup::Miss { fwd } => Box::pin(self.fetch(ctx, fwd, None)).await,
+            Lookup::Revalidate { entry, fwd } => {
+                Box::pin(self.clone().fetch(ctx, fwd, Some(entry))).await
+            }
+            Lookup::Miss { fwd } => Box::pin(self.clone().fetch(ctx, fwd, None)).await,
         }
     }
 
@@ -347,7 +421,7 @@ impl Proxy {
     /// A stored entry, found by the lookup: served from its body, or from its chunks. An
     /// object whose chunks say it changed is fetched again.
     async fn serve_stored(
-        self: Arc<Self>,
+        self: &Arc<Self>,
         ctx: RequestContext,
         entry: &Arc<Entry>,
         now: SystemTime,
@@ -357,10 +431,10 @@ impl Proxy {
         let mut served = if entry.chunks.is_none() {
             self.serve_whole(&ctx, entry, now, outcome).await
         } else {
-            match Box::pin(chunked::serve(&self, &ctx, entry, now, outcome)).await {
+            match Box::pin(chunked::serve(self, &ctx, entry, now, outcome)).await {
                 Ok(served) => served,
                 Err(chunked::Failure::Restart) => {
-                    return Box::pin(self.fetch(ctx, Fwd::Miss, None)).await;
+                    return Box::pin(self.clone().fetch(ctx, Fwd::Miss, None)).await;
                 }
                 Err(chunked::Failure::Error(e)) => return respond::error(&self.node, &e, None),
             }

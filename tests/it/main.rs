@@ -10,6 +10,7 @@
 //! | `caching` | RFC 9111 core, on one node and through a non-owner: storability, freshness, Age, Vary, validation, invalidation, purge, HEAD, Range, If-Range, conditionals |
 //! | `coalesce` | one origin fetch per key, fills that outlive clients, failures and uncacheable releases, max_object streaming |
 //! | `origin_failures` | origin errors map to 502/504, nothing partial is stored, retries, forwarding headers, HTTPS origins |
+//! | `ops` | the operator's commands against real nodes: `outpost log` and `GET /log` (filters, a slow follower), `outpost purge` and `outpost cluster` (exit statuses), `outpost top` in a pipe and on a terminal (tmux); refusals counted and logged |
 //! | `origins` | origin names follow DNS and drain, max_connections and the queue, idle timeout, HTTP/2 by ALPN or h2c, resets retried but never a POST, per-server metrics |
 //! | `bad_input` | malformed or oversized requests are refused and the node keeps serving |
 //! | `admin` | health, readiness, metrics (promtool, OpenMetrics), purge and its auth |
@@ -47,6 +48,7 @@ mod dns_server;
 mod front_door;
 mod http3;
 mod listeners;
+mod ops;
 mod origin_failures;
 mod origins;
 mod persist;

@@ -337,9 +337,30 @@ pub fn tool(name: &str) -> Option<PathBuf> {
             panic!("{name} is required in CI (CI is set) but is not installed")
         }
         None => {
-            eprintln!("note: {name} not found; skipping the test that needs it");
+            // Straight to stderr, past the test harness's capture (which takes the print
+            // macros only): a skipped test is seen in `cargo test`'s output.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: {} needs `{name}`, not installed (Debian package: {}; .ci/run installs it)",
+                std::thread::current().name().unwrap_or("a test"),
+                package_of(name)
+            );
             None
         }
+    }
+}
+
+/// The Debian package a test tool comes from.
+fn package_of(tool: &str) -> &'static str {
+    match tool {
+        "promtool" => "prometheus",
+        "dnsmasq" => "dnsmasq-base",
+        "pdns_server" | "pdnsutil" => "pdns-server, pdns-backend-bind",
+        "dig" => "bind9-dnsutils",
+        "tmux" => "tmux",
+        "curl" => "curl",
+        _ => "see .ci/run",
     }
 }
 

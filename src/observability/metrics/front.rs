@@ -30,6 +30,8 @@ pub(crate) struct FrontDoor {
     pub(crate) config_reloads: Counter,
     pub(crate) config_reload_failures: Counter,
     pub(crate) access_log_dropped: Counter,
+    /// Lines a `GET /log` follower lost because it read too slowly.
+    pub(crate) log_follower_lost: Counter,
 }
 
 impl FrontDoor {
@@ -78,6 +80,11 @@ impl FrontDoor {
             access_log_dropped: reg.register(
                 names::ACCESS_LOG_DROPPED,
                 "Access log lines dropped because the log writer fell behind",
+                Counter::default(),
+            ),
+            log_follower_lost: reg.register(
+                names::LOG_FOLLOWER_LOST,
+                "Access log lines a GET /log follower lost because it read too slowly",
                 Counter::default(),
             ),
         }

@@ -56,6 +56,7 @@ pub(crate) const CONNECTIONS_OPEN: &str = "connections_open";
 pub(crate) const CONNECTIONS_ACCEPTED: &str = "connections_accepted";
 pub(crate) const CONNECTIONS_REFUSED: &str = "connections_refused";
 pub(crate) const CLIENT_LIMIT_REFUSALS: &str = "client_limit_refusals";
+pub(crate) const LOG_FOLLOWER_LOST: &str = "log_follower_lost";
 pub(crate) const TLS_HANDSHAKES: &str = "tls_handshakes";
 pub(crate) const TLS_HANDSHAKE_FAILURES: &str = "tls_handshake_failures";
 pub(crate) const CONFIG_RELOADS: &str = "config_reloads";
