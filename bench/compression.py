@@ -9,7 +9,7 @@ an ETag) and one node with `compress = [<coding>]`, pinned to CPU 1 (`taskset`),
 CPU 0. The page is fetched once as identity and once encoded (the one compression, timed), then
 wrk runs hits of each form in turn, --trials times, alternating. Prints the encoded size and
 ratio, and for each form the median requests/s and bytes/s of the trials; the ratio of the
-encoded form's requests/s to identity's is the figure the README quotes. Needs wrk.
+encoded form's requests/s to identity's is the figure docs/performance.md quotes. Needs wrk.
 """
 import argparse
 import http.client

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run an Outpost cluster as one `custom:` target of the shared benchmark harness: NODES nodes
+# Run an Outpost cluster as one `custom:` target of the bench/compare/ harness: NODES nodes
 # on 127.0.0.1:PORT+5.. with CACHE_BYTES × FACTOR / NODES of memory each, behind an nginx
 # round-robin balancer on PORT (no cache in nginx). With NODES=1 the single node listens on
 # PORT itself, so "1 node with 3× the memory" and "3 nodes" compare on the same workload:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run Outpost as a `custom:` target of the shared caching-proxy benchmark harness.
+# Run Outpost as a `custom:` target of the side-by-side benchmark harness in bench/compare/.
 #
 #   --target 'outpost=custom:bench/outpost-target.sh target/release/outpost {port} {tls_port} {cert} {key} {origin} {cache_bytes} {workdir}'
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What hit ratio the shared harness's Zipf scenario allows a cache of a given size.
+"""What hit ratio the Zipf scenario of bench/compare/ allows a cache of a given size.
 
 Two bounds for a cache holding `entries` of `keys` equally sized objects under Zipf(s):
 

@@ -1,6 +1,6 @@
 //! What one core compresses per second, by coding and level, on a 100 KiB HTML page: the
 //! figures behind the default levels (stored objects at 6, misses as they stream at 1) and
-//! the README's statement of them.
+//! the statement of them in docs/configuration.md.
 //!
 //! `cargo bench --bench compression`
 

@@ -41,6 +41,10 @@ enum Command {
         /// Two regions of two nodes filling from a shield node instead (other ports).
         #[arg(long)]
         regions: bool,
+        /// Move every port of the demo: the first node listens here, the origin one above
+        /// (default 8080, or 8180 with --regions).
+        #[arg(long)]
+        base_port: Option<u16>,
     },
     /// Print the PowerDNS zone (LUA records) for the file's [steering] and [[region]] tables.
     DnsZone {
@@ -111,13 +115,25 @@ struct AdminArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
+        Command::Check { file: Some(file) } if cli.config.as_ref().is_some_and(|c| *c != file) => {
+            refuse(
+                "check takes one file: give it as `outpost check FILE` or `--config FILE`, not both",
+            )
+        }
         Command::Check { file } => check(file.or(cli.config)),
         Command::Run => exit(serve(cli.config)),
-        Command::Demo { regions } => exit(demo(if regions {
-            outpost::demo::Demo::Regions
-        } else {
-            outpost::demo::Demo::Cluster
-        })),
+        Command::Demo { .. } if cli.config.is_some() => refuse(
+            "the demo runs on its embedded configuration and reads no --config; \
+             run a node on a file with `outpost run --config FILE`",
+        ),
+        Command::Demo { regions, base_port } => exit(demo(
+            if regions {
+                outpost::demo::Demo::Regions
+            } else {
+                outpost::demo::Demo::Cluster
+            },
+            base_port,
+        )),
         Command::DnsZone { pdns_settings } => exit(dns_zone(cli.config, pdns_settings)),
         Command::Top {
             admin,
@@ -203,7 +219,7 @@ where
 
 fn check(path: Option<PathBuf>) -> ExitCode {
     let Some(path) = path else {
-        eprintln!("outpost check: --config FILE is required");
+        eprintln!("usage: outpost check FILE");
         return ExitCode::from(2);
     };
     match Config::load(&path) {
@@ -224,8 +240,7 @@ fn check(path: Option<PathBuf>) -> ExitCode {
 /// The zone's serial is the time it was written, so a newer file has a larger serial.
 fn dns_zone(path: Option<PathBuf>, pdns_settings: bool) -> anyhow::Result<()> {
     let path = path.context("--config FILE is required")?;
-    let config = Config::load(&path)?;
-    let steering = config.steering.with_context(|| {
+    let steering = Config::load_steering(&path)?.with_context(|| {
         format!(
             "{}: no [steering] table: nothing to write a zone from",
             path.display()
@@ -292,10 +307,17 @@ async fn reload_on_sighup(reload: tokio::sync::mpsc::Sender<()>) {
     let _ = reload;
 }
 
-fn demo(which: outpost::demo::Demo) -> anyhow::Result<()> {
+/// A command line that cannot mean what it says: exit status 2, as for clap's own errors.
+fn refuse(why: &str) -> ExitCode {
+    eprintln!("error: {why}");
+    ExitCode::from(2)
+}
+
+fn demo(which: outpost::demo::Demo, base_port: Option<u16>) -> anyhow::Result<()> {
+    let layout = outpost::demo::Layout::new(which, base_port)?;
     outpost::observability::init_logging("warn");
     runtime()?.block_on(async {
-        outpost::demo::run(which, shutdown_signal()).await?;
+        outpost::demo::run(layout, shutdown_signal()).await?;
         Ok(())
     })
 }

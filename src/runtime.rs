@@ -177,7 +177,7 @@ pub async fn run_with_reloads(
     // to their next holders, which ask it for them while it still serves.
     let limit = runtime.listen_config().await.shutdown_timeout;
     if let Some(cluster) = &runtime.front.proxy().cluster
-        && cluster.any_peer_alive()
+        && cluster.watched()
     {
         let notice = cluster.leave_notice.min(limit / 2);
         let notice_ms = u64::try_from(notice.as_millis()).unwrap_or(u64::MAX);
@@ -755,6 +755,10 @@ impl admin::Node for Runtime {
 
     fn is_ready(&self) -> bool {
         Runtime::is_ready(self)
+    }
+
+    fn is_draining(&self) -> bool {
+        !self.ready.load(Ordering::Relaxed)
     }
 
     fn token(&self) -> Arc<Option<String>> {

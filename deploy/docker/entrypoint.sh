@@ -76,7 +76,7 @@ fi
 
 case ${1:-} in
     render) exit 0 ;;
-    check) exec outpost check --config "$config" ;;
+    check) exec outpost check "$config" ;;
     "") ;;
     *) exec "$@" ;;
 esac

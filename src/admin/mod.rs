@@ -45,8 +45,10 @@ pub(crate) trait Node: Send + Sync + 'static {
     /// The proxy serving now (replaced whole by a reload).
     fn proxy(&self) -> Arc<Proxy>;
     fn metrics(&self) -> &Arc<Metrics>;
-    /// False while draining.
+    /// False while draining or starting.
     fn is_ready(&self) -> bool;
+    /// True once the node is stopping.
+    fn is_draining(&self) -> bool;
     /// The bearer token mutations need; `None` refuses them all.
     fn token(&self) -> Arc<Option<String>>;
     /// Re-read the configuration file; the error says why it was refused.
@@ -66,6 +68,7 @@ impl<N: Node> Handler for Admin<N> {
             proxy: &proxy,
             cluster: proxy.cluster.as_ref(),
             metrics: self.node.metrics(),
+            draining: self.node.is_draining(),
         };
         match (request.method(), request.uri().path()) {
             (&Method::GET, "/metrics") => view.metrics_page(&request).await,
@@ -110,6 +113,8 @@ struct View<'a> {
     proxy: &'a Arc<Proxy>,
     cluster: Option<&'a Arc<Cluster>>,
     metrics: &'a Arc<Metrics>,
+    /// True once the node is stopping.
+    draining: bool,
 }
 
 impl<N: Node> Admin<N> {
@@ -234,12 +239,16 @@ impl View<'_> {
                     "share": share,
                     "last_change": httpdate::fmt_http_date(peer.last_change()),
                 }),
+                // This node, with the keys of every other member: it serves while it is
+                // alive, and leaves when it drains.
                 None => serde_json::json!({
                     "address": id.0,
                     "name": cluster.name,
                     "self": true,
                     "alive": true,
+                    "leaving": self.draining,
                     "share": share,
+                    "last_change": httpdate::fmt_http_date(view.changed),
                 }),
             })
             .collect();
@@ -303,10 +312,17 @@ impl View<'_> {
             }
         };
         let Some(cluster) = self.cluster else {
+            // The keys of a cluster's answer: no cluster address, no other node to prefer.
             let name = self.proxy.node_name();
             return json(
                 StatusCode::OK,
-                &serde_json::json!({ "owner": name, "self": true, "key": key }),
+                &serde_json::json!({
+                    "owner": name,
+                    "address": null,
+                    "self": true,
+                    "key": key,
+                    "preference": [],
+                }),
             );
         };
         let hash = crate::hash::key(&key);

@@ -121,6 +121,9 @@ pub(crate) struct Cluster {
     metrics: Arc<Metrics>,
     /// Set after the first probe round.
     probed_once: std::sync::atomic::AtomicBool,
+    /// When another node last probed this one (monotonic ms, 0 never): a member, or an edge
+    /// whose shield this node is.
+    probed_at_ms: std::sync::atomic::AtomicU64,
     /// The purge log and lease (the node's, shared with the proxy and outliving reloads).
     pub(crate) purges: Arc<Purges>,
     /// Nodes outside this cluster that purges go to and purge logs are compared with: the
@@ -232,6 +235,7 @@ impl Cluster {
             client: PeerClient::new(),
             metrics,
             probed_once: std::sync::atomic::AtomicBool::new(false),
+            probed_at_ms: std::sync::atomic::AtomicU64::new(0),
             purges: node.purges,
             remotes,
             records: node.records,
@@ -299,6 +303,24 @@ impl Cluster {
     /// Whether any peer is live (one that could route to this node).
     pub(crate) fn any_peer_alive(&self) -> bool {
         self.view.load().peers.values().any(|p| p.is_alive())
+    }
+
+    /// Another node probed this one.
+    pub(crate) fn probed(&self) {
+        self.probed_at_ms.store(
+            peer::monotonic_ms().max(1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Whether other nodes watch this one: a live member, or a probe within the last three
+    /// probe intervals (10 s at least) from a node of another tier. They are told it leaves
+    /// before it stops, so they move its keys without calling it a failure.
+    pub(crate) fn watched(&self) -> bool {
+        let at = self.probed_at_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let window = (self.probe_interval * 3).max(std::time::Duration::from_secs(10));
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        self.any_peer_alive() || (at != 0 && peer::monotonic_ms().saturating_sub(at) <= window_ms)
     }
 
     /// The owner of `key` among live members.

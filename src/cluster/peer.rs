@@ -64,7 +64,7 @@ pub(crate) struct Peer {
 }
 
 /// Milliseconds on a monotonic clock since its first use.
-fn monotonic_ms() -> u64 {
+pub(crate) fn monotonic_ms() -> u64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let start = START.get_or_init(Instant::now);
     u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
@@ -141,19 +141,30 @@ impl Peer {
     /// for them while it still answers.
     fn leave(&self) {
         self.heard();
-        self.eject("draining");
         self.leaving.store(true, Ordering::Relaxed);
+        if self.take_out() {
+            // A planned stop (a deploy, Ctrl-C): nothing for an operator to act on.
+            tracing::info!(peer = %self.id.0, "peer left the ring: draining");
+        }
     }
 
     /// Take it out of the ring's live set; its keys move to the next live node.
     pub(crate) fn eject(&self, why: &str) {
         self.leaving.store(false, Ordering::Relaxed);
-        if self.alive.swap(false, Ordering::Relaxed) {
+        if self.take_out() {
             tracing::warn!(peer = %self.id.0, why, "peer ejected");
+        }
+    }
+
+    /// Out of the live set; whether it was in it.
+    fn take_out(&self) -> bool {
+        let was_alive = self.alive.swap(false, Ordering::Relaxed);
+        if was_alive {
             self.metrics.ejections.inc();
             self.metrics.up.set(0);
             *lock(&self.last_change) = SystemTime::now();
         }
+        was_alive
     }
 
     /// A probe got no answer in time: ejected only after [`PROBE_FALL`] in a row.

@@ -402,14 +402,27 @@ impl Config {
     /// Reads and validates the file at `path`. Relative paths inside it
     /// are resolved against its (absolute) directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let label = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            file: label.clone(),
-            message: e.to_string(),
-        })?;
+        let (text, label) = read(path)?;
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let base_dir = absolute.parent().unwrap_or(Path::new("."));
         Self::parse(&text, &label, base_dir)
+    }
+
+    /// Only the `[steering]` and `[[region]]` tables of the file at `path`, validated: what
+    /// `outpost dns-zone` needs, on a DNS host that runs no node (and has no `[[site]]`).
+    pub fn load_steering(path: &Path) -> Result<Option<crate::steering::Steering>, ConfigError> {
+        let (text, label) = read(path)?;
+        let source = Source {
+            text: &text,
+            file: &label,
+        };
+        let file: file::FileConfig =
+            toml::from_str(&text).map_err(|e| keypath::from_toml(&source, &e))?;
+        let cx = ctx::Ctx {
+            source,
+            base_dir: Path::new("."),
+        };
+        steering::steering(file.steering.as_ref(), &file.regions, &cx)
     }
 
     /// Validates `text`; `file_label` prefixes error messages and
@@ -449,4 +462,14 @@ impl Config {
         }
         out
     }
+}
+
+/// The text of the file at `path` and the label its errors carry.
+fn read(path: &Path) -> Result<(String, String), ConfigError> {
+    let label = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        file: label.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((text, label))
 }

@@ -45,9 +45,9 @@ pub fn render(answer: &serde_json::Value) -> (String, bool) {
     };
     let _ = writeln!(
         out,
-        "purge {}{soft}: {} entries",
+        "purge {}{soft}: {}",
         answer["id"].as_str().unwrap_or("-"),
-        answer["purged"].as_u64().unwrap_or(0)
+        entries(answer["purged"].as_u64().unwrap_or(0))
     );
     for url in answer["urls"].as_array().into_iter().flatten() {
         let what = match (&url["purged"], &url["error"]) {
@@ -60,9 +60,9 @@ pub fn render(answer: &serde_json::Value) -> (String, bool) {
     for tag in answer["tags"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
-            "  tag  {}  {} entries",
+            "  tag  {}  {}",
             tag["tag"].as_str().unwrap_or("?"),
-            tag["purged"].as_u64().unwrap_or(0)
+            entries(tag["purged"].as_u64().unwrap_or(0))
         );
     }
     let groups = [("node", &answer["nodes"]), ("shield", &answer["shields"])];
@@ -104,9 +104,18 @@ fn node_line(node: &serde_json::Value) -> String {
     match node["error"].as_str() {
         Some(error) => format!("{name} ({address})  did not confirm: {error}"),
         None => format!(
-            "{name} ({address})  ok, {} entries",
-            node["result"]["purged"].as_u64().unwrap_or(0)
+            "{name} ({address})  ok, {}",
+            entries(node["result"]["purged"].as_u64().unwrap_or(0))
         ),
+    }
+}
+
+/// `1 entry`, `2 entries`.
+fn entries(n: u64) -> String {
+    if n == 1 {
+        "1 entry".to_owned()
+    } else {
+        format!("{n} entries")
     }
 }
 

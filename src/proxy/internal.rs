@@ -174,6 +174,7 @@ fn probe(
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    cluster.probed();
     let mut about = serde_json::json!({
         "name": cluster.name,
         "advertise": cluster.me.0,

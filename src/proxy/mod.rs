@@ -284,10 +284,15 @@ impl Proxy {
             user_agent: ctx.headers.get(http::header::USER_AGENT).cloned(),
             referer: ctx.headers.get(http::header::REFERER).cloned(),
         });
-        let served = match ctx.method {
+        let mut served = match ctx.method {
             Method::GET | Method::HEAD => self.cacheable(ctx).await,
             _ => Box::pin(self.clone().pass(ctx, body)).await,
         };
+        if !hops.any() {
+            // When another node's copy was fetched is for nodes; a client's answer that came
+            // through one (passed on, not stored here) does not say it.
+            served.response.headers_mut().remove(FETCHED_HEADER);
+        }
         self.account(&site.metrics, &site.name, seen, &client, served, started)
     }
 

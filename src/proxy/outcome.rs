@@ -154,9 +154,15 @@ impl Outcome {
     }
 
     /// An error answered by this node, after the origin answered `fwd_status` if it did.
+    /// `only-if-cached` with nothing stored is a miss answered without fetching (another
+    /// node's hand-off question, mostly), not a failure.
     pub(crate) fn error(error: &ProxyError, fwd: Option<Fwd>, fwd_status: Option<u16>) -> Self {
+        let result = match error {
+            ProxyError::NotCached => CacheResult::Miss,
+            _ => CacheResult::Error,
+        };
         Self {
-            result: CacheResult::Error,
+            result,
             status: CacheStatus {
                 fwd,
                 fwd_status,

@@ -29,7 +29,9 @@
 //! | `steering` | `outpost dns-zone` on a real PowerDNS: answers by client subnet, drained and stopped nodes leave, regions fall over, the default region |
 //! | `chunks` | `cache.chunk_size` with real processes: a 64 MiB object cached across three 48 MiB nodes (exact bytes whole and by range, no second origin fetch, purge of every chunk), a version change mid-object never stitched, origins that ignore Range or have no validator |
 //! | `persist` | `cache.persist` with the real binary: SIGTERM writes the cache, a restart serves it with the right Age; damaged, foreign or junk snapshots |
-//! | `cli` | `outpost check`, `outpost [run] --config`, SIGTERM drain, the memory budget, `demo` |
+//! | `cli` | `outpost check`, `outpost [run] --config`, SIGTERM drain, the memory budget, `demo` on its default ports |
+//! | `demo` | every command `outpost demo` (and `--regions`) prints, run through a shell in order, shows what its comment says; Ctrl-C ends it quietly |
+//! | `docs` | the documentation holds together: relative links and anchors of the README, `docs/`, the bench and deploy READMEs lead somewhere; the README stays under 300 lines; nothing points outside the repository |
 
 mod harness;
 mod topology;
@@ -43,8 +45,10 @@ mod cli;
 mod cluster;
 mod coalesce;
 mod compression;
+mod demo;
 mod discovery;
 mod dns_server;
+mod docs;
 mod front_door;
 mod http3;
 mod listeners;

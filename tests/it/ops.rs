@@ -51,9 +51,12 @@ async fn outpost_log_follows_the_access_log_filtered() {
     let mut refused = Outpost::spawn(&[
         "log", "--admin", &admin, "--token", "secret", "--status", "4xx",
     ]);
-    // The followers are connected once a request's line reaches each of them.
+    // The followers are connected once a request's line reaches each of them: a new path
+    // each time, so each is a miss.
+    let warmups = std::sync::atomic::AtomicUsize::new(0);
     wait_until("followers connected", Duration::from_secs(20), || async {
-        get(&node, "/warmup").await;
+        let n = warmups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        get(&node, &format!("/warmup/{n}")).await;
         send(
             node.http,
             Method::GET,

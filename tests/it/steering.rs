@@ -50,9 +50,9 @@ async fn powerdns_answers_with_the_ready_nodes_of_the_nearest_region() {
     let ready = |node: &Node| format!("http://{}/readyz", node.admin);
 
     let dir = TempDir::new();
+    // The DNS host's file: steering alone, no [[site]] (it runs no node).
     let config = format!(
-        r#"{node_config}
-[steering]
+        r#"[steering]
 zone = "{ZONE}"
 names = ["www"]
 ttl = "30s"
@@ -140,21 +140,22 @@ nodes = [
     eprintln!("steering test took {:?}", started.elapsed());
 }
 
-/// The README's two-region example is a valid file, and its zone steers as it says.
+/// The two-region example of docs/clustering.md is a valid file, and its zone steers as it
+/// says.
 #[test]
-fn the_readme_example_writes_a_zone() {
-    let readme = include_str!("../../README.md");
-    let section = readme
+fn the_documented_example_writes_a_zone() {
+    let page = include_str!("../../docs/clustering.md");
+    let section = page
         .split("## Running several regions")
         .nth(1)
-        .expect("the README section");
+        .expect("the section of docs/clustering.md");
     let example = section
         .split("```toml\n")
         .nth(1)
         .and_then(|rest| rest.split("```").next())
         .expect("a toml block in the section");
     let site = "[[site]]\nhosts = [\"example.com\"]\norigin = [\"http://127.0.0.1:8000\"]\n";
-    let file = TempFile::new("readme-regions", &format!("{site}{example}"));
+    let file = TempFile::new("documented-regions", &format!("{site}{example}"));
     let zone = outpost_dns_zone(file.path(), &[]);
     for line in [
         ";   eu-west (10.1.0.0/16, 2001:db8:1::/48) -> eu-west, us-east: edge-1 10.1.0.5, edge-2 10.1.0.6",

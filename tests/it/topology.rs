@@ -148,6 +148,19 @@ impl Ctx {
                 r.cache_status()
             );
         }
+        // What nodes tell each other stays between them.
+        for internal in [
+            "outpost-fetched",
+            "outpost-hop",
+            "outpost-signature",
+            "outpost-chunk",
+        ] {
+            assert!(
+                r.headers.get(internal).is_none(),
+                "{path}: the client got {internal}: {:?}",
+                r.headers
+            );
+        }
         r
     }
 

@@ -8,9 +8,11 @@
 //! the blocking pool while those arriving meanwhile wait for it; the store then weighs the
 //! object again so its budget counts the new bytes.
 //!
-//! A miss is answered as the origin sent it (the body streams before it is stored), with
-//! `Vary: Accept-Encoding` when later hits of it may be encoded, so caches downstream keep
-//! the two apart.
+//! A miss streams before it is stored: its 200 body goes to the client compressed chunk by
+//! chunk at a fast level as it arrives ([`stream`]), while the stored copy stays the
+//! origin's, compressed once at the site's level for later hits. Another node asking gets
+//! the origin's bytes. Either way the answer carries `Vary: Accept-Encoding` when the
+//! object's forms differ, so caches downstream keep them apart.
 
 use std::io::Write as _;
 use std::sync::Arc;
