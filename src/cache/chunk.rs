@@ -21,7 +21,20 @@ use crate::cache::content_length;
 
 /// On a hop between nodes: the chunk this request is for, `start-end/total` (end inclusive).
 /// Only honoured on a verified hop; the chunk's validator travels as `If-Range`.
+///
+/// On a hop for a whole object, `manifest`: the asking node reads the chunks itself, so an
+/// object stored in chunks is answered with its manifest ([`MANIFEST`]) rather than with
+/// bytes the owner would first fetch from the chunks' owners. The answer carries the same
+/// value.
 pub(crate) const CHUNK_HEADER: HeaderName = HeaderName::from_static("outpost-chunk");
+
+/// [`CHUNK_HEADER`]'s value asking for, and marking, a manifest.
+pub(crate) const MANIFEST: HeaderValue = HeaderValue::from_static("manifest");
+
+/// Whether `headers` (a hop's request or answer) say [`MANIFEST`].
+pub(crate) fn is_manifest(headers: &HeaderMap) -> bool {
+    headers.get(CHUNK_HEADER) == Some(&MANIFEST)
+}
 
 /// The chunk layout of one stored representation: `total` bytes in chunks of `size`, all
 /// from the representation `validator` names (a strong `ETag`, else a strong `Last-Modified`).
@@ -48,6 +61,10 @@ pub(crate) enum Mismatch {
     Changed,
     /// The same representation, whole: the upstream ignores `Range`.
     Ignored,
+    /// The bytes asked for, without the validator that says which representation they are
+    /// of (a 206 without the `ETag` its 200 had): the upstream's ranges cannot be trusted to
+    /// stitch, so the object is not kept in chunks, as when `Range` is ignored.
+    Unvalidated,
     /// A client error (404, 410, 412, 416, ...): the representation the manifest names is
     /// no longer there to be read in ranges.
     Gone,
@@ -211,7 +228,10 @@ pub(crate) fn check(
             let total = range
                 .and_then(|r| r.rsplit_once('/'))
                 .map(|(_, t)| t.trim());
-            if !same || total != Some(request.total.to_string().as_str()) {
+            let exact = range.map(str::trim) == Some(request.content_range().as_str());
+            if !same && exact && lacks_validator(&request.validator, headers) {
+                Err(Mismatch::Unvalidated)
+            } else if !same || total != Some(request.total.to_string().as_str()) {
                 Err(Mismatch::Changed)
             } else if range.map(str::trim) != Some(request.content_range().as_str()) {
                 Err(Mismatch::Wrong)
@@ -226,6 +246,19 @@ pub(crate) fn check(
         s if s.is_client_error() => Err(Mismatch::Gone),
         _ => Err(Mismatch::Wrong),
     }
+}
+
+/// Whether `headers` carry no field of `validator`'s kind: no `ETag` for an entity-tag, no
+/// `Last-Modified` for a date.
+fn lacks_validator(validator: &HeaderValue, headers: &HeaderMap) -> bool {
+    let entity_tag = validator.as_bytes().first().is_some_and(|b| *b == b'"')
+        || validator.as_bytes().starts_with(b"W/");
+    let field = if entity_tag {
+        header::ETAG
+    } else {
+        header::LAST_MODIFIED
+    };
+    !headers.contains_key(field)
 }
 
 fn value(text: &str) -> HeaderValue {
@@ -472,5 +505,45 @@ mod tests {
                 Err(Mismatch::Gone)
             );
         }
+    }
+
+    #[test]
+    fn a_206_without_its_validator_cannot_be_stitched() {
+        let map = ChunkMap {
+            total: 3 * MIB,
+            size: MIB,
+            validator: HeaderValue::from_static("\"v1\""),
+        };
+        let request = map.request(1);
+        let range = request.content_range();
+        let answer = |fields: &[(&str, &str)]| {
+            check(
+                &request,
+                StatusCode::PARTIAL_CONTENT,
+                &headers(fields),
+                now(),
+            )
+        };
+        assert_eq!(
+            answer(&[("content-range", &range)]),
+            Err(Mismatch::Unvalidated)
+        );
+        // A date is no entity-tag: still not the validator the manifest holds.
+        assert_eq!(
+            answer(&[
+                ("content-range", &range),
+                ("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT")
+            ]),
+            Err(Mismatch::Unvalidated)
+        );
+        // Other bytes, or another tag, are what they were.
+        assert_eq!(
+            answer(&[("content-range", "bytes 0-1048575/3145728")]),
+            Err(Mismatch::Changed)
+        );
+        assert_eq!(
+            answer(&[("content-range", &range), ("etag", "\"v2\"")]),
+            Err(Mismatch::Changed)
+        );
     }
 }

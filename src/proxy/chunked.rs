@@ -5,27 +5,33 @@
 //! filled from the origin with `Range` and `If-Range` like any other key.
 //!
 //! Chunks are read in order, several ahead of the one being sent (up to [`READ_AHEAD`] and
-//! [`READ_AHEAD_BYTES`]): a cold chunk costs round trips to its owner and the origin, and
-//! one at a time they would set the pace. The first is read before the response head goes
-//! out: a representation that changed since the manifest was stored is found while the
-//! answer can still be the new one (the manifest is dropped and the request fetched again). A change found later cuts the body short, an error the client sees, never
-//! bytes of two versions in one response.
+//! [`READ_AHEAD_BYTES`], within the node's read-ahead budget): a cold chunk costs round trips
+//! to its owner and the origin, and one at a time they would set the pace. Each chunk's body
+//! is sent frame by frame as it comes, never copied into one buffer; the one being sent to a
+//! client that reads slowly holds only a small window, the rest waiting in the sockets. The
+//! first chunk's head is checked before the response's head goes out: a representation that
+//! changed since the manifest was stored is found while the answer can still be the new one
+//! (the manifest is dropped and the request fetched again). A change found later cuts the
+//! body short, an error the client sees, never bytes of two versions in one response.
+//!
+//! A node that does not own the object reads the chunks itself: the owner answers it with
+//! the manifest ([`crate::proxy::request::Manifest`]), so each chunk crosses one hop (its
+//! owner to the node the client asked), not two.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap};
 use http::{Method, Version};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use tokio::task::JoinHandle;
 
 use super::Proxy;
+use super::fill::FillHead;
 use super::outcome::{Outcome, Served};
-use super::request::{RequestContext, Site};
+use super::request::{Manifest, RequestContext, Site};
 use super::respond;
 use crate::cache::chunk::{self, ChunkMap, ChunkRequest, Mismatch};
 use crate::cache::control::RequestDirectives;
@@ -35,6 +41,8 @@ use crate::error::ProxyError;
 use crate::service::{ClientInfo, ProxyBody};
 use crate::storage::Entry;
 use crate::storage::budget::Reservation;
+use crate::storage::coalesce::Subscriber;
+use crate::storage::snapshot;
 
 /// Why a chunked object could not be served from its manifest.
 pub(super) enum Failure {
@@ -44,13 +52,79 @@ pub(super) enum Failure {
     Error(ProxyError),
 }
 
-/// Serve `entry`, a manifest, for `ctx`.
+/// Serve `entry`, a manifest stored here, for `ctx`; to a node that reads the chunks itself,
+/// the manifest.
 pub(super) async fn serve(
     proxy: &Arc<Proxy>,
     ctx: &RequestContext,
     entry: &Entry,
     now: SystemTime,
     outcome: Outcome,
+) -> Result<Served, Failure> {
+    if ctx.manifest == Manifest::Answer && entry.chunks.is_some() {
+        let age = entry.current_age(now).as_secs();
+        let mut record = Vec::new();
+        snapshot::encode(&ctx.key, entry, &mut record);
+        let record = Bytes::from(record);
+        return Ok(respond::manifest(
+            &proxy.node,
+            entry,
+            ctx,
+            record,
+            outcome,
+            age,
+        ));
+    }
+    serve_chunks(proxy, ctx, entry, now, outcome, Holder::Here).await
+}
+
+/// Largest manifest read from another node: a head and a chunk map, a few KiB.
+const MAX_MANIFEST: usize = 1 << 20;
+
+/// Serve an object whose owner, another node, answered with its manifest (`head`, the
+/// record in `body`): this node reads the chunks from their owners, so each crosses one hop.
+/// `Restart` when the answer is not a manifest this node can serve from; the object is then
+/// asked for again as bytes.
+pub(super) async fn from_owner(
+    proxy: &Arc<Proxy>,
+    ctx: &RequestContext,
+    head: &FillHead,
+    mut body: Subscriber<FillHead>,
+    outcome: Outcome,
+) -> Result<Served, Failure> {
+    let mut record = Vec::new();
+    while let Some(piece) = body.next_chunk().await {
+        let piece = piece.map_err(|_| Failure::Restart)?;
+        if record.len() + piece.len() > MAX_MANIFEST {
+            return Err(Failure::Restart);
+        }
+        record.extend_from_slice(&piece);
+    }
+    let entry = match snapshot::decode(&record) {
+        Ok((key, entry)) if key == ctx.key && entry.chunks.is_some() => entry,
+        _ => return Err(Failure::Restart),
+    };
+    // As the owner answered it: its Cache-Status member and Via come first.
+    let entry = entry.answered_through(&head.headers);
+    let now = SystemTime::now();
+    serve_chunks(proxy, ctx, &entry, now, outcome, Holder::Owner).await
+}
+
+/// Where the manifest being served is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    Here,
+    /// On the object's owner, another node: a change found in the chunks must reach it.
+    Owner,
+}
+
+async fn serve_chunks(
+    proxy: &Arc<Proxy>,
+    ctx: &RequestContext,
+    entry: &Entry,
+    now: SystemTime,
+    outcome: Outcome,
+    holder: Holder,
 ) -> Result<Served, Failure> {
     let Some(map) = entry.chunks.clone() else {
         return Err(Failure::Error(ProxyError::Internal("entry is not chunked")));
@@ -71,14 +145,22 @@ pub(super) async fn serve(
     let mut reader = Reader {
         proxy: proxy.clone(),
         base: Arc::new(Base::of(ctx)),
+        holder,
         segments: Segments::new(map, pieces),
         current: None,
         ahead: VecDeque::new(),
+        open: None,
     };
-    if let Some(first) = reader.next_indices(u64::MAX, 1).first().copied()
-        && let Err(e) = reader.chunk(first).await
-    {
-        return Err(reader.failed(e).await);
+    // The first chunk's head is checked before the response's goes out, and before any
+    // other chunk is asked for: a representation that changed since the manifest was stored
+    // (or an origin that ignores ranges) is found while the answer can still be the new one,
+    // at the cost of one request.
+    if let Some(first) = reader.next_indices(u64::MAX, 1).first().copied() {
+        reader.make_current(first);
+        if let Err(e) = reader.checked().await {
+            return Err(reader.failed(e).await);
+        }
+        reader.read_ahead(first);
     }
     let chunks = futures_util::stream::unfold(Some(reader), |reader| async move {
         let mut reader = reader?;
@@ -172,8 +254,6 @@ enum ChunkError {
     Failed(ProxyError),
 }
 
-type ChunkFetch = Pin<Box<dyn Future<Output = Result<Bytes, ChunkError>> + Send>>;
-
 /// Chunks read ahead of the one being sent, at most: several requests in flight hide each
 /// one's round trip (to the owner, to the origin) when the object is cold.
 const READ_AHEAD: usize = 8;
@@ -189,32 +269,186 @@ pub(super) fn read_ahead_budget(memory: u64) -> u64 {
 /// from one chunk, and looking further would cost more than it saves.
 const LOOK_AHEAD: usize = 64;
 
-/// A chunk being read ahead, and the bytes it holds of the node's read-ahead budget.
-struct Ahead {
+/// A chunk as it arrives: its body's frames, kept as they came (no copy into one buffer), so
+/// the response sends them while the rest is still on its way. It holds at most `window`
+/// bytes the response has not taken: a chunk read ahead holds all of it (its bytes are
+/// reserved), the chunk being sent to a slow client only a little, the rest waiting in the
+/// sockets behind it.
+struct Arriving {
+    state: std::sync::Mutex<ArrivingState>,
+    changed: tokio::sync::Notify,
+}
+
+struct ArrivingState {
+    /// Its head was checked: it is a part of the representation being served.
+    checked: bool,
+    /// The frames from offset `front` on (those before were taken and dropped).
+    frames: VecDeque<Bytes>,
+    front: usize,
+    /// The offset past the last frame: every byte that came.
+    len: usize,
+    window: usize,
+    /// How it ended; the error is taken by the response that meets it.
+    end: Option<Result<(), ChunkError>>,
+}
+
+/// What the chunk being sent holds while it waits for its client, when the node's read-ahead
+/// budget has room: more bytes per wake-up for a fast client.
+const WINDOW: usize = 256 << 10;
+/// ... and when it has none: a slow client still gets its bytes, a frame or two at a time.
+const MIN_WINDOW: usize = 64 << 10;
+
+/// Bytes of a chunk being sent, or why there are none.
+enum Taken {
+    Bytes(Bytes),
+    /// The bytes asked for were taken and dropped (a multipart answer went back within the
+    /// chunk): the chunk must be read again.
+    Behind,
+    Failed(ChunkError),
+}
+
+impl Arriving {
+    fn new(window: usize) -> Self {
+        Self {
+            state: std::sync::Mutex::new(ArrivingState {
+                checked: false,
+                frames: VecDeque::new(),
+                front: 0,
+                len: 0,
+                window,
+                end: None,
+            }),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ArrivingState)) {
+        f(&mut lock(&self.state));
+        self.changed.notify_waiters();
+    }
+
+    /// Wait until `ready` says something of the state.
+    async fn wait<T>(&self, mut ready: impl FnMut(&mut ArrivingState) -> Option<T>) -> T {
+        loop {
+            // Registered before the state is read: an update in between still wakes it.
+            let notified = self.changed.notified();
+            if let Some(out) = ready(&mut lock(&self.state)) {
+                return out;
+            }
+            notified.await;
+        }
+    }
+
+    /// One more frame; with `more` to come, returns once the window has room for them.
+    async fn push(&self, frame: Bytes, more: bool) {
+        self.update(|state| {
+            state.len += frame.len();
+            state.frames.push_back(frame);
+        });
+        if more {
+            self.wait(|state| (state.len - state.front < state.window).then_some(()))
+                .await;
+        }
+    }
+
+    /// The bytes from offset `at`, up to `to`, that have come (one frame's worth), once some
+    /// have; those before `at` are dropped, which makes room for more.
+    async fn take(&self, at: usize, to: usize) -> Taken {
+        loop {
+            let notified = self.changed.notified();
+            let (taken, freed) = {
+                let mut state = lock(&self.state);
+                let freed = state.drop_before(at);
+                (state.take(at, to), freed)
+            };
+            if freed {
+                self.changed.notify_waiters();
+            }
+            if let Some(taken) = taken {
+                return taken;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl ArrivingState {
+    /// Drop the frames that end at or before `at`; whether any went.
+    fn drop_before(&mut self, at: usize) -> bool {
+        let mut freed = false;
+        while let Some(frame) = self.frames.front() {
+            if self.front + frame.len() > at {
+                break;
+            }
+            self.front += frame.len();
+            self.frames.pop_front();
+            freed = true;
+        }
+        freed
+    }
+
+    fn take(&mut self, at: usize, to: usize) -> Option<Taken> {
+        if at < self.front {
+            return Some(Taken::Behind);
+        }
+        let mut offset = self.front;
+        for frame in &self.frames {
+            if at < offset + frame.len() {
+                let until = (to - offset).min(frame.len());
+                return Some(Taken::Bytes(frame.slice(at - offset..until)));
+            }
+            offset += frame.len();
+        }
+        match &self.end {
+            Some(Err(_)) => match self.end.take() {
+                Some(Err(e)) => Some(Taken::Failed(e)),
+                _ => None,
+            },
+            Some(Ok(())) => Some(Taken::Failed(ChunkError::Failed(ProxyError::Internal(
+                "chunk shorter than its span",
+            )))),
+            None => None,
+        }
+    }
+}
+
+fn lock(state: &std::sync::Mutex<ArrivingState>) -> std::sync::MutexGuard<'_, ArrivingState> {
+    // Held only to move a few fields; a panic while held cannot leave them half-written.
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A chunk being read: its frames, the task reading it, and the bytes it holds of the node's
+/// read-ahead budget.
+struct Reading {
     index: u64,
-    task: JoinHandle<Result<Bytes, ChunkError>>,
+    arriving: Arc<Arriving>,
+    task: JoinHandle<()>,
     _held: Reservation,
+}
+
+impl Drop for Reading {
+    /// A client gone, a response cut short, a chunk passed over or read again: its read is
+    /// not waited for (the chunk's fill runs on and stores it; only this response's wait and
+    /// bytes go).
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 struct Reader {
     proxy: Arc<Proxy>,
     base: Arc<Base>,
+    holder: Holder,
     /// What is left of the body (and the object's chunk map).
     segments: Segments,
-    /// The chunk last read (a multipart answer may cut several pieces from one).
-    current: Option<(u64, Bytes)>,
+    /// The chunk being sent (a multipart answer may cut several pieces from one).
+    current: Option<Reading>,
     /// The next chunks, being read, in the order they are needed.
-    ahead: VecDeque<Ahead>,
-}
-
-impl Drop for Reader {
-    /// A client gone, or a response cut short: the chunks read for it are not waited for
-    /// (their fills run on and store them; only this response's wait and bytes go).
-    fn drop(&mut self) {
-        for ahead in &self.ahead {
-            ahead.task.abort();
-        }
-    }
+    ahead: VecDeque<Reading>,
+    /// The segment being sent: its chunk, the offset of its next byte, and its end.
+    open: Option<(u64, usize, usize)>,
 }
 
 impl Reader {
@@ -235,53 +469,60 @@ impl Reader {
         out
     }
 
-    async fn next(&mut self) -> Option<Result<Bytes, ProxyError>> {
-        let (index, from, to) = match self.segments.next()? {
-            Segment::Literal(bytes) => return Some(Ok(bytes)),
-            Segment::Chunk { index, from, to } => (index, from, to),
-        };
-        Some(match self.chunk(index).await {
-            // `fetch` checked the chunk's length, which the segment lies within.
-            Ok(bytes) if to <= bytes.len() && from < to => Ok(bytes.slice(from..to)),
-            Ok(_) => Err(ProxyError::Internal("chunk shorter than its span")),
-            Err(e) => match self.failed(e).await {
-                Failure::Error(e) => Err(e),
-                Failure::Restart => Err(ProxyError::OriginBody(
-                    "the representation changed while it was served from chunks".to_owned(),
-                )),
-            },
-        })
+    /// Start reading `index`, holding `held` of the budget: all of it read ahead, a window of
+    /// it when it is sent as it comes.
+    fn read(&self, index: u64, held: Reservation, window: usize) -> Reading {
+        let arriving = Arc::new(Arriving::new(window));
+        let request = self.segments.map.request(index);
+        let task = tokio::spawn(fetch(
+            self.proxy.clone(),
+            self.base.clone(),
+            request,
+            arriving.clone(),
+        ));
+        Reading {
+            index,
+            arriving,
+            task,
+            _held: held,
+        }
     }
 
-    /// Chunk `index`, and the next ones started, as far as this response's read-ahead and
-    /// the node's read-ahead budget allow.
-    async fn chunk(&mut self, index: u64) -> Result<Bytes, ChunkError> {
-        if let Some((at, bytes)) = &self.current
-            && *at == index
-        {
-            return Ok(bytes.clone());
+    /// Read `index` to send as it comes: a window from the budget, or the least one.
+    fn read_now(&self, index: u64) -> Reading {
+        let mut held = Reservation::new(self.proxy.read_ahead_budget.clone());
+        let window = if held.grow(WINDOW as u64) {
+            WINDOW
+        } else {
+            MIN_WINDOW
+        };
+        self.read(index, held, window)
+    }
+
+    /// Make `index` the chunk being sent, and read ahead of it.
+    fn start(&mut self, index: u64) {
+        self.make_current(index);
+        self.read_ahead(index);
+    }
+
+    /// Make `index` the chunk being sent: read already, or now.
+    fn make_current(&mut self, index: u64) {
+        if self.current.as_ref().is_none_or(|c| c.index != index) {
+            // Reads started for chunks passed over (not needed after all) stay until the
+            // response ends; their fills store those chunks either way.
+            let reading = match self.ahead.iter().position(|a| a.index == index) {
+                Some(i) => self.ahead.remove(i),
+                None => None,
+            };
+            let reading = reading.unwrap_or_else(|| self.read_now(index));
+            self.current = Some(reading);
         }
-        // Reads started for chunks passed over (not needed after all) run on and store them.
-        let started = self.ahead.iter().position(|a| a.index == index);
-        let bytes = match started.and_then(|i| self.ahead.remove(i)) {
-            Some(ahead) => {
-                ahead
-                    .task
-                    .await
-                    .unwrap_or(Err(ChunkError::Failed(ProxyError::Internal(
-                        "chunk read failed",
-                    ))))
-            }
-            None => {
-                fetch(
-                    self.proxy.clone(),
-                    self.base.clone(),
-                    self.segments.map.request(index),
-                )
-                .await
-            }
-        }?;
-        self.current = Some((index, bytes.clone()));
+    }
+
+    /// Start reading the chunks after `index`, as far as this response's read-ahead and the
+    /// node's read-ahead budget allow: before waiting for `index`, so their round trips
+    /// overlap its.
+    fn read_ahead(&mut self, index: u64) {
         let depth = usize::try_from(READ_AHEAD_BYTES / self.segments.map.size.max(1))
             .unwrap_or(1)
             .clamp(1, READ_AHEAD);
@@ -289,45 +530,129 @@ impl Reader {
             if self.ahead.iter().any(|a| a.index == next) {
                 continue;
             }
-            let request = self.segments.map.request(next);
+            let len = self.segments.map.request(next).len();
             let mut held = Reservation::new(self.proxy.read_ahead_budget.clone());
-            if !held.grow(request.len()) {
+            if !held.grow(len) {
                 // The node reads ahead for many responses already: this one reads as it sends.
                 break;
             }
-            let task = fetch(self.proxy.clone(), self.base.clone(), request);
-            self.ahead.push_back(Ahead {
-                index: next,
-                task: tokio::spawn(task),
-                _held: held,
-            });
+            let reading = self.read(next, held, usize::try_from(len).unwrap_or(usize::MAX));
+            self.ahead.push_back(reading);
         }
-        Ok(bytes)
+    }
+
+    /// Wait until the chunk being sent is known to belong to the representation.
+    async fn checked(&mut self) -> Result<(), ChunkError> {
+        let Some(current) = &self.current else {
+            return Ok(());
+        };
+        current
+            .arriving
+            .wait(|state| match &state.end {
+                Some(Err(_)) => state.end.take(),
+                _ if state.checked || state.end.is_some() => Some(Ok(())),
+                _ => None,
+            })
+            .await
+    }
+
+    async fn next(&mut self) -> Option<Result<Bytes, ProxyError>> {
+        loop {
+            if let Some((index, at, to)) = self.open {
+                let bytes = match self.bytes(index, at, to).await {
+                    Ok(bytes) => bytes,
+                    Err(e) => return Some(Err(self.failed_mid_body(e).await)),
+                };
+                let at = at + bytes.len();
+                self.open = (at < to).then_some((index, at, to));
+                return Some(Ok(bytes));
+            }
+            match self.segments.next()? {
+                Segment::Literal(bytes) => return Some(Ok(bytes)),
+                Segment::Chunk { index, from, to } if from < to => {
+                    self.start(index);
+                    self.open = Some((index, from, to));
+                }
+                Segment::Chunk { .. } => {}
+            }
+        }
+    }
+
+    /// Bytes from offset `at` of the chunk being sent, up to `to`: as many as have come in
+    /// one frame, once some have.
+    async fn bytes(&mut self, index: u64, at: usize, to: usize) -> Result<Bytes, ChunkError> {
+        loop {
+            let Some(current) = &self.current else {
+                return Err(ChunkError::Failed(ProxyError::Internal(
+                    "no chunk being read",
+                )));
+            };
+            match current.arriving.take(at, to).await {
+                Taken::Bytes(bytes) => return Ok(bytes),
+                Taken::Failed(e) => return Err(e),
+                Taken::Behind => {
+                    let again = self.read_now(index);
+                    self.current = Some(again);
+                }
+            }
+        }
+    }
+
+    /// A failure once the head went out: the body ends short (an error the client sees),
+    /// never with bytes of two versions.
+    async fn failed_mid_body(&self, error: ChunkError) -> ProxyError {
+        match self.failed(error).await {
+            Failure::Error(e) => e,
+            Failure::Restart => ProxyError::OriginBody(
+                "the representation changed while it was served from chunks".to_owned(),
+            ),
+        }
+    }
+
+    /// The manifest no longer describes the object: removed here, or, held by the object's
+    /// owner, everywhere (as an unsafe method's invalidation is), so its next request fetches
+    /// the object again rather than find the chunks changed once more.
+    async fn drop_manifest(&self) {
+        match self.holder {
+            Holder::Here => {
+                self.proxy.store.purge(&self.base.url_key).await;
+            }
+            Holder::Owner => {
+                Box::pin(
+                    self.proxy
+                        .invalidate_everywhere(vec![self.base.url_key.clone()]),
+                )
+                .await;
+            }
+        }
     }
 
     /// Count the failure; a changed or refused representation, or an origin that ignores
     /// `Range`, loses its manifest.
     async fn failed(&self, error: ChunkError) -> Failure {
         let metrics = &self.proxy.metrics.store;
-        let store = &self.proxy.store;
         match error {
             ChunkError::Mismatch(Mismatch::Gone) => {
                 metrics.chunk_fetch("gone");
                 tracing::info!(key = %self.base.url_key, "a chunk was refused; fetching the object again");
-                store.purge(&self.base.url_key).await;
+                self.drop_manifest().await;
                 Failure::Restart
             }
             ChunkError::Mismatch(Mismatch::Changed) => {
                 metrics.chunk_fetch("changed");
                 tracing::info!(key = %self.base.url_key, "object changed while served from chunks; fetching it again");
-                store.purge(&self.base.url_key).await;
+                self.drop_manifest().await;
                 Failure::Restart
             }
-            ChunkError::Mismatch(Mismatch::Ignored) => {
+            ChunkError::Mismatch(why @ (Mismatch::Ignored | Mismatch::Unvalidated)) => {
                 metrics.chunk_fetch("ignored");
-                tracing::info!(key = %self.base.url_key, "origin ignores Range; not storing the object in chunks");
-                store.mark_unchunkable(&self.base.url_key);
-                store.purge(&self.base.url_key).await;
+                let what = match why {
+                    Mismatch::Ignored => "origin ignores Range",
+                    _ => "origin answers ranges without the validator its whole response had",
+                };
+                tracing::info!(key = %self.base.url_key, "{what}; not storing the object in chunks");
+                self.proxy.store.mark_unchunkable(&self.base.url_key);
+                self.drop_manifest().await;
                 Failure::Restart
             }
             ChunkError::Mismatch(Mismatch::Wrong) => {
@@ -344,28 +669,43 @@ impl Reader {
     }
 }
 
-/// Read one chunk through the request path (boxed: the path may serve chunked objects).
-fn fetch(proxy: Arc<Proxy>, base: Arc<Base>, request: ChunkRequest) -> ChunkFetch {
-    Box::pin(async move {
+/// Read one chunk through the request path into `arriving`, frame by frame as its body
+/// comes; no more than the chunk's length is read (a longer body is an error, not memory).
+async fn fetch(proxy: Arc<Proxy>, base: Arc<Base>, request: ChunkRequest, arriving: Arc<Arriving>) {
+    let result = async {
         let ctx = base.context(&request);
-        let served = proxy.cacheable(ctx).await;
-        let (parts, body) = served.response.into_parts();
+        // Boxed: the request path may serve chunked objects.
+        let served = Box::pin(proxy.cacheable(ctx)).await;
+        let (parts, mut body) = served.response.into_parts();
         chunk::check(&request, parts.status, &parts.headers, SystemTime::now())
             .map_err(ChunkError::Mismatch)?;
-        // No more than the chunk's length is read: a longer body is an error, not memory.
+        arriving.update(|state| state.checked = true);
         let limit = usize::try_from(request.len()).unwrap_or(usize::MAX);
-        let bytes = Limited::new(body, limit)
-            .collect()
-            .await
-            .map_err(|e| ChunkError::Failed(ProxyError::OriginBody(e.to_string())))?
-            .to_bytes();
-        if bytes.len() as u64 != request.len() {
+        let mut got = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|e| ChunkError::Failed(ProxyError::OriginBody(e.to_string())))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            got += data.len();
+            if got > limit {
+                let long = "a chunk's body was longer than its length".to_owned();
+                return Err(ChunkError::Failed(ProxyError::OriginBody(long)));
+            }
+            if !data.is_empty() {
+                arriving.push(data, got < limit).await;
+            }
+        }
+        if got != limit {
             let short = "a chunk's body was not its length".to_owned();
             return Err(ChunkError::Failed(ProxyError::OriginBody(short)));
         }
         proxy.metrics.store.chunk_fetch("ok");
-        Ok(bytes)
-    })
+        Ok(())
+    }
+    .await;
+    arriving.update(|state| state.end = Some(result));
 }
 
 /// What a chunk's request takes from the client's.
@@ -432,6 +772,7 @@ impl Base {
             client: self.client.clone(),
             hops: self.hops,
             chunk: Some(request.clone()),
+            manifest: Manifest::No,
         }
     }
 }

@@ -80,6 +80,8 @@ pub(crate) struct FillJob {
     pub(crate) upstream: Upstream,
     /// The chunk this fill is for (`key` is the chunk's), asked with `Range` and `If-Range`.
     pub(crate) chunk: Option<ChunkRequest>,
+    /// This node reads the chunks itself: the object's owner may answer with its manifest.
+    pub(crate) offer_manifest: bool,
 }
 
 /// With `replicas > 1`, the other live nodes that hold the key: what this node stores of a
@@ -186,6 +188,13 @@ impl FillJob {
                     .to_mut()
                     .headers
                     .insert(CHUNK_HEADER, chunk.marker());
+            } else if self.offer_manifest
+                && matches!(self.upstream, Upstream::Owner(_) | Upstream::Handoff(_))
+            {
+                request
+                    .to_mut()
+                    .headers
+                    .insert(CHUNK_HEADER, chunk::MANIFEST);
             }
             if handoff {
                 // Only what it holds: a miss there is answered at once (504), not fetched.
@@ -245,8 +254,9 @@ impl FillJob {
             }
         }
         let mut response = self.site.origin.send(&self.request, None).await?;
-        // Only another node says when its copy was fetched.
+        // Only another node says when its copy was fetched, or sends a manifest.
         response.headers_mut().remove(FETCHED_HEADER);
+        response.headers_mut().remove(CHUNK_HEADER);
         Ok(response)
     }
 
@@ -557,6 +567,9 @@ fn fill_head(
     let not_stored = match storable {
         // A HEAD response has no body to store; it freshened the stored GET response, if any.
         _ if job.request.method == Method::HEAD => Some(NoCacheReason::Method),
+        // The owner's manifest, for this node to read the chunks from their owners: the
+        // object is the owner's.
+        _ if job.offer_manifest && chunk::is_manifest(&headers) => Some(NoCacheReason::NotOwner),
         Ok(()) if ranged && head.status != StatusCode::OK => Some(NoCacheReason::Status),
         // A client's range, answered by the owner from its object.
         Err(NoCacheReason::Status)

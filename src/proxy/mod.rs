@@ -37,7 +37,7 @@ use arc_swap::ArcSwap;
 use http::uri::Scheme;
 use http::{Method, Request, Response};
 
-use crate::cache::chunk::{CHUNK_HEADER, ChunkRequest};
+use crate::cache::chunk::{self, CHUNK_HEADER, ChunkRequest};
 use crate::cache::conditional::validators;
 use crate::cache::freshness::{
     HeuristicPolicy, may_serve_stale_if_error, may_serve_stale_when_disconnected,
@@ -59,7 +59,7 @@ use crate::storage::{Entry, Store};
 use fill::{FillHead, FillJob};
 use lookup::Lookup;
 use outcome::{Outcome, Served};
-use request::{Forward, RequestContext, Sites};
+use request::{Forward, Manifest, RequestContext, Sites};
 use respond::Node;
 
 /// What the client-facing listeners call: the current [`Proxy`], replaced whole by a reload.
@@ -227,6 +227,7 @@ impl Proxy {
         let mut hops = Hops::default();
         let mut chunk = None;
         let marker = parts.headers.remove(&CHUNK_HEADER);
+        let mut asks_manifest = false;
         if let Some(cluster) = &self.cluster {
             if parts.uri.path().starts_with(internal::PREFIX) {
                 return Box::pin(internal::handle(&self, cluster, parts, body)).await;
@@ -236,6 +237,7 @@ impl Proxy {
             // request.
             if let Some(hop) = internal::verify_hop(cluster, &parts) {
                 hops = hop.hops;
+                asks_manifest = marker.as_ref() == Some(&chunk::MANIFEST);
                 // A node serving an object in chunks asks for one of them.
                 chunk = marker.and_then(|m| {
                     ChunkRequest::from_hop(&m, parts.headers.get(http::header::IF_RANGE))
@@ -264,11 +266,20 @@ impl Proxy {
                 );
             }
         };
+        if hops.any() {
+            // Another node reads the chunks only if it said so, and only across a peer hop.
+            ctx.manifest = if asks_manifest && hops.peer && ctx.method == Method::GET {
+                Manifest::Answer
+            } else {
+                Manifest::No
+            };
+        }
         if let Some(chunk) = chunk
             && ctx.method == Method::GET
         {
             ctx.key = chunk.key(&ctx.key);
             ctx.chunk = Some(chunk);
+            ctx.manifest = Manifest::No;
         }
         // Another node waits on this request: it may ask whether it is being worked on.
         let _working = match &self.cluster {
@@ -480,7 +491,7 @@ impl Proxy {
     /// shared, private otherwise.
     async fn fetch(
         self: Arc<Self>,
-        ctx: RequestContext,
+        mut ctx: RequestContext,
         fwd: Fwd,
         stale: Option<Arc<Entry>>,
     ) -> Served {
@@ -507,6 +518,27 @@ impl Proxy {
                     if foreign_variant {
                         private = true;
                         continue;
+                    }
+                    if ctx.manifest == Manifest::Offer
+                        && head.from_node
+                        && chunk::is_manifest(&head.headers)
+                    {
+                        let outcome = Outcome::fetched(fwd, &head, collapsed);
+                        match Box::pin(chunked::from_owner(&self, &ctx, &head, reader, outcome))
+                            .await
+                        {
+                            Ok(served) => return served,
+                            // Asked again, by this request alone, for the bytes: the owner
+                            // then reads the chunks itself.
+                            Err(chunked::Failure::Restart) => {
+                                ctx.manifest = Manifest::No;
+                                private = true;
+                                continue;
+                            }
+                            Err(chunked::Failure::Error(e)) => {
+                                return respond::error(&self.node, &e, Some(fwd));
+                            }
+                        }
                     }
                     if head.status.is_server_error() {
                         let code = Some(head.status.as_u16());
@@ -781,6 +813,7 @@ impl Proxy {
             registered,
             upstream,
             chunk: ctx.chunk.clone(),
+            offer_manifest: ctx.manifest == Manifest::Offer,
         };
         tokio::spawn(fill::run(job, Publisher::new(fill)));
     }

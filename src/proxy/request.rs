@@ -205,6 +205,23 @@ pub struct RequestContext {
     /// A request for one chunk of an object stored in chunks (`key` is then the chunk's):
     /// made by the node serving the object, and on a verified hop.
     pub(crate) chunk: Option<ChunkRequest>,
+    /// Who reads the chunks of an object stored in chunks, when another node holds it.
+    pub(crate) manifest: Manifest,
+}
+
+/// Which node reads an object's chunks when the object's owner is another node: reading
+/// them where the client is sends each chunk across one hop (its owner to this node), not two
+/// (its owner to the object's owner, then on to this node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Manifest {
+    /// A client's GET here: a hop to the object's owner asks for the manifest, and this node
+    /// reads the chunks.
+    Offer,
+    /// A hop whose node asked for the manifest: a chunked object is answered with it.
+    Answer,
+    /// Neither (a HEAD, a chunk's own request, a retry after a manifest failed): the object's
+    /// holder sends its bytes.
+    No,
 }
 
 impl RequestContext {
@@ -276,6 +293,7 @@ pub fn prepare(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let parts_method_is_get = parts.method == Method::GET;
     let mut headers = parts.headers;
     if !site.policy.key_fields.is_empty() {
         let extra = site.key_rules.extra(&headers);
@@ -291,6 +309,11 @@ pub fn prepare(
         directives: RequestDirectives::parse(&headers),
         headers,
         client: client.clone(),
+        manifest: if parts_method_is_get {
+            Manifest::Offer
+        } else {
+            Manifest::No
+        },
         hops,
         chunk: None,
     })

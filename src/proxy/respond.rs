@@ -122,6 +122,35 @@ pub(crate) fn plan_chunked(
     }
 }
 
+/// The answer to a node that reads a chunked object's chunks itself: the stored manifest as a
+/// snapshot record (`record`), under the entry's head as a hop gets it (so that node decides
+/// what it may share as it would for the object) and [`crate::cache::chunk::MANIFEST`].
+pub(crate) fn manifest(
+    node: &Node,
+    entry: &Entry,
+    ctx: &RequestContext,
+    record: bytes::Bytes,
+    outcome: Outcome,
+    age: u64,
+) -> Served {
+    let mut headers = entry.headers.clone();
+    for_receiver(entry, ctx, &mut headers);
+    headers.remove(header::CONTENT_RANGE);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(record.len()));
+    headers.insert(
+        crate::cache::chunk::CHUNK_HEADER,
+        crate::cache::chunk::MANIFEST,
+    );
+    finish(
+        node,
+        StatusCode::OK,
+        headers,
+        ProxyBody::full(record),
+        outcome,
+        Some(age),
+    )
+}
+
 /// The response for a chunked object [`plan_chunked`] planned, its body read from chunks.
 pub(crate) fn chunked(
     node: &Node,

@@ -23,7 +23,7 @@ use crate::cache::vary::SecondaryKey;
 /// allocator's rounding. Measured, not estimated: filled with 1 KiB and with 16 KiB objects,
 /// the process held 1.6-1.8 KiB per entry more than a 512-byte overhead counted, the same for
 /// both sizes, so it is a per-entry cost. Counted at this figure, resident memory tracks
-/// `cache.memory` (the README's Zipf row).
+/// `cache.memory` (the Zipf row of docs/performance.md).
 pub(crate) const ENTRY_OVERHEAD: u64 = 2240;
 
 /// A stored response: its [`EntryParts`], read through `Deref` (`entry.status`), and its
@@ -140,6 +140,24 @@ impl Entry {
         parts
             .headers
             .insert(http::HeaderName::from_static("cache-status"), value);
+        let entry = Entry::new(parts);
+        entry.restore(self.soft_purged_at(), self.hits());
+        entry
+    }
+
+    /// A copy of this entry to answer with, not to store, as the caches before this node
+    /// answered it: their `Cache-Status` and `Via`, from `upstream` (another node's answer).
+    pub(crate) fn answered_through(&self, upstream: &http::HeaderMap) -> Entry {
+        let mut parts = self.parts.clone();
+        for name in [
+            http::HeaderName::from_static("cache-status"),
+            http::header::VIA,
+        ] {
+            parts.headers.remove(&name);
+            for value in upstream.get_all(&name) {
+                parts.headers.append(name.clone(), value.clone());
+            }
+        }
         let entry = Entry::new(parts);
         entry.restore(self.soft_purged_at(), self.hits());
         entry

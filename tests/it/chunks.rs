@@ -12,7 +12,7 @@ use http::Method;
 
 use crate::harness::*;
 use crate::replicas::{get_from, metric, start_three};
-use crate::util::purge;
+use crate::util::{self, purge};
 
 const MIB: usize = 1 << 20;
 const SIZE: usize = 64 * MIB;
@@ -138,11 +138,33 @@ async fn a_large_object_is_spread_over_the_cluster_in_chunks() {
         );
     }
 
-    // The whole again, through another node: every chunk from the cluster.
-    let r = get_from(nodes[2].http, path).await;
+    // The whole again, through another node: every chunk from the cluster, read by the node
+    // asked from each chunk's owner (the object's owner sends its manifest, not the bytes).
+    let owner = util::admin_get(
+        nodes[0].admin,
+        "/cluster/owner?url=http%3A%2F%2Fexample.test%2Fbig.bin",
+        &[],
+    )
+    .await;
+    let owner: serde_json::Value = serde_json::from_slice(&owner.body).expect("owner JSON");
+    let asked = (0..3)
+        .rev()
+        .find(|&i| owner["address"] != nodes[i].http.to_string().as_str())
+        .expect("a node that does not own it");
+    let ok = r#"outpost_chunk_fetches_total{result="ok"}"#;
+    let mut before = Vec::new();
+    for n in &nodes {
+        before.push(metric(n.admin, ok).await);
+    }
+    let r = get_from(nodes[asked].http, path).await;
     assert_eq!(r.status, 200);
     assert_eq!(sha256(&r.body), sha256(&v1));
     assert_eq!(origin.total(), fetched, "the origin is not asked again");
+    for (i, n) in nodes.iter().enumerate() {
+        let read = metric(n.admin, ok).await - before[i];
+        let want = if i == asked { (SIZE / MIB) as f64 } else { 0.0 };
+        assert_eq!(read, want, "chunks read by node-{i}: {}", r.cache_status());
+    }
 
     // Every node holds some of the chunks, and none more than its memory.
     let mut total = 0.0;
@@ -246,6 +268,34 @@ async fn an_origin_that_ignores_range_gets_the_object_stored_whole() {
     let ignored = r#"outpost_chunk_fetches_total{result="ignored"}"#;
     assert_eq!(node.metric(ignored).await, 1.0);
     let r = get(&node, "/ignores").await;
+    assert_eq!(sha256(&r.body), sha256(&body));
+    assert!(r.cache_status().contains("hit"), "{}", r.cache_status());
+    assert_eq!(origin.total(), 3);
+}
+
+/// An origin whose 206 answers lack the `ETag` its 200 had (the bytes are right): its ranges
+/// cannot be stitched safely, so the object is remembered as one not to chunk, and served
+/// and stored whole, as for an origin that ignores `Range`; never a 502.
+#[tokio::test]
+async fn ranges_without_the_validator_get_the_object_stored_whole() {
+    let body = representation(2 * MIB, 5);
+    let whole = body.clone();
+    let origin = Origin::start(move |seen, _| {
+        let reply = file_server(seen, &whole, "\"t\"");
+        match seen.header("range").is_empty() {
+            true => reply,
+            false => reply.without_header("etag"),
+        }
+    })
+    .await;
+    let node = small_chunks(&origin).await;
+    let r = get(&node, "/untagged").await;
+    assert_eq!(r.status, 200, "{}", r.cache_status());
+    assert_eq!(sha256(&r.body), sha256(&body));
+    // The head, the first chunk without its tag, then the object fetched and stored whole.
+    assert_eq!(origin.total(), 3);
+    let r = get(&node, "/untagged").await;
+    assert_eq!(r.status, 200);
     assert_eq!(sha256(&r.body), sha256(&body));
     assert!(r.cache_status().contains("hit"), "{}", r.cache_status());
     assert_eq!(origin.total(), 3);

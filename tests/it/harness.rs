@@ -92,6 +92,12 @@ impl Reply {
         self
     }
 
+    /// Without any `name` field set so far.
+    pub fn without_header(mut self, name: &str) -> Self {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self
+    }
+
     pub fn cache(self, cache_control: &str) -> Self {
         self.header("cache-control", cache_control)
     }
