@@ -82,11 +82,24 @@ fn bind_udp(addr: SocketAddr) -> Result<std::net::UdpSocket, RunError> {
     bound.map_err(|e| RunError::from(listener::quic::QuicSetupError::Bind(addr, e)))
 }
 
+/// A TCP listener on `addr`, with `SO_REUSEADDR`: a node restarted on its port binds it while
+/// the connections its predecessor closed are still in TIME-WAIT there.
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, RunError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| RunError::Bind(addr, e))
+    let listen = || {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|e| RunError::Bind(addr, e))
 }
+
+/// Connections the kernel queues before the node accepts them (what `TcpListener::bind`
+/// asks for, and `somaxconn` caps).
+const LISTEN_BACKLOG: u32 = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -473,9 +486,7 @@ impl Runtime {
         for (https, addrs) in [(false, &config.listen.http), (true, &config.listen.https)] {
             for addr in addrs {
                 if !applied.loops.contains_key(&(https, *addr)) {
-                    let socket = TcpListener::bind(addr)
-                        .await
-                        .map_err(|e| RunError::Bind(*addr, e))?;
+                    let socket = bind(*addr).await?;
                     bound.push((https, socket));
                 }
             }

@@ -246,6 +246,61 @@ async fn run_serves_miss_then_hit_and_exits_0_on_sigterm() {
     assert!(tokio::net::TcpStream::connect(http).await.is_err());
 }
 
+/// Whether a TCP socket on local `port` is in TIME-WAIT (IPv4, from `/proc/net/tcp`).
+fn time_wait_on(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = format!(":{port:04X}");
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1).is_some_and(|l| l.ends_with(&local)) && fields.get(3) == Some(&"06")
+    })
+}
+
+/// A node stopped with SIGTERM closes its idle keep-alive connection first, so that
+/// connection waits in TIME-WAIT on the node's port; a node started at once on the same port
+/// binds it all the same (`SO_REUSEADDR`) and serves.
+#[tokio::test]
+async fn a_restart_binds_a_port_held_in_time_wait() {
+    use tokio::io::AsyncWriteExt;
+    let origin = Origin::fixed("from the origin", "max-age=60").await;
+    let (file, http, admin) = node_file(&origin.url(), "");
+    let mut node = Outpost::spawn(&["--config", &file.shown()]);
+    wait_answering(&mut node, admin, "/healthz", "admin").await;
+    let mut idle = tokio::net::TcpStream::connect(http).await.expect("connect");
+    idle.write_all(b"HEAD /a HTTP/1.1\r\nhost: example.test\r\n\r\n")
+        .await
+        .expect("ask");
+    assert!(util::read_head(&mut idle).await.is_some(), "an answer");
+    node.sigterm();
+    // The drain closes the idle connection: the node's side closes first.
+    let (_, closed) = util::read_until_closed(&mut idle, Duration::from_secs(10)).await;
+    assert!(closed, "the drain closed the idle connection");
+    drop(idle);
+    let status = node.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "stderr: {}", node.stderr.text());
+    wait_until(
+        "the node's side in TIME-WAIT",
+        Duration::from_secs(5),
+        || {
+            let waiting = time_wait_on(http.port());
+            async move { waiting }
+        },
+    )
+    .await;
+
+    let mut again = Outpost::spawn(&["--config", &file.shown()]);
+    wait_answering(&mut again, admin, "/healthz", "admin").await;
+    let r = send(http, Method::GET, "/a", "example.test", &[], Bytes::new()).await;
+    assert_eq!(
+        r.text(),
+        "from the origin",
+        "stderr: {}",
+        again.stderr.text()
+    );
+    again.sigterm();
+    again.wait_exit(Duration::from_secs(10)).await;
+}
+
 /// The real binary in front of an origin that takes `delay`, ready, with one request in
 /// flight, then sent SIGTERM. The file must outlive the node.
 async fn draining_with_request_in_flight(
