@@ -6,7 +6,9 @@
 
 On 127.0.0.1, on free ports: a Python origin serving one 100 KiB HTML page (cacheable, with
 an ETag) and one node with `compress = [<coding>]`, pinned to CPU 1 (`taskset`), wrk on
-CPU 0. The page is fetched once as identity and once encoded (the one compression, timed), then
+CPU 0. First --misses URLs never asked before are fetched one at a time as identity and
+encoded, alternating (a miss is compressed as it streams, at a fast level), timed to the last
+byte. The page is fetched once as identity and once encoded (the one compression, timed), then
 wrk runs hits of each form in turn, --trials times, alternating. Prints the encoded size and
 ratio, and for each form the median requests/s and bytes/s of the trials; the ratio of the
 encoded form's requests/s to identity's is the figure docs/performance.md quotes. Needs wrk.
@@ -71,17 +73,37 @@ class Origin(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def fetch(port, accept):
+def fetch(port, accept, path="/page.html"):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     headers = {"Host": "localhost"}
     if accept:
         headers["Accept-Encoding"] = accept
-    conn.request("GET", "/page.html", headers=headers)
+    conn.request("GET", path, headers=headers)
     r = conn.getresponse()
     body = r.read()
     coding = r.getheader("Content-Encoding") or ""
     conn.close()
     return r.status, coding, body
+
+
+def misses(port, coding, count):
+    """`count` misses of each form, alternating, each a URL never asked before: the time to
+    the last byte (ms) and the bytes of each body."""
+    times = {"identity": [], coding: []}
+    sizes = {"identity": [], coding: []}
+    for i in range(count):
+        for form, accept in (("identity", None), (coding, coding)):
+            t0 = time.monotonic()
+            status, got, body = fetch(port, accept, f"/miss/{i}/{form}")
+            times[form].append((time.monotonic() - t0) * 1000)
+            sizes[form].append(len(body))
+            assert status == 200 and got == (accept or ""), f"miss {form}: {status} {got!r}"
+    return times, sizes
+
+
+def quantile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def size(text):
@@ -112,6 +134,7 @@ def main():
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--trials", type=int, default=3)
     p.add_argument("--coding", default="br", choices=["br", "zstd", "gzip"])
+    p.add_argument("--misses", type=int, default=200, help="misses of each form")
     args = p.parse_args()
     binary = os.path.abspath(args.binary)
     if not os.path.isfile(binary):
@@ -136,6 +159,7 @@ def main():
         status, coding, encoded = fetch(port, args.coding)
         first_ms = (time.monotonic() - t0) * 1000
         assert status == 200 and coding == args.coding, f"not encoded: {coding!r}"
+        miss_times, miss_sizes = misses(port, args.coding, args.misses)
         results = {"identity": [], args.coding: []}
         for _ in range(args.trials):
             results["identity"].append(wrk(port, None, args))
@@ -153,6 +177,16 @@ def main():
         (i_rps, i_bps), (e_rps, e_bps) = medians["identity"], medians[args.coding]
         print(f"{args.coding} hits / identity hits: {e_rps / i_rps:.2f}x requests/s, "
               f"{e_bps / i_bps:.2f}x bytes/s on the wire")
+        for form in ("identity", args.coding):
+            t = miss_times[form]
+            print(f"{form:>8} misses: {statistics.median(miss_sizes[form]):9.0f} bytes, "
+                  f"to last byte p50 {quantile(t, 0.5):.2f} ms p90 {quantile(t, 0.9):.2f} ms "
+                  f"p99 {quantile(t, 0.99):.2f} ms ({len(t)} misses)")
+        added = quantile(miss_times[args.coding], 0.5) - quantile(miss_times["identity"], 0.5)
+        saved = 1 - statistics.median(miss_sizes[args.coding]) / statistics.median(
+            miss_sizes["identity"])
+        print(f"{args.coding} misses: {saved:.0%} of the bytes saved, {added:+.2f} ms at the "
+              f"median to the last byte")
     finally:
         node.stop()
         server.shutdown()

@@ -10,7 +10,9 @@ on CPU 0 one load generator, `examples/h3load.rs` (hyper's h2 client and h3's cl
 same loop for both; Debian's h2load has no HTTP/3), runs hits over h2 and over h3 in turn,
 --trials times, alternating, with the same connections and streams per connection; h2load
 runs the h2 hits too, to show how much of the h2 figure is the Rust client. Prints the median
-requests/s and mean latency of each and the ratio h3 / h2.
+requests/s and mean latency of each, the share of its core the node and the load generator
+used (the one near 100 % is the bound; the warm-up second is inside the window), and the ratio
+h3 / h2.
 """
 import argparse
 import http.server
@@ -62,6 +64,32 @@ class Origin(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+def proc_ticks(pid):
+    """CPU ticks (user + system) a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def children_seconds():
+    """CPU seconds used by the waited-for children (the load generators) so far."""
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def measured(node_pid, run):
+    """`run()`'s result, with the node's and the load generator's share of one core."""
+    import time
+    hz = os.sysconf("SC_CLK_TCK")
+    t0, n0, c0 = time.monotonic(), proc_ticks(node_pid), children_seconds()
+    result = run()
+    wall = time.monotonic() - t0
+    node = (proc_ticks(node_pid) - n0) / hz / wall
+    client = (children_seconds() - c0) / wall
+    return result + (node, client)
 
 
 def h3load(port, proto, args):
@@ -123,17 +151,19 @@ def main():
         chaos.wait_for("node", lambda: chaos.http_ok(f"http://127.0.0.1:{admin}/readyz"))
         results = {"h2": [], "h3": [], "h2 (h2load)": []}
         for _ in range(args.trials):
-            results["h2"].append(h3load(port, "h2", args))
-            results["h3"].append(h3load(port, "h3", args))
+            pid = node.pid()
+            results["h2"].append(measured(pid, lambda: h3load(port, "h2", args)))
+            results["h3"].append(measured(pid, lambda: h3load(port, "h3", args)))
             if shutil.which("h2load"):
-                results["h2 (h2load)"].append(h2load(port, "h2", args))
+                results["h2 (h2load)"].append(measured(pid, lambda: h2load(port, "h2", args)))
         medians = {}
         for proto, runs in results.items():
             if not runs:
                 continue
-            medians[proto] = statistics.median(r for r, _ in runs)
-            print(f"{proto:>12}: {medians[proto]:9.0f} req/s  (trials: "
-                  f"{', '.join(f'{r:.0f} req/s, mean {lat}' for r, lat in runs)})")
+            medians[proto] = statistics.median(r[0] for r in runs)
+            trials = ", ".join(f"{r:.0f} req/s, mean {lat}, node CPU {n:.0%}, client CPU {c:.0%}"
+                               for r, lat, n, c in runs)
+            print(f"{proto:>12}: {medians[proto]:9.0f} req/s  (trials: {trials})")
         print(f"h3 hits / h2+TLS hits: {medians['h3'] / medians['h2']:.2f}x requests/s "
               f"({args.clients} clients x {args.streams} streams, 1 KiB, one proxy core)")
     finally:
