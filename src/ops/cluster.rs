@@ -10,6 +10,19 @@ pub async fn fetch(client: &AdminClient) -> Result<serde_json::Value, OpsError> 
     client.get_json("/cluster").await
 }
 
+/// A member entry of `GET /cluster` in one word: `self`, `leaving`, `up` or `DOWN`.
+pub(super) fn member_state(m: &serde_json::Value) -> &'static str {
+    if m["self"] == true {
+        "self"
+    } else if m["leaving"] == true {
+        "leaving"
+    } else if m["alive"] == true {
+        "up"
+    } else {
+        "DOWN"
+    }
+}
+
 /// The page as lines; and whether every member is up.
 pub fn render(page: &serde_json::Value) -> (String, bool) {
     let mut out = String::new();
@@ -34,16 +47,8 @@ pub fn render(page: &serde_json::Value) -> (String, bool) {
     );
     let mut all_up = true;
     for m in page["members"].as_array().into_iter().flatten() {
-        let state = if m["self"] == true {
-            "self"
-        } else if m["leaving"] == true {
-            "leaving"
-        } else if m["alive"] == true {
-            "up"
-        } else {
-            all_up = false;
-            "DOWN"
-        };
+        let state = member_state(m);
+        all_up &= state != "DOWN";
         let share = m["share"]
             .as_f64()
             .map_or("-".to_owned(), |s| format!("{:.1}%", s * 100.0));

@@ -272,15 +272,7 @@ fn members(page: &serde_json::Value) -> String {
         .into_iter()
         .flatten()
         .map(|m| {
-            let state = if m["self"] == true {
-                "self"
-            } else if m["leaving"] == true {
-                "leaving"
-            } else if m["alive"] == true {
-                "up"
-            } else {
-                "DOWN"
-            };
+            let state = super::cluster::member_state(m);
             format!(
                 "{} {state}",
                 m["name"].as_str().or(m["address"].as_str()).unwrap_or("?")
