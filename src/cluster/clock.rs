@@ -38,6 +38,13 @@ impl Clock {
         self.tick(at_millis(unix_ms(SystemTime::now())))
     }
 
+    /// A reading at or after every earlier one, without taking a new one (so it may equal
+    /// the last purge's time): for comparing, never for stamping.
+    pub(crate) fn read(&self) -> u64 {
+        let physical = at_millis(unix_ms(SystemTime::now()));
+        physical.max(self.last.load(Ordering::Relaxed))
+    }
+
     fn tick(&self, physical: u64) -> u64 {
         let mut last = self.last.load(Ordering::Relaxed);
         loop {

@@ -328,12 +328,29 @@ impl Log {
 
     /// What a copy of `key` (with `tags`) fetched at `fetched_ms` must become.
     pub(crate) fn verdict(&self, key: &str, tags: &[Box<str>], fetched_ms: u64) -> Verdict {
+        self.verdict_until(key, tags, fetched_ms, u64::MAX)
+    }
+
+    /// The same, for the purges logged up to millisecond `until_ms` alone (all of that
+    /// millisecond: one in it may have come first).
+    pub(crate) fn verdict_until(
+        &self,
+        key: &str,
+        tags: &[Box<str>],
+        fetched_ms: u64,
+        until_ms: u64,
+    ) -> Verdict {
         if fetched_ms < self.horizon_ms {
             return Verdict::Unknown;
         }
         let mut verdict = Verdict::Keep;
         // Purges at or after the fetch: one in the same millisecond may have come first.
-        for (_, id) in self.by_time.range((at_millis(fetched_ms), 0)..) {
+        let from = (at_millis(fetched_ms), 0);
+        let to = (at_millis(until_ms.saturating_add(1)), 0);
+        if from >= to {
+            return verdict;
+        }
+        for (_, id) in self.by_time.range(from..to) {
             let Some(logged) = self.by_id.get(id) else {
                 continue;
             };
@@ -379,6 +396,25 @@ mod tests {
 
     fn log() -> Log {
         Log::new(0, 24 * HOUR, 1 << 20)
+    }
+
+    #[test]
+    fn purges_after_the_asking_are_left_out() {
+        let mut log = log();
+        let key = "http://x.test/a";
+        log.insert(record("a", 5000, &[key]), matcher(&[key], &[]), 6000);
+        assert_eq!(
+            log.verdict_until(key, &[], 4000, 5000),
+            Verdict::Purged,
+            "same ms"
+        );
+        assert_eq!(
+            log.verdict_until(key, &[], 4000, 4999),
+            Verdict::Keep,
+            "the purge came after the request was asked"
+        );
+        assert_eq!(log.verdict_until(key, &[], 6000, 5500), Verdict::Keep);
+        assert_eq!(log.verdict_until(key, &[], 4000, u64::MAX), Verdict::Purged);
     }
 
     #[test]

@@ -106,6 +106,11 @@ impl Purges {
         self.clock.now()
     }
 
+    /// The clock now: at or after every purge this node has taken or heard of.
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.read()
+    }
+
     /// Log `record`, whose effect here is `matcher`. New (or older than the horizon): the
     /// caller applies it. Known: it was applied before.
     pub(crate) fn insert(&self, record: PurgeRecord, matcher: Matcher) -> Inserted {
@@ -145,6 +150,19 @@ impl Purges {
             return Verdict::Keep;
         }
         lock(&self.log).verdict(key, tags, fetched_ms)
+    }
+
+    /// [`Self::verdict`] for a copy answering a request asked at `asked` (a reading of
+    /// [`Self::now`] when it was sent): a purge taken after the request was asked does not
+    /// name the copy answering it (the request came first; the copy is not kept).
+    pub(crate) fn verdict_for_request(
+        &self,
+        key: &str,
+        tags: &[Box<str>],
+        fetched: SystemTime,
+        asked: u64,
+    ) -> Verdict {
+        lock(&self.log).verdict_until(key, tags, unix_ms(fetched), super::clock::millis(asked))
     }
 
     /// Whether any purge was logged at or after `fetched` (one atomic load; when not, no

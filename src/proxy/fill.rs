@@ -23,7 +23,7 @@ use crate::cache::control::RequestDirectives;
 use crate::cache::freshness;
 use crate::cache::status::NoCacheReason;
 use crate::cache::vary::{SecondaryKey, secondary_key};
-use crate::cluster::hop::FETCHED_HEADER;
+use crate::cluster::hop::{FETCHED_HEADER, fetched_value};
 use crate::cluster::peer::{PROBE_PATH, PeerError};
 use crate::cluster::purge_log::Verdict;
 use crate::error::ProxyError;
@@ -163,6 +163,9 @@ impl FillJob {
     /// ejected by the time this returns; the route's fallback (the shield tier, then the
     /// origin) is asked instead.
     async fn send(&mut self) -> Result<Response<UpstreamBody>, ProxyError> {
+        // When this request was asked, on the clock purges are stamped with: at or after
+        // every purge this node had taken or heard of.
+        let asked = self.proxy.purges.now();
         while let Some(hop) = self.upstream.node_hop() {
             let cluster = &hop.to.cluster;
             let signed = cluster.secret.sign_hops(
@@ -223,7 +226,7 @@ impl FillJob {
                 )
                 .await;
             match answer {
-                Ok(response) if self.purged_since(&response) => {
+                Ok(response) if self.purged_since(&response, asked) => {
                     // The node missed a purge that names what it answered with: the origin
                     // has the version the purge left.
                     tracing::info!(node = %hop.peer.id.0, key = %self.key, "a node answered with a purged version; asking the origin");
@@ -261,8 +264,10 @@ impl FillJob {
     }
 
     /// Whether another node's answer is a copy fetched before a purge this node holds that
-    /// names it (the node missed that purge: down, stopped or cut off when it was taken).
-    fn purged_since(&self, response: &Response<hyper::body::Incoming>) -> bool {
+    /// names it (the node missed that purge: down, stopped or cut off when it was taken),
+    /// taken before this request was `asked` (a purge that came while the other node was
+    /// fetching for it concerns the requests after it, not this one).
+    fn purged_since(&self, response: &Response<hyper::body::Incoming>, asked: u64) -> bool {
         if !response.status().is_success() {
             return false;
         }
@@ -283,7 +288,9 @@ impl FillJob {
         }
         let tags = self.site.policy.tags(headers);
         matches!(
-            self.proxy.purges.verdict(&self.key, &tags, fetched),
+            self.proxy
+                .purges
+                .verdict_for_request(&self.key, &tags, fetched, asked),
             Verdict::Purged | Verdict::Stale(_)
         )
     }
@@ -512,9 +519,15 @@ async fn freshen_from_head(
 fn fill_head(
     job: &FillJob,
     head: &OriginHead<'_>,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     set_cookie: Vec<HeaderValue>,
 ) -> (FillHead, Share, Option<ChunkMap>) {
+    if !headers.contains_key(FETCHED_HEADER) {
+        // Fetched from the origin now: a node this fill answers learns exactly when (not
+        // from `Age`, whole seconds that count the origin's delay), so it can tell a purge
+        // taken after the fetch from one before it. Clients never see it.
+        headers.insert(FETCHED_HEADER, fetched_value(head.request_time));
+    }
     let policy = &job.site.policy;
     let cc = policy.directives(head.status, &headers);
     let length = content_length(&headers);

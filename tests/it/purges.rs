@@ -391,11 +391,19 @@ async fn a_purge_racing_a_fill_leaves_nothing_of_the_old_version() {
     assert_eq!(answer["complete"], true, "{answer}");
     let raced = racing.await.expect("racing request");
     assert_eq!(raced.status, 200);
-    for n in &nodes {
+    let mut seen = vec![format!("raced: {} {}", raced.text(), raced.cache_status())];
+    for (i, n) in nodes.iter().enumerate() {
         let r = n.get("/slow").await;
         assert_eq!(r.text(), "v2", "{}", r.cache_status());
+        seen.push(format!("node-{i}: {} {}", r.text(), r.cache_status()));
     }
-    assert_eq!(origin.count("/slow"), 2);
+    let asked: Vec<String> = origin
+        .requests()
+        .iter()
+        .map(|s| format!("{} {:?}", s.path, s.headers))
+        .collect();
+    let logs: Vec<String> = nodes.iter().map(|n| n.process.stderr.text()).collect();
+    assert_eq!(origin.count("/slow"), 2, "{seen:#?}\n{asked:#?}\n{logs:#?}");
     for n in &mut nodes {
         n.process.sigkill();
     }
