@@ -88,8 +88,18 @@ impl Drop for TempDir {
 
 /// A loopback port that was free a moment ago (bound, then released).
 pub fn free_port() -> u16 {
-    let listener = StdListener::bind("127.0.0.1:0").expect("bind for a free port");
-    listener.local_addr().expect("addr").port()
+    // The kernel may hand out a port it just handed out once the probe socket is closed:
+    // two calls for one node's listeners then named the same port. None is given twice.
+    static GIVEN: Mutex<std::collections::BTreeSet<u16>> =
+        Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..10_000 {
+        let listener = StdListener::bind("127.0.0.1:0").expect("bind for a free port");
+        let port = listener.local_addr().expect("addr").port();
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
+    panic!("every free port was handed out once already");
 }
 
 /// A loopback port that was free for both UDP and TCP a moment ago (DNS servers bind both).
