@@ -128,11 +128,12 @@ pub(crate) struct Proxy {
     unknown_site: crate::observability::metrics::SiteMetrics,
 }
 
-/// What the access log keeps of a request, taken before the request is served.
+/// What the access log keeps of a request, taken before the request is served (shared
+/// bytes, cloned without copying).
 struct Seen {
     method: Method,
-    host: String,
-    path: String,
+    host: http::HeaderValue,
+    path: http::uri::PathAndQuery,
     user_agent: Option<http::HeaderValue>,
     referer: Option<http::HeaderValue>,
 }
@@ -250,16 +251,16 @@ impl Proxy {
             }
             parts.headers.remove(&HOP_HEADER);
         }
-        // A refusal (an unknown host, say) is counted and logged like any response.
-        let refused = self.seen_refused(&parts);
         let mut ctx = match request::prepare(&self.sites, parts, &client, &self.node.name, hops) {
             Ok(ctx) => ctx,
-            Err(e) => {
-                let served = respond::error(&self.node, &e, None);
+            Err(refused) => {
+                // A refusal (an unknown host, say) is counted and logged like any response.
+                let seen = self.seen_refused(&refused.parts);
+                let served = respond::error(&self.node, &refused.error, None);
                 return self.account(
                     &self.unknown_site,
                     "unknown",
-                    refused,
+                    seen,
                     &client,
                     served,
                     started,
@@ -290,8 +291,8 @@ impl Proxy {
         // Only what the access log needs, and only when it is wanted.
         let seen = self.access.wanted().then(|| Seen {
             method: ctx.method.clone(),
-            host: ctx.authority.to_str().unwrap_or_default().to_owned(),
-            path: ctx.path_and_query.as_str().to_owned(),
+            host: ctx.authority.clone(),
+            path: ctx.path_and_query.clone(),
             user_agent: ctx.headers.get(http::header::USER_AGENT).cloned(),
             referer: ctx.headers.get(http::header::REFERER).cloned(),
         });
@@ -309,29 +310,17 @@ impl Proxy {
 
     /// What the access log needs of a request refused before its site was known.
     fn seen_refused(&self, parts: &http::request::Parts) -> Option<Seen> {
-        self.access.wanted().then(|| {
-            let host = parts
+        self.access.wanted().then(|| Seen {
+            method: parts.method.clone(),
+            host: request::request_authority(parts)
+                .unwrap_or_else(|| http::HeaderValue::from_static("")),
+            path: parts
                 .uri
-                .authority()
-                .map(|a| a.as_str())
-                .or_else(|| {
-                    parts
-                        .headers
-                        .get(http::header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                })
-                .unwrap_or_default();
-            Seen {
-                method: parts.method.clone(),
-                host: host.to_owned(),
-                path: parts
-                    .uri
-                    .path_and_query()
-                    .map_or("/", |p| p.as_str())
-                    .to_owned(),
-                user_agent: parts.headers.get(http::header::USER_AGENT).cloned(),
-                referer: parts.headers.get(http::header::REFERER).cloned(),
-            }
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+            user_agent: parts.headers.get(http::header::USER_AGENT).cloned(),
+            referer: parts.headers.get(http::header::REFERER).cloned(),
         })
     }
 
@@ -354,8 +343,8 @@ impl Proxy {
             self.access.record(&access::Entry {
                 client: client.addr,
                 method: &seen.method,
-                host: &seen.host,
-                path: &seen.path,
+                host: seen.host.to_str().unwrap_or_default(),
+                path: seen.path.as_str(),
                 status: response.status(),
                 bytes: length,
                 // The whole header: the members of the caches before this one too.

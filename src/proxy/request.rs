@@ -267,27 +267,26 @@ fn transfer_codings(headers: &HeaderMap) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// A request refused before it had a site, and its head, for the refusal's log line.
+#[derive(Debug)]
+pub struct Refused {
+    pub error: ProxyError,
+    pub parts: Parts,
+}
+
 /// Takes the request head by value: its headers move into the context instead of being
-/// copied on every request.
+/// copied on every request. A refused request gets its head back.
 pub fn prepare(
     sites: &Sites,
     parts: Parts,
     client: &ClientInfo,
     node: &str,
     hops: Hops,
-) -> Result<RequestContext, ProxyError> {
-    // A verified hop passed through a peer (possibly named like this node); the hop itself
-    // guarantees it is forwarded at most once.
-    if !hops.any() && came_through(node, &parts.headers) {
-        return Err(ProxyError::Loop);
-    }
-    let authority = request_authority(&parts).ok_or(ProxyError::MissingHost)?;
-    let (host, port) = split_authority(authority.to_str().map_err(|_| ProxyError::MissingHost)?)
-        .ok_or(ProxyError::MissingHost)?;
-    let site = sites
-        .find(&host)
-        .ok_or_else(|| ProxyError::UnknownHost(host.clone()))?
-        .clone();
+) -> Result<RequestContext, Box<Refused>> {
+    let (authority, host, port, site) = match site_of(sites, &parts, node, hops) {
+        Ok(found) => found,
+        Err(error) => return Err(Box::new(Refused { error, parts })),
+    };
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -319,9 +318,31 @@ pub fn prepare(
     })
 }
 
+/// The request's authority, host, port and site, or why it has none.
+fn site_of(
+    sites: &Sites,
+    parts: &Parts,
+    node: &str,
+    hops: Hops,
+) -> Result<(HeaderValue, String, Option<u16>, Arc<Site>), ProxyError> {
+    // A verified hop passed through a peer (possibly named like this node); the hop itself
+    // guarantees it is forwarded at most once.
+    if !hops.any() && came_through(node, &parts.headers) {
+        return Err(ProxyError::Loop);
+    }
+    let authority = request_authority(parts).ok_or(ProxyError::MissingHost)?;
+    let (host, port) = split_authority(authority.to_str().map_err(|_| ProxyError::MissingHost)?)
+        .ok_or(ProxyError::MissingHost)?;
+    let site = sites
+        .find(&host)
+        .ok_or_else(|| ProxyError::UnknownHost(host.clone()))?
+        .clone();
+    Ok((authority, host, port, site))
+}
+
 /// The absolute URI's authority wins over `Host` (RFC 9112 §3.2.2); h2 and h3 carry
 /// `:authority`.
-fn request_authority(parts: &Parts) -> Option<HeaderValue> {
+pub(crate) fn request_authority(parts: &Parts) -> Option<HeaderValue> {
     match parts.uri.authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => parts.headers.get(header::HOST).cloned(),
