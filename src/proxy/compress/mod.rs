@@ -337,18 +337,19 @@ fn encoded_entry(entry: &Entry, coding: Coding, body: Bytes) -> Entry {
 mod tests {
     use super::*;
 
-    fn decode(coding: Coding, data: &[u8]) -> Vec<u8> {
+    /// `data` decoded from `coding` (one body, or the frames of a stream one after another).
+    pub(super) fn decode(coding: Coding, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         match coding {
             Coding::Br => {
-                brotli::BrotliDecompress(&mut &data[..], &mut out).unwrap();
+                brotli::BrotliDecompress(&mut &data[..], &mut out).expect("br");
             }
-            Coding::Zstd => out = zstd::bulk::decompress(data, 1 << 24).unwrap(),
+            Coding::Zstd => out = zstd::stream::decode_all(data).expect("zstd"),
             Coding::Gzip => {
                 use std::io::Read as _;
                 flate2::read::GzDecoder::new(data)
                     .read_to_end(&mut out)
-                    .unwrap();
+                    .expect("gzip");
             }
         }
         out

@@ -121,22 +121,7 @@ pub(crate) fn encode_stream(chunks: ChunkStream, encoder: Encoder) -> ChunkStrea
 mod tests {
     use super::*;
 
-    fn decode(coding: Coding, data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        match coding {
-            Coding::Br => {
-                brotli::BrotliDecompress(&mut &data[..], &mut out).expect("br");
-            }
-            Coding::Zstd => out = zstd::stream::decode_all(data).expect("zstd"),
-            Coding::Gzip => {
-                use std::io::Read as _;
-                flate2::read::GzDecoder::new(data)
-                    .read_to_end(&mut out)
-                    .expect("gzip");
-            }
-        }
-        out
-    }
+    use super::super::tests::decode;
 
     #[test]
     fn chunks_compressed_as_they_come_decode_to_the_whole_and_each_is_flushed() {
