@@ -67,6 +67,7 @@ pub mod fuzz_api;
 pub mod hash;
 mod hex;
 pub mod listener;
+mod locks;
 pub mod observability;
 pub mod ops;
 pub mod origin;

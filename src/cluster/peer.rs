@@ -9,6 +9,7 @@
 //! second time. Only [`PROBE_FALL`] late probes in a row eject it; a refusal, a reset or a
 //! non-200 answer ejects at once.
 
+use crate::locks::lock;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -457,8 +458,4 @@ impl PeerClient {
 
 fn peer_uri(addr: SocketAddr, path: &str) -> Option<Uri> {
     format!("http://{addr}{path}").parse().ok()
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

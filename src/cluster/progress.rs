@@ -16,6 +16,7 @@
 //! Answered keys are forgotten once older than [`RECENT`], swept when a shard has doubled
 //! since its last sweep, so a shard holds at most the keys of about that long.
 
+use crate::locks::lock;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -113,11 +114,6 @@ impl Drop for Working {
             }
         }
     }
-}
-
-/// A poisoned shard only means a thread panicked holding it; its counts are whole.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

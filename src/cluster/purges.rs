@@ -16,6 +16,7 @@
 //!
 //! One per process (it outlives reloads, which may replace the cluster and the proxy).
 
+use crate::locks::lock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -283,10 +284,4 @@ pub(crate) struct SyncStart {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// A poisoned lock only means a thread panicked holding it; the log is consistent after
-/// every method (each leaves it whole before it could panic), so keep going.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -6,6 +6,7 @@
 //! gets a slot per address; the node-wide limit still holds). Sharded so that accepting a
 //! connection takes one uncontended lock, never a global one.
 
+use crate::locks::lock;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -79,11 +80,6 @@ impl Drop for ClientSlot {
             }
         }
     }
-}
-
-/// A poisoned shard only means a thread panicked holding it; its counts are whole.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 //! the manifest ([`crate::proxy::request::Manifest`]), so each chunk crosses one hop (its
 //! owner to the node the client asked), not two.
 
+use crate::locks::lock;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -410,13 +411,6 @@ impl ArrivingState {
             None => None,
         }
     }
-}
-
-fn lock(state: &std::sync::Mutex<ArrivingState>) -> std::sync::MutexGuard<'_, ArrivingState> {
-    // Held only to move a few fields; a panic while held cannot leave them half-written.
-    state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A chunk being read: its frames, the task reading it, and the bytes it holds of the node's

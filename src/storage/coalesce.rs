@@ -16,6 +16,7 @@
 //! every live reader has passed are dropped, and the fill waits when readers lag more than a
 //! window behind, so a slow client bounds the buffer instead of growing it.
 
+use crate::locks::lock;
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
@@ -133,12 +134,6 @@ pub(crate) struct Fill<H> {
     progress: Notify,
     /// Set by a purge while in flight: the result is served but not stored.
     discarded: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these short critical sections cannot leave the data half
-    // updated in a way readers could misuse, so a poisoned lock is still usable.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub(crate) enum Outcome<H> {

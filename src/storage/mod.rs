@@ -12,6 +12,7 @@ pub(crate) mod entry;
 pub(crate) mod snapshot;
 pub(crate) mod variants;
 
+use crate::locks::lock;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -457,12 +458,6 @@ impl Store {
     pub async fn run_pending_tasks(&self) {
         self.cache.run_pending_tasks().await;
     }
-}
-
-/// A poisoned lock only means another thread panicked while holding it; the log it guards
-/// is always consistent (one push or pop at a time), so keep going.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
