@@ -687,6 +687,10 @@ async fn fetch(proxy: Arc<Proxy>, base: Arc<Base>, request: ChunkRequest, arrivi
                 let long = "a chunk's body was longer than its length".to_owned();
                 return Err(ChunkError::Failed(ProxyError::OriginBody(long)));
             }
+            if got == limit {
+                // Counted before its last bytes go on: whoever saw them sees it counted.
+                proxy.metrics.store.chunk_fetch("ok");
+            }
             if !data.is_empty() {
                 arriving.push(data, got < limit).await;
             }
@@ -695,7 +699,6 @@ async fn fetch(proxy: Arc<Proxy>, base: Arc<Base>, request: ChunkRequest, arrivi
             let short = "a chunk's body was not its length".to_owned();
             return Err(ChunkError::Failed(ProxyError::OriginBody(short)));
         }
-        proxy.metrics.store.chunk_fetch("ok");
         Ok(())
     }
     .await;
