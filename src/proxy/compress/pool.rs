@@ -38,13 +38,14 @@ impl Pool {
                 .spawn(move || {
                     loop {
                         // The lock is held only to take the next job.
-                        let job = match queue.lock() {
-                            Ok(q) => q.recv(),
-                            Err(poisoned) => poisoned.into_inner().recv(),
-                        };
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => return,
+                        let job = crate::locks::lock(&queue).recv();
+                        let Ok(job) = job else { return };
+                        // A coder that panics on some input costs that one answer (its
+                        // request gets identity), not the thread.
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                            tracing::warn!(
+                                "a compression panicked; its response is sent uncompressed"
+                            );
                         }
                     }
                 });
@@ -74,17 +75,16 @@ impl Pool {
             return None;
         }
         let (done, result) = oneshot::channel();
-        let busy = self.busy.clone();
+        let held = Held(self.busy.clone());
         let job: Job = Box::new(move || {
             let out = work();
             // Free before the result is seen: the request that waited may compress the next
-            // form at once.
-            busy.fetch_sub(1, Ordering::AcqRel);
+            // form at once. (Dropped on a panic too.)
+            drop(held);
             let _ = done.send(out);
         });
         if self.jobs.try_send(job).is_err() {
-            // No thread (none could be started): as busy.
-            self.busy.fetch_sub(1, Ordering::AcqRel);
+            // No thread (none could be started): as busy. The job's `Held` is dropped with it.
             return None;
         }
         Some(result)
@@ -94,6 +94,15 @@ impl Pool {
     #[cfg(test)]
     fn busy(&self) -> usize {
         self.busy.load(Ordering::Acquire)
+    }
+}
+
+/// One compression's place among the threads, given back when dropped.
+struct Held(Arc<AtomicUsize>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -120,5 +129,20 @@ mod tests {
         let again = pool.try_run(|| 3).expect("free again");
         assert_eq!(runtime.block_on(again).ok(), Some(3));
         assert_eq!(pool.busy(), 0);
+    }
+
+    #[test]
+    fn a_panicking_job_gives_its_place_and_its_thread_back() {
+        let pool = Pool::new(1);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let failed = pool
+            .try_run(|| -> u32 { panic!("a coder failed") })
+            .expect("a thread");
+        assert!(runtime.block_on(failed).is_err(), "no result");
+        assert_eq!(pool.busy(), 0);
+        let again = pool.try_run(|| 4).expect("the thread is still there");
+        assert_eq!(runtime.block_on(again).ok(), Some(4));
     }
 }
