@@ -50,18 +50,18 @@ impl Listeners {
     pub async fn bind(config: &Config) -> Result<Self, RunError> {
         let mut http = Vec::new();
         for addr in &config.listen.http {
-            http.push(bind(*addr).await?);
+            http.push(bind(*addr)?);
         }
         let mut https = Vec::new();
         for addr in &config.listen.https {
-            https.push(bind(*addr).await?);
+            https.push(bind(*addr)?);
         }
         let mut quic = Vec::new();
         for addr in &config.listen.quic {
             quic.push(bind_udp(*addr)?);
         }
         let admin = match config.admin.listen {
-            Some(addr) => Some(bind(addr).await?),
+            Some(addr) => Some(bind(addr)?),
             None => None,
         };
         Ok(Self {
@@ -116,7 +116,7 @@ fn udp_buffers(socket: &std::net::UdpSocket, addr: SocketAddr) {
 
 /// A TCP listener on `addr`, with `SO_REUSEADDR`: a node restarted on its port binds it while
 /// the connections its predecessor closed are still in TIME-WAIT there.
-async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, RunError> {
+fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, RunError> {
     let listen = || {
         let socket = match addr {
             SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
@@ -518,7 +518,7 @@ impl Runtime {
         for (https, addrs) in [(false, &config.listen.http), (true, &config.listen.https)] {
             for addr in addrs {
                 if !applied.loops.contains_key(&(https, *addr)) {
-                    let socket = bind(*addr).await?;
+                    let socket = bind(*addr)?;
                     bound.push((https, socket));
                 }
             }
