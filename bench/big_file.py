@@ -38,7 +38,10 @@ mode's (> 1: faster), CPU busy (both cores, from /proc/stat), foreign CPU (busy,
 in the nodes, nginx, curl, this script or interrupts: another load on the machine, plus a
 few % of kernel threads such as ksoftirqd carrying this run's own traffic) and the goals:
 cold >= 0.9x uncached with first byte <= uncached's + 5 ms, warm >= 1.0x uncached and
->= 0.8x direct.
+>= 0.8x direct. A second table splits the CPU by process, in cores over each GET (medians):
+nginx, node 0, the other nodes together, curl. The uncached stream is fetched by the owner
+of its own key: when that is another node than 0, its bytes cross two nodes, as a cold
+chunk's do; when it is node 0, one (the table shows which: "other nodes" near 0).
 
 Each trial (and each perf recording) starts once other processes took under 5 % of the CPUs
 for a second (waiting at most --quiet-wait s); a GET whose foreign CPU went above 10 % is
@@ -51,10 +54,11 @@ max(chunk_size, min(8 chunks, 16MiB)), all responses of a node together an eight
 cache.memory (at least 16MiB). RSS never shrinks back to what the allocator keeps, so a
 peak above the RSS before is a lower bound of what the phase held.
 
---perf DIR: after the trials, `perf record -a -g -F 999 -e cpu-clock` over one more cold and
-one warm GET (a new key, the last trial's purged first), into DIR/cold.data and
-DIR/warm.data; it prints the GET's window for `perf report --no-children --sort
-comm,dso,symbol --time START,END -i ...` (the recording starts 1 s before the GET).
+--perf DIR: after the trials, `perf record -a -g -F 999 -e cpu-clock` over one uncached GET,
+one more cold and one warm GET (a new key, the last trial's purged first), into
+DIR/uncached.data, cold.data and warm.data; it prints the GET's window for `perf report
+--no-children --sort comm,dso,symbol --time START,END -i ...` (the recording starts 1 s
+before the GET).
 --perf-call-graph dwarf unwinds through Rust frames (no frame pointers), at more cost.
 
 Exit status 1 if a body differs, a GET fails or a warm GET reached the origin.
@@ -223,11 +227,20 @@ class CpuWatch:
     def __enter__(self):
         self.b0, self.t0, self.i0 = cpu_times()
         self.o0 = self.ours()
+        self.p0 = [proc_ticks(p) for p in self.pids]
+        self.k0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         return self
 
     def __exit__(self, *exc):
         b1, t1, i1 = cpu_times()
         total = max(1, t1 - self.t0)
+        # Each process's share of one core over the block (ticks and jiffies: USER_HZ,
+        # summed over the CPUs, so total / cpus is the wall time), and the clients'.
+        wall = total / max(1, os.cpu_count() or 1)
+        self.each = [(proc_ticks(p) - t0) / wall for p, t0 in zip(self.pids, self.p0)]
+        k1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.clients = (k1.ru_utime + k1.ru_stime - self.k0.ru_utime - self.k0.ru_stime) * \
+            os.sysconf("SC_CLK_TCK") / wall
         self.busy = (b1 - self.b0) / total
         # Interrupts count as ours: the loopback traffic is this run's.
         ours = self.ours() - self.o0 + (i1 - self.i0)
@@ -470,7 +483,7 @@ def main():
                    help="before each trial, wait up to this long for idle CPUs")
     p.add_argument("--keep", action="store_true", help="keep the file, configs and logs")
     p.add_argument("--json", metavar="FILE", help="also write the figures here")
-    p.add_argument("--perf", metavar="DIR", help="perf record one more cold and warm GET here")
+    p.add_argument("--perf", metavar="DIR", help="perf record one uncached, one more cold and one warm GET here")
     p.add_argument("--perf-call-graph", default="fp", metavar="HOW",
                    help="perf record --call-graph: fp (as -g) or dwarf (deeper, heavier)")
     args = p.parse_args()
@@ -513,6 +526,7 @@ def main():
         samples = {m: [] for m in MODES}   # (first byte, total, cpu busy, foreign cpu)
         ours = [os.getpid(), *origin.pids, *(n.pid() for n in nodes.procs)]
         origin_reqs = {m: [] for m in MODES}
+        split = {m: [] for m in MODES}     # (nginx, node 0, other nodes, curl): cores
         owners = []                        # the node holding each trial's manifest
         rss_fast = []                      # node 0's growth during each warm GET
 
@@ -523,6 +537,10 @@ def main():
             if status != 200 or got != size:
                 raise SystemExit(f"{mode} GET {url}: status {status}, {got} of {size} bytes")
             samples[mode].append((first, total, cpu.busy, cpu.foreign))
+            n_origin = len(origin.pids)
+            each = cpu.each[1:]
+            split[mode].append((sum(each[:n_origin]), each[n_origin],
+                                sum(each[n_origin + 1:]), cpu.clients))
             time.sleep(0.3)  # nginx logs a request as it ends (a cut one too)
             origin_reqs[mode].append(origin.requests(uri) - before)
             return cache_status
@@ -580,11 +598,12 @@ def main():
             uri = f"/f/{NAME}?t=perf"
             if not args.no_purge:
                 nodes.purge(warm_uri)
-            for mode in ("cold", "warm"):
+            for mode in ("uncached", "cold", "warm"):
                 wait_quiet(ours, args.quiet_wait)
                 out = os.path.join(os.path.abspath(args.perf), f"{mode}.data")
+                path = nostore_uri if mode == "uncached" else uri
                 cpu, window, r = perf_record(out, args.perf_call_graph, ours,
-                                             lambda: curl(nodes.url(0, uri)))
+                                             lambda: curl(nodes.url(0, path)))
                 perf[mode] = {"file": out, "cpu_busy": cpu.busy, "cpu_foreign": cpu.foreign,
                               "first_byte": r[0], "time": r[1], "window": window}
 
@@ -605,6 +624,14 @@ def main():
             print(f"| {m} | {total:.2f} s | {size / total / 1e9:.2f} | {first * 1000:.1f} ms "
                   f"| {t_unc / total:.2f}x | {t_dir / total:.2f}x | {busy * 100:.0f} % "
                   f"| {foreign * 100:.0f} % | {reqs:g} |")
+        print()
+        print("CPU by process, in cores (median; 2 cores in all):")
+        print()
+        print("| mode | nginx | node 0 | other nodes | curl |")
+        print("|---|---|---|---|---|")
+        for m in MODES:
+            cols = [statistics.median(s[k] for s in split[m]) for k in range(4)]
+            print(f"| {m} | " + " | ".join(f"{c:.2f}" for c in cols) + " |")
         print()
         print("The key's owner (its manifest; a node that does not own it forwards the request "
               "there), by trial: " + ", ".join(owners))
