@@ -233,7 +233,7 @@ fn stored_headers(headers: HeaderMap, response_time: SystemTime, len: u64) -> He
 /// hyper parses header values as slices of the connection's read buffer (up to ~400 KiB).
 /// Stored as they are, each entry would keep a whole buffer alive that the weigher never sees,
 /// so the values are copied into allocations of their own.
-fn detached(headers: HeaderMap) -> HeaderMap {
+pub(crate) fn detached(headers: HeaderMap) -> HeaderMap {
     let mut copy = HeaderMap::with_capacity(headers.len());
     for (name, value) in &headers {
         let mut owned = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
