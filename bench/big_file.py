@@ -26,7 +26,10 @@ turn some of its chunks away (a warm GET then reaches the origin).
 Each trial, curl (to /dev/null, as fast as it reads) times:
 
   direct         nginx itself, /f/<name>
-  uncached       node 0, /nostore/<name>: streamed through the node, nothing stored
+  uncached       node 0, /nostore/<name>?u=<i>: streamed through the node, nothing stored;
+                 a key another node owns, so node 0 forwards the miss there and the bytes
+                 cross two nodes, as nine cold chunks in ten do on ten nodes
+  uncached (node 0 owns)  the same through a key node 0 owns: it fetches the file itself
   cold           node 0, /f/<name>?t=<trial>: a key never asked before, stored in chunks
   warm           the same URL again through node 0: every chunk in the cluster's memory
   warm (node 1)  the same URL through another node
@@ -38,10 +41,12 @@ mode's (> 1: faster), CPU busy (both cores, from /proc/stat), foreign CPU (busy,
 in the nodes, nginx, curl, this script or interrupts: another load on the machine, plus a
 few % of kernel threads such as ksoftirqd carrying this run's own traffic) and the goals:
 cold >= 0.9x uncached with first byte <= uncached's + 5 ms, warm >= 1.0x uncached and
->= 0.8x direct. A second table splits the CPU by process, in cores over each GET (medians):
-nginx, node 0, the other nodes together, curl. The uncached stream is fetched by the owner
-of its own key: when that is another node than 0, its bytes cross two nodes, as a cold
-chunk's do; when it is node 0, one (the table shows which: "other nodes" near 0).
+>= 0.8x direct; and the cold goals against the stream through node 0 alone, which cold
+chunks cannot match while each is fetched by its owner (most are another node's). The
+two uncached keys are found before the trials by asking node 0 for the first byte of
+/nostore/<name>?u=0, 1, ... and reading which node fetched it (its Cache-Status). A second
+table splits the CPU by process, in cores over each GET (medians): nginx, node 0, the other
+nodes together, curl.
 
 Each trial (and each perf recording) starts once other processes took under 5 % of the CPUs
 for a second (waiting at most --quiet-wait s); a GET whose foreign CPU went above 10 % is
@@ -156,7 +161,7 @@ hosts = ["127.0.0.1", "localhost"]
 origin = ["http://127.0.0.1:{origin}"]
 """
 
-MODES = ["direct", "uncached", "cold", "warm", "warm (node 1)"]
+MODES = ["direct", "uncached", "uncached (node 0 owns)", "cold", "warm", "warm (node 1)"]
 
 
 def mib(n):
@@ -274,6 +279,30 @@ def curl(url, *extra):
     if len(fields) != 4:
         raise SystemExit(f"GET {url}: curl printed {out!r}")
     return float(fields[0]), float(fields[1]), int(fields[2]), int(fields[3]), cache_status
+
+
+def fetched_by(cache_status):
+    """The node that fetched a response from the origin: the first member of its Cache-Status
+    (RFC 9211: the one nearest the origin)."""
+    return cache_status.split(",")[0].split(";")[0].strip() or "-"
+
+
+def uncached_keys(nodes, path, tries=200):
+    """Two query strings for the no-store file through node 0: one whose key another node owns
+    (node 0 forwards the miss there, so the bytes cross two nodes, as a cold chunk's mostly
+    do), one whose key node 0 owns (it fetches the file itself); each found by asking for
+    its first byte."""
+    other = mine = None
+    for i in range(tries):
+        uri = f"{path}?u={i}"
+        owner = fetched_by(curl(nodes.url(0, uri), "-r", "0-0")[4])
+        if owner == "node-0":
+            mine = mine or uri
+        elif owner.startswith("node-"):
+            other = other or uri
+        if other and mine:
+            return other, mine
+    raise SystemExit(f"no key owned by node 0 and one by another among {tries} of {path}")
 
 
 def stored_on(cache_status):
@@ -546,11 +575,13 @@ def main():
             return cache_status
 
         # Every GET below is the client's only one: nothing else runs meanwhile.
-        direct_uri, nostore_uri = f"/f/{NAME}", f"/nostore/{NAME}"
+        direct_uri = f"/f/{NAME}"
+        nostore_uri, own_uri = uncached_keys(nodes, f"/nostore/{NAME}")
         for n in range(args.trials):
             wait_quiet(ours, args.quiet_wait)
             timed("direct", origin.url(direct_uri), direct_uri)
             timed("uncached", nodes.url(0, nostore_uri), nostore_uri)
+            timed("uncached (node 0 owns)", nodes.url(0, own_uri), own_uri)
             uri = f"/f/{NAME}?t={n}"
             if n and not args.no_purge:
                 nodes.purge(f"/f/{NAME}?t={n - 1}")
@@ -611,19 +642,20 @@ def main():
         med = {m: tuple(statistics.median(s[k] for s in samples[m]) for k in range(4))
                for m in MODES}
         t_unc, t_dir = med["uncached"][1], med["direct"][1]
+        t_own = med["uncached (node 0 owns)"][1]
         print(f"## {args.size} object, {args.nodes} nodes of cache.memory {mib(memory)}, "
               f"chunk_size {args.chunk_size}, replicas {args.replicas}, "
               f"median of {args.trials}")
         print()
-        print("| mode | time | GB/s | first byte | vs uncached | vs direct | CPU busy "
-              "| foreign CPU | origin requests per GET |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| mode | time | GB/s | first byte | vs uncached | vs uncached (node 0 owns) "
+              "| vs direct | CPU busy | foreign CPU | origin requests per GET |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for m in MODES:
             first, total, busy, foreign = med[m]
             reqs = statistics.median(origin_reqs[m])
             print(f"| {m} | {total:.2f} s | {size / total / 1e9:.2f} | {first * 1000:.1f} ms "
-                  f"| {t_unc / total:.2f}x | {t_dir / total:.2f}x | {busy * 100:.0f} % "
-                  f"| {foreign * 100:.0f} % | {reqs:g} |")
+                  f"| {t_unc / total:.2f}x | {t_own / total:.2f}x | {t_dir / total:.2f}x "
+                  f"| {busy * 100:.0f} % | {foreign * 100:.0f} % | {reqs:g} |")
         print()
         print("CPU by process, in cores (median; 2 cores in all):")
         print()
@@ -649,6 +681,12 @@ def main():
                       f"{(0.9 - r_cold) / 0.9 * 100:.0f} % short"))
         print(verdict(ttfb_gap <= 5, "cold first byte <= uncached's + 5 ms",
                       f"{ttfb_gap:+.1f} ms", f"{ttfb_gap - 5:.1f} ms over"))
+        r_own = t_own / med["cold"][1]
+        own_gap = (med["cold"][0] - med["uncached (node 0 owns)"][0]) * 1000
+        print(verdict(r_own >= 0.9, "cold >= 0.9x uncached through node 0 alone",
+                      f"{r_own:.2f}x", f"{(0.9 - r_own) / 0.9 * 100:.0f} % short"))
+        print(verdict(own_gap <= 5, "cold first byte <= that stream's + 5 ms",
+                      f"{own_gap:+.1f} ms", f"{own_gap - 5:.1f} ms over"))
         print(verdict(r_warm >= 1.0, "warm >= 1.0x uncached", f"{r_warm:.2f}x",
                       f"{(1.0 - r_warm) * 100:.0f} % short"))
         print(verdict(r_warm_dir >= 0.8, "warm >= 0.8x direct", f"{r_warm_dir:.2f}x",
