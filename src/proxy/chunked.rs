@@ -38,6 +38,7 @@ use crate::cache::chunk::{self, ChunkMap, ChunkRequest, Mismatch};
 use crate::cache::control::RequestDirectives;
 use crate::cache::range::Piece;
 use crate::cluster::hop::Hops;
+use crate::cluster::peer::Reads;
 use crate::error::ProxyError;
 use crate::service::{ClientInfo, ProxyBody};
 use crate::storage::Entry;
@@ -463,15 +464,17 @@ impl Reader {
         out
     }
 
-    /// Start reading `index`, holding `held` of the budget: all of it read ahead, a window of
-    /// it when it is sent as it comes.
-    fn read(&self, index: u64, held: Reservation, window: usize) -> Reading {
+    /// Start reading `index`, holding `held` of the budget: all of it read ahead (from
+    /// another node in large frames), a window of it when it is sent as it comes (in small
+    /// ones: a slow client holds a few frames of it at each step, outside the budget).
+    fn read(&self, index: u64, held: Reservation, window: usize, reads: Reads) -> Reading {
         let arriving = Arc::new(Arriving::new(window));
         let request = self.segments.map.request(index);
         let task = tokio::spawn(fetch(
             self.proxy.clone(),
             self.base.clone(),
             request,
+            reads,
             arriving.clone(),
         ));
         Reading {
@@ -490,7 +493,7 @@ impl Reader {
         } else {
             MIN_WINDOW
         };
-        self.read(index, held, window)
+        self.read(index, held, window, Reads::Small)
     }
 
     /// Make `index` the chunk being sent, and read ahead of it.
@@ -530,7 +533,8 @@ impl Reader {
                 // The node reads ahead for many responses already: this one reads as it sends.
                 break;
             }
-            let reading = self.read(next, held, usize::try_from(len).unwrap_or(usize::MAX));
+            let window = usize::try_from(len).unwrap_or(usize::MAX);
+            let reading = self.read(next, held, window, Reads::Large);
             self.ahead.push_back(reading);
         }
     }
@@ -665,9 +669,15 @@ impl Reader {
 
 /// Read one chunk through the request path into `arriving`, frame by frame as its body
 /// comes; no more than the chunk's length is read (a longer body is an error, not memory).
-async fn fetch(proxy: Arc<Proxy>, base: Arc<Base>, request: ChunkRequest, arriving: Arc<Arriving>) {
+async fn fetch(
+    proxy: Arc<Proxy>,
+    base: Arc<Base>,
+    request: ChunkRequest,
+    reads: Reads,
+    arriving: Arc<Arriving>,
+) {
     let result = async {
-        let ctx = base.context(&request);
+        let ctx = base.context(&request, reads);
         // Boxed: the request path may serve chunked objects.
         let served = Box::pin(proxy.cacheable(ctx)).await;
         let (parts, mut body) = served.response.into_parts();
@@ -756,7 +766,7 @@ impl Base {
         }
     }
 
-    fn context(&self, request: &ChunkRequest) -> RequestContext {
+    fn context(&self, request: &ChunkRequest, reads: Reads) -> RequestContext {
         RequestContext {
             site: self.site.clone(),
             method: Method::GET,
@@ -770,6 +780,7 @@ impl Base {
             hops: self.hops,
             chunk: Some(request.clone()),
             manifest: Manifest::No,
+            reads,
         }
     }
 }

@@ -24,7 +24,7 @@ use crate::cache::freshness;
 use crate::cache::status::NoCacheReason;
 use crate::cache::vary::{SecondaryKey, secondary_key};
 use crate::cluster::hop::{FETCHED_HEADER, fetched_value};
-use crate::cluster::peer::{PROBE_PATH, PeerError};
+use crate::cluster::peer::{PROBE_PATH, PeerError, Reads};
 use crate::cluster::purge_log::Verdict;
 use crate::error::ProxyError;
 use crate::observability::metrics::Discard;
@@ -88,6 +88,8 @@ pub(crate) struct FillJob {
     pub(crate) chunk: Option<ChunkRequest>,
     /// This node reads the chunks itself: the object's owner may answer with its manifest.
     pub(crate) offer_manifest: bool,
+    /// How a node's answer is read (the leading request's choice).
+    pub(crate) reads: Reads,
 }
 
 /// With `replicas > 1`, the other live nodes that hold the key: what this node stores of a
@@ -222,6 +224,7 @@ impl FillJob {
             };
             let answer = cluster
                 .client
+                .reading(self.reads)
                 .forward(
                     &hop.peer,
                     &request,

@@ -802,6 +802,7 @@ impl Proxy {
             registered,
             upstream,
             chunk: ctx.chunk.clone(),
+            reads: ctx.reads,
             offer_manifest: ctx.manifest == Manifest::Offer,
         };
         tokio::spawn(fill::run(job, Publisher::new(fill)));

@@ -19,6 +19,7 @@ use crate::cache::policy::{KEY_FIELD, Policy, set_key_field};
 use crate::cache::storable::SetCookie;
 use crate::cluster::Cluster;
 use crate::cluster::hop::Hops;
+use crate::cluster::peer::Reads;
 use crate::cluster::shield::ShieldTier;
 use crate::config::{DnsConfig, HostPattern, SiteConfig};
 use crate::error::ProxyError;
@@ -207,6 +208,8 @@ pub struct RequestContext {
     pub(crate) chunk: Option<ChunkRequest>,
     /// Who reads the chunks of an object stored in chunks, when another node holds it.
     pub(crate) manifest: Manifest,
+    /// How an answer forwarded from another node is read.
+    pub(crate) reads: Reads,
 }
 
 /// Which node reads an object's chunks when the object's owner is another node: reading
@@ -315,6 +318,7 @@ pub fn prepare(
         },
         hops,
         chunk: None,
+        reads: Reads::Large,
     })
 }
 
