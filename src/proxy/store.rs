@@ -76,7 +76,9 @@ fn strip_restricted_fields(headers: &mut HeaderMap, cc: &ResponseDirectives) {
 }
 
 /// Build the entry for a storable response whose whole body is `body`. `headers` carry no
-/// `Set-Cookie` (the fill keeps those for its leading client).
+/// `Set-Cookie` (the fill keeps those for its leading client), and are the node's own, not
+/// hyper's slices of a read buffer ([`detached`]: a fill detaches its upstream's head as it
+/// arrives).
 pub fn build_entry(
     head: &OriginHead<'_>,
     headers: HeaderMap,
@@ -217,8 +219,7 @@ const CACHE_STATUS: &str = "cache-status";
 
 /// Stored headers carry no `Age` (computed per hit), always a `Date` (RFC 9110 §6.6.1: a
 /// cache adds one if the origin did not), and a `Content-Length` that is the body's.
-fn stored_headers(headers: HeaderMap, response_time: SystemTime, len: u64) -> HeaderMap {
-    let mut headers = detached(headers);
+fn stored_headers(mut headers: HeaderMap, response_time: SystemTime, len: u64) -> HeaderMap {
     headers.remove(header::AGE);
     if !headers.contains_key(header::DATE) {
         let date = httpdate::fmt_http_date(response_time);
@@ -231,8 +232,9 @@ fn stored_headers(headers: HeaderMap, response_time: SystemTime, len: u64) -> He
 }
 
 /// hyper parses header values as slices of the connection's read buffer (up to ~400 KiB).
-/// Stored as they are, each entry would keep a whole buffer alive that the weigher never sees,
-/// so the values are copied into allocations of their own.
+/// Kept as they are, by an entry or by a fill while a slow client reads its body, they would
+/// keep a whole buffer alive that no budget sees, so the values are copied into allocations
+/// of their own.
 pub(crate) fn detached(headers: HeaderMap) -> HeaderMap {
     let mut copy = HeaderMap::with_capacity(headers.len());
     for (name, value) in &headers {
