@@ -388,6 +388,15 @@ mod tests {
         );
     }
 
+    /// Three chunks of 1 MiB of the representation `validator` names.
+    fn three_chunks(validator: &'static str) -> ChunkMap {
+        ChunkMap {
+            total: 3 * MIB,
+            size: MIB,
+            validator: HeaderValue::from_static(validator),
+        }
+    }
+
     #[test]
     fn chunks_cover_the_representation_exactly() {
         let map = ChunkMap {
@@ -414,11 +423,7 @@ mod tests {
 
     #[test]
     fn a_hop_marker_round_trips_and_junk_is_refused() {
-        let map = ChunkMap {
-            total: 3 * MIB,
-            size: MIB,
-            validator: HeaderValue::from_static("\"v\""),
-        };
+        let map = three_chunks("\"v\"");
         let request = map.request(2);
         let back = ChunkRequest::from_hop(&request.marker(), Some(&request.validator));
         assert_eq!(back, Some(request.clone()));
@@ -435,11 +440,7 @@ mod tests {
 
     #[test]
     fn chunk_keys_differ_by_span_and_validator_and_name_their_url() {
-        let v1 = ChunkMap {
-            total: 3 * MIB,
-            size: MIB,
-            validator: HeaderValue::from_static("\"v1\""),
-        };
+        let v1 = three_chunks("\"v1\"");
         let v2 = ChunkMap {
             validator: HeaderValue::from_static("\"v2\""),
             ..v1.clone()
@@ -460,11 +461,7 @@ mod tests {
 
     #[test]
     fn check_accepts_only_the_exact_span_of_the_same_representation() {
-        let map = ChunkMap {
-            total: 3 * MIB,
-            size: MIB,
-            validator: HeaderValue::from_static("\"v1\""),
-        };
+        let map = three_chunks("\"v1\"");
         let request = map.request(1);
         let range = request.content_range();
         let partial = |etag: &str, range: &str| {
@@ -509,11 +506,7 @@ mod tests {
 
     #[test]
     fn a_206_without_its_validator_cannot_be_stitched() {
-        let map = ChunkMap {
-            total: 3 * MIB,
-            size: MIB,
-            validator: HeaderValue::from_static("\"v1\""),
-        };
+        let map = three_chunks("\"v1\"");
         let request = map.request(1);
         let range = request.content_range();
         let answer = |fields: &[(&str, &str)]| {
